@@ -1,0 +1,146 @@
+"""The NATS connection every Ballast service holds, tuned to notice a dead server in seconds and never give up."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import nats
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from pydantic import BaseModel
+
+from ballast.bus import endpoints, streams
+from ballast.bus.publisher import Publisher
+from ballast.events.catalogue import CATALOGUE, Catalogue, ConsumerSpec, EndpointSpec, StreamSpec
+from ballast.telemetry.metrics import BusMetrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BusOptions:
+    # nats-py defaults give up after 60 attempts and notice a dead peer after 4 minutes; services must do neither.
+    ping_interval: int = 2
+    max_outstanding_pings: int = 2
+    reconnect_time_wait: float = 0.5
+    connect_timeout: int = 2
+    drain_timeout: int = 10
+    request_timeout: float = 5.0
+    publish_window: int = 4000  # outstanding async publishes before publishers wait
+
+
+class Bus:
+    """A connected client: JetStream context, publisher, consumers and endpoints share it."""
+
+    def __init__(
+        self,
+        url: str,
+        nc: Client,
+        js: JetStreamContext,
+        metrics: BusMetrics,
+        catalogue: Catalogue,
+        options: BusOptions,
+    ) -> None:
+        self.url = url
+        self.nc = nc
+        self.js = js
+        self.metrics = metrics
+        self.catalogue = catalogue
+        self.options = options
+        self.publisher = Publisher(js, metrics, catalogue, options.request_timeout)
+        self._services: list[endpoints.MicroService] = []
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        name: str,
+        metrics: BusMetrics,
+        catalogue: Catalogue = CATALOGUE,
+        options: BusOptions = BusOptions(),
+        wait_connected: float | None = None,
+    ) -> Bus:
+        """Connects, retrying until `wait_connected` seconds have passed (None: try once, then fail).
+
+        Once connected, the client reconnects forever after any loss.
+        """
+
+        async def disconnected() -> None:
+            metrics.connected.set(0)
+            log.warning("disconnected from NATS")
+
+        async def reconnected() -> None:
+            metrics.connected.set(1)
+            metrics.reconnects.inc()
+            log.info("reconnected to NATS")
+
+        async def error(exc: Exception) -> None:
+            log.debug("NATS client error: %s", exc)
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (wait_connected or 0.0)
+        while True:
+            nc = Client()
+            try:
+                await nc.connect(
+                    servers=[url],
+                    name=name,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=options.reconnect_time_wait,  # type: ignore[arg-type]  # any number works
+                    ping_interval=options.ping_interval,
+                    max_outstanding_pings=options.max_outstanding_pings,
+                    connect_timeout=options.connect_timeout,
+                    drain_timeout=options.drain_timeout,
+                    allow_reconnect=True,
+                    disconnected_cb=disconnected,
+                    reconnected_cb=reconnected,
+                    error_cb=error,
+                )
+                break
+            except (nats.errors.NoServersError, OSError, TimeoutError) as exc:
+                # A service started before NATS waits for it (up to wait_connected) instead of crash-looping.
+                if loop.time() >= deadline:
+                    raise ConnectionError(f"cannot connect to NATS at {url}: {exc}") from exc
+                log.info("NATS at %s not reachable yet (%s); retrying", url, exc)
+                await asyncio.sleep(options.reconnect_time_wait)
+        metrics.connected.set(1 if nc.is_connected else 0)
+        js = nc.jetstream(timeout=options.request_timeout, publish_async_max_pending=options.publish_window)
+        return cls(url, nc, js, metrics, catalogue, options)
+
+    @property
+    def is_connected(self) -> bool:
+        return bool(self.nc.is_connected)
+
+    async def ensure_streams(self, specs: Sequence[StreamSpec] | None = None) -> None:
+        for spec in specs if specs is not None else self.catalogue.streams:
+            await streams.ensure_stream(self.js, spec)
+
+    async def ensure_consumer(self, spec: ConsumerSpec) -> None:
+        await streams.ensure_consumer(self.js, spec)
+
+    async def serve(self, spec: EndpointSpec, handler: endpoints.EndpointHandler) -> None:
+        """Serves `spec` with a NATS micro service (discoverable with `$SRV.PING`, stats, queue-group balanced)."""
+        self._services.append(await endpoints.serve(self.nc, spec, handler, self.metrics))
+
+    async def request(self, spec: EndpointSpec, body: BaseModel, timeout: float | None = None) -> BaseModel:
+        return await endpoints.call(self.nc, spec, body, timeout or self.options.request_timeout)
+
+    async def close(self) -> None:
+        """Stops endpoints, flushes pending publishes and drains the connection, bounded by the drain timeout."""
+        for service in self._services:
+            await service.stop()
+        self._services.clear()
+        if self.nc.is_closed:
+            return
+        try:
+            async with asyncio.timeout(self.options.drain_timeout):
+                await self.publisher.flush()
+                await self.nc.drain()
+        except (TimeoutError, nats.errors.Error) as exc:
+            log.warning("drain did not finish cleanly (%s); closing", exc)
+            await self.nc.close()
+        self.metrics.connected.set(0)

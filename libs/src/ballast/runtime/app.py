@@ -1,0 +1,183 @@
+"""The one place a service wires its handlers, and the process lifecycle around them.
+
+app = ServiceApp("incident-bot", settings)
+app.consume(INCIDENT_SIGNALS, on_signal)
+app.serve(INCIDENT_STATUS, status)
+run_service(...)  # health server, NATS, streams, consumers, endpoints; SIGTERM drains and exits 0
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import nats.errors
+import nats.js.errors
+from prometheus_client import CollectorRegistry
+
+from ballast.bus.connection import Bus
+from ballast.bus.consumer import Consumer, Handler
+from ballast.bus.endpoints import EndpointHandler
+from ballast.events.catalogue import CATALOGUE, Catalogue, ConsumerSpec, EndpointSpec
+from ballast.runtime.config import ConfigError, ServiceSettings, load_settings
+from ballast.runtime.http import HealthServer, ReadinessCheck
+from ballast.telemetry.logs import configure_logging
+from ballast.telemetry.metrics import BusMetrics
+from ballast.telemetry.tracing import configure_tracing
+
+log = logging.getLogger(__name__)
+
+_TRANSIENT = (
+    TimeoutError,
+    nats.errors.TimeoutError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+    nats.js.errors.ServiceUnavailableError,
+)
+
+BackgroundTask = Callable[[Bus, asyncio.Event], Coroutine[Any, Any, None]]  # runs until the stop event is set
+
+
+@dataclass(frozen=True)
+class _Subscription:
+    spec: ConsumerSpec
+    handler: Handler
+    concurrency: int
+    batch: int
+
+
+class ServiceApp:
+    def __init__(self, name: str, settings: ServiceSettings, catalogue: Catalogue = CATALOGUE) -> None:
+        self.name = name
+        self.settings = settings
+        self.catalogue = catalogue
+        self.registry = CollectorRegistry()
+        self.metrics = BusMetrics(self.registry)
+        self.bus: Bus | None = None
+        self.health: HealthServer | None = None
+        self.ready = asyncio.Event()
+        self._subscriptions: list[_Subscription] = []
+        self._endpoints: list[tuple[EndpointSpec, EndpointHandler]] = []
+        self._background: list[BackgroundTask] = []
+        self._checks: dict[str, ReadinessCheck] = {"nats": self._nats_ready}
+
+    def consume(self, spec: ConsumerSpec, handler: Handler, *, concurrency: int = 32, batch: int = 32) -> None:
+        self._subscriptions.append(_Subscription(spec, handler, concurrency, batch))
+
+    def serve(self, spec: EndpointSpec, handler: EndpointHandler) -> None:
+        self._endpoints.append((spec, handler))
+
+    def background(self, task: BackgroundTask) -> None:
+        self._background.append(task)
+
+    def readiness(self, name: str, check: ReadinessCheck) -> None:
+        self._checks[name] = check
+
+    def _nats_ready(self) -> str | None:
+        if self.bus is None:
+            return "not connected yet"
+        if not self.bus.is_connected:
+            return "disconnected; reconnecting"
+        return None if self.ready.is_set() else "setting up streams, consumers and endpoints"
+
+    async def _set_up(self, bus: Bus) -> list[Consumer]:
+        if self.settings.ensure_streams:
+            await bus.ensure_streams()
+        consumers = []
+        for sub in self._subscriptions:
+            await bus.ensure_consumer(sub.spec)
+            consumers.append(
+                Consumer(
+                    bus.js,
+                    sub.spec,
+                    sub.handler,
+                    registry=self.catalogue.registry,
+                    metrics=self.metrics,
+                    concurrency=sub.concurrency,
+                    batch=sub.batch,
+                )
+            )
+        return consumers
+
+    async def _set_up_until_done(self, bus: Bus) -> list[Consumer]:
+        """Stream and consumer set-up are idempotent: a NATS hiccup during start-up means try again, not crash."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.connect_wait
+        while True:
+            try:
+                return await self._set_up(bus)
+            except _TRANSIENT as exc:
+                if loop.time() >= deadline:
+                    raise
+                log.warning("set-up interrupted (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(0.5)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Runs until `stop` is set, then drains: no new fetches, in-flight work finishes or is handed back."""
+        settings = self.settings
+        self.health = HealthServer(self.registry, self._checks, settings.http_host, settings.http_port)
+        await self.health.start()
+        log.info("serving health and metrics", extra={"url": f"http://{settings.http_host}:{self.health.port}"})
+        try:
+            self.bus = await Bus.connect(
+                settings.nats_url,
+                name=self.name,
+                metrics=self.metrics,
+                catalogue=self.catalogue,
+                wait_connected=settings.connect_wait,
+            )
+            consumers = await self._set_up_until_done(self.bus)
+            for spec, handler in self._endpoints:
+                await self.bus.serve(spec, handler)
+            self.ready.set()
+            log.info(
+                "started",
+                extra={
+                    "consumers": [c.spec.durable for c in consumers],
+                    "endpoints": [s.subject for s, _ in self._endpoints],
+                },
+            )
+            async with asyncio.TaskGroup() as tasks:
+                for consumer in consumers:
+                    tasks.create_task(consumer.run(grace=settings.shutdown_grace))
+                for task in self._background:
+                    tasks.create_task(task(self.bus, stop))
+                await stop.wait()
+                log.info("stopping: draining in-flight work", extra={"grace_s": settings.shutdown_grace})
+                for consumer in consumers:
+                    consumer.stop()
+        finally:
+            if self.bus is not None:
+                await self.bus.close()
+            await self.health.stop()
+        log.info("stopped")
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def run_service(name: str, settings_type: type[S], build: Callable[[S], ServiceApp]) -> None:
+    """The `python -m ballast.<service>` entry point: exits 2 on bad configuration, 0 after a clean drain."""
+    try:
+        settings = load_settings(settings_type)
+    except ConfigError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(name, settings.log_level)
+    configure_tracing(name)
+    log.info("configuration", extra={"settings": json.loads(json.dumps(settings.masked(), default=str))})
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await build(settings).run(stop)
+
+    asyncio.run(main())

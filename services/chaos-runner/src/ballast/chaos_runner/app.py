@@ -1,0 +1,17 @@
+"""Wiring of the chaos-runner service: its settings and the handlers it registers with the runtime."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ballast.runtime import ServiceApp, ServiceSettings
+
+NAME = "chaos-runner"
+
+
+class ChaosRunnerSettings(ServiceSettings):
+    http_port: int = Field(default=8084, ge=0, le=65535)
+
+
+def build(settings: ChaosRunnerSettings) -> ServiceApp:
+    return ServiceApp(NAME, settings)

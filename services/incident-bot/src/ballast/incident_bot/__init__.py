@@ -1,0 +1,1 @@
+"""Ballast incident-bot service."""

@@ -1,0 +1,1 @@
+"""Ballast policy-gate service."""

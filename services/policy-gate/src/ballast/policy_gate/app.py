@@ -1,0 +1,17 @@
+"""Wiring of the policy-gate service: its settings and the handlers it registers with the runtime."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ballast.runtime import ServiceApp, ServiceSettings
+
+NAME = "policy-gate"
+
+
+class PolicyGateSettings(ServiceSettings):
+    http_port: int = Field(default=8083, ge=0, le=65535)
+
+
+def build(settings: PolicyGateSettings) -> ServiceApp:
+    return ServiceApp(NAME, settings)

@@ -1,0 +1,1 @@
+"""Ballast slo-engine service."""

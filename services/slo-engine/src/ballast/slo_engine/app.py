@@ -1,0 +1,17 @@
+"""Wiring of the slo-engine service: its settings and the handlers it registers with the runtime."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ballast.runtime import ServiceApp, ServiceSettings
+
+NAME = "slo-engine"
+
+
+class SloEngineSettings(ServiceSettings):
+    http_port: int = Field(default=8082, ge=0, le=65535)
+
+
+def build(settings: SloEngineSettings) -> ServiceApp:
+    return ServiceApp(NAME, settings)
