@@ -22,7 +22,7 @@ from ballast.bus.consumer import DLQ_CONSUMER, DLQ_DELIVERIES, DLQ_REASON, DLQ_S
 from ballast.events import encode
 from ballast.events.catalogue import CATALOGUE, POLICY_CHECK, ConsumerSpec, k8s_subject
 from ballast.events.payloads import PolicyCheckRequest, PolicyCheckResponse, PolicyViolation
-from ballast.telemetry.tracing import configure_tracing, tracer
+from ballast.telemetry.tracing import ExportAwareSampler, configure_tracing, tracer
 from ballast.testing import eventually
 
 Handler = Callable[[Delivery], Awaitable[None]]
@@ -272,3 +272,24 @@ async def test_request_reply_endpoint_answers_typed_and_maps_errors(bus: Bus) ->
     assert "namespace" in reply.headers["Nats-Service-Error"]
     ping = await bus.nc.request("$SRV.PING.policy", b"", timeout=2)
     assert json.loads(ping.data)["type"] == "io.nats.micro.v1.ping_response"
+
+
+async def test_trace_context_flows_even_when_no_span_is_recorded(
+    bus: Bus, run_consumer: Any, cluster: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    provider = configure_tracing("test")
+    assert isinstance(provider.sampler, ExportAwareSampler)
+    monkeypatch.setattr(provider.sampler, "exporting", False)
+    await bus.ensure_streams()
+    with tracer().start_as_current_span("deploy webapp") as root:
+        assert not root.is_recording()
+        await bus.publisher.publish(k8s_subject(cluster, "shop", "Deployment", "updated"), observed("untraced"))
+    seen: list[int] = []
+
+    async def handle(delivery: Delivery) -> None:
+        seen.append(trace.get_current_span().get_span_context().trace_id)
+
+    await run_consumer(spec_for(cluster), handle)
+    await eventually(lambda: seen, what="event handled")
+    assert seen == [root.get_span_context().trace_id]
+    assert seen[0] != 0

@@ -148,3 +148,25 @@ async def test_server_killed_and_restarted_loses_no_acknowledged_publish(fresh_n
     await consuming
     await publisher_bus.close()
     await consumer_bus.close()
+
+
+async def test_paused_server_is_noticed_and_publishing_resumes_after_it_continues(
+    fresh_nats_server: NatsServer,
+) -> None:
+    """SIGSTOP leaves the socket open but silent: only pings reveal it. The publish waits and lands once, after."""
+    server = fresh_nats_server
+    bus = await Bus.connect(server.url, name="paused", metrics=BusMetrics(CollectorRegistry()))
+    await bus.ensure_streams()
+    subject = k8s_subject("paused", "shop", "Deployment", "updated")
+    server.pause()
+    try:
+        publishing = asyncio.create_task(bus.publisher.publish(subject, observed("during-pause")))
+        await eventually(lambda: not bus.is_connected, timeout=20, what="client notices the silent server")
+        assert not publishing.done()
+    finally:
+        server.resume()
+    ack = await asyncio.wait_for(publishing, 30)
+    assert ack.stream == "K8S_EVENTS"
+    info = await bus.js.stream_info("K8S_EVENTS", subjects_filter=subject)
+    assert info.state.subjects == {subject: 1}
+    await bus.close()

@@ -52,6 +52,7 @@ class Bus:
         self.options = options
         self.publisher = Publisher(js, metrics, catalogue, options.request_timeout)
         self._services: list[endpoints.MicroService] = []
+        self._closing = asyncio.Event()  # set by close(): the disconnect that follows is expected
 
     @classmethod
     async def connect(
@@ -69,9 +70,12 @@ class Bus:
         Once connected, the client reconnects forever after any loss.
         """
 
+        closing = asyncio.Event()
+
         async def disconnected() -> None:
             metrics.connected.set(0)
-            log.warning("disconnected from NATS")
+            if not closing.is_set():
+                log.warning("disconnected from NATS")
 
         async def reconnected() -> None:
             metrics.connected.set(1)
@@ -109,7 +113,9 @@ class Bus:
                 await asyncio.sleep(options.reconnect_time_wait)
         metrics.connected.set(1 if nc.is_connected else 0)
         js = nc.jetstream(timeout=options.request_timeout, publish_async_max_pending=options.publish_window)
-        return cls(url, nc, js, metrics, catalogue, options)
+        bus = cls(url, nc, js, metrics, catalogue, options)
+        bus._closing = closing
+        return bus
 
     @property
     def is_connected(self) -> bool:
@@ -131,6 +137,7 @@ class Bus:
 
     async def close(self) -> None:
         """Stops endpoints, flushes pending publishes and drains the connection, bounded by the drain timeout."""
+        self._closing.set()
         for service in self._services:
             await service.stop()
         self._services.clear()

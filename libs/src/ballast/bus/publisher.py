@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from ballast.events.catalogue import Catalogue
 from ballast.events.envelope import Envelope, encode
 from ballast.telemetry.metrics import BusMetrics
-from ballast.telemetry.tracing import inject_context, tracer
+from ballast.telemetry.tracing import inject_context, recording, tracer
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +57,17 @@ class Publisher:
         self._ack_timeout = ack_timeout
         self._deadline = deadline
 
-    def _prepare(self, subject: str, event: Envelope[BaseModel]) -> tuple[dict[str, str], bytes, str]:
+    def _prepare(self, event: Envelope[BaseModel]) -> tuple[dict[str, str], bytes]:
         headers, body = encode(event)
         headers[MSG_ID_HEADER] = event.msg_id
         inject_context(headers)
-        return headers, body, self._catalogue.stream_for(subject).name
+        return headers, body
 
     async def publish(self, subject: str, event: Envelope[BaseModel]) -> PubAck:
         """Stores `event` on `subject` and returns the server's acknowledgement (duplicate=True if already stored)."""
+        if not recording():
+            headers, body = self._prepare(event)
+            return await self._store(subject, headers, body)
         with tracer().start_as_current_span(
             f"send {subject}",
             kind=trace.SpanKind.PRODUCER,
@@ -75,39 +78,39 @@ class Publisher:
                 "messaging.operation.type": "send",
             },
         ):
-            headers, body, stream = self._prepare(subject, event)
-            return await self._store(subject, headers, body, stream)
+            headers, body = self._prepare(event)
+            return await self._store(subject, headers, body)
 
     async def publish_all(self, items: Sequence[tuple[str, Envelope[BaseModel]]]) -> list[PubAck]:
-        """Publishes many events through the async window and waits for all acknowledgements, in order."""
-        prepared = []
-        for subject, event in items:
-            headers, body, stream = self._prepare(subject, event)
-            prepared.append((subject, headers, body, stream))
-        pending: list[asyncio.Future[PubAck] | None] = []
-        for subject, headers, body, _ in prepared:
+        """Publishes many events through the async window and waits for all acknowledgements, in order.
+
+        Anything not acknowledged in time is sent again one by one with its message id, so the stream still holds
+        each event once.
+        """
+        prepared = [(subject, *self._prepare(event)) for subject, event in items]
+        futures: list[asyncio.Future[PubAck] | None] = []
+        for subject, headers, body in prepared:
             try:
-                pending.append(await self._js.publish_async(subject, body, headers=dict(headers)))
+                futures.append(await self._js.publish_async(subject, body, headers=dict(headers)))
             except _RETRYABLE:
-                pending.append(None)
+                futures.append(None)
+        waiting = [f for f in futures if f is not None]
+        if waiting:
+            await asyncio.wait(waiting, timeout=self._ack_timeout)
         acks: list[PubAck] = []
-        for (subject, headers, body, stream), future in zip(prepared, pending, strict=True):
-            ack = await self._settle(future, stream) if future is not None else None
-            if ack is None:
-                ack = await self._store(subject, headers, body, stream)
+        for (subject, headers, body), future in zip(prepared, futures, strict=True):
+            if future is not None and future.done() and not future.cancelled() and future.exception() is None:
+                ack = future.result()
+                self._count(ack)
+            else:
+                if future is not None:
+                    future.cancel()
+                    self._error(subject)
+                ack = await self._store(subject, headers, body)
             acks.append(ack)
         return acks
 
-    async def _settle(self, future: asyncio.Future[PubAck], stream: str) -> PubAck | None:
-        try:
-            ack = await asyncio.wait_for(future, self._ack_timeout)
-        except _RETRYABLE:
-            self._metrics.publish_errors.labels(stream).inc()
-            return None
-        self._count(ack)
-        return ack
-
-    async def _store(self, subject: str, headers: dict[str, str], body: bytes, stream: str) -> PubAck:
+    async def _store(self, subject: str, headers: dict[str, str], body: bytes) -> PubAck:
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self._deadline
         delay = 0.05
@@ -119,7 +122,7 @@ class Publisher:
                 )
                 ack = await asyncio.wait_for(future, self._ack_timeout)
             except _RETRYABLE as exc:
-                self._metrics.publish_errors.labels(stream).inc()
+                self._error(subject)
                 if loop.time() + delay >= give_up:
                     raise PublishError(
                         f"{subject}: not stored within {self._deadline:.0f}s ({type(exc).__name__})"
@@ -130,6 +133,9 @@ class Publisher:
                 continue
             self._count(ack)
             return ack
+
+    def _error(self, subject: str) -> None:
+        self._metrics.publish_errors.labels(self._catalogue.stream_for(subject).name).inc()
 
     def _count(self, ack: PubAck) -> None:
         self._metrics.published.labels(ack.stream, "true" if ack.duplicate else "false").inc()

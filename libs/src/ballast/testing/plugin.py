@@ -9,8 +9,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from ballast.bus.connection import Bus
+from ballast.local.nats_server import NatsServer
 from ballast.telemetry.metrics import BusMetrics
-from ballast.testing.nats_server import NatsServer
+from ballast.testing.kube import control_plane, kube_api, kubeconfig_path, namespace  # noqa: F401  (fixtures)
 from ballast.testing.service_process import ServiceProcess
 
 

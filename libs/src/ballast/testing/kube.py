@@ -1,0 +1,115 @@
+"""pytest fixtures for tests against Kubernetes: one local control plane per test run, a client and a namespace
+of its own per test.
+
+With `BALLAST_USE_EXISTING_CLUSTER=1` the same tests run against the cluster `KUBECONFIG` points at instead; a
+`KUBECONFIG` alone never redirects them, so a developer's real cluster is only touched on request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from ballast.kube.controlplane import ControlPlane, ControlPlaneError
+from ballast.kube.tools import ToolsMissing
+from ballast.testing.waiting import eventually
+
+if TYPE_CHECKING:
+    # Imported where used: the plugin loads this module in every suite, and kubernetes_asyncio takes seconds to
+    # import; suites that never ask for a client should not pay for it.
+    from kubernetes_asyncio import client
+    from kubernetes_asyncio.client.exceptions import ApiException
+
+USE_EXISTING_CLUSTER_ENV = "BALLAST_USE_EXISTING_CLUSTER"
+TEST_NAMESPACE_LABEL = "ballast.io/test-namespace"
+
+
+def existing_cluster_kubeconfig() -> Path | None:
+    """The kubeconfig of the cluster the user opted into, or None to run a local control plane."""
+    if os.environ.get(USE_EXISTING_CLUSTER_ENV, "") not in ("1", "true", "yes"):
+        return None
+    kubeconfig = os.environ.get("KUBECONFIG", "")
+    if not kubeconfig or os.pathsep in kubeconfig or not Path(kubeconfig).is_file():
+        raise pytest.UsageError(
+            f"{USE_EXISTING_CLUSTER_ENV}=1 needs KUBECONFIG to name one existing kubeconfig file (got {kubeconfig!r})"
+        )
+    return Path(kubeconfig)
+
+
+def api_status(exc: ApiException) -> dict[str, Any]:
+    """The Status object the API server sent with an error: `message`, `reason`, `details.causes[].field`."""
+    status: dict[str, Any] = json.loads(exc.body or b"{}")
+    return status
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane | None]:
+    """The local control plane of this test run (3 kwok nodes), or None when running against an existing cluster."""
+    if existing_cluster_kubeconfig() is not None:
+        yield None
+        return
+    plane = ControlPlane(nodes=3)
+    try:
+        plane.start()
+    except (ToolsMissing, ControlPlaneError) as exc:
+        # The message is the whole story (what to build, or the failing component's log): no traceback needed.
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture(scope="session")
+def kubeconfig_path(control_plane: ControlPlane | None) -> Path:
+    if control_plane is not None:
+        return control_plane.kubeconfig_path
+    existing = existing_cluster_kubeconfig()
+    assert existing is not None
+    return existing
+
+
+@pytest.fixture
+async def kube_api(kubeconfig_path: Path) -> AsyncIterator[client.ApiClient]:
+    """An admin client of the test's own: clients are bound to the event loop they were made in."""
+    from kubernetes_asyncio import config
+
+    api = await config.new_client_from_config(config_file=str(kubeconfig_path), persist_config=False)
+    yield api
+    await api.close()
+
+
+@pytest.fixture
+async def namespace(kube_api: client.ApiClient) -> AsyncIterator[str]:
+    """A fresh namespace, ready for pods (its default ServiceAccount exists), deleted after the test."""
+    from kubernetes_asyncio import client
+    from kubernetes_asyncio.client.exceptions import ApiException
+
+    core = client.CoreV1Api(kube_api)
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    await core.create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={TEST_NAMESPACE_LABEL: "true"}))
+    )
+
+    async def default_service_account() -> bool:
+        try:
+            await core.read_namespaced_service_account("default", name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    await eventually(default_service_account, timeout=30, interval=0.05, what=f"ServiceAccount {name}/default")
+    yield name
+    try:
+        await core.delete_namespace(name)
+    except ApiException as exc:
+        if exc.status not in (404, 409):  # the test deleted it itself: gone, or still terminating
+            raise
