@@ -18,6 +18,7 @@ from pathlib import Path
 from kubernetes_asyncio import client, config
 
 from ballast.kube.controlplane import ControlPlane
+from ballast.testing.kube import fake_node_deployment
 from ballast.testing.waiting import eventually
 
 REPLICAS = 10
@@ -35,21 +36,7 @@ async def deploy_until_ready(kubeconfig: Path, replicas: int) -> float:
     async with api:
         core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
         await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="bench")))
-        labels = {"app": "web"}
-        deployment = client.V1Deployment(
-            metadata=client.V1ObjectMeta(name="web"),
-            spec=client.V1DeploymentSpec(
-                replicas=replicas,
-                selector=client.V1LabelSelector(match_labels=labels),
-                template=client.V1PodTemplateSpec(
-                    metadata=client.V1ObjectMeta(labels=labels),
-                    spec=client.V1PodSpec(
-                        node_selector={"type": "kwok"},
-                        containers=[client.V1Container(name="web", image="registry.example.com/shop/web:1.2.3")],
-                    ),
-                ),
-            ),
-        )
+        deployment = fake_node_deployment("web", replicas)
 
         async def default_service_account() -> bool:
             found = await core.list_namespaced_service_account("bench", field_selector="metadata.name=default")

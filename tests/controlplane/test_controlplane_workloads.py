@@ -5,32 +5,12 @@ from __future__ import annotations
 
 import pytest
 from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from ballast.kube.controlplane import FAKE_NODE_ANNOTATION
+from ballast.testing.kube import absent, fake_node_deployment
 from ballast.testing.waiting import eventually
 
 pytestmark = pytest.mark.cluster
-
-
-def web_deployment(name: str, replicas: int) -> client.V1Deployment:
-    labels = {"app": name}
-    return client.V1Deployment(
-        metadata=client.V1ObjectMeta(name=name),
-        spec=client.V1DeploymentSpec(
-            replicas=replicas,
-            selector=client.V1LabelSelector(match_labels=labels),
-            template=client.V1PodTemplateSpec(
-                metadata=client.V1ObjectMeta(labels=labels),
-                spec=client.V1PodSpec(
-                    # kwok's conventions: fake nodes carry `type: kwok` and may be tainted so real pods stay away.
-                    node_selector={"type": "kwok"},
-                    tolerations=[client.V1Toleration(key=FAKE_NODE_ANNOTATION, operator="Exists", effect="NoSchedule")],
-                    containers=[client.V1Container(name="web", image="registry.example.com/shop/web:1.2.3")],
-                ),
-            ),
-        ),
-    )
 
 
 def config_map(name: str, owner: client.V1ConfigMap | None = None) -> client.V1ConfigMap:
@@ -59,7 +39,7 @@ async def test_deployment_pods_run_on_fake_nodes_and_a_deleted_pod_is_replaced(
     nodes = await core.list_node(label_selector="type=kwok")
     fake_nodes = {n.metadata.name for n in nodes.items if (n.metadata.annotations or {}).get(FAKE_NODE_ANNOTATION)}
     assert fake_nodes, "the cluster has no kwok fake nodes"
-    await apps.create_namespaced_deployment(namespace, web_deployment("web", 3))
+    await apps.create_namespaced_deployment(namespace, fake_node_deployment("web", 3))
 
     async def three_running_pods() -> list[client.V1Pod] | None:
         pods = (await core.list_namespaced_pod(namespace, label_selector="app=web")).items
@@ -91,16 +71,12 @@ async def test_deleting_an_owner_garbage_collects_its_dependents(kube_api: clien
 
     await core.delete_namespaced_config_map("owner", namespace, propagation_policy="Background")
 
-    async def dependent_gone() -> bool:
-        try:
-            await core.read_namespaced_config_map("dependent", namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return True
-            raise
-        return False
-
-    await eventually(dependent_gone, timeout=30, interval=0.1, what="the dependent garbage-collected")
+    await eventually(
+        lambda: absent(lambda: core.read_namespaced_config_map("dependent", namespace)),
+        timeout=30,
+        interval=0.1,
+        what="the dependent garbage-collected",
+    )
     bystander = await core.read_namespaced_config_map("bystander", namespace)
     assert bystander.metadata.deletion_timestamp is None
 
@@ -109,7 +85,7 @@ async def test_a_namespace_deletion_completes(kube_api: client.ApiClient, namesp
     core, apps = client.CoreV1Api(kube_api), client.AppsV1Api(kube_api)
     # Content that needs every party: the controllers delete it, and kwok finishes the pod's termination.
     await core.create_namespaced_config_map(namespace, config_map("settings"))
-    await apps.create_namespaced_deployment(namespace, web_deployment("worker", 1))
+    await apps.create_namespaced_deployment(namespace, fake_node_deployment("worker", 1))
 
     async def pod_running() -> bool:
         pods = (await core.list_namespaced_pod(namespace, label_selector="app=worker")).items
@@ -119,13 +95,9 @@ async def test_a_namespace_deletion_completes(kube_api: client.ApiClient, namesp
 
     await core.delete_namespace(namespace)
 
-    async def namespace_gone() -> bool:
-        try:
-            await core.read_namespace(namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return True
-            raise
-        return False
-
-    await eventually(namespace_gone, timeout=90, interval=0.2, what=f"namespace {namespace} deleted")
+    await eventually(
+        lambda: absent(lambda: core.read_namespace(namespace)),
+        timeout=90,
+        interval=0.2,
+        what=f"namespace {namespace} deleted",
+    )

@@ -88,7 +88,7 @@ def up(*, nodes: int, with_cluster: bool, nats_port: int, state_dir: str) -> int
         if with_cluster:
             from ballast.kube.controlplane import ControlPlane
 
-            _say(f"starting a local Kubernetes control plane with {nodes} fake node(s) (takes ~20-40 s)")
+            _say(f"starting a local Kubernetes control plane with {nodes} fake node(s)")
             control_plane = ControlPlane(nodes=nodes, data_dir=root / "cluster").start()
             env["KUBECONFIG"] = str(control_plane.kubeconfig_path)
             _say(f"cluster ready at {control_plane.server}")

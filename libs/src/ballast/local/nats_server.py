@@ -57,14 +57,17 @@ class NatsServer:
         return self._proc.pid if self._proc else None
 
     def start(self, timeout: float = 15.0) -> None:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        self._proc = subprocess.Popen(
-            [
-                self.binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store_dir / "js"),
-                "--log", str(self.log_path), "-n", f"ballast-test-{self.port}",
-            ],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        # Errors before the server opens its log (a bad flag, a busy port) go to the same file.
+        with self.log_path.open("ab") as early_errors:
+            self._proc = subprocess.Popen(
+                [
+                    self.binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store_dir / "js"),
+                    "--log", str(self.log_path), "-n", f"ballast-{self.port}",
+                ],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=early_errors,
+            )  # fmt: skip
         deadline = time.monotonic() + timeout
         # Wait for the server's own word that it is ready: a connect probe could reach the socket of a dying one.
         while time.monotonic() < deadline:

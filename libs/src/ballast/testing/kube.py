@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +46,43 @@ def api_status(exc: ApiException) -> dict[str, Any]:
     """The Status object the API server sent with an error: `message`, `reason`, `details.causes[].field`."""
     status: dict[str, Any] = json.loads(exc.body or b"{}")
     return status
+
+
+async def absent(read: Callable[[], Awaitable[object]]) -> bool:
+    """True once `read` (an API read of one object) answers 404 Not Found; other errors propagate."""
+    from kubernetes_asyncio.client.exceptions import ApiException
+
+    try:
+        await read()
+    except ApiException as exc:
+        if exc.status == 404:
+            return True
+        raise
+    return False
+
+
+def fake_node_deployment(name: str, replicas: int, image: str = "registry.example.com/shop/web:1.2.3") -> Any:
+    """A Deployment whose pods go to kwok's fake nodes (`type: kwok`, tolerating their taint)."""
+    from kubernetes_asyncio import client
+
+    from ballast.kube.controlplane import FAKE_NODE_ANNOTATION
+
+    labels = {"app": name}
+    return client.V1Deployment(
+        metadata=client.V1ObjectMeta(name=name),
+        spec=client.V1DeploymentSpec(
+            replicas=replicas,
+            selector=client.V1LabelSelector(match_labels=labels),
+            template=client.V1PodTemplateSpec(
+                metadata=client.V1ObjectMeta(labels=labels),
+                spec=client.V1PodSpec(
+                    node_selector={"type": "kwok"},
+                    tolerations=[client.V1Toleration(key=FAKE_NODE_ANNOTATION, operator="Exists", effect="NoSchedule")],
+                    containers=[client.V1Container(name="web", image=image)],
+                ),
+            ),
+        ),
+    )
 
 
 @pytest.fixture(scope="session")
