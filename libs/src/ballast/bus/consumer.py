@@ -101,7 +101,7 @@ class Consumer:
         pull_expires: float = 5.0,
     ) -> None:
         self._js = js
-        self._nc = js._nc
+        self._nc = js._nc  # the JetStream context's own connection, which pull requests and acks travel on
         self.spec = spec
         self._handler = handler
         self._registry = registry
@@ -175,12 +175,18 @@ class Consumer:
         self._last_heard = asyncio.get_running_loop().time()
         status = (msg.headers or {}).get("Status") if not msg.data else None
         if status is not None:
-            if status in ("404", "408", "409"):
-                # The pull request ended (expired, nothing left, or the server dropped it): ask again.
-                unfilled = (msg.headers or {}).get("Nats-Pending-Messages")
-                self._requested = max(0, self._requested - int(unfilled)) if unfilled else 0
+            if status == "100":
+                return  # idle heartbeat: the pull request is alive
+            # Any other status ends the pull request. 404/408 (nothing left, expired) are routine: ask again now.
+            # Others (409 leadership change, max waiting, ...) are retried at the loop's slower pace.
+            unfilled = (msg.headers or {}).get("Nats-Pending-Messages")
+            self._requested = max(0, self._requested - int(unfilled)) if unfilled else 0
+            if status in ("404", "408"):
                 self._wake.set()
-            return  # 100: idle heartbeat
+            else:
+                description = (msg.headers or {}).get("Description", "")
+                log.warning("pull request for %s ended: %s %s", self.spec.durable, status, description)
+            return
         self._requested = max(0, self._requested - 1)
         task = asyncio.create_task(self._handle(msg))
         self._in_flight.add(task)
