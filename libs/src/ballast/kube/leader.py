@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ballast.kube.pacing import pause
+
 log = logging.getLogger(__name__)
 
 
@@ -56,7 +58,7 @@ class LeaderElector:
         loop = asyncio.get_running_loop()
         while not stop.is_set():
             if not await self._try_acquire_or_renew():
-                await _wait(stop, self.timings.retry_period)
+                await pause(stop, self.timings.retry_period)
                 continue
             log.info("became leader", extra={"lease": f"{self.namespace}/{self.name}", "identity": self.identity})
             self.is_leader.set()
@@ -65,7 +67,7 @@ class LeaderElector:
                 tasks.create_task(lead(lost))
                 last_renewed = loop.time()
                 while not stop.is_set():
-                    await _wait(stop, self.timings.retry_period)
+                    await pause(stop, self.timings.retry_period)
                     if stop.is_set():
                         break
                     if await self._try_acquire_or_renew():
@@ -162,11 +164,3 @@ class LeaderElector:
             log.info("released leadership", extra={"lease": f"{self.namespace}/{self.name}"})
         except (TimeoutError, ApiException, OSError) as exc:
             log.warning("releasing lease failed (standbys take over when it expires): %s", exc)
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        async with asyncio.timeout(seconds):
-            await stop.wait()
-    except TimeoutError:
-        pass
