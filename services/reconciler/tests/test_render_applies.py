@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from reconciler_fixtures import platform_api  # noqa: F401
 
 from ballast.kube.apply import apply, get
 from ballast.reconciler.api import Tenant, WebApp
@@ -16,23 +17,32 @@ pytestmark = pytest.mark.cluster
 MANAGER = "ballast-reconciler"
 
 
-def webapp(namespace: str, **spec: Any) -> WebApp:
-    return WebApp.model_validate(
-        {
-            # The uid of an owner that does not exist: the garbage collector would remove these children, but not
-            # before the test is done with them (it waits for the owner's absence to be confirmed).
-            "metadata": {"name": "web", "namespace": namespace, "uid": "00000000-0000-0000-0000-000000000001"},
-            "spec": {"image": "registry.example.com/shop/web:1.2.3"} | spec,
-        }
+async def webapp(kube_api: Any, namespace: str, **spec: Any) -> WebApp:
+    """A real WebApp to own the children (the garbage collector removes children of a missing owner); no operator
+    runs here, so the children are exactly what the test applies."""
+    from kubernetes_asyncio import client
+
+    body = {
+        "apiVersion": "platform.example.com/v1",
+        "kind": "WebApp",
+        "metadata": {"name": "web"},
+        "spec": {"image": "registry.example.com/shop/web:1.2.3"} | spec,
+    }
+    stored = await client.CustomObjectsApi(kube_api).create_namespaced_custom_object(
+        "platform.example.com", "v1", namespace, "webapps", body
     )
+    return WebApp.model_validate(stored)
 
 
 async def enforce(kube_api: Any, namespace: str, level: str) -> None:
-    tenant = Tenant.model_validate({"metadata": {"name": "t"}, "spec": {"namespaces": [namespace],
-                                                                         "maxPodSecurity": level}})  # fmt: skip
-    await apply(kube_api, {"apiVersion": "v1", "kind": "Namespace",
-                           "metadata": {"name": namespace, "labels": namespace_labels(tenant)}},
-                field_manager=MANAGER)  # fmt: skip
+    tenant = Tenant.model_validate(
+        {"metadata": {"name": "t"}, "spec": {"namespaces": [namespace], "maxPodSecurity": level}}
+    )
+    await apply(
+        kube_api,
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": namespace_labels(tenant)}},
+        field_manager=MANAGER,
+    )
 
 
 async def ready_pods(kube_api: Any, namespace: str) -> int:
@@ -49,11 +59,11 @@ async def ready_pods(kube_api: Any, namespace: str) -> int:
 
 @pytest.mark.parametrize("level", ["restricted", "baseline"])
 async def test_rendered_children_are_accepted_and_pods_pass_pod_security_admission(
-    kube_api: Any, namespace: str, level: str
+    kube_api: Any, namespace: str, level: str, platform_api: None
 ) -> None:
     await enforce(kube_api, namespace, level)
     resources = {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "128Mi"}}
-    app = webapp(namespace, replicas=2, security={"podSecurityStandard": level}, resources=resources)
+    app = await webapp(kube_api, namespace, replicas=2, security={"podSecurityStandard": level}, resources=resources)
     for manifest in render(app, service_monitors=False):
         stored = await apply(kube_api, manifest, field_manager=MANAGER)
         assert stored["metadata"]["ownerReferences"][0]["uid"] == app.metadata.uid
@@ -66,13 +76,26 @@ async def _at_least(probe: Any, count: int) -> int | None:
     return found if found >= count else None
 
 
-async def test_a_second_apply_of_the_same_render_changes_nothing(kube_api: Any, namespace: str) -> None:
-    app = webapp(namespace, replicas=2, autoscaling={"enabled": True, "minReplicas": 2, "maxReplicas": 5})
+async def test_a_second_apply_of_the_same_render_changes_nothing(
+    kube_api: Any, namespace: str, platform_api: None
+) -> None:
+    app = await webapp(
+        kube_api, namespace, replicas=2, autoscaling={"enabled": True, "minReplicas": 2, "maxReplicas": 5}
+    )
     first = [await apply(kube_api, m, field_manager=MANAGER) for m in render(app, service_monitors=False)]
+
+    async def scaled_by_the_hpa() -> dict[str, Any] | None:
+        deployment = await get(kube_api, "apps/v1", "Deployment", namespace, "web")
+        return deployment if deployment and deployment["spec"].get("replicas") == 2 else None
+
+    # The Deployment leaves replicas to the HPA, which brings it to minReplicas.
+    settled = await eventually(scaled_by_the_hpa, timeout=60, what="the HPA scaling to minReplicas")
     second = [await apply(kube_api, m, field_manager=MANAGER) for m in render(app, service_monitors=False)]
-    # Controllers keep writing status meanwhile, so resourceVersions move; what must not move is the spec
-    # (generation) and our own field ownership record (its timestamp changes only when our apply changed something).
-    assert [o["metadata"].get("generation") for o in first] == [o["metadata"].get("generation") for o in second]
+    deployment = next(o for o in second if o["kind"] == "Deployment")
+    assert deployment["spec"]["replicas"] == 2, "applying again must not take replicas back from the HPA"
+    assert deployment["metadata"]["generation"] == settled["metadata"]["generation"]
+    # Controllers keep writing status, so resourceVersions move; our own field ownership record does not (its
+    # timestamp changes only when our apply changed something).
     assert [ours(o) for o in first] == [ours(o) for o in second]
 
 
@@ -81,12 +104,35 @@ def ours(stored: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 async def test_tenant_guardrails_apply(kube_api: Any, namespace: str) -> None:
-    tenant = Tenant.model_validate({"metadata": {"name": "shop"}, "spec": {
-        "namespaces": [namespace], "quota": {"hard": {"pods": "10"}},
-        "limitRange": {"default": {"cpu": "500m"}, "defaultRequest": {"cpu": "100m"}}}})  # fmt: skip
+    tenant = Tenant.model_validate(
+        {
+            "metadata": {"name": "shop"},
+            "spec": {
+                "namespaces": [namespace],
+                "quota": {"hard": {"pods": "10"}},
+                "limitRange": {"default": {"cpu": "500m"}, "defaultRequest": {"cpu": "100m"}},
+            },
+        }
+    )
     for manifest in render_tenant_namespace(tenant, namespace):
         await apply(kube_api, manifest, field_manager=MANAGER)
     quota = await get(kube_api, "v1", "ResourceQuota", namespace, "tenant-quota")
     assert quota is not None
     assert quota["spec"]["hard"] == {"pods": "10"}
     assert await get(kube_api, "networking.k8s.io/v1", "NetworkPolicy", namespace, "default-deny") is not None
+
+
+async def test_a_refused_apply_raises_with_the_api_servers_message(kube_api: Any, namespace: str) -> None:
+    from kubernetes_asyncio.client.exceptions import ApiException
+
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "bad", "namespace": namespace},
+        "spec": {"ports": [{"port": 70000}]},
+    }
+    with pytest.raises(ApiException) as refused:
+        await apply(kube_api, service, field_manager=MANAGER)
+    assert refused.value.status == 422
+    assert "spec.ports[0].port" in str(refused.value.body)
+    assert await get(kube_api, "v1", "Service", namespace, "bad") is None

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import functools
 import typing
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 import yaml
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import BaseModel, TypeAdapter
+from reconciler_fixtures import CRD_FILES, DEPLOY, IMAGE, POLICY_FILE, admitted, platform_api, unique, webapp  # noqa: F401
 
 from ballast.reconciler.api import (
     API_VERSION,
@@ -38,30 +37,15 @@ from ballast.testing.waiting import eventually
 
 cluster = pytest.mark.cluster
 
-DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
-CRD_FILES = (
-    DEPLOY / "crds" / "webapps.platform.example.com.yaml",
-    DEPLOY / "crds" / "tenants.platform.example.com.yaml",
-)
-POLICY_FILE = DEPLOY / "policies" / "webapp-pod-security.yaml"
 
-IMAGE = "registry.example.com/shop/web:1.2.3"
 SAMPLES = sorted((DEPLOY / "samples").glob("*.yaml"))
 Shape = dict[str, tuple[bool, Any]]
 # The client's stubs leave `_content_type` out, but it honours it; without it a dict body goes as a JSON patch (422).
 MERGE_PATCH: dict[str, Any] = {"_content_type": "application/merge-patch+json"}
 
 
-def webapp(name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": API_VERSION, "kind": "WebApp", "metadata": {"name": name}, "spec": spec}
-
-
 def tenant(name: str, spec: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": API_VERSION, "kind": "Tenant", "metadata": {"name": name}, "spec": spec}
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 # --- the models mirror the CRDs (no cluster) ---
@@ -173,24 +157,6 @@ def test_the_samples_parse_as_the_models() -> None:
 # --- against the API server ---
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def platform_api(kubeconfig_path: Path) -> None:
-    """Installs the CRDs and the policy once, and returns when the API server serves the one and enforces the other."""
-    api = await config.new_client_from_config(config_file=str(kubeconfig_path), persist_config=False)
-    try:
-        await install(api, load_manifests(*CRD_FILES, POLICY_FILE))
-        # Admission loads policies from an informer: a policy is stored a moment before it is enforced. `default`
-        # carries no tenant label, so privileged is refused there once it is.
-        probe = webapp(unique("probe"), {"image": IMAGE, "security": {"podSecurityStandard": "privileged"}})
-
-        async def enforced() -> bool:
-            return not await admitted(client.CustomObjectsApi(api), "default", probe)
-
-        await eventually(enforced, timeout=30, interval=0.1, what="webapp-pod-security policy enforced")
-    finally:
-        await api.close()
-
-
 @pytest.fixture
 async def custom(kube_api: client.ApiClient, platform_api: None) -> client.CustomObjectsApi:
     return client.CustomObjectsApi(kube_api)
@@ -214,17 +180,6 @@ async def label_namespace(
         return True
 
     await eventually(judged_by_label, timeout=10, interval=0.05, what=f"policy judging by label {label}")
-
-
-async def admitted(custom: client.CustomObjectsApi, namespace: str, body: dict[str, Any]) -> bool:
-    """Whether the admission policy lets `body` in (a dry run: nothing is created)."""
-    try:
-        await custom.create_namespaced_custom_object(GROUP, VERSION, namespace, WEBAPPS, body, dry_run="All")
-    except ApiException as exc:
-        if exc.status == 403:
-            return False
-        raise
-    return True
 
 
 @cluster

@@ -7,8 +7,9 @@ changes nothing (no new resourceVersion, no watch event, no reconcile loop).
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from ballast.kube.rest import send_json
 
 # (apiVersion, kind) -> (path prefix, plural, namespaced). Only the kinds Ballast writes: no discovery round trips.
 RESOURCES: dict[tuple[str, str], tuple[str, str, bool]] = {
@@ -45,23 +46,15 @@ def object_path(manifest: dict[str, Any]) -> str:
     return f"{base}/{metadata['name']}"
 
 
-async def _request(api: Any, method: str, path: str, **options: Any) -> dict[str, Any]:
-    response = await api.call_api(
-        path, method, auth_settings=["BearerToken"], _preload_content=False, _request_timeout=30, **options
-    )
-    body: dict[str, Any] = json.loads(await response.read())
-    return body
-
-
 async def apply(api: Any, manifest: dict[str, Any], *, field_manager: str, subresource: str = "") -> dict[str, Any]:
     """Server-side applies `manifest` (forcing ownership of the fields it names) and returns the stored object."""
     path = object_path(manifest) + (f"/{subresource}" if subresource else "")
-    return await _request(
+    return await send_json(
         api,
         "PATCH",
         path,
-        query_params=[("fieldManager", field_manager), ("force", "true")],
-        header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
+        query=[("fieldManager", field_manager), ("force", "true")],
+        headers={"Content-Type": "application/apply-patch+yaml"},
         body=manifest,
     )
 
@@ -71,8 +64,7 @@ async def get(api: Any, api_version: str, kind: str, namespace: str | None, name
     from kubernetes_asyncio.client.exceptions import ApiException
 
     try:
-        return await _request(api, "GET", f"{collection_path(api_version, kind, namespace)}/{name}",
-                               header_params={"Accept": "application/json"})  # fmt: skip
+        return await send_json(api, "GET", f"{collection_path(api_version, kind, namespace)}/{name}")
     except ApiException as exc:
         if exc.status == 404:
             return None
@@ -84,9 +76,8 @@ async def delete(api: Any, api_version: str, kind: str, namespace: str | None, n
     from kubernetes_asyncio.client.exceptions import ApiException
 
     try:
-        await _request(api, "DELETE", f"{collection_path(api_version, kind, namespace)}/{name}",
-                       query_params=[("propagationPolicy", "Background")],
-                       header_params={"Accept": "application/json"})  # fmt: skip
+        path = f"{collection_path(api_version, kind, namespace)}/{name}"
+        await send_json(api, "DELETE", path, query=[("propagationPolicy", "Background")])
     except ApiException as exc:
         if exc.status == 404:
             return False

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from ballast.kube.pacing import pause
+from ballast.kube.rest import send, send_json
 
 log = logging.getLogger(__name__)
 
@@ -90,20 +91,8 @@ class Informer:
             query.append(("labelSelector", self._selector))
         return query
 
-    async def _get(self, query: list[tuple[str, str]], timeout: float | None) -> Any:
-        return await self._api.call_api(
-            self.path,
-            "GET",
-            query_params=query,
-            header_params={"Accept": "application/json"},
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-            _request_timeout=timeout,
-        )
-
     async def _list(self) -> None:
-        response = await self._get(self._query(), timeout=60)
-        body = json.loads(await response.read())
+        body = await send_json(self._api, "GET", self.path, query=self._query(), timeout=60)
         fresh = {object_key(item): item for item in body.get("items", [])}
         previous, self.store = self.store, fresh
         self.resource_version = body["metadata"]["resourceVersion"]
@@ -128,7 +117,7 @@ class Informer:
         from kubernetes_asyncio.client.exceptions import ApiException
 
         try:
-            response = await self._get(query, timeout=None)
+            response = await send(self._api, "GET", self.path, query=query, timeout=None)
         except ApiException as exc:
             if exc.status == 410:
                 raise Gone from exc

@@ -1,0 +1,271 @@
+"""The WebApp operator: watches feed per-key work queues; each reconcile renders, applies, prunes and reports.
+
+    WebApp/Tenant/children/Pod watches ──▶ owner key ──▶ work queue ──▶ reconcile(key)
+                                                                         ├─ render (pure) ─▶ policy check (bus)
+                                                                         ├─ server-side apply, prune, drift count
+                                                                         └─ status (only when changed), events
+
+Level-triggered: a reconcile reads the current state from the watch caches, never from the event that woke it, so
+missed, repeated or reordered events cannot leave a WebApp wrong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes_asyncio.client.exceptions import ApiException
+from prometheus_client import CollectorRegistry, Counter
+from pydantic import ValidationError
+
+from ballast.kube.apply import apply, delete
+from ballast.kube.controller import Controller, ControllerMetrics, Result
+from ballast.kube.informer import EventType, Informer
+from ballast.reconciler.api import Tenant, WebApp
+from ballast.reconciler.render import (
+    CHILD_KINDS,
+    INSTANCE_LABEL,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    namespace_labels,
+    render,
+    render_tenant_namespace,
+)
+from ballast.reconciler.status import Problem, same_status, webapp_status
+
+log = logging.getLogger(__name__)
+
+FIELD_MANAGER = MANAGED_BY
+WebAppKey = tuple[str, str]
+# Child kinds watched for drift, by their list path across all namespaces.
+CHILD_PATHS = {
+    ("v1", "ServiceAccount"): "/api/v1/serviceaccounts",
+    ("apps/v1", "Deployment"): "/apis/apps/v1/deployments",
+    ("v1", "Service"): "/api/v1/services",
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): "/apis/autoscaling/v2/horizontalpodautoscalers",
+    ("policy/v1", "PodDisruptionBudget"): "/apis/policy/v1/poddisruptionbudgets",
+    ("networking.k8s.io/v1", "NetworkPolicy"): "/apis/networking.k8s.io/v1/networkpolicies",
+}
+
+
+class OperatorMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.controller = ControllerMetrics(registry)
+        self.drift_repairs = Counter(
+            "ballast_reconciler_drift_repairs_total",
+            "Children found changed or deleted by someone else and put back, by kind.",
+            ["kind"],
+            registry=registry,
+        )
+
+
+Outcome = Callable[[str, WebApp, list[str], Problem | None], Awaitable[None]]
+
+
+async def _no_outcome(_: str, __: WebApp, ___: list[str], ____: Problem | None) -> None:
+    return None
+
+
+@dataclass
+class _Applied:
+    """What the last successful reconcile of a WebApp applied: the render's fingerprint and the children's versions."""
+
+    fingerprint: str
+    versions: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+class WebAppOperator:
+    def __init__(
+        self,
+        api: Any,  # kubernetes_asyncio ApiClient
+        metrics: OperatorMetrics,
+        *,
+        on_outcome: Outcome = _no_outcome,
+        policy_check: Callable[[WebApp, list[dict[str, Any]]], Awaitable[Problem | None]] | None = None,
+        workers: int = 8,
+        service_monitors: bool = False,
+    ) -> None:
+        self.api = api
+        self.metrics = metrics
+        self._on_outcome = on_outcome
+        self._policy_check = policy_check
+        self._service_monitors = service_monitors
+        self.webapps_controller: Controller[WebAppKey] = Controller(
+            "webapp", self.reconcile_webapp, metrics.controller, workers=workers
+        )
+        self.tenants_controller: Controller[str] = Controller(
+            "tenant", self.reconcile_tenant, metrics.controller, workers=2
+        )
+        self.webapps = Informer(api, "/apis/platform.example.com/v1/webapps", self._on_webapp)
+        self.tenants = Informer(api, "/apis/platform.example.com/v1/tenants", self._on_tenant)
+        selector = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+        self.children = {
+            kind: Informer(api, path, self._on_child, label_selector=selector) for kind, path in CHILD_PATHS.items()
+        }
+        self.pods = Informer(api, "/api/v1/pods", self._on_child, label_selector=selector)
+        self._generations: dict[WebAppKey, int | None] = {}
+        self._applied: dict[WebAppKey, _Applied] = {}
+
+    # -- watch events -> keys ----------------------------------------------------------------------------------------
+
+    def _on_webapp(self, event: EventType, obj: dict[str, Any]) -> None:
+        metadata = obj["metadata"]
+        key = (metadata["namespace"], metadata["name"])
+        generation = metadata.get("generation")
+        if event == "MODIFIED" and self._generations.get(key) == generation and not metadata.get("deletionTimestamp"):
+            return  # only status or metadata bookkeeping changed (often our own status write): nothing to do
+        if event == "DELETED":
+            self._generations.pop(key, None)
+            self._applied.pop(key, None)
+        else:
+            self._generations[key] = generation
+        self.webapps_controller.enqueue(key)
+
+    def _on_child(self, _: EventType, obj: dict[str, Any]) -> None:
+        metadata = obj["metadata"]
+        owner = next(
+            (ref for ref in metadata.get("ownerReferences", []) if ref.get("controller") and ref["kind"] == "WebApp"),
+            None,
+        )
+        name = owner["name"] if owner else metadata.get("labels", {}).get(INSTANCE_LABEL)
+        if name:
+            self.webapps_controller.enqueue((metadata["namespace"], name))
+
+    def _on_tenant(self, _: EventType, obj: dict[str, Any]) -> None:
+        self.tenants_controller.enqueue(obj["metadata"]["name"])
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        informers = [self.webapps, self.tenants, self.pods, *self.children.values()]
+        async with asyncio.TaskGroup() as tasks:
+            for informer in informers:
+                tasks.create_task(informer.run(stop))
+            # Reconcile from complete caches only: a half-filled child cache would look like deleted children.
+            await asyncio.gather(*(informer.synced.wait() for informer in informers))
+            log.info("caches synced", extra={"webapps": len(self.webapps.store), "tenants": len(self.tenants.store)})
+            tasks.create_task(self.webapps_controller.run(stop))
+            tasks.create_task(self.tenants_controller.run(stop))
+
+    # -- WebApps -----------------------------------------------------------------------------------------------------
+
+    async def reconcile_webapp(self, key: WebAppKey) -> Result:
+        namespace, name = key
+        obj = self.webapps.store.get(key)
+        if obj is None:
+            return Result()  # deleted: the garbage collector removes the children by their owner references
+        if obj["metadata"].get("deletionTimestamp"):
+            return Result()
+        try:
+            webapp = WebApp.model_validate(obj)
+        except ValidationError as exc:
+            log.error("WebApp %s/%s does not parse: %s", namespace, name, exc)
+            return Result()  # the API server validated it; a newer schema than ours: wait for the next change
+        manifests = render(webapp, service_monitors=self._service_monitors)
+        problem = await self._policy_check(webapp, manifests) if self._policy_check else None
+        repaired: list[str] = []
+        if problem is None:
+            problem, repaired = await self._apply_children(key, webapp, manifests)
+        await self._write_status(webapp, problem)
+        if repaired:
+            await self._on_outcome("drift_repaired", webapp, repaired, None)
+        if problem is not None:
+            await self._on_outcome("policy_denied" if problem.reason == "PolicyDenied" else "degraded", webapp, [],
+                                   problem)  # fmt: skip
+        return Result()
+
+    async def _apply_children(
+        self, key: WebAppKey, webapp: WebApp, manifests: list[dict[str, Any]]
+    ) -> tuple[Problem | None, list[str]]:
+        fingerprint = hashlib.sha256(json.dumps(manifests, sort_keys=True).encode()).hexdigest()
+        previous = self._applied.get(key)
+        versions: dict[tuple[str, str], str] = {}
+        repaired: list[str] = []
+        for manifest in manifests:
+            kind = (manifest["apiVersion"], manifest["kind"])
+            cached = self._cached_child(kind, key)
+            try:
+                stored = await apply(self.api, manifest, field_manager=FIELD_MANAGER)
+            except ApiException as exc:
+                if exc.status in (409, 429, 500, 503, 504):
+                    raise  # transient: retried with backoff
+                return Problem("ApplyFailed", f"{manifest['kind']}/{manifest['metadata']['name']}: {_reason(exc)}"), []
+            versions[kind] = stored["metadata"]["resourceVersion"]
+            # Same intent as last time, yet the object had to change (or come back): someone else touched it.
+            if previous is not None and previous.fingerprint == fingerprint:
+                was = previous.versions.get(kind)
+                moved = was is not None and versions[kind] != was
+                if moved and (cached is None or _spec_changed(cached, stored)):
+                    repaired.append(manifest["kind"])
+                    self.metrics.drift_repairs.labels(manifest["kind"]).inc()
+        rendered = {(m["apiVersion"], m["kind"]) for m in manifests}
+        for kind in CHILD_KINDS:
+            if kind not in rendered and self._cached_child(kind, key) is not None:
+                # No longer wanted (autoscaling off, one replica, policy none): remove what we made earlier.
+                await delete(self.api, kind[0], kind[1], key[0], key[1])
+        self._applied[key] = _Applied(fingerprint, versions)
+        return None, repaired
+
+    def _cached_child(self, kind: tuple[str, str], key: WebAppKey) -> dict[str, Any] | None:
+        informer = self.children.get(kind)
+        return informer.store.get(key) if informer is not None else None
+
+    async def _write_status(self, webapp: WebApp, problem: Problem | None) -> None:
+        key = (webapp.metadata.namespace or "", webapp.metadata.name)
+        instance = webapp.metadata.name
+        pods = [p for (ns, _), p in self.pods.store.items()
+                if ns == key[0] and p["metadata"].get("labels", {}).get(INSTANCE_LABEL) == instance]  # fmt: skip
+        deployment = self._cached_child(("apps/v1", "Deployment"), key)
+        status = webapp_status(webapp, deployment, pods, problem=problem, now=datetime.now(UTC).replace(microsecond=0))
+        if same_status(webapp.status, status):
+            return
+        body = {
+            "apiVersion": webapp.api_version,
+            "kind": "WebApp",
+            "metadata": {"name": webapp.metadata.name, "namespace": webapp.metadata.namespace},
+            "status": status.model_dump(mode="json", by_alias=True, exclude_none=True),
+        }
+        await apply(self.api, body, field_manager=FIELD_MANAGER, subresource="status")
+        ready = next((c for c in status.conditions if c.type == "Ready"), None)
+        was_ready = next((c for c in (webapp.status.conditions if webapp.status else []) if c.type == "Ready"), None)
+        if ready is not None and ready.status == "True" and (was_ready is None or was_ready.status != "True"):
+            await self._on_outcome("reconciled", webapp, [], None)
+
+    # -- Tenants -----------------------------------------------------------------------------------------------------
+
+    async def reconcile_tenant(self, name: str) -> Result:
+        obj = self.tenants.store.get(("", name))
+        if obj is None:
+            return Result()  # namespaces outlive their tenant; their guardrails stay until someone decides
+        tenant = Tenant.model_validate(obj)
+        for namespace in tenant.spec.namespaces:
+            await apply(
+                self.api,
+                {"apiVersion": "v1", "kind": "Namespace",
+                 "metadata": {"name": namespace, "labels": namespace_labels(tenant)}},
+                field_manager=FIELD_MANAGER,
+            )  # fmt: skip
+            for manifest in render_tenant_namespace(tenant, namespace):
+                await apply(self.api, manifest, field_manager=FIELD_MANAGER)
+        return Result()
+
+
+def _spec_changed(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """Whether an apply changed the object itself, not only its status or bookkeeping."""
+    if "generation" in before.get("metadata", {}):
+        return bool(before["metadata"]["generation"] != after["metadata"].get("generation"))
+    strip = ("metadata", "status")
+    return {k: v for k, v in before.items() if k not in strip} != {k: v for k, v in after.items() if k not in strip}
+
+
+def _reason(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
+    except (TypeError, ValueError):
+        return str(exc.reason)

@@ -1,0 +1,60 @@
+"""Fixtures shared by the reconciler's suites: the platform API (CRDs and admission policy) installed once."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest_asyncio
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from ballast.reconciler.api import API_VERSION, GROUP, VERSION, WEBAPPS
+from ballast.reconciler.install import install, load_manifests
+from ballast.testing.waiting import eventually
+
+DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
+CRD_FILES = (
+    DEPLOY / "crds" / "webapps.platform.example.com.yaml",
+    DEPLOY / "crds" / "tenants.platform.example.com.yaml",
+)
+POLICY_FILE = DEPLOY / "policies" / "webapp-pod-security.yaml"
+IMAGE = "registry.example.com/shop/web:1.2.3"
+
+
+def webapp(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": API_VERSION, "kind": "WebApp", "metadata": {"name": name}, "spec": spec}
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def platform_api(kubeconfig_path: Path) -> None:
+    """Installs the CRDs and the policy once, and returns when the API server serves the one and enforces the other."""
+    api = await config.new_client_from_config(config_file=str(kubeconfig_path), persist_config=False)
+    try:
+        await install(api, load_manifests(*CRD_FILES, POLICY_FILE))
+        # Admission loads policies from an informer: a policy is stored a moment before it is enforced. `default`
+        # carries no tenant label, so privileged is refused there once it is.
+        probe = webapp(unique("probe"), {"image": IMAGE, "security": {"podSecurityStandard": "privileged"}})
+
+        async def enforced() -> bool:
+            return not await admitted(client.CustomObjectsApi(api), "default", probe)
+
+        await eventually(enforced, timeout=30, interval=0.1, what="webapp-pod-security policy enforced")
+    finally:
+        await api.close()
+
+
+async def admitted(custom: client.CustomObjectsApi, namespace: str, body: dict[str, Any]) -> bool:
+    """Whether the admission policy lets `body` in (a dry run: nothing is created)."""
+    try:
+        await custom.create_namespaced_custom_object(GROUP, VERSION, namespace, WEBAPPS, body, dry_run="All")
+    except ApiException as exc:
+        if exc.status == 403:
+            return False
+        raise
+    return True
