@@ -10,8 +10,8 @@ import pytest_asyncio
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from ballast.kube.install import install, load_manifests
 from ballast.reconciler.api import API_VERSION, GROUP, VERSION, WEBAPPS
-from ballast.reconciler.install import install, load_manifests
 from ballast.testing.waiting import eventually
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"

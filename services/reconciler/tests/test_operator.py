@@ -12,7 +12,7 @@ from reconciler_fixtures import IMAGE, platform_api  # noqa: F401
 
 from ballast.kube.apply import get
 from ballast.reconciler.api import WebApp
-from ballast.reconciler.operator import OperatorMetrics, WebAppOperator
+from ballast.reconciler.operator import OperatorMetrics, Repair, WebAppOperator
 from ballast.reconciler.status import Problem
 from ballast.testing.kube import absent
 from ballast.testing.waiting import eventually
@@ -27,8 +27,8 @@ class Running:
         self.registry = registry
         self.outcomes: list[tuple[str, str, list[str], Problem | None]] = []
 
-    async def record(self, outcome: str, webapp: WebApp, repaired: list[str], problem: Problem | None) -> None:
-        self.outcomes.append((outcome, webapp.metadata.name, repaired, problem))
+    async def record(self, outcome: str, webapp: WebApp, repaired: list[Repair], problem: Problem | None) -> None:
+        self.outcomes.append((outcome, webapp.metadata.name, [r.kind for r in repaired], problem))
 
 
 @pytest.fixture
@@ -137,11 +137,16 @@ async def test_drift_is_repaired_and_counted(operator: Running, kube_api: Any, n
         return bool((await apps.read_namespaced_deployment("web", namespace)).spec.replicas == 2)
 
     await eventually(replicas_back, timeout=30, what="the edited replicas put back")
-    repairs = {
-        kind: operator.registry.get_sample_value("ballast_reconciler_drift_repairs_total", {"kind": kind})
-        for kind in ("Service", "Deployment")
-    }
-    assert repairs == {"Service": 1.0, "Deployment": 1.0}
+
+    def repairs() -> dict[str, float | None]:
+        return {
+            kind: operator.registry.get_sample_value("ballast_reconciler_drift_repairs_total", {"kind": kind})
+            for kind in ("Service", "Deployment")
+        }
+
+    # The API server has the repair before the operator has counted it: wait for the count, then check it exactly.
+    await eventually(lambda: repairs()["Deployment"], what="the Deployment repair counted")
+    assert repairs() == {"Service": 1.0, "Deployment": 1.0}
 
     def reported() -> list[list[str]]:
         return [r for o, name, r, _ in operator.outcomes if o == "drift_repaired" and name == "web"]

@@ -16,6 +16,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import BaseModel, TypeAdapter
 from reconciler_fixtures import CRD_FILES, DEPLOY, IMAGE, POLICY_FILE, admitted, platform_api, unique, webapp  # noqa: F401
 
+from ballast.kube.install import InstallError, install, load_manifests
 from ballast.reconciler.api import (
     API_VERSION,
     GROUP,
@@ -31,7 +32,6 @@ from ballast.reconciler.api import (
     WebAppSpec,
     WebAppStatus,
 )
-from ballast.reconciler.install import InstallError, install, load_manifests
 from ballast.testing.kube import absent, api_status
 from ballast.testing.waiting import eventually
 

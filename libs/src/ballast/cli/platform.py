@@ -26,10 +26,11 @@ class PlatformService:
     name: str
     module: str
     port: int
+    needs_cluster: bool = False
 
 
 SERVICES = (
-    PlatformService("reconciler", "ballast.reconciler", 8081),
+    PlatformService("reconciler", "ballast.reconciler", 8081, needs_cluster=True),
     PlatformService("slo-engine", "ballast.slo_engine", 8082),
     PlatformService("policy-gate", "ballast.policy_gate", 8083),
     PlatformService("chaos-runner", "ballast.chaos_runner", 8084),
@@ -63,6 +64,28 @@ def _tail(path: Path, lines: int = 15) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else "(empty)"
 
 
+DEPLOY = Path(__file__).resolve().parents[4] / "deploy"
+
+
+def _install_platform_api(kubeconfig: Path) -> str:
+    """The CRDs and admission policies in deploy/, as the chart installs them in a real cluster."""
+    import asyncio
+
+    from kubernetes_asyncio import config
+
+    from ballast.kube.install import install, load_manifests
+
+    files = sorted((DEPLOY / "crds").glob("*.yaml")) + sorted((DEPLOY / "policies").glob("*.yaml"))
+
+    async def run() -> None:
+        api = await config.new_client_from_config(config_file=str(kubeconfig), persist_config=False)
+        async with api:
+            await install(api, load_manifests(*files))
+
+    asyncio.run(run())
+    return ", ".join(f.name for f in files)
+
+
 class _Stop(Exception):
     pass
 
@@ -92,7 +115,12 @@ def up(*, nodes: int, with_cluster: bool, nats_port: int, state_dir: str) -> int
             control_plane = ControlPlane(nodes=nodes, data_dir=root / "cluster").start()
             env["KUBECONFIG"] = str(control_plane.kubeconfig_path)
             _say(f"cluster ready at {control_plane.server}")
+            installed = _install_platform_api(control_plane.kubeconfig_path)
+            _say(f"installed {installed}")
         for service in SERVICES:
+            if service.needs_cluster and not with_cluster:
+                _say(f"{service.name} skipped: it needs a cluster")
+                continue
             log = logs / f"{service.name}.log"
             with log.open("ab") as out:
                 proc = subprocess.Popen(

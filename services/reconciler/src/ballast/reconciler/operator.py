@@ -65,10 +65,19 @@ class OperatorMetrics:
         )
 
 
-Outcome = Callable[[str, WebApp, list[str], Problem | None], Awaitable[None]]
+@dataclass(frozen=True)
+class Repair:
+    """A child put back after someone else changed or deleted it; the version is the restored object's."""
+
+    kind: str
+    name: str
+    resource_version: str
 
 
-async def _no_outcome(_: str, __: WebApp, ___: list[str], ____: Problem | None) -> None:
+Outcome = Callable[[str, WebApp, list[Repair], Problem | None], Awaitable[None]]
+
+
+async def _no_outcome(_: str, __: WebApp, ___: list[Repair], ____: Problem | None) -> None:
     return None
 
 
@@ -88,6 +97,7 @@ class WebAppOperator:
         *,
         on_outcome: Outcome = _no_outcome,
         policy_check: Callable[[WebApp, list[dict[str, Any]]], Awaitable[Problem | None]] | None = None,
+        on_observed: Callable[[EventType, dict[str, Any]], None] | None = None,
         workers: int = 8,
         service_monitors: bool = False,
     ) -> None:
@@ -95,6 +105,7 @@ class WebAppOperator:
         self.metrics = metrics
         self._on_outcome = on_outcome
         self._policy_check = policy_check
+        self._on_observed = on_observed or (lambda _event, _obj: None)
         self._service_monitors = service_monitors
         self.webapps_controller: Controller[WebAppKey] = Controller(
             "webapp", self.reconcile_webapp, metrics.controller, workers=workers
@@ -115,6 +126,7 @@ class WebAppOperator:
     # -- watch events -> keys ----------------------------------------------------------------------------------------
 
     def _on_webapp(self, event: EventType, obj: dict[str, Any]) -> None:
+        self._on_observed(event, obj)
         metadata = obj["metadata"]
         key = (metadata["namespace"], metadata["name"])
         generation = metadata.get("generation")
@@ -127,7 +139,8 @@ class WebAppOperator:
             self._generations[key] = generation
         self.webapps_controller.enqueue(key)
 
-    def _on_child(self, _: EventType, obj: dict[str, Any]) -> None:
+    def _on_child(self, event: EventType, obj: dict[str, Any]) -> None:
+        self._on_observed(event, obj)
         metadata = obj["metadata"]
         owner = next(
             (ref for ref in metadata.get("ownerReferences", []) if ref.get("controller") and ref["kind"] == "WebApp"),
@@ -148,7 +161,15 @@ class WebAppOperator:
             for informer in informers:
                 tasks.create_task(informer.run(stop))
             # Reconcile from complete caches only: a half-filled child cache would look like deleted children.
-            await asyncio.gather(*(informer.synced.wait() for informer in informers))
+            synced: asyncio.Future[Any] = asyncio.ensure_future(
+                asyncio.gather(*(informer.synced.wait() for informer in informers))
+            )
+            stopped: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+            await asyncio.wait([synced, stopped], return_when=asyncio.FIRST_COMPLETED)
+            if not synced.done():
+                synced.cancel()  # stopped before the caches filled (e.g. the CRDs are not installed yet)
+                return
+            stopped.cancel()
             log.info("caches synced", extra={"webapps": len(self.webapps.store), "tenants": len(self.tenants.store)})
             tasks.create_task(self.webapps_controller.run(stop))
             tasks.create_task(self.tenants_controller.run(stop))
@@ -169,7 +190,7 @@ class WebAppOperator:
             return Result()  # the API server validated it; a newer schema than ours: wait for the next change
         manifests = render(webapp, service_monitors=self._service_monitors)
         problem = await self._policy_check(webapp, manifests) if self._policy_check else None
-        repaired: list[str] = []
+        repaired: list[Repair] = []
         if problem is None:
             problem, repaired = await self._apply_children(key, webapp, manifests)
         await self._write_status(webapp, problem)
@@ -182,11 +203,11 @@ class WebAppOperator:
 
     async def _apply_children(
         self, key: WebAppKey, webapp: WebApp, manifests: list[dict[str, Any]]
-    ) -> tuple[Problem | None, list[str]]:
+    ) -> tuple[Problem | None, list[Repair]]:
         fingerprint = hashlib.sha256(json.dumps(manifests, sort_keys=True).encode()).hexdigest()
         previous = self._applied.get(key)
         versions: dict[tuple[str, str], str] = {}
-        repaired: list[str] = []
+        repaired: list[Repair] = []
         for manifest in manifests:
             kind = (manifest["apiVersion"], manifest["kind"])
             cached = self._cached_child(kind, key)
@@ -202,7 +223,7 @@ class WebAppOperator:
                 was = previous.versions.get(kind)
                 moved = was is not None and versions[kind] != was
                 if moved and (cached is None or _spec_changed(cached, stored)):
-                    repaired.append(manifest["kind"])
+                    repaired.append(Repair(manifest["kind"], manifest["metadata"]["name"], versions[kind]))
                     self.metrics.drift_repairs.labels(manifest["kind"]).inc()
         rendered = {(m["apiVersion"], m["kind"]) for m in manifests}
         for kind in CHILD_KINDS:

@@ -1,0 +1,193 @@
+"""What the reconciler tells the rest of the platform: reconcile outcomes and observed cluster facts as CloudEvents.
+
+Event ids derive from the fact itself (uid, generation or resourceVersion, what happened), so a repeated reconcile or
+a relist after a restart publishes the same id and JetStream keeps it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from ballast.bus.publisher import Publisher
+from ballast.events import new_event
+from ballast.events.catalogue import k8s_event_type, k8s_subject, platform_subject, reconcile_event_type
+from ballast.events.payloads import ObjectRef, ObservedObject, PodIssue, PodProblem, ReconcileOutcome
+from ballast.kube.informer import EventType
+from ballast.reconciler.api import API_VERSION, WebApp
+from ballast.reconciler.operator import Repair
+from ballast.reconciler.status import Problem, pod_problem
+
+log = logging.getLogger(__name__)
+
+VERBS = {"ADDED": "created", "MODIFIED": "updated", "DELETED": "deleted"}
+POD_PROBLEMS = {
+    "CrashLoopBackOff": PodProblem.CRASH_LOOP,
+    "OOMKilled": PodProblem.OOM_KILLED,
+    "ImagePullBackOff": PodProblem.IMAGE_PULL,
+    "ErrImagePull": PodProblem.IMAGE_PULL,
+}
+
+
+class ReconcilerEvents:
+    """Queues events from watch callbacks and reconciles, and publishes them in batches from one task."""
+
+    def __init__(self, publisher: Publisher, cluster: str, *, capacity: int = 10_000) -> None:
+        self._publisher = publisher
+        self.cluster = cluster
+        self.source = f"/clusters/{cluster}/reconciler"
+        self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=capacity)
+
+    def _put(self, subject: str, event: Any) -> None:
+        try:
+            self._queue.put_nowait((subject, event))
+        except asyncio.QueueFull:
+            # Observed facts can be rebuilt from the cluster; holding the operator back for them would be worse.
+            log.warning("event queue full; dropping %s", subject)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set() or not self._queue.empty():
+            try:
+                async with asyncio.timeout(0.5):
+                    first = await self._queue.get()
+            except TimeoutError:
+                continue
+            batch = [first]
+            while not self._queue.empty() and len(batch) < 500:
+                batch.append(self._queue.get_nowait())
+            await self._publisher.publish_all(batch)
+
+    # -- reconcile outcomes ------------------------------------------------------------------------------------------
+
+    async def outcome(self, outcome: str, webapp: WebApp, repaired: list[Repair], problem: Problem | None) -> None:
+        metadata = webapp.metadata
+        generation = metadata.generation or 0
+        # Each repair is its own fact, told apart by the restored objects' versions.
+        detail = ",".join(f"{r.kind}/{r.name}@{r.resource_version}" for r in repaired) or (
+            problem.reason if problem else ""
+        )
+        payload = ReconcileOutcome(
+            cluster=self.cluster,
+            webapp=ObjectRef(
+                api_version=API_VERSION,
+                kind="WebApp",
+                namespace=metadata.namespace,
+                name=metadata.name,
+                uid=metadata.uid or "",
+            ),
+            generation=generation,
+            observed_generation=generation,
+            repaired=[f"{r.kind}/{r.name}" for r in repaired],
+            reason=problem.reason if problem else "",
+            message=problem.message if problem else "",
+        )
+        event = new_event(
+            reconcile_event_type(outcome),
+            self.source,
+            payload,
+            subject=f"{metadata.namespace}/{metadata.name}",
+            event_id=f"{metadata.uid}:{generation}:{outcome}:{detail}",
+        )
+        self._put(platform_subject("reconcile", self.cluster, metadata.namespace, outcome), event)
+
+    # -- observed facts ----------------------------------------------------------------------------------------------
+
+    def observed(self, event_type: EventType, obj: dict[str, Any]) -> None:
+        kind = obj.get("kind") or _kind_of(obj)
+        if kind not in ("WebApp", "Deployment", "Pod"):
+            return
+        metadata = obj["metadata"]
+        verb = VERBS[event_type]
+        owner = next((r for r in metadata.get("ownerReferences", []) if r.get("controller")), None)
+        ref = ObjectRef(
+            api_version=obj.get("apiVersion", ""),
+            kind=kind,
+            namespace=metadata.get("namespace"),
+            name=metadata["name"],
+            uid=metadata.get("uid", ""),
+        )
+        spec, status = obj.get("spec", {}), obj.get("status", {}) or {}
+        payload = ObservedObject(
+            cluster=self.cluster,
+            object=ref,
+            resource_version=metadata.get("resourceVersion", ""),
+            generation=metadata.get("generation"),
+            labels=metadata.get("labels", {}),
+            owner=ObjectRef(
+                api_version=owner["apiVersion"],
+                kind=owner["kind"],
+                namespace=metadata.get("namespace"),
+                name=owner["name"],
+                uid=owner["uid"],
+            )
+            if owner
+            else None,
+            replicas=spec.get("replicas") if kind != "Pod" else None,
+            ready_replicas=status.get("readyReplicas") if kind != "Pod" else None,
+            image=_image(kind, spec),
+            phase=status.get("phase") if kind == "Pod" else None,
+        )
+        subject_id = f"{ref.namespace}/{ref.name}"
+        self._put(
+            k8s_subject(self.cluster, ref.namespace, kind, verb),
+            new_event(
+                k8s_event_type(kind, verb),
+                self.source,
+                payload,
+                subject=subject_id,
+                event_id=f"{ref.uid}:{payload.resource_version}:{verb}",
+            ),
+        )
+        if kind == "Pod" and event_type != "DELETED":
+            self._pod_issue(obj, ref, payload.owner)
+
+    def _pod_issue(self, pod: dict[str, Any], ref: ObjectRef, owner: ObjectRef | None) -> None:
+        problem = pod_problem([pod])
+        if problem is None or problem.reason not in POD_PROBLEMS:
+            return
+        kind = POD_PROBLEMS[problem.reason]
+        restarts = sum(s.get("restartCount", 0) for s in pod.get("status", {}).get("containerStatuses", []) or [])
+        issue = PodIssue(
+            cluster=self.cluster,
+            pod=ref,
+            owner=owner,
+            problem=kind,
+            reason=problem.reason,
+            message=problem.message,
+            restart_count=restarts,
+            resource_version=pod["metadata"].get("resourceVersion", ""),
+        )
+        self._put(
+            k8s_subject(self.cluster, ref.namespace, "Pod", kind.value),
+            new_event(
+                f"io.k8s.pod.{kind.value}.v1",
+                self.source,
+                issue,
+                subject=f"{ref.namespace}/{ref.name}",
+                event_id=f"{ref.uid}:{restarts}:{kind.value}",
+            ),
+        )
+
+
+def _kind_of(obj: dict[str, Any]) -> str:
+    # Watch events carry kind; list items may not. Tell the three apart by shape.
+    if obj.get("apiVersion", "").startswith("platform.example.com"):
+        return "WebApp"
+    if "containers" in obj.get("spec", {}):
+        return "Pod"
+    if "template" in obj.get("spec", {}):
+        return "Deployment"
+    return ""
+
+
+def _image(kind: str, spec: dict[str, Any]) -> str | None:
+    if kind == "WebApp":
+        image: str | None = spec.get("image")
+        return image
+    containers = (
+        spec.get("template", {}).get("spec", {}).get("containers", [])
+        if kind == "Deployment"
+        else spec.get("containers", [])
+    )
+    return containers[0].get("image") if containers else None

@@ -1,0 +1,124 @@
+"""The reconciler as it runs: its own process, real NATS, real control plane, the policy gate asked over the bus,
+and every outcome published once as a decodable CloudEvent."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import nats.errors
+import pytest
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from pydantic import BaseModel
+from reconciler_fixtures import IMAGE, platform_api  # noqa: F401
+
+from ballast.bus import Bus
+from ballast.events import decode
+from ballast.events.catalogue import POLICY_CHECK, REGISTRY
+from ballast.events.payloads import PolicyCheckRequest, PolicyCheckResponse, PolicyViolation
+from ballast.kube.apply import get
+from ballast.testing import ServiceProcess, eventually
+
+pytestmark = pytest.mark.cluster
+
+
+async def deny_foreign_images(request: BaseModel) -> BaseModel:
+    assert isinstance(request, PolicyCheckRequest)
+    violations = [
+        PolicyViolation(
+            policy="allowed-repos",
+            object=f"Deployment/{m['metadata']['name']}",
+            message=f"image {c['image']} is not from registry.example.com",
+        )
+        for m in request.manifests
+        if m["kind"] == "Deployment"
+        for c in m["spec"]["template"]["spec"]["containers"]
+        if not c["image"].startswith("registry.example.com/")
+    ]
+    return PolicyCheckResponse(allowed=not violations, violations=violations)
+
+
+async def events(bus: Bus, stream: str, subjects: str) -> list[Any]:
+    sub = await bus.js.pull_subscribe(
+        subjects, stream=stream, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE)
+    )
+    found: list[Any] = []
+    with contextlib.suppress(nats.errors.TimeoutError):
+        while True:
+            found.extend(await sub.fetch(100, timeout=0.5))
+    await sub.unsubscribe()
+    return [decode(m.headers, m.data, REGISTRY) for m in found]
+
+
+async def condition(kube_api: Any, namespace: str, name: str, cond_type: str) -> tuple[str, str] | None:
+    obj = await get(kube_api, "platform.example.com/v1", "WebApp", namespace, name)
+    for cond in ((obj or {}).get("status") or {}).get("conditions", []):
+        if cond["type"] == cond_type:
+            return cond["status"], cond["reason"]
+    return None
+
+
+async def test_reconciles_asks_the_policy_gate_and_publishes_each_outcome_once(
+    bus: Bus,
+    services: Callable[..., ServiceProcess],
+    kube_api: Any,
+    kubeconfig_path: Path,
+    namespace: str,
+    platform_api: None,
+) -> None:
+    from kubernetes_asyncio import client
+
+    cluster = f"c{uuid.uuid4().hex[:8]}"
+    await bus.ensure_streams()
+    await bus.serve(POLICY_CHECK, deny_foreign_images)
+    reconciler = services(
+        "ballast.reconciler",
+        nats_url=bus.url,
+        KUBECONFIG=str(kubeconfig_path),
+        BALLAST_CLUSTER=cluster,
+        BALLAST_POLICY_CHECK="true",
+        BALLAST_LEASE_NAMESPACE=namespace,
+    )
+    await reconciler.wait_status("/readyz", 200)
+    custom = client.CustomObjectsApi(kube_api)
+    for name, image in [("good", IMAGE), ("foreign", "docker.io/library/nginx:latest")]:
+        body = {
+            "apiVersion": "platform.example.com/v1",
+            "kind": "WebApp",
+            "metadata": {"name": name},
+            "spec": {"image": image},
+        }
+        await custom.create_namespaced_custom_object("platform.example.com", "v1", namespace, "webapps", body)
+
+    async def settled() -> bool:
+        good = await condition(kube_api, namespace, "good", "Ready")
+        foreign = await condition(kube_api, namespace, "foreign", "Degraded")
+        return good == ("True", "AllReplicasReady") and foreign == ("True", "PolicyDenied")
+
+    await eventually(settled, timeout=60, what="good Ready, foreign PolicyDenied")
+    assert await get(kube_api, "apps/v1", "Deployment", namespace, "foreign") is None, "a denied WebApp gets nothing"
+
+    async def outcomes() -> dict[str, list[Any]] | None:
+        found: dict[str, list[Any]] = {}
+        for event in await events(bus, "PLATFORM_EVENTS", f"evt.reconcile.{cluster}.>"):
+            found.setdefault(event.type, []).append(event)
+        wanted = {"io.ballast.webapp.reconciled.v1", "io.ballast.webapp.policy_denied.v1"}
+        return found if wanted <= set(found) else None
+
+    published = await eventually(outcomes, timeout=20, what="reconcile outcomes on the bus")
+    (reconciled,) = published["io.ballast.webapp.reconciled.v1"]
+    assert reconciled.subject == f"{namespace}/good"
+    denied = published["io.ballast.webapp.policy_denied.v1"]
+    assert {e.id for e in denied} == {denied[0].id}, "the same denial must not be published twice"
+    assert "allowed-repos" in denied[0].data.message
+
+    observed = await events(bus, "K8S_EVENTS", f"evt.k8s.{cluster}.{namespace}.>")
+    kinds = {(e.type, e.subject) for e in observed}
+    assert ("io.k8s.webapp.created.v1", f"{namespace}/good") in kinds
+    assert ("io.k8s.deployment.created.v1", f"{namespace}/good") in kinds
+    assert any(t == "io.k8s.pod.created.v1" for t, _ in kinds)
+    assert len({e.id for e in observed}) == len(observed), "observed facts are stored once each"
+    await reconciler.stop(timeout=30)
