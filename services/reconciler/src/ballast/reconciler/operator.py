@@ -12,6 +12,7 @@ missed, repeated or reordered events cannot leave a WebApp wrong.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -168,6 +169,8 @@ class WebAppOperator:
             await asyncio.wait([synced, stopped], return_when=asyncio.FIRST_COMPLETED)
             if not synced.done():
                 synced.cancel()  # stopped before the caches filled (e.g. the CRDs are not installed yet)
+                with contextlib.suppress(asyncio.CancelledError):
+                    await synced
                 return
             stopped.cancel()
             log.info("caches synced", extra={"webapps": len(self.webapps.store), "tenants": len(self.tenants.store)})
