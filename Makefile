@@ -16,7 +16,7 @@ RUN := $(VENV)/bin
 SERVICES := reconciler slo-engine chaos-runner policy-gate incident-bot
 N ?= 20000
 
-.PHONY: help dev tools test lint types asyncapi start-platform cluster-up cluster-down \
+.PHONY: help dev tools test lint types asyncapi demo start-platform deploy-samples cluster-up cluster-down \
 	bench-bus bench-cluster clean $(addprefix test-,$(SERVICES)) test-libs test-controlplane
 
 help: ## list the targets
@@ -46,8 +46,14 @@ types: dev ## mypy --strict
 asyncapi: dev ## regenerate docs/asyncapi.yaml from the catalogue
 	$(RUN)/python -m ballast.events.asyncapi > docs/asyncapi.yaml
 
+demo: dev tools ## the operator lifecycle end to end on a local platform, narrated (then everything stops)
+	$(RUN)/ballast demo
+
 start-platform: dev tools ## run NATS, a local control plane and every service (Ctrl-C stops)
 	$(RUN)/ballast up
+
+deploy-samples: dev ## apply deploy/samples (two tenants, four WebApps) to the platform of start-platform
+	$(RUN)/ballast apply deploy/samples/tenants.yaml deploy/samples/webapps.yaml
 
 cluster-up: dev tools ## start a local control plane in the background and print its kubeconfig
 	$(RUN)/python -m ballast.kube.cluster up

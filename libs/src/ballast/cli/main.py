@@ -32,6 +32,47 @@ def _streams_ensure(nats_url: str) -> int:
     return 0
 
 
+async def _apply_when_namespace_exists(api: object, document: dict[str, object], wait: float = 30.0) -> None:
+    """Applies `document`; a namespace that a Tenant applied just before is still being created: wait for it."""
+    from kubernetes_asyncio.client.exceptions import ApiException
+
+    from ballast.kube.apply import apply
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while True:
+        try:
+            await apply(api, document, field_manager="ballast-cli")
+            return
+        except ApiException as exc:
+            if exc.status != 404 or loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
+def _apply(files: list[str]) -> int:
+    import os
+    from pathlib import Path
+
+    import yaml
+    from kubernetes_asyncio import config
+
+    kubeconfig = os.environ.get("KUBECONFIG", ".ballast/platform/cluster/kubeconfig")
+    documents = [d for f in files for d in yaml.safe_load_all(Path(f).read_text()) if d]
+
+    async def run() -> None:
+        api = await config.new_client_from_config(config_file=kubeconfig, persist_config=False)
+        async with api:
+            for document in documents:
+                await _apply_when_namespace_exists(api, document)
+                metadata = document["metadata"]
+                where = f"{metadata['namespace']}/" if metadata.get("namespace") else ""
+                print(f"{document['kind']} {where}{metadata['name']} applied")
+
+    asyncio.run(run())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ballast", description="Ballast platform command line.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -40,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--no-cluster", action="store_true", help="services only, without a Kubernetes control plane")
     up.add_argument("--nats-port", type=int, default=4222)
     up.add_argument("--state-dir", default=".ballast/platform", help="NATS store, cluster data and service logs")
+    demo = commands.add_parser("demo", help="the operator lifecycle end to end on a local platform, narrated")
+    demo.add_argument("--state-dir", default=".ballast/demo")
+    demo.add_argument("--nats-port", type=int, default=4223)
+    demo.add_argument("--http-port-base", type=int, default=8091, help="first of the services' HTTP ports")
+    apply_cmd = commands.add_parser("apply", help="server-side apply manifests (e.g. deploy/samples) to KUBECONFIG")
+    apply_cmd.add_argument("files", nargs="+")
     streams = commands.add_parser("streams", help="JetStream streams of the catalogue")
     streams.add_argument("action", choices=["ensure"])
     streams.add_argument("--nats-url", default="nats://127.0.0.1:4222")
@@ -48,6 +95,20 @@ def main(argv: list[str] | None = None) -> int:
         return platform.up(
             nodes=args.nodes, with_cluster=not args.no_cluster, nats_port=args.nats_port, state_dir=args.state_dir
         )
+    if args.command == "demo":
+        from ballast.cli import demo as demo_script
+
+        return platform.up(
+            nodes=2,
+            with_cluster=True,
+            nats_port=args.nats_port,
+            state_dir=args.state_dir,
+            only=("reconciler",),
+            then=demo_script.run,
+            http_port_base=args.http_port_base,
+        )
+    if args.command == "apply":
+        return _apply(args.files)
     return _streams_ensure(args.nats_url)
 
 

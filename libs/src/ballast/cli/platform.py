@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -25,7 +26,7 @@ from ballast.local.nats_server import NatsServer
 class PlatformService:
     name: str
     module: str
-    port: int
+    port: int  # with the default base 8081; `--http-port-base` shifts them all
     needs_cluster: bool = False
 
 
@@ -50,9 +51,9 @@ def _ready(port: int) -> bool:
         return False
 
 
-def _wait_ready(service: PlatformService, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+def _wait_ready(service: PlatformService, port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    while not _ready(service.port):
+    while not _ready(port):
         if proc.poll() is not None:
             raise RuntimeError(f"{service.name} exited with {proc.returncode}; its log {log} ends:\n{_tail(log)}")
         if time.monotonic() > deadline:
@@ -94,7 +95,25 @@ def _raise_stop(signum: int, _: FrameType | None) -> None:
     raise _Stop(signal.Signals(signum).name)
 
 
-def up(*, nodes: int, with_cluster: bool, nats_port: int, state_dir: str) -> int:
+@dataclass(frozen=True)
+class Platform:
+    nats_url: str
+    kubeconfig: Path | None
+
+
+def up(
+    *,
+    nodes: int,
+    with_cluster: bool,
+    nats_port: int,
+    state_dir: str,
+    only: tuple[str, ...] | None = None,
+    then: Callable[[Platform], int] | None = None,
+    http_port_base: int = 8081,
+) -> int:
+    """Starts the platform; runs `then` on it and stops, or (without `then`) waits for Ctrl-C/SIGTERM.
+
+    `only` limits the services started (by name)."""
     root = Path(state_dir).resolve()
     logs = root / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -118,6 +137,8 @@ def up(*, nodes: int, with_cluster: bool, nats_port: int, state_dir: str) -> int
             installed = _install_platform_api(control_plane.kubeconfig_path)
             _say(f"installed {installed}")
         for service in SERVICES:
+            if only is not None and service.name not in only:
+                continue
             if service.needs_cluster and not with_cluster:
                 _say(f"{service.name} skipped: it needs a cluster")
                 continue
@@ -125,17 +146,20 @@ def up(*, nodes: int, with_cluster: bool, nats_port: int, state_dir: str) -> int
             with log.open("ab") as out:
                 proc = subprocess.Popen(
                     [sys.executable, "-m", service.module],
-                    env=env | {"BALLAST_HTTP_PORT": str(service.port)},
+                    env=env | {"BALLAST_HTTP_PORT": str(service.port - 8081 + http_port_base)},
                     stdout=out,
                     stderr=subprocess.STDOUT,
                 )
             services.append((service, proc))
         for service, proc in services:
-            _wait_ready(service, proc, logs / f"{service.name}.log", timeout=60)
-            _say(f"{service.name:<13} ready  http://127.0.0.1:{service.port}/metrics  log {logs / service.name}.log")
+            port = service.port - 8081 + http_port_base
+            _wait_ready(service, port, proc, logs / f"{service.name}.log", timeout=60)
+            _say(f"{service.name:<13} ready  http://127.0.0.1:{port}/metrics  log {logs / service.name}.log")
         _say(f"platform up in {time.monotonic() - started:.1f}s; NATS {nats.url}")
         if control_plane is not None:
             _say(f"export KUBECONFIG={control_plane.kubeconfig_path}")
+        if then is not None:
+            return then(Platform(nats.url, control_plane.kubeconfig_path if control_plane else None))
         _say("Ctrl-C stops everything")
         while True:
             for service, proc in services:
