@@ -15,9 +15,10 @@ VENV := .venv
 RUN := $(VENV)/bin
 SERVICES := reconciler slo-engine chaos-runner policy-gate incident-bot
 N ?= 20000
+WEBAPPS ?= 1000
 
 .PHONY: help dev tools test lint types asyncapi demo start-platform deploy-samples cluster-up cluster-down \
-	bench-bus bench-cluster clean $(addprefix test-,$(SERVICES)) test-libs test-controlplane
+	bench-bus bench-operator bench-cluster clean $(addprefix test-,$(SERVICES)) test-libs test-controlplane
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 22
@@ -63,6 +64,9 @@ cluster-down: dev ## stop the control plane started by cluster-up
 
 bench-bus: dev ## bus vs raw nats-py throughput, publish->handled latency at 1000 events/s
 	$(RUN)/python tests/bench/bench_bus.py --events $(N)
+
+bench-operator: dev tools ## WEBAPPS WebApps through the reconciler vs as many raw Deployments+Services (1000)
+	$(RUN)/python tests/bench/bench_operator.py --webapps $(WEBAPPS)
 
 bench-cluster: dev tools ## control plane start-up, 10-replica deployment readiness, memory
 	$(RUN)/python tests/bench/bench_cluster.py
