@@ -87,7 +87,8 @@ class _Applied:
     """What the last successful reconcile of a WebApp applied: the render's fingerprint and the children's versions."""
 
     fingerprint: str
-    versions: dict[tuple[str, str], str] = field(default_factory=dict)
+    # (generation, resourceVersion) of each child right after we applied it.
+    versions: dict[tuple[str, str], tuple[int | None, str]] = field(default_factory=dict)
 
 
 class WebAppOperator:
@@ -209,30 +210,49 @@ class WebAppOperator:
     ) -> tuple[Problem | None, list[Repair]]:
         fingerprint = hashlib.sha256(json.dumps(manifests, sort_keys=True).encode()).hexdigest()
         previous = self._applied.get(key)
-        versions: dict[tuple[str, str], str] = {}
-        repaired: list[Repair] = []
+        same_intent = previous is not None and previous.fingerprint == fingerprint
+        stale = []
         for manifest in manifests:
             kind = (manifest["apiVersion"], manifest["kind"])
             cached = self._cached_child(kind, key)
-            try:
-                stored = await apply(self.api, manifest, field_manager=FIELD_MANAGER)
-            except ApiException as exc:
-                if exc.status in (409, 429, 500, 503, 504):
-                    raise  # transient: retried with backoff
-                return Problem("ApplyFailed", f"{manifest['kind']}/{manifest['metadata']['name']}: {_reason(exc)}"), []
-            versions[kind] = stored["metadata"]["resourceVersion"]
-            # Same intent as last time, yet the object had to change (or come back): someone else touched it.
-            if previous is not None and previous.fingerprint == fingerprint:
-                was = previous.versions.get(kind)
-                moved = was is not None and versions[kind] != was
-                if moved and (cached is None or _spec_changed(cached, stored)):
-                    repaired.append(Repair(manifest["kind"], manifest["metadata"]["name"], versions[kind]))
-                    self.metrics.drift_repairs.labels(manifest["kind"]).inc()
+            # Same intent as last time and the child as we left it: applying again would change nothing.
+            if (
+                same_intent
+                and cached is not None
+                and previous is not None
+                and _as_left(cached, previous.versions.get(kind))
+            ):
+                continue
+            stale.append((manifest, cached))
+        results = await asyncio.gather(
+            *(apply(self.api, m, field_manager=FIELD_MANAGER) for m, _ in stale), return_exceptions=True
+        )
+        versions = dict(previous.versions) if same_intent and previous is not None else {}
+        repaired: list[Repair] = []
+        for (manifest, cached), result in zip(stale, results, strict=True):
+            if isinstance(result, ApiException):
+                if result.status in (409, 429, 500, 503, 504):
+                    raise result  # transient: retried with backoff
+                where = f"{manifest['kind']}/{manifest['metadata']['name']}"
+                return Problem("ApplyFailed", f"{where}: {_reason(result)}"), []
+            if isinstance(result, BaseException):
+                raise result
+            kind = (manifest["apiVersion"], manifest["kind"])
+            versions[kind] = _version(result)
+            # Same intent, yet the child had to change or come back: someone else touched it. (A child missing from
+            # a cache that has not caught up with our own create comes back unchanged: that is no repair.)
+            left = previous.versions.get(kind) if same_intent and previous is not None else None
+            recreated = left is not None and cached is None and versions[kind][1] != left[1]
+            edited = left is not None and cached is not None and _spec_changed(cached, result)
+            if recreated or edited:
+                repaired.append(Repair(manifest["kind"], manifest["metadata"]["name"], versions[kind][1]))
+                self.metrics.drift_repairs.labels(manifest["kind"]).inc()
         rendered = {(m["apiVersion"], m["kind"]) for m in manifests}
         for kind in CHILD_KINDS:
             if kind not in rendered and self._cached_child(kind, key) is not None:
                 # No longer wanted (autoscaling off, one replica, policy none): remove what we made earlier.
                 await delete(self.api, kind[0], kind[1], key[0], key[1])
+                versions.pop(kind, None)
         self._applied[key] = _Applied(fingerprint, versions)
         return None, repaired
 
@@ -278,6 +298,21 @@ class WebAppOperator:
             for manifest in render_tenant_namespace(tenant, namespace):
                 await apply(self.api, manifest, field_manager=FIELD_MANAGER)
         return Result()
+
+
+def _version(obj: dict[str, Any]) -> tuple[int | None, str]:
+    metadata = obj["metadata"]
+    return metadata.get("generation"), metadata["resourceVersion"]
+
+
+def _as_left(cached: dict[str, Any], left: tuple[int | None, str] | None) -> bool:
+    """Whether a child is as our last apply left it: same generation (status may move), or same version."""
+    if left is None:
+        return False
+    generation, version = _version(cached)
+    if left[0] is not None:
+        return generation == left[0]
+    return version == left[1]
 
 
 def _spec_changed(before: dict[str, Any], after: dict[str, Any]) -> bool:
