@@ -498,6 +498,9 @@ class ControlPlane:
             f"--service-account-private-key-file={pki / 'sa.key'}",
             "--concurrent-deployment-syncs=20",
             "--concurrent-replicaset-syncs=20",
+            # kwok renews node leases from one process; with thousands of pods it can fall behind the default 50 s,
+            # and the node lifecycle controller would then mark every pod on the "unreachable" node not ready.
+            "--node-monitor-grace-period=5m",
         ]
 
     def _scheduler_args(self) -> list[str]:
