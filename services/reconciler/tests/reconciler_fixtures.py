@@ -10,6 +10,7 @@ import pytest_asyncio
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from ballast.kube.apply import get
 from ballast.kube.install import install, load_manifests
 from ballast.reconciler.api import API_VERSION, GROUP, VERSION, WEBAPPS
 from ballast.testing.waiting import eventually
@@ -58,3 +59,11 @@ async def admitted(custom: client.CustomObjectsApi, namespace: str, body: dict[s
             return False
         raise
     return True
+
+
+async def condition(kube_api: Any, namespace: str, name: str, cond_type: str) -> tuple[str, str] | None:
+    obj = await get(kube_api, "platform.example.com/v1", "WebApp", namespace, name)
+    for cond in ((obj or {}).get("status") or {}).get("conditions", []):
+        if cond["type"] == cond_type:
+            return cond["status"], cond["reason"]
+    return None

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from reconciler_fixtures import IMAGE, platform_api  # noqa: F401
+from reconciler_fixtures import IMAGE, condition, platform_api  # noqa: F401
 
 from ballast.kube.apply import get
 from ballast.reconciler.api import WebApp
@@ -60,14 +60,6 @@ async def create_webapp(kube_api: Any, namespace: str, name: str, **spec: Any) -
 
 async def read_webapp(kube_api: Any, namespace: str, name: str) -> dict[str, Any] | None:
     return await get(kube_api, "platform.example.com/v1", "WebApp", namespace, name)
-
-
-async def condition(kube_api: Any, namespace: str, name: str, cond_type: str) -> tuple[str, str] | None:
-    obj = await read_webapp(kube_api, namespace, name)
-    for cond in ((obj or {}).get("status") or {}).get("conditions", []):
-        if cond["type"] == cond_type:
-            return cond["status"], cond["reason"]
-    return None
 
 
 async def ready(kube_api: Any, namespace: str, name: str) -> bool:

@@ -13,7 +13,7 @@ import nats.errors
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import BaseModel
-from reconciler_fixtures import IMAGE, platform_api  # noqa: F401
+from reconciler_fixtures import IMAGE, condition, platform_api  # noqa: F401
 
 from ballast.bus import Bus
 from ballast.events import decode
@@ -51,14 +51,6 @@ async def events(bus: Bus, stream: str, subjects: str) -> list[Any]:
             found.extend(await sub.fetch(100, timeout=0.5))
     await sub.unsubscribe()
     return [decode(m.headers, m.data, REGISTRY) for m in found]
-
-
-async def condition(kube_api: Any, namespace: str, name: str, cond_type: str) -> tuple[str, str] | None:
-    obj = await get(kube_api, "platform.example.com/v1", "WebApp", namespace, name)
-    for cond in ((obj or {}).get("status") or {}).get("conditions", []):
-        if cond["type"] == cond_type:
-            return cond["status"], cond["reason"]
-    return None
 
 
 async def test_reconciles_asks_the_policy_gate_and_publishes_each_outcome_once(

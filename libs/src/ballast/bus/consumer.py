@@ -123,7 +123,6 @@ class Consumer:
             outcome: metrics.deliveries.labels(spec.durable, outcome)
             for outcome in ("ack", "retry", "dead_letter", "nak_shutdown")
         }
-        self.stopped = asyncio.Event()
 
     def stop(self) -> None:
         """Stop pulling; in-flight handlers go on until `run()`'s grace period ends."""
@@ -156,7 +155,6 @@ class Consumer:
                 await sub.unsubscribe()
             await self._finish_in_flight(grace)
             keep_alive.cancel()
-            self.stopped.set()
 
     async def _pull(self, pull_subject: str, inbox: str, count: int) -> bool:
         request = {

@@ -48,6 +48,16 @@ def api_status(exc: ApiException) -> dict[str, Any]:
     return status
 
 
+def assert_refused_naming(exc: ApiException, field: str, reason: str) -> None:
+    """The API server refused an object as Invalid (422) with a message, and a cause, naming `field`."""
+    assert exc.status == 422, exc
+    status = api_status(exc)
+    assert status["reason"] == "Invalid"
+    assert f"{field}: " in status["message"], status["message"]
+    assert reason in status["message"], status["message"]
+    assert field in {cause.get("field") for cause in status["details"]["causes"]}
+
+
 async def absent(read: Callable[[], Awaitable[object]]) -> bool:
     """True once `read` (an API read of one object) answers 404 Not Found; other errors propagate."""
     from kubernetes_asyncio.client.exceptions import ApiException
