@@ -15,8 +15,9 @@ import asyncio
 import time
 from pathlib import Path
 
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 
+from ballast.kube.client import api_client
 from ballast.kube.controlplane import ControlPlane
 from ballast.testing.kube import fake_node_deployment
 from ballast.testing.waiting import eventually
@@ -32,7 +33,7 @@ def rss_kib(pid: int) -> int:
 
 
 async def deploy_until_ready(kubeconfig: Path, replicas: int) -> float:
-    api = await config.new_client_from_config(config_file=str(kubeconfig), persist_config=False)
+    api = await api_client(str(kubeconfig))
     async with api:
         core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
         await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="bench")))

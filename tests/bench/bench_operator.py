@@ -3,36 +3,54 @@ baseline), on one local control plane (kwok nodes), in the same run.
 
     python tests/bench/bench_operator.py [--webapps N]
 
-converge_ratio = raw time / operator time (all N Ready); ready_p50_s/ready_p99_s: each WebApp's create to its Ready
-condition; heal_p99_s: a deleted child Service back; rss_mb: the reconciler process's resident memory at the end.
+Phases, one control plane:
+1. raw: N Deployments+Services created at once with kubernetes-asyncio; timed until every Deployment is Ready. The
+   namespace is then deleted and the run waits until its pods are gone, so the operator phase starts from the same
+   empty cluster.
+2. operator: N WebApps created at once; timed until every WebApp reports Ready. converge_ratio = raw / operator.
+3. steady: with the N WebApps in place, SAMPLES more are applied one every 1/RATE s, as users do; ready_p50_s and
+   ready_p99_s are their create -> Ready latencies. (In a burst of N, a WebApp's latency is its place in the queue
+   of the whole burst, which the converge ratio already measures; the burst's latencies are printed too.)
+4. heal: a child Service of an existing WebApp deleted -> back (heal_p99_s), HEAL_SAMPLES times, one at a time.
+rss_mb is the reconciler process's resident memory at the end. CPU seconds per process and phase are printed, to
+show where the machine's two cores went.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kubernetes_asyncio import client, config
+import aiohttp
+from kubernetes_asyncio import client
 
 from ballast.kube.apply import apply
+from ballast.kube.client import api_client
 from ballast.kube.controlplane import ControlPlane
 from ballast.kube.informer import Informer
 from ballast.kube.install import install, load_manifests
+from ballast.kube.rest import send
 from ballast.local.nats_server import NatsServer, free_port
 from ballast.testing.kube import fake_node_deployment
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 IMAGE = "registry.example.com/shop/web:1.2.3"
 CONCURRENCY = 32
+SAMPLES = 100
+RATE = 5.0  # WebApps per second in the steady phase
 HEAL_SAMPLES = 50
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
@@ -40,6 +58,70 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+class CpuMeter:
+    """CPU seconds each process spent between `start()` and `report()`."""
+
+    def __init__(self, processes: dict[str, int]) -> None:
+        self.processes = processes
+        self._start: dict[str, float] = {}
+
+    def start(self) -> None:
+        self._start = {name: cpu_seconds(pid) for name, pid in self.processes.items()}
+
+    def report(self, phase: str, elapsed: float) -> str:
+        used = {name: cpu_seconds(pid) - self._start.get(name, 0.0) for name, pid in self.processes.items()}
+        parts = " ".join(f"{name}={seconds:.0f}" for name, seconds in sorted(used.items(), key=lambda kv: -kv[1]))
+        return f"{phase} cpu_s over {elapsed:.0f}s wall: {parts} (total {sum(used.values()):.0f})"
+
+
+async def apiserver_requests(api: Any) -> dict[str, float]:
+    """apiserver_request_total by verb and resource, from the API server's own metrics."""
+    response = await send(api, "GET", "/metrics")
+    text = (await response.read()).decode()
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(part.split("=", 1) for part in line[line.index("{") + 1 : line.index("}")].split(","))
+        labels = {k: v.strip('"') for k, v in labels.items()}
+        subresource = f"/{labels['subresource']}" if labels.get("subresource") else ""
+        failed = f"({labels['code']})" if not labels.get("code", "200").startswith("2") else ""
+        what = f"{labels['verb']} {labels['resource']}{subresource}{failed}"
+        counts[what] = counts.get(what, 0.0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def request_summary(before: dict[str, float], after: dict[str, float], n: int, top: int = 16) -> str:
+    delta = {k: v - before.get(k, 0.0) for k, v in after.items() if v - before.get(k, 0.0) > 0}
+    parts = [f"{k}={v / n:.2f}" for k, v in sorted(delta.items(), key=lambda kv: -kv[1])[:top]]
+    return f"{sum(delta.values()) / n:.1f} API requests per app: " + " ".join(parts)
+
+
+def log_levels(log_path: Path) -> dict[str, int]:
+    levels: dict[str, int] = {}
+    for line in log_path.read_text(errors="replace").splitlines():
+        try:
+            level = json.loads(line).get("level", "?")
+        except ValueError:
+            level = "unstructured"
+        levels[level] = levels.get(level, 0) + 1
+    return levels
+
+
+async def reconcile_summary(http_port: int) -> str:
+    """The reconciler's own account: reconciles by result and retries."""
+    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{http_port}/metrics") as response:
+        text = await response.text()
+    wanted = ("controller_runtime_reconcile_total{", "workqueue_retries_total{")
+    counts = [line for line in text.splitlines() if line.startswith(wanted) and 'controller="webapp"' in line]
+    return "reconciler: " + "; ".join(counts)
 
 
 async def bounded(calls: list[Any]) -> None:
@@ -52,11 +134,11 @@ async def bounded(calls: list[Any]) -> None:
     await asyncio.gather(*(one(c) for c in calls))
 
 
-async def wait_all(informer: Informer, done: Any, n: int, what: str, timeout: float) -> None:
-    started = time.monotonic()
-    while sum(1 for obj in informer.store.values() if done(obj)) < n:
-        if time.monotonic() - started > timeout:
-            raise TimeoutError(f"{what}: {sum(1 for o in informer.store.values() if done(o))}/{n} after {timeout}s")
+async def wait_for(count: Callable[[], int], n: int, what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while count() < n:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: {count()}/{n} after {timeout:.0f}s")
         await asyncio.sleep(0.1)
 
 
@@ -86,15 +168,65 @@ async def raw_baseline(api: Any, n: int) -> float:
         ]
         + [(lambda i=i: core.create_namespaced_service("raw", service(f"web-{i}"))) for i in range(n)]
     )
-    await wait_all(deployments, deployment_ready, n, "raw Deployments ready", timeout=30 * 60)
+    ready = lambda: sum(1 for obj in deployments.store.values() if deployment_ready(obj))  # noqa: E731
+    await wait_for(ready, n, "raw Deployments ready", timeout=30 * 60)
     elapsed = time.monotonic() - started
     stop.set()
     await watching
     return elapsed
 
 
-async def through_operator(api: Any, n: int, reconciler_pid: int) -> tuple[float, list[float], list[float]]:
-    custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
+async def remove_raw(api: Any) -> float:
+    """Deletes the raw namespace and waits until it is gone (its pods with it)."""
+    core = client.CoreV1Api(api)
+    started = time.monotonic()
+    await core.delete_namespace("raw")
+    deadline = started + 10 * 60
+    while time.monotonic() < deadline:
+        try:
+            await core.read_namespace("raw")
+        except client.exceptions.ApiException as exc:
+            if exc.status == 404:
+                return time.monotonic() - started
+            raise
+        await asyncio.sleep(0.5)
+    raise TimeoutError("namespace raw still there after 10 minutes")
+
+
+class WebAppClock:
+    """Create and Ready times of WebApps in one namespace, from a watch."""
+
+    def __init__(self, api: Any, namespace: str) -> None:
+        self.api = api
+        self.namespace = namespace
+        self.created: dict[str, float] = {}
+        self.ready_at: dict[str, float] = {}
+        self.informer = Informer(api, f"/apis/platform.example.com/v1/namespaces/{namespace}/webapps", self._seen)
+
+    def _seen(self, _: str, obj: dict[str, Any]) -> None:
+        name = obj["metadata"]["name"]
+        conditions = (obj.get("status") or {}).get("conditions", [])
+        if name not in self.ready_at and any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+            self.ready_at[name] = time.monotonic()
+
+    async def create(self, name: str) -> None:
+        body = {
+            "apiVersion": "platform.example.com/v1",
+            "kind": "WebApp",
+            "metadata": {"name": name},
+            "spec": {"image": IMAGE, "monitoring": {"enabled": False}},
+        }
+        self.created[name] = time.monotonic()
+        await client.CustomObjectsApi(self.api).create_namespaced_custom_object(
+            "platform.example.com", "v1", self.namespace, "webapps", body
+        )
+
+    def latencies(self, names: list[str]) -> list[float]:
+        return sorted(self.ready_at[name] - self.created[name] for name in names)
+
+
+async def through_operator(api: Any, n: int, cpu: CpuMeter) -> tuple[float, list[float], list[float], list[float]]:
+    core = client.CoreV1Api(api)
     tenant = {
         "apiVersion": "platform.example.com/v1",
         "kind": "Tenant",
@@ -108,41 +240,32 @@ async def through_operator(api: Any, n: int, reconciler_pid: int) -> tuple[float
             break
         except client.exceptions.ApiException:
             await asyncio.sleep(0.1)
-    created: dict[str, float] = {}
-    ready_at: dict[str, float] = {}
-
-    def on_webapp(_: str, obj: dict[str, Any]) -> None:
-        name = obj["metadata"]["name"]
-        conditions = (obj.get("status") or {}).get("conditions", [])
-        if name not in ready_at and any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
-            ready_at[name] = time.monotonic()
-
-    webapps = Informer(api, "/apis/platform.example.com/v1/namespaces/bench/webapps", on_webapp)
+    clock = WebAppClock(api, "bench")
     stop = asyncio.Event()
-    watching = asyncio.create_task(webapps.run(stop))
-    await webapps.synced.wait()
+    watching = asyncio.create_task(clock.informer.run(stop))
+    await clock.informer.synced.wait()
 
-    async def create(i: int) -> None:
-        name = f"web-{i}"
-        created[name] = time.monotonic()
-        body = {
-            "apiVersion": "platform.example.com/v1",
-            "kind": "WebApp",
-            "metadata": {"name": name},
-            "spec": {"image": IMAGE, "monitoring": {"enabled": False}},
-        }
-        await custom.create_namespaced_custom_object("platform.example.com", "v1", "bench", "webapps", body)
-
+    cpu.start()
+    requests = await apiserver_requests(api)
     started = time.monotonic()
-    await bounded([(lambda i=i: create(i)) for i in range(n)])
-    deadline = time.monotonic() + 30 * 60
-    while len(ready_at) < n:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"WebApps Ready: {len(ready_at)}/{n}")
-        await asyncio.sleep(0.1)
+    burst = [f"web-{i}" for i in range(n)]
+    await bounded([(lambda name=name: clock.create(name)) for name in burst])
+    await wait_for(lambda: len(clock.ready_at), n, "WebApps Ready", timeout=30 * 60)
     elapsed = time.monotonic() - started
-    ready = sorted(ready_at[name] - created[name] for name in created)
-    print(f"operator: {n} WebApps Ready in {elapsed:.1f}s; reconciler rss {rss_mb(reconciler_pid):.0f} MB", flush=True)
+    print(cpu.report("operator", elapsed), flush=True)
+    print("operator: " + request_summary(requests, await apiserver_requests(api), n), flush=True)
+    burst_ready = clock.latencies(burst)
+    print(f"operator: {n} WebApps Ready in {elapsed:.1f}s", flush=True)
+
+    # Steady: a cluster holding N WebApps, new ones applied at RATE per second.
+    steady = [f"steady-{i}" for i in range(SAMPLES)]
+    creating = []
+    for name in steady:
+        creating.append(asyncio.create_task(clock.create(name)))
+        await asyncio.sleep(1 / RATE)  # the arrival rate being measured, not synchronisation
+    await asyncio.gather(*creating)
+    await wait_for(lambda: sum(1 for s in steady if s in clock.ready_at), SAMPLES, "steady WebApps Ready", 600)
+    steady_ready = clock.latencies(steady)
 
     restored: dict[str, asyncio.Event] = {}
 
@@ -164,27 +287,37 @@ async def through_operator(api: Any, n: int, reconciler_pid: int) -> tuple[float
         heals.append(time.monotonic() - deleted)
     stop.set()
     await asyncio.gather(watching, watching_services)
-    return elapsed, ready, sorted(heals)
+    return elapsed, burst_ready, steady_ready, sorted(heals)
 
 
 def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-async def main(n: int) -> None:
+async def main(n: int, workers: int) -> None:
     nodes = max(3, math.ceil(2 * n / 100) + 1)
     with NatsServer() as nats, ControlPlane(nodes=nodes) as plane:
         print(f"control plane ready ({nodes} kwok nodes)", flush=True)
-        api = await config.new_client_from_config(config_file=str(plane.kubeconfig_path), persist_config=False)
+        processes = {record.name: record.pid for record in plane.records}
+        processes["nats-server"] = nats.pid or 0
+        api = await api_client(str(plane.kubeconfig_path))
         async with api:
             await install(api, load_manifests(*sorted((DEPLOY / "crds").glob("*.yaml"))))
+            cpu = CpuMeter(processes | {"bench": os.getpid()})
+            cpu.start()
+            requests = await apiserver_requests(api)
             raw = await raw_baseline(api, n)
+            print(cpu.report("raw", raw), flush=True)
+            print("raw: " + request_summary(requests, await apiserver_requests(api), n), flush=True)
             print(f"raw: {n} Deployments+Services, all Ready in {raw:.1f}s", flush=True)
+            print(f"raw: namespace deleted and gone in {await remove_raw(api):.1f}s", flush=True)
+            http_port = free_port()
+            log_path = Path(tempfile.mkdtemp(prefix="bench-operator-")) / "reconciler.log"
             env = os.environ | {
                 "KUBECONFIG": str(plane.kubeconfig_path),
                 "BALLAST_NATS_URL": nats.url,
-                "BALLAST_HTTP_PORT": str(free_port()),
-                "BALLAST_WORKERS": "16",
+                "BALLAST_HTTP_PORT": str(http_port),
+                "BALLAST_WORKERS": str(workers),
             }
             reconciler = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -192,16 +325,20 @@ async def main(n: int) -> None:
                 "ballast.reconciler",
                 env=env,
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                stderr=log_path.open("wb"),
             )
             try:
-                operator, ready, heals = await through_operator(api, n, reconciler.pid)
+                cpu.processes["reconciler"] = reconciler.pid
+                operator, burst, ready, heals = await through_operator(api, n, cpu)
                 rss = rss_mb(reconciler.pid)
+                print(await reconcile_summary(http_port), flush=True)
             finally:
                 reconciler.terminate()
                 await asyncio.wait_for(reconciler.wait(), 30)
+    print(f"reconciler log lines by level: {log_levels(log_path)} ({log_path})")
     print(
-        f"ready latency: p50={percentile(ready, 0.5):.2f}s p99={percentile(ready, 0.99):.2f}s "
+        f"burst of {n}: create->Ready p50={percentile(burst, 0.5):.2f}s p99={percentile(burst, 0.99):.2f}s; "
+        f"steady ({SAMPLES} at {RATE:g}/s): p50={percentile(ready, 0.5):.2f}s p99={percentile(ready, 0.99):.2f}s "
         f"mean={statistics.fmean(ready):.2f}s; heal over {len(heals)}: p50={percentile(heals, 0.5):.3f}s"
     )
     print(
@@ -213,4 +350,6 @@ async def main(n: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--webapps", type=int, default=1000)
-    asyncio.run(main(parser.parse_args().webapps))
+    parser.add_argument("--workers", type=int, default=16, help="the reconciler's BALLAST_WORKERS")
+    arguments = parser.parse_args()
+    asyncio.run(main(arguments.webapps, arguments.workers))

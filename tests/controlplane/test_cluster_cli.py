@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 
+from ballast.kube.client import api_client
 from ballast.kube.cluster import STATE_FILE, load_state, main
 from ballast.kube.controlplane import ControlPlaneState, ProcessRecord
 
@@ -38,7 +39,7 @@ async def test_up_leaves_a_cluster_running_that_down_stops(tmp_path: Path) -> No
         ]
         assert f"export KUBECONFIG={state.kubeconfig}" in up.stdout
 
-        api = await config.new_client_from_config(config_file=str(state.kubeconfig), persist_config=False)
+        api = await api_client(str(state.kubeconfig))
         async with api:
             nodes = await client.CoreV1Api(api).list_node()
         assert [n.metadata.name for n in nodes.items] == ["kwok-node-0"]

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest_asyncio
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from ballast.kube.apply import get
+from ballast.kube.client import api_client
 from ballast.kube.install import install, load_manifests
 from ballast.reconciler.api import API_VERSION, GROUP, VERSION, WEBAPPS
 from ballast.testing.waiting import eventually
@@ -35,7 +36,7 @@ def unique(prefix: str) -> str:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def platform_api(kubeconfig_path: Path) -> None:
     """Installs the CRDs and the policy once, and returns when the API server serves the one and enforces the other."""
-    api = await config.new_client_from_config(config_file=str(kubeconfig_path), persist_config=False)
+    api = await api_client(str(kubeconfig_path))
     try:
         await install(api, load_manifests(*CRD_FILES, POLICY_FILE))
         # Admission loads policies from an informer: a policy is stored a moment before it is enforced. `default`

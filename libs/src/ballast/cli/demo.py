@@ -37,15 +37,15 @@ async def _until(probe: Callable[[], Awaitable[Any]], what: str, timeout: float 
 
 async def _script(platform: Platform) -> None:
     import nats
-    from kubernetes_asyncio import config
     from kubernetes_asyncio.client.exceptions import ApiException
     from nats.js.api import DeliverPolicy
 
     from ballast.kube.apply import apply, delete, get
+    from ballast.kube.client import api_client
     from ballast.kube.rest import send_json
 
     assert platform.kubeconfig is not None
-    api = await config.new_client_from_config(config_file=str(platform.kubeconfig), persist_config=False)
+    api = await api_client(str(platform.kubeconfig))
     nc = await nats.connect(platform.nats_url)
 
     async def show_event(msg: Any) -> None:

@@ -55,13 +55,14 @@ def _apply(files: list[str]) -> int:
     from pathlib import Path
 
     import yaml
-    from kubernetes_asyncio import config
+
+    from ballast.kube.client import api_client
 
     kubeconfig = os.environ.get("KUBECONFIG", ".ballast/platform/cluster/kubeconfig")
     documents = [d for f in files for d in yaml.safe_load_all(Path(f).read_text()) if d]
 
     async def run() -> None:
-        api = await config.new_client_from_config(config_file=kubeconfig, persist_config=False)
+        api = await api_client(kubeconfig)
         async with api:
             for document in documents:
                 await _apply_when_namespace_exists(api, document)

@@ -72,14 +72,13 @@ def _install_platform_api(kubeconfig: Path) -> str:
     """The CRDs and admission policies in deploy/, as the chart installs them in a real cluster."""
     import asyncio
 
-    from kubernetes_asyncio import config
-
+    from ballast.kube.client import api_client
     from ballast.kube.install import install, load_manifests
 
     files = sorted((DEPLOY / "crds").glob("*.yaml")) + sorted((DEPLOY / "policies").glob("*.yaml"))
 
     async def run() -> None:
-        api = await config.new_client_from_config(config_file=str(kubeconfig), persist_config=False)
+        api = await api_client(str(kubeconfig))
         async with api:
             await install(api, load_manifests(*files))
 

@@ -125,9 +125,9 @@ def kubeconfig_path(control_plane: ControlPlane | None) -> Path:
 @pytest.fixture
 async def kube_api(kubeconfig_path: Path) -> AsyncIterator[client.ApiClient]:
     """An admin client of the test's own: clients are bound to the event loop they were made in."""
-    from kubernetes_asyncio import config
+    from ballast.kube.client import api_client
 
-    api = await config.new_client_from_config(config_file=str(kubeconfig_path), persist_config=False)
+    api = await api_client(str(kubeconfig_path))
     yield api
     await api.close()
 

@@ -18,6 +18,7 @@ from pydantic import Field
 from ballast.bus import Bus, EndpointCallError
 from ballast.events.catalogue import POLICY_CHECK
 from ballast.events.payloads import PolicyCheckRequest, PolicyCheckResponse
+from ballast.kube.client import api_client
 from ballast.kube.leader import LeaderElector, LeaseTimings
 from ballast.reconciler.api import WebApp
 from ballast.reconciler.events import ReconcilerEvents
@@ -42,21 +43,6 @@ class ReconcilerSettings(ServiceSettings):
     policy_check: bool = Field(default=False, description="ask svc.policy.check before applying")
     policy_timeout: float = Field(default=2.0, gt=0)
     policy_failure: Literal["open", "closed"] = Field(default="open", description="when the gate does not answer")
-
-
-async def kube_client(settings: ReconcilerSettings) -> Any:
-    from kubernetes_asyncio import client, config
-
-    path = settings.kubeconfig or os.environ.get("KUBECONFIG")
-    if path:
-        return await config.new_client_from_config(config_file=path, persist_config=False)
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException as exc:
-        raise RuntimeError(
-            "no Kubernetes configuration: set BALLAST_KUBECONFIG or KUBECONFIG, or run inside a cluster"
-        ) from exc
-    return client.ApiClient()
 
 
 def policy_checker(bus: Bus, settings: ReconcilerSettings) -> Any:
@@ -90,7 +76,7 @@ def build(settings: ReconcilerSettings) -> ServiceApp:
     app.readiness("kubernetes", kube_ready)
 
     async def operate(bus: Bus, stop: asyncio.Event) -> None:
-        api = await kube_client(settings)
+        api = await api_client(settings.kubeconfig)
         state["api"] = api
         events = ReconcilerEvents(bus.publisher, settings.cluster)
         elector = LeaderElector(

@@ -121,7 +121,11 @@ class WebAppOperator:
         self.children = {
             kind: Informer(api, path, self._on_child, label_selector=selector) for kind, path in CHILD_PATHS.items()
         }
-        self.pods = Informer(api, "/api/v1/pods", self._on_child, label_selector=selector)
+        self.pods = Informer(api, "/api/v1/pods", self._on_pod, label_selector=selector)
+        # Pods by (namespace, instance label): a status computed from a scan of every pod would cost O(pods) per
+        # reconcile, O(pods²) across a cluster.
+        self._pods_of: dict[WebAppKey, dict[str, dict[str, Any]]] = {}
+        self._pod_owner: dict[tuple[str, str], WebAppKey] = {}
         self._generations: dict[WebAppKey, int | None] = {}
         self._applied: dict[WebAppKey, _Applied] = {}
 
@@ -151,6 +155,22 @@ class WebAppOperator:
         name = owner["name"] if owner else metadata.get("labels", {}).get(INSTANCE_LABEL)
         if name:
             self.webapps_controller.enqueue((metadata["namespace"], name))
+
+    def _on_pod(self, event: EventType, obj: dict[str, Any]) -> None:
+        metadata = obj["metadata"]
+        pod = (metadata["namespace"], metadata["name"])
+        instance = metadata.get("labels", {}).get(INSTANCE_LABEL)
+        owner = (pod[0], instance) if instance and event != "DELETED" else None
+        before = self._pod_owner.pop(pod, None)
+        if before is not None and before != owner:  # gone, or relabelled away from its WebApp
+            pods = self._pods_of.get(before, {})
+            pods.pop(pod[1], None)
+            if not pods:
+                self._pods_of.pop(before, None)
+        if owner is not None:
+            self._pod_owner[pod] = owner
+            self._pods_of.setdefault(owner, {})[pod[1]] = obj
+        self._on_child(event, obj)
 
     def _on_tenant(self, _: EventType, obj: dict[str, Any]) -> None:
         self.tenants_controller.enqueue(obj["metadata"]["name"])
@@ -262,9 +282,7 @@ class WebAppOperator:
 
     async def _write_status(self, webapp: WebApp, problem: Problem | None) -> None:
         key = (webapp.metadata.namespace or "", webapp.metadata.name)
-        instance = webapp.metadata.name
-        pods = [p for (ns, _), p in self.pods.store.items()
-                if ns == key[0] and p["metadata"].get("labels", {}).get(INSTANCE_LABEL) == instance]  # fmt: skip
+        pods = list(self._pods_of.get(key, {}).values())
         deployment = self._cached_child(("apps/v1", "Deployment"), key)
         status = webapp_status(webapp, deployment, pods, problem=problem, now=datetime.now(UTC).replace(microsecond=0))
         if same_status(webapp.status, status):
