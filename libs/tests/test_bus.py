@@ -293,3 +293,17 @@ async def test_trace_context_flows_even_when_no_span_is_recorded(
     await eventually(lambda: seen, what="event handled")
     assert seen == [root.get_span_context().trace_id]
     assert seen[0] != 0
+
+
+async def test_connect_gives_up_after_the_start_up_wait_naming_the_url() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from ballast.local.nats_server import free_port
+    from ballast.telemetry.metrics import BusMetrics
+
+    url = f"nats://127.0.0.1:{free_port()}"  # nothing listens there
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(ConnectionError, match=url):
+        await Bus.connect(url, name="t", metrics=BusMetrics(CollectorRegistry()), wait_connected=1.0)
+    assert loop.time() - started < 5, "the first connect must not retry past the wait"

@@ -43,6 +43,18 @@ def test_bad_configuration_stops_start_up_naming_the_variable(services: Services
     assert bad_url.returncode == 2
 
 
+async def test_sigterm_while_waiting_for_nats_at_start_up_exits_promptly(services: Services) -> None:
+    from ballast.local.nats_server import free_port
+
+    # Nothing listens there: start-up waits for NATS (BALLAST_CONNECT_WAIT, long by default) until told to stop.
+    service = services("ballast.incident_bot", nats_url=f"nats://127.0.0.1:{free_port()}")
+    assert (await service.wait_status("/readyz", 503)).find("nats") >= 0
+    signalled = time.monotonic()
+    assert await service.terminate(timeout=10) == 0
+    assert time.monotonic() - signalled < 5
+    assert "stopped before start-up finished" in service.stderr()
+
+
 async def test_sigterm_drains_in_flight_work_and_exits_zero(
     bus: Bus, services: Services, unique: Callable[[str], str]
 ) -> None:

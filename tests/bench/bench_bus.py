@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import statistics
 import sys
 import time
@@ -203,6 +204,8 @@ async def main(n: int, latency_seconds: float, rounds: int) -> None:
 
 
 if __name__ == "__main__":
+    # A timeout or Ctrl-C must still stop the servers the run started (they run in their own sessions).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--latency-seconds", type=float, default=5.0)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
+import sys
 import time
 from pathlib import Path
 
@@ -77,4 +79,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # A timeout or Ctrl-C must still stop the servers the run started (they run in their own sessions).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     main()

@@ -4,9 +4,10 @@ baseline), on one local control plane (kwok nodes), in the same run.
     python tests/bench/bench_operator.py [--webapps N]
 
 Phases, one control plane:
-1. raw: N Deployments+Services created at once with kubernetes-asyncio; timed until every Deployment is Ready. The
-   namespace is then deleted and the run waits until its pods are gone, so the operator phase starts from the same
-   empty cluster.
+1. raw: N Deployments+Services created at once with kubernetes-asyncio: the very objects the reconciler renders for
+   the WebApps of phase 2 (hardened pod template, probes, rolling update), so the ratio measures the operator, not
+   the hardening; timed until every Deployment is Ready. The namespace is then deleted and the run waits until its
+   pods are gone, so the operator phase starts from the same empty cluster.
 2. operator: N WebApps created at once; timed until every WebApp reports Ready. converge_ratio = raw / operator.
 3. steady: with the N WebApps in place, SAMPLES more are applied one every 1/RATE s, as users do; ready_p50_s and
    ready_p99_s are their create -> Ready latencies. (In a burst of N, a WebApp's latency is its place in the queue
@@ -23,6 +24,7 @@ import asyncio
 import json
 import math
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -40,12 +42,13 @@ from ballast.kube.client import api_client
 from ballast.kube.controlplane import ControlPlane
 from ballast.kube.informer import Informer
 from ballast.kube.install import install, load_manifests
-from ballast.kube.rest import send
+from ballast.kube.rest import send, send_json
 from ballast.local.nats_server import NatsServer, free_port
-from ballast.testing.kube import fake_node_deployment
+from ballast.reconciler.api import API_VERSION, WebApp
+from ballast.reconciler.render import render
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-IMAGE = "registry.example.com/shop/web:1.2.3"
+SPEC = {"image": "registry.example.com/shop/web:1.2.3", "monitoring": {"enabled": False}}
 CONCURRENCY = 32
 SAMPLES = 100
 RATE = 5.0  # WebApps per second in the steady phase
@@ -146,27 +149,38 @@ def deployment_ready(obj: dict[str, Any]) -> bool:
     return bool(obj.get("status", {}).get("readyReplicas") == 1)
 
 
+def equivalent_children(name: str, namespace: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The Deployment and Service the reconciler renders for the bench's WebApp, as plain objects of their own: no
+    owner, and the namespace's default ServiceAccount (the raw path makes no ServiceAccount)."""
+    webapp = WebApp.model_validate(
+        {
+            "apiVersion": API_VERSION,
+            "kind": "WebApp",
+            "metadata": {"name": name, "namespace": namespace, "uid": "00000000-0000-0000-0000-000000000000"},
+            "spec": SPEC,
+        }
+    )
+    children = {m["kind"]: m for m in render(webapp, service_monitors=False)}
+    deployment, service = children["Deployment"], children["Service"]
+    for child in (deployment, service):
+        del child["metadata"]["ownerReferences"]
+    del deployment["spec"]["template"]["spec"]["serviceAccountName"]
+    return deployment, service
+
+
 async def raw_baseline(api: Any, n: int) -> float:
-    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    core = client.CoreV1Api(api)
     await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="raw")))
     deployments = Informer(api, "/apis/apps/v1/namespaces/raw/deployments", lambda *_: None)
     stop = asyncio.Event()
     watching = asyncio.create_task(deployments.run(stop))
     await deployments.synced.wait()
-
-    def service(name: str) -> client.V1Service:
-        return client.V1Service(
-            metadata=client.V1ObjectMeta(name=name),
-            spec=client.V1ServiceSpec(selector={"app": name}, ports=[client.V1ServicePort(port=8080)]),
-        )
+    objects = [equivalent_children(f"web-{i}", "raw") for i in range(n)]
 
     started = time.monotonic()
     await bounded(
-        [
-            (lambda i=i: apps.create_namespaced_deployment("raw", fake_node_deployment(f"web-{i}", 1, IMAGE)))
-            for i in range(n)
-        ]
-        + [(lambda i=i: core.create_namespaced_service("raw", service(f"web-{i}"))) for i in range(n)]
+        [(lambda d=d: send_json(api, "POST", "/apis/apps/v1/namespaces/raw/deployments", body=d)) for d, _ in objects]
+        + [(lambda s=s: send_json(api, "POST", "/api/v1/namespaces/raw/services", body=s)) for _, s in objects]
     )
     ready = lambda: sum(1 for obj in deployments.store.values() if deployment_ready(obj))  # noqa: E731
     await wait_for(ready, n, "raw Deployments ready", timeout=30 * 60)
@@ -214,7 +228,7 @@ class WebAppClock:
             "apiVersion": "platform.example.com/v1",
             "kind": "WebApp",
             "metadata": {"name": name},
-            "spec": {"image": IMAGE, "monitoring": {"enabled": False}},
+            "spec": SPEC,
         }
         self.created[name] = time.monotonic()
         await client.CustomObjectsApi(self.api).create_namespaced_custom_object(
@@ -348,6 +362,8 @@ async def main(n: int, workers: int) -> None:
 
 
 if __name__ == "__main__":
+    # A timeout or Ctrl-C must still stop the servers the run started (they run in their own sessions).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--webapps", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=16, help="the reconciler's BALLAST_WORKERS")

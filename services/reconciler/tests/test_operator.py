@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,8 +15,9 @@ from ballast.kube.apply import get
 from ballast.reconciler.api import WebApp
 from ballast.reconciler.operator import OperatorMetrics, Repair, WebAppOperator
 from ballast.reconciler.status import Problem
-from ballast.testing.kube import absent
+from ballast.testing.kube import absent, fake_node_deployment
 from ballast.testing.waiting import eventually
+from ballast.testing.webhook import AdmissionWebhook, Verdict
 
 pytestmark = pytest.mark.cluster
 MERGE_PATCH: dict[str, Any] = {"_content_type": "application/merge-patch+json"}
@@ -243,3 +245,130 @@ async def test_a_tenant_guards_its_namespaces_and_quota_shows_as_degraded(
 
 async def _is(probe: Any, expected: Any) -> bool:
     return bool(await probe == expected)
+
+
+async def webapp_events(kube_api: Any, namespace: str, name: str) -> list[dict[str, Any]]:
+    """The Kubernetes Events about one WebApp, as `kubectl describe webapp` lists them."""
+    from kubernetes_asyncio import client
+
+    found = await client.EventsV1Api(kube_api).list_namespaced_event(
+        namespace, field_selector=f"regarding.kind=WebApp,regarding.name={name}"
+    )
+    return [
+        {
+            "type": e.type,
+            "reason": e.reason,
+            "note": e.note,
+            "count": e.series.count if e.series else 1,
+            "controller": e.reporting_controller,
+        }
+        for e in found.items
+    ]
+
+
+async def test_outcomes_are_kubernetes_events_on_the_webapp(operator: Running, kube_api: Any, namespace: str) -> None:
+    from kubernetes_asyncio import client
+
+    await create_webapp(kube_api, namespace, "web")
+    await eventually(lambda: ready(kube_api, namespace, "web"), timeout=60, what="WebApp Ready")
+    (became_ready,) = await eventually(
+        lambda: _with_reason(webapp_events(kube_api, namespace, "web"), "Ready"), what="a Ready event"
+    )
+    assert became_ready["type"] == "Normal"
+    assert became_ready["controller"] == "platform.example.com/reconciler"
+    assert IMAGE in became_ready["note"]
+    await client.CoreV1Api(kube_api).delete_namespaced_service("web", namespace)
+    (repaired,) = await eventually(
+        lambda: _with_reason(webapp_events(kube_api, namespace, "web"), "DriftRepaired"), what="a DriftRepaired event"
+    )
+    assert repaired["type"] == "Normal"
+    assert "Service/web" in repaired["note"]
+
+
+async def test_pods_that_cannot_start_make_it_degraded_with_their_reason_until_fixed(
+    operator: Running, kube_api: Any, namespace: str
+) -> None:
+    from kubernetes_asyncio import client
+
+    # The local control plane's fake nodes fail images from registry.invalid and tags ending in -crashloop.
+    await create_webapp(kube_api, namespace, "web", image="registry.invalid/shop/web:1.0")
+    await eventually(
+        lambda: _is(condition(kube_api, namespace, "web", "Degraded"), ("True", "ImagePullBackOff")),
+        timeout=60,
+        what="Degraded with the pod's ImagePullBackOff",
+    )
+    degraded = next(c for c in (await read_webapp(kube_api, namespace, "web") or {})["status"]["conditions"]
+                    if c["type"] == "Degraded")  # fmt: skip
+    assert "registry.invalid/shop/web:1.0" in degraded["message"]
+    assert await condition(kube_api, namespace, "web", "Ready") == ("False", "ImagePullBackOff")
+
+    # A problem that persists is one Warning whose series counts the repeats, not an Event per reconcile.
+    async def counted_twice() -> bool:
+        operator.operator.webapps_controller.enqueue((namespace, "web"))
+        warnings = await _with_reason(webapp_events(kube_api, namespace, "web"), "ImagePullBackOff")
+        return bool(warnings and warnings[0]["count"] >= 2)
+
+    await eventually(counted_twice, timeout=30, what="the repeated warning counted")
+    (warning,) = await _with_reason(webapp_events(kube_api, namespace, "web"), "ImagePullBackOff")
+    assert warning["type"] == "Warning"
+
+    custom = client.CustomObjectsApi(kube_api)
+
+    async def set_image(image: str) -> None:
+        await custom.patch_namespaced_custom_object(
+            "platform.example.com", "v1", namespace, "webapps", "web", {"spec": {"image": image}}, **MERGE_PATCH
+        )
+
+    await set_image(IMAGE)
+    await eventually(lambda: ready(kube_api, namespace, "web"), timeout=60, what="Ready once the image is fixed")
+    assert await condition(kube_api, namespace, "web", "Degraded") == ("False", "AsExpected")
+
+    await set_image("registry.example.com/shop/web:2.0-crashloop")
+    await eventually(
+        lambda: _is(condition(kube_api, namespace, "web", "Degraded"), ("True", "CrashLoopBackOff")),
+        timeout=60,
+        what="Degraded with the pod's CrashLoopBackOff",
+    )
+    await set_image(IMAGE)
+    await eventually(lambda: ready(kube_api, namespace, "web"), timeout=60, what="Ready again once the crash is fixed")
+    assert await condition(kube_api, namespace, "web", "Degraded") == ("False", "AsExpected")
+
+
+async def _with_reason(events: Any, reason: str) -> list[dict[str, Any]]:
+    return [e for e in await events if e["reason"] == reason]
+
+
+async def test_a_conflict_from_the_api_server_is_retried_with_backoff(
+    operator: Running, kube_api: Any, namespace: str, tmp_path: Path
+) -> None:
+    from kubernetes_asyncio import client
+
+    conflicts_left = 2
+
+    def decide(request: dict[str, Any]) -> Verdict:
+        nonlocal conflicts_left
+        if request.get("dryRun") or request["name"] != "web" or conflicts_left == 0:
+            return Verdict()
+        conflicts_left -= 1
+        return Verdict(False, 409, "Operation cannot be fulfilled: the object has been modified; try again")
+
+    rules = [{"apiGroups": ["apps"], "apiVersions": ["v1"], "resources": ["deployments"],
+              "operations": ["CREATE", "UPDATE"]}]  # fmt: skip
+    async with AdmissionWebhook(kube_api, tmp_path, namespace, rules, decide) as hook:
+        apps = client.AppsV1Api(kube_api)
+
+        async def hook_in_the_path() -> bool:  # the API server loads webhook configurations from an informer
+            await apps.create_namespaced_deployment(namespace, fake_node_deployment("probe", 1), dry_run="All")
+            return bool(hook.requests)
+
+        await eventually(hook_in_the_path, timeout=30, what="the webhook called")
+        await create_webapp(kube_api, namespace, "web")
+        await eventually(lambda: ready(kube_api, namespace, "web"), timeout=60, what="Ready despite two conflicts")
+    assert conflicts_left == 0
+
+    def sample(name: str, labels: dict[str, str]) -> float | None:
+        return operator.registry.get_sample_value(name, labels)
+
+    assert sample("controller_runtime_reconcile_errors_total", {"controller": "webapp"}) == 2
+    assert sample("workqueue_retries_total", {"name": "webapp"}) == 2
+    assert (sample("controller_runtime_reconcile_total", {"controller": "webapp", "result": "success"}) or 0) >= 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -90,22 +91,26 @@ class Bus:
         while True:
             nc = Client()
             try:
-                await nc.connect(
-                    servers=[url],
-                    name=name,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=options.reconnect_time_wait,  # type: ignore[arg-type]  # any number works
-                    ping_interval=options.ping_interval,
-                    max_outstanding_pings=options.max_outstanding_pings,
-                    connect_timeout=options.connect_timeout,
-                    drain_timeout=options.drain_timeout,
-                    allow_reconnect=True,
-                    disconnected_cb=disconnected,
-                    reconnected_cb=reconnected,
-                    error_cb=error,
-                )
+                # With unlimited reconnects nats-py also retries the first connect forever: the deadline is ours.
+                async with asyncio.timeout(max(deadline - loop.time(), options.connect_timeout)):
+                    await nc.connect(
+                        servers=[url],
+                        name=name,
+                        max_reconnect_attempts=-1,
+                        reconnect_time_wait=options.reconnect_time_wait,  # type: ignore[arg-type]  # any number works
+                        ping_interval=options.ping_interval,
+                        max_outstanding_pings=options.max_outstanding_pings,
+                        connect_timeout=options.connect_timeout,
+                        drain_timeout=options.drain_timeout,
+                        allow_reconnect=True,
+                        disconnected_cb=disconnected,
+                        reconnected_cb=reconnected,
+                        error_cb=error,
+                    )
                 break
             except (nats.errors.NoServersError, OSError, TimeoutError) as exc:
+                with contextlib.suppress(Exception):
+                    await nc.close()
                 # A service started before NATS waits for it (up to wait_connected) instead of crash-looping.
                 if loop.time() >= deadline:
                     raise ConnectionError(f"cannot connect to NATS at {url}: {exc}") from exc

@@ -31,6 +31,7 @@ RESOURCES: dict[tuple[str, str], tuple[str, str, bool]] = {
     ),
     ("rbac.authorization.k8s.io/v1", "Role"): ("/apis/rbac.authorization.k8s.io/v1", "roles", True),
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): ("/apis/rbac.authorization.k8s.io/v1", "rolebindings", True),
+    ("coordination.k8s.io/v1", "Lease"): ("/apis/coordination.k8s.io/v1", "leases", True),
     ("platform.example.com/v1", "WebApp"): ("/apis/platform.example.com/v1", "webapps", True),
     ("platform.example.com/v1", "Tenant"): ("/apis/platform.example.com/v1", "tenants", False),
 }

@@ -38,6 +38,10 @@ FAKE_NODE_LABELS = {"type": "kwok"}  # the label kwok's docs select fake nodes b
 SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.0/16"
 HEALTH_PATHS = "/healthz,/readyz,/livez,/metrics"
+# Our own kwok stages: images from registry.invalid fail to pull, tags ending in -crashloop crash-loop.
+FAILURE_STAGES = Path(__file__).with_name("kwok-failures.yaml")
+IMAGE_PULL_FAILS = "registry.invalid/"
+CRASH_LOOPS = "-crashloop"
 
 _OPENSSL_CONFIG = """\
 [req]
@@ -510,6 +514,7 @@ class ControlPlane:
         return [
             f"--kubeconfig={self.kubeconfig_path}",
             f"--config={stages}",
+            f"--config={FAILURE_STAGES}",
             "--manage-all-nodes=false",
             f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake",
             f"--cidr={POD_CIDR}",  # kwok's default pod range overlaps the service range

@@ -9,6 +9,7 @@ run_service(...)  # health server, NATS, streams, consumers, endpoints; SIGTERM 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -118,6 +119,20 @@ class ServiceApp:
                 log.warning("set-up interrupted (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(0.5)
 
+    async def _start(self) -> list[Consumer]:
+        settings = self.settings
+        self.bus = await Bus.connect(
+            settings.nats_url,
+            name=self.name,
+            metrics=self.metrics,
+            catalogue=self.catalogue,
+            wait_connected=settings.connect_wait,
+        )
+        consumers = await self._set_up_until_done(self.bus)
+        for spec, handler in self._endpoints:
+            await self.bus.serve(spec, handler)
+        return consumers
+
     async def run(self, stop: asyncio.Event) -> None:
         """Runs until `stop` is set, then drains: no new fetches, in-flight work finishes or is handed back."""
         settings = self.settings
@@ -125,16 +140,20 @@ class ServiceApp:
         await self.health.start()
         log.info("serving health and metrics", extra={"url": f"http://{settings.http_host}:{self.health.port}"})
         try:
-            self.bus = await Bus.connect(
-                settings.nats_url,
-                name=self.name,
-                metrics=self.metrics,
-                catalogue=self.catalogue,
-                wait_connected=settings.connect_wait,
-            )
-            consumers = await self._set_up_until_done(self.bus)
-            for spec, handler in self._endpoints:
-                await self.bus.serve(spec, handler)
+            # Start-up may wait long for NATS; a SIGTERM meanwhile must still stop the process promptly.
+            starting = asyncio.ensure_future(self._start())
+            stopped = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if not starting.done():
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starting
+                log.info("stopped before start-up finished")
+                return
+            consumers = starting.result()
+            bus = self.bus
+            assert bus is not None  # _start connected it
             self.ready.set()
             log.info(
                 "started",
@@ -147,7 +166,7 @@ class ServiceApp:
                 for consumer in consumers:
                     tasks.create_task(consumer.run(grace=settings.shutdown_grace))
                 for task in self._background:
-                    tasks.create_task(task(self.bus, stop))
+                    tasks.create_task(task(bus, stop))
                 await stop.wait()
                 log.info("stopping: draining in-flight work", extra={"grace_s": settings.shutdown_grace})
                 for consumer in consumers:

@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import aiohttp
 
@@ -20,20 +22,20 @@ class ServiceProcess:
         self.args = args
         self.port = free_port()
         self.env = os.environ | {"BALLAST_NATS_URL": nats_url, "BALLAST_HTTP_PORT": str(self.port)} | env
-        self.proc: subprocess.Popen[str] | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        # The log goes to a file, not a pipe: nobody reads a pipe while the test runs, and a service that logs more
+        # than the pipe holds (64 KiB) would block on its next log line.
+        self.log_path = Path(tempfile.mkdtemp(prefix="ballast-service-")) / "stderr.log"
 
     @classmethod
     def module(cls, module: str, *, nats_url: str, **env: str) -> ServiceProcess:
         return cls(["-m", module], nats_url=nats_url, **env)
 
     def start(self) -> ServiceProcess:
-        self.proc = subprocess.Popen(
-            [sys.executable, *self.args],
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, *self.args], env=self.env, stdout=subprocess.DEVNULL, stderr=log
+            )
         return self
 
     async def get(self, path: str) -> tuple[int, str]:
@@ -81,6 +83,12 @@ class ServiceProcess:
     def returncode(self) -> int | None:
         return self.proc.returncode if self.proc is not None else None
 
-    def stderr(self) -> str:
+    def log(self) -> str:
+        """What the process has logged so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stderr(self, timeout: float = 30.0) -> str:
+        """Everything the process logged, once it has exited (waits up to `timeout` for that)."""
         assert self.proc is not None
-        return self.proc.communicate(timeout=30)[1]
+        self.proc.wait(timeout)
+        return self.log()

@@ -95,6 +95,7 @@ def build(settings: ReconcilerSettings) -> ServiceApp:
                 on_observed=events.observed,
                 policy_check=policy_checker(bus, settings) if settings.policy_check else None,
                 workers=settings.workers,
+                identity=settings.identity,
             )
             await operator.run(lost)
 

@@ -16,6 +16,8 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +30,7 @@ from pydantic import ValidationError
 from ballast.kube.apply import apply, delete
 from ballast.kube.controller import Controller, ControllerMetrics, Result
 from ballast.kube.informer import EventType, Informer
+from ballast.kube.recorder import EventRecorder, Regarding
 from ballast.reconciler.api import Tenant, WebApp
 from ballast.reconciler.render import (
     CHILD_KINDS,
@@ -43,6 +46,7 @@ from ballast.reconciler.status import Problem, same_status, webapp_status
 log = logging.getLogger(__name__)
 
 FIELD_MANAGER = MANAGED_BY
+REPORTING_CONTROLLER = "platform.example.com/reconciler"  # who wrote an Event, as `kubectl events` shows it
 WebAppKey = tuple[str, str]
 # Child kinds watched for drift, by their list path across all namespaces.
 CHILD_PATHS = {
@@ -102,6 +106,7 @@ class WebAppOperator:
         on_observed: Callable[[EventType, dict[str, Any]], None] | None = None,
         workers: int = 8,
         service_monitors: bool = False,
+        identity: str = "",
     ) -> None:
         self.api = api
         self.metrics = metrics
@@ -109,6 +114,7 @@ class WebAppOperator:
         self._policy_check = policy_check
         self._on_observed = on_observed or (lambda _event, _obj: None)
         self._service_monitors = service_monitors
+        self.recorder = EventRecorder(api, controller=REPORTING_CONTROLLER, instance=identity or _default_identity())
         self.webapps_controller: Controller[WebAppKey] = Controller(
             "webapp", self.reconcile_webapp, metrics.controller, workers=workers
         )
@@ -180,6 +186,7 @@ class WebAppOperator:
     async def run(self, stop: asyncio.Event) -> None:
         informers = [self.webapps, self.tenants, self.pods, *self.children.values()]
         async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self.recorder.run(stop))
             for informer in informers:
                 tasks.create_task(informer.run(stop))
             # Reconcile from complete caches only: a half-filled child cache would look like deleted children.
@@ -217,13 +224,30 @@ class WebAppOperator:
         repaired: list[Repair] = []
         if problem is None:
             problem, repaired = await self._apply_children(key, webapp, manifests)
-        await self._write_status(webapp, problem)
+        # The status also sees what the reconcile cannot: pods that do not start, a quota the ReplicaSet ran into.
+        problem = await self._write_status(webapp, problem)
         if repaired:
-            await self._on_outcome("drift_repaired", webapp, repaired, None)
+            await self._tell("drift_repaired", webapp, repaired, None)
         if problem is not None:
-            await self._on_outcome("policy_denied" if problem.reason == "PolicyDenied" else "degraded", webapp, [],
-                                   problem)  # fmt: skip
+            await self._tell("policy_denied" if problem.reason == "PolicyDenied" else "degraded", webapp, [], problem)
         return Result()
+
+    async def _tell(self, outcome: str, webapp: WebApp, repaired: list[Repair], problem: Problem | None) -> None:
+        """An outcome for the platform (the bus) and for the WebApp's users (a Kubernetes Event on it)."""
+        await self._on_outcome(outcome, webapp, repaired, problem)
+        metadata = webapp.metadata
+        regarding = Regarding(webapp.api_version, "WebApp", metadata.namespace or "", metadata.name, metadata.uid or "")
+        if outcome == "reconciled":
+            note = f"{webapp.spec.replicas} of {webapp.spec.replicas} replicas of {webapp.spec.image} ready"
+            if webapp.spec.autoscaling.enabled:
+                note = f"ready with {webapp.spec.image}, replicas managed by the autoscaler"
+            self.recorder.record(regarding, "Normal", "Ready", "Reconcile", note)
+        elif outcome == "drift_repaired":
+            what = ", ".join(f"{r.kind}/{r.name}" for r in repaired)
+            self.recorder.record(regarding, "Normal", "DriftRepaired", "Repair",
+                                 f"put back {what}, changed or deleted outside the WebApp")  # fmt: skip
+        elif problem is not None:
+            self.recorder.record(regarding, "Warning", problem.reason, "Reconcile", problem.message)
 
     async def _apply_children(
         self, key: WebAppKey, webapp: WebApp, manifests: list[dict[str, Any]]
@@ -280,13 +304,16 @@ class WebAppOperator:
         informer = self.children.get(kind)
         return informer.store.get(key) if informer is not None else None
 
-    async def _write_status(self, webapp: WebApp, problem: Problem | None) -> None:
+    async def _write_status(self, webapp: WebApp, problem: Problem | None) -> Problem | None:
+        """Writes the status if it changed; returns what makes the WebApp Degraded, if anything."""
         key = (webapp.metadata.namespace or "", webapp.metadata.name)
         pods = list(self._pods_of.get(key, {}).values())
         deployment = self._cached_child(("apps/v1", "Deployment"), key)
         status = webapp_status(webapp, deployment, pods, problem=problem, now=datetime.now(UTC).replace(microsecond=0))
+        degraded = next((c for c in status.conditions if c.type == "Degraded" and c.status == "True"), None)
+        found = Problem(degraded.reason, degraded.message) if degraded is not None else None
         if same_status(webapp.status, status):
-            return
+            return found
         body = {
             "apiVersion": webapp.api_version,
             "kind": "WebApp",
@@ -297,7 +324,8 @@ class WebAppOperator:
         ready = next((c for c in status.conditions if c.type == "Ready"), None)
         was_ready = next((c for c in (webapp.status.conditions if webapp.status else []) if c.type == "Ready"), None)
         if ready is not None and ready.status == "True" and (was_ready is None or was_ready.status != "True"):
-            await self._on_outcome("reconciled", webapp, [], None)
+            await self._tell("reconciled", webapp, [], None)
+        return found
 
     # -- Tenants -----------------------------------------------------------------------------------------------------
 
@@ -316,6 +344,10 @@ class WebAppOperator:
             for manifest in render_tenant_namespace(tenant, namespace):
                 await apply(self.api, manifest, field_manager=FIELD_MANAGER)
         return Result()
+
+
+def _default_identity() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 def _version(obj: dict[str, Any]) -> tuple[int | None, str]:

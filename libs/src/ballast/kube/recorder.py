@@ -1,0 +1,171 @@
+"""Kubernetes Events (events.k8s.io/v1) about the objects a controller manages, as `kubectl describe` shows them.
+
+As with client-go's recorder, an event that repeats (same object, type, reason and note) within `series_window` does
+not make a new Event: the first one's `series` counts the repeats, so a WebApp that stays Degraded for an hour has
+one Warning with a count, not hundreds. Writing happens in the background from a bounded queue: a slow or refusing
+API server never holds a reconcile back, and events are dropped (with a log line) rather than memory growing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from ballast.kube.pacing import pause
+from ballast.kube.rest import send_json
+
+log = logging.getLogger(__name__)
+
+EventKind = Literal["Normal", "Warning"]
+NOTE_LIMIT = 1024  # the API server refuses longer notes
+_EVENTS = "/apis/events.k8s.io/v1/namespaces/{namespace}/events"
+
+
+def _micro_time(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class Regarding:
+    """The object an event is about (an ObjectReference)."""
+
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+    uid: str
+
+    def reference(self) -> dict[str, str]:
+        return {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "namespace": self.namespace,
+            "name": self.name,
+            "uid": self.uid,
+        }
+
+
+@dataclass
+class _Series:
+    name: str
+    count: int
+    last_seen: float
+
+
+_Key = tuple[str, str, str, str]  # (uid, type, reason, note)
+
+
+class EventRecorder:
+    def __init__(
+        self,
+        api: Any,  # kubernetes_asyncio ApiClient
+        *,
+        controller: str,
+        instance: str,
+        series_window: float = 600.0,
+        capacity: int = 1000,
+    ) -> None:
+        self._api = api
+        self.controller = controller
+        self.instance = instance[:128]
+        self._window = series_window
+        self._queue: asyncio.Queue[tuple[Regarding, EventKind, str, str, str, float]] = asyncio.Queue(capacity)
+        self._series: dict[_Key, _Series] = {}
+        self._swept = 0.0
+        self.written = 0
+        self.dropped = 0
+
+    def record(self, regarding: Regarding, kind: EventKind, reason: str, action: str, note: str) -> None:
+        """Queues one event; never blocks and never raises."""
+        try:
+            self._queue.put_nowait((regarding, kind, reason, action, note[:NOTE_LIMIT], time.time()))
+        except asyncio.QueueFull:
+            self.dropped += 1
+            log.warning("event queue full; dropping %s %s for %s/%s", kind, reason, regarding.kind, regarding.name)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Writes queued events until `stop`; what is queued by then is still written (bounded by the queue)."""
+        while not (stop.is_set() and self._queue.empty()):
+            try:
+                async with asyncio.timeout(0.5):
+                    item = await self._queue.get()
+            except TimeoutError:
+                continue
+            try:
+                await self._write(*item)
+                self.written += 1
+            except Exception as exc:  # an event is worth a log line, never a crash or a retry storm
+                status = getattr(exc, "status", None)
+                if status == 404 or (status == 403 and "terminat" in str(getattr(exc, "body", ""))):
+                    # The namespace is going or gone: so is the object the event was about.
+                    log.debug("event %s for %s/%s not written: namespace going", item[2], item[0].kind, item[0].name)
+                    continue
+                what = f"HTTP {status}: {_message(exc)}" if status else repr(exc)
+                log.warning("could not write event %s for %s/%s: %s", item[2], item[0].kind, item[0].name, what)
+                await pause(stop, 0.1)
+
+    async def _write(
+        self, regarding: Regarding, kind: EventKind, reason: str, action: str, note: str, at: float
+    ) -> None:
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        self._forget_older_than(at - self._window)
+        key = (regarding.uid, kind, reason, note)
+        path = _EVENTS.format(namespace=regarding.namespace)
+        series = self._series.get(key)
+        if series is not None and series.last_seen < at - self._window:
+            series = None
+        if series is not None:
+            series.count += 1
+            series.last_seen = at
+            patch = {"series": {"count": series.count, "lastObservedTime": _micro_time(at)}}
+            try:
+                await send_json(
+                    self._api,
+                    "PATCH",
+                    f"{path}/{series.name}",
+                    headers={"Content-Type": "application/merge-patch+json"},
+                    body=patch,
+                )
+                return
+            except ApiException as exc:
+                if exc.status != 404:  # expired (events live an hour by default): start a new one
+                    raise
+        name = f"{regarding.name}.{secrets.token_hex(8)}"
+        body = {
+            "apiVersion": "events.k8s.io/v1",
+            "kind": "Event",
+            "metadata": {"name": name, "namespace": regarding.namespace},
+            "eventTime": _micro_time(at),
+            "reportingController": self.controller,
+            "reportingInstance": self.instance,
+            "action": action,
+            "reason": reason,
+            "regarding": regarding.reference(),
+            "note": note,
+            "type": kind,
+        }
+        await send_json(self._api, "POST", path, body=body)
+        self._series[key] = _Series(name, 1, at)
+
+    def _forget_older_than(self, horizon: float) -> None:
+        # A series past the window starts over; sweeping at most once per window keeps this O(1) per event.
+        if horizon < self._swept:
+            return
+        self._swept = horizon + self._window
+        for key in [k for k, s in self._series.items() if s.last_seen < horizon]:
+            del self._series[key]
+
+
+def _message(exc: Exception) -> str:
+    import json
+
+    try:
+        return str(json.loads(getattr(exc, "body", "") or "{}").get("message", exc))
+    except ValueError:
+        return str(exc)
