@@ -299,7 +299,7 @@ async def test_pods_that_cannot_start_make_it_degraded_with_their_reason_until_f
     )
     degraded = next(c for c in (await read_webapp(kube_api, namespace, "web") or {})["status"]["conditions"]
                     if c["type"] == "Degraded")  # fmt: skip
-    assert "registry.invalid/shop/web:1.0" in degraded["message"]
+    assert "registry.invalid/shop/web:1.0" in degraded["message"], degraded
     assert await condition(kube_api, namespace, "web", "Ready") == ("False", "ImagePullBackOff")
 
     # A problem that persists is one Warning whose series counts the repeats, not an Event per reconcile.

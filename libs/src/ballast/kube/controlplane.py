@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, ConfigDict
 
 from ballast.kube.kubeconfig import token_kubeconfig, write_kubeconfig
@@ -40,8 +41,7 @@ POD_CIDR = "10.244.0.0/16"
 HEALTH_PATHS = "/healthz,/readyz,/livez,/metrics"
 # Our own kwok stages: images from registry.invalid fail to pull, tags ending in -crashloop crash-loop.
 FAILURE_STAGES = Path(__file__).with_name("kwok-failures.yaml")
-IMAGE_PULL_FAILS = "registry.invalid/"
-CRASH_LOOPS = "-crashloop"
+FAILING_IMAGE = '.spec.containers.[] | .image | (startswith("registry.invalid/") or endswith("-crashloop"))'
 
 _OPENSSL_CONFIG = """\
 [req]
@@ -220,7 +220,7 @@ class ControlPlane:
         deadline = time.monotonic() + timeout
         try:
             binaries = {name: tool(name) for name in COMPONENTS}  # a missing binary fails before anything runs
-            stages = kwok_stages()
+            stages = self._write_kwok_stages(kwok_stages())
             # Every start is a fresh cluster, also in a data dir reused from an earlier run: the CA and signing
             # keys are new, so objects kept from before would carry credentials nothing accepts any more.
             shutil.rmtree(self.data_dir / "etcd", ignore_errors=True)
@@ -510,11 +510,24 @@ class ControlPlane:
     def _scheduler_args(self) -> list[str]:
         return self._client_args("kube-scheduler")
 
+    def _write_kwok_stages(self, built: Path) -> Path:
+        """kwok's own stages plus ours, with kwok's pod-ready stage kept off the pods ours make fail (kwok would
+        otherwise alternate between the two for a pod that stays Pending)."""
+        stages = [doc for doc in yaml.safe_load_all(built.read_text()) if doc]
+        for stage in stages:
+            if stage.get("kind") == "Stage" and stage["metadata"]["name"] == "pod-ready":
+                expressions = stage["spec"].setdefault("selector", {}).setdefault("matchExpressions", [])
+                expressions.append({"key": FAILING_IMAGE, "operator": "NotIn", "values": ["true"]})
+        stages += [doc for doc in yaml.safe_load_all(FAILURE_STAGES.read_text()) if doc]
+        path = self.data_dir / "kwok-stages.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump_all(stages, sort_keys=False))
+        return path
+
     def _kwok_args(self, stages: Path) -> list[str]:
         return [
             f"--kubeconfig={self.kubeconfig_path}",
             f"--config={stages}",
-            f"--config={FAILURE_STAGES}",
             "--manage-all-nodes=false",
             f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake",
             f"--cidr={POD_CIDR}",  # kwok's default pod range overlaps the service range
