@@ -59,6 +59,7 @@ async def test_list_then_watch_reports_changes_and_keeps_the_cache(informer: Any
     assert [e for e in recorder.events if e[1] == "web"][:2] == [("ADDED", "web"), ("MODIFIED", "web")]
     assert set(watcher.store) == {(namespace, "web")}
     assert watcher.store[(namespace, "web")]["data"] == {"value": "2"}
+    assert "managedFields" not in watcher.store[(namespace, "web")]["metadata"], "the cache keeps no managedFields"
     assert all(name != "other-app" for _, name in recorder.events)
 
 

@@ -6,6 +6,8 @@
   version seen; 410 Gone (the version was compacted away) means relist, and the relist's difference to the cache is
   reported as events, so nothing deleted during the gap is missed.
 - Objects stay plain JSON dicts: decoding thousands of objects into client models costs more than it brings.
+- `transform` trims each object before it is cached and handed on, as client-go's SetTransform does: a cache of
+  thousands of objects is mostly managedFields nobody reads (`strip_managed_fields`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ log = logging.getLogger(__name__)
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 Key = tuple[str, str]  # (namespace or "", name)
 Handler = Callable[[EventType, dict[str, Any]], None]
+Transform = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def strip_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
+    obj.get("metadata", {}).pop("managedFields", None)
+    return obj
 
 
 def object_key(obj: dict[str, Any]) -> Key:
@@ -43,6 +51,7 @@ class Informer:
         on_event: Handler,
         *,
         label_selector: str | None = None,
+        transform: Transform = strip_managed_fields,
         watch_timeout: int = 300,
         silence_timeout: float = 90.0,
     ) -> None:
@@ -50,6 +59,7 @@ class Informer:
         self.path = path
         self._on_event = on_event
         self._selector = label_selector
+        self._transform = transform
         self._watch_timeout = watch_timeout
         self._silence = silence_timeout
         self.store: dict[Key, dict[str, Any]] = {}
@@ -93,7 +103,7 @@ class Informer:
 
     async def _list(self) -> None:
         body = await send_json(self._api, "GET", self.path, query=self._query(), timeout=60)
-        fresh = {object_key(item): item for item in body.get("items", [])}
+        fresh = {object_key(item): self._transform(item) for item in body.get("items", [])}
         previous, self.store = self.store, fresh
         self.resource_version = body["metadata"]["resourceVersion"]
         # A relist reports what changed while we were not watching, the deletions included.
@@ -152,6 +162,7 @@ class Informer:
             self.resource_version = version
         if kind == "BOOKMARK":
             return
+        obj = self._transform(obj)
         key = object_key(obj)
         if kind == "DELETED":
             self.store.pop(key, None)

@@ -127,7 +127,7 @@ class WebAppOperator:
         self.children = {
             kind: Informer(api, path, self._on_child, label_selector=selector) for kind, path in CHILD_PATHS.items()
         }
-        self.pods = Informer(api, "/api/v1/pods", self._on_pod, label_selector=selector)
+        self.pods = Informer(api, "/api/v1/pods", self._on_pod, label_selector=selector, transform=_slim_pod)
         # Pods by (namespace, instance label): a status computed from a scan of every pod would cost O(pods) per
         # reconcile, O(pods²) across a cluster.
         self._pods_of: dict[WebAppKey, dict[str, dict[str, Any]]] = {}
@@ -344,6 +344,21 @@ class WebAppOperator:
             for manifest in render_tenant_namespace(tenant, namespace):
                 await apply(self.api, manifest, field_manager=FIELD_MANAGER)
         return Result()
+
+
+def _slim_pod(pod: dict[str, Any]) -> dict[str, Any]:
+    """What status and pod events read of a pod: its metadata, status and container images. Pods are the largest
+    part of the cache (one per replica), and most of a pod is spec nobody here reads."""
+    metadata = pod.get("metadata", {})
+    metadata.pop("managedFields", None)
+    spec = pod.get("spec", {})
+    containers = [{"name": c.get("name"), "image": c.get("image")} for c in spec.get("containers", [])]
+    slim = {"metadata": metadata, "spec": {"containers": containers, "nodeName": spec.get("nodeName")},
+            "status": pod.get("status", {})}  # fmt: skip
+    for key in ("apiVersion", "kind"):
+        if key in pod:
+            slim[key] = pod[key]
+    return slim
 
 
 def _default_identity() -> str:
