@@ -91,6 +91,14 @@ async def test_reconciles_asks_the_policy_gate_and_publishes_each_outcome_once(
         return good == ("True", "AllReplicasReady") and foreign == ("True", "PolicyDenied")
 
     await eventually(settled, timeout=60, what="good Ready, foreign PolicyDenied")
+    # The controller's own account, under controller-runtime's metric names.
+    for line in (
+        'controller_runtime_reconcile_total{controller="webapp",result="success"}',
+        'workqueue_adds_total{name="webapp"}',
+        'workqueue_depth{name="webapp"}',
+        'controller_runtime_reconcile_time_seconds_count{controller="webapp"}',
+    ):
+        await reconciler.wait_metric(line)
     assert await get(kube_api, "apps/v1", "Deployment", namespace, "foreign") is None, "a denied WebApp gets nothing"
 
     async def outcomes() -> dict[str, list[Any]] | None:
