@@ -204,6 +204,10 @@ async def test_deleting_a_webapp_removes_its_children(operator: Running, kube_ap
         what="the Deployment garbage-collected",
     )
     await eventually(lambda: _service_gone(kube_api, namespace), timeout=30, what="the Service garbage-collected")
+    await eventually(
+        lambda: ("deleted", "web", [], None) in operator.outcomes, timeout=30, what="the deletion reported"
+    )
+    assert [o for o in operator.outcomes if o[0] == "deleted"] == [("deleted", "web", [], None)]
 
 
 async def _service_gone(kube_api: Any, namespace: str) -> bool:

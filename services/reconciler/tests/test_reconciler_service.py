@@ -121,4 +121,15 @@ async def test_reconciles_asks_the_policy_gate_and_publishes_each_outcome_once(
     assert ("io.k8s.deployment.created.v1", f"{namespace}/good") in kinds
     assert any(t == "io.k8s.pod.created.v1" for t, _ in kinds)
     assert len({e.id for e in observed}) == len(observed), "observed facts are stored once each"
+
+    await custom.delete_namespaced_custom_object("platform.example.com", "v1", namespace, "webapps", "good")
+
+    async def deletion_reported() -> list[Any] | None:
+        found = [e for e in await events(bus, "PLATFORM_EVENTS", f"evt.reconcile.{cluster}.>")
+                 if e.type == "io.ballast.webapp.deleted.v1"]  # fmt: skip
+        return found or None
+
+    (deleted,) = await eventually(deletion_reported, timeout=60, what="the deletion on the bus")
+    assert deleted.subject == f"{namespace}/good"
+    assert await get(kube_api, "apps/v1", "Deployment", namespace, "good") is None, "reported before the GC finished"
     await reconciler.stop(timeout=30)

@@ -133,6 +133,7 @@ class WebAppOperator:
         self._pods_of: dict[WebAppKey, dict[str, dict[str, Any]]] = {}
         self._pod_owner: dict[tuple[str, str], WebAppKey] = {}
         self._generations: dict[WebAppKey, int | None] = {}
+        self._gone: dict[WebAppKey, dict[str, Any]] = {}
         self._applied: dict[WebAppKey, _Applied] = {}
 
     # -- watch events -> keys ----------------------------------------------------------------------------------------
@@ -147,7 +148,9 @@ class WebAppOperator:
         if event == "DELETED":
             self._generations.pop(key, None)
             self._applied.pop(key, None)
+            self._gone[key] = obj  # reported as deleted once its children are gone too
         else:
+            self._gone.pop(key, None)  # deleted and created again under the same name
             self._generations[key] = generation
         self.webapps_controller.enqueue(key)
 
@@ -211,7 +214,13 @@ class WebAppOperator:
         namespace, name = key
         obj = self.webapps.store.get(key)
         if obj is None:
-            return Result()  # deleted: the garbage collector removes the children by their owner references
+            # Deleted: the garbage collector removes the children by their owner references, and each child's
+            # deletion brings the key back here; the last one lets the deletion be reported.
+            gone = self._gone.get(key)
+            if gone is not None and not self._has_children(key):
+                del self._gone[key]
+                await self._on_outcome("deleted", WebApp.model_validate(gone), [], None)
+            return Result()
         if obj["metadata"].get("deletionTimestamp"):
             return Result()
         try:
@@ -299,6 +308,9 @@ class WebAppOperator:
                 versions.pop(kind, None)
         self._applied[key] = _Applied(fingerprint, versions)
         return None, repaired
+
+    def _has_children(self, key: WebAppKey) -> bool:
+        return key in self._pods_of or any(key in informer.store for informer in self.children.values())
 
     def _cached_child(self, kind: tuple[str, str], key: WebAppKey) -> dict[str, Any] | None:
         informer = self.children.get(kind)
