@@ -117,7 +117,8 @@ async def test_a_reconciler_killed_mid_reconcile_leaves_work_its_successor_finis
     async def all_ready() -> bool:
         return all([await ready(kube_api, namespace, name) for name in names])
 
-    await eventually(all_ready, timeout=120, what="every WebApp Ready after the restart")
+    # 30 reads per probe: poll at a pace that leaves the API server to the reconciler.
+    await eventually(all_ready, timeout=120, interval=0.5, what="every WebApp Ready after the restart")
     for name in names:
         webapp = await get(kube_api, "platform.example.com/v1", "WebApp", namespace, name)
         assert webapp is not None

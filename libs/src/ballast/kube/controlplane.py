@@ -502,9 +502,11 @@ class ControlPlane:
             f"--service-account-private-key-file={pki / 'sa.key'}",
             "--concurrent-deployment-syncs=20",
             "--concurrent-replicaset-syncs=20",
-            # kwok renews node leases from one process; with thousands of pods it can fall behind the default 50 s,
-            # and the node lifecycle controller would then mark every pod on the "unreachable" node not ready.
-            "--node-monitor-grace-period=5m",
+            # kwok renews every fake node's lease from one process, through the same busy API server; with thousands
+            # of pods it falls minutes behind (5 min measured at 5000 pods), and the node lifecycle controller would
+            # then mark every pod on the "unreachable" node not ready for good (kwok only makes Pending pods ready).
+            # Fake nodes never fail, so their heartbeats only have to arrive within the hour.
+            "--node-monitor-grace-period=1h",
         ]
 
     def _scheduler_args(self) -> list[str]:
