@@ -65,8 +65,8 @@ cluster-down: dev ## stop the control plane started by cluster-up
 bench-bus: dev ## bus vs raw nats-py throughput, publish->handled latency at 1000 events/s
 	$(RUN)/python tests/bench/bench_bus.py --events $(N)
 
-bench-operator: dev tools ## WEBAPPS WebApps through the reconciler vs as many raw Deployments+Services (1000)
-	$(RUN)/python tests/bench/bench_operator.py --webapps $(WEBAPPS)
+bench-operator: dev tools ## N (or WEBAPPS) WebApps through the reconciler vs the same Deployments+Services (1000)
+	$(RUN)/python tests/bench/bench_operator.py --webapps $(if $(filter command line,$(origin N)),$(N),$(WEBAPPS))
 
 bench-cluster: dev tools ## control plane start-up, 10-replica deployment readiness, memory
 	$(RUN)/python tests/bench/bench_cluster.py

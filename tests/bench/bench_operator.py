@@ -9,8 +9,9 @@ Phases, one control plane:
    the hardening; timed until every Deployment is Ready. The namespace is then deleted and the run waits until its
    pods are gone, so the operator phase starts from the same empty cluster.
 2. operator: N WebApps created at once; timed until every WebApp reports Ready. converge_ratio = raw / operator.
-3. steady: with the N WebApps in place, SAMPLES more are applied one every 1/RATE s, as users do; ready_p50_s and
-   ready_p99_s are their create -> Ready latencies. (In a burst of N, a WebApp's latency is its place in the queue
+3. steady: with the N WebApps in place and the cluster quiet again (all processes together under half a core),
+   SAMPLES more are applied one every 1/RATE s, as users do; ready_p50_s and ready_p99_s are their create -> Ready
+   latencies. (In a burst of N, a WebApp's latency is its place in the queue
    of the whole burst, which the converge ratio already measures; the burst's latencies are printed too.)
 4. heal: a child Service of an existing WebApp deleted -> back (heal_p99_s), HEAL_SAMPLES times, one at a time.
 rss_mb is the reconciler process's resident memory at the end. CPU seconds per process and phase are printed, to
@@ -66,6 +67,18 @@ def rss_mb(pid: int) -> float:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+async def quiet(cpu: CpuMeter, cores: float = 0.5, window: float = 5.0, timeout: float = 900.0) -> float:
+    """Waits until the measured processes together use less than `cores` over `window` seconds: every controller
+    has worked off the burst. Returns the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        before = sum(cpu_seconds(pid) for pid in cpu.processes.values())
+        await asyncio.sleep(window)  # the measurement window, not synchronisation
+        if (sum(cpu_seconds(pid) for pid in cpu.processes.values()) - before) / window < cores:
+            return time.monotonic() - started
+    raise TimeoutError(f"the cluster stayed busy (over {cores} cores) for {timeout:.0f}s after the burst")
 
 
 class CpuMeter:
@@ -271,7 +284,8 @@ async def through_operator(api: Any, n: int, cpu: CpuMeter) -> tuple[float, list
     burst_ready = clock.latencies(burst)
     print(f"operator: {n} WebApps Ready in {elapsed:.1f}s", flush=True)
 
-    # Steady: a cluster holding N WebApps, new ones applied at RATE per second.
+    # Steady: a cluster holding N WebApps, digested (controllers idle again), new ones applied at RATE per second.
+    print(f"cluster quiet again after {await quiet(cpu):.0f}s", flush=True)
     steady = [f"steady-{i}" for i in range(SAMPLES)]
     creating = []
     for name in steady:

@@ -63,6 +63,8 @@ async def test_reconciles_asks_the_policy_gate_and_publishes_each_outcome_once(
 ) -> None:
     from kubernetes_asyncio import client
 
+    # The reconciler watches every namespace, also those earlier tests are tearing down: subjects are filtered by
+    # this test's namespace.
     cluster = f"c{uuid.uuid4().hex[:8]}"
     await bus.ensure_streams()
     await bus.serve(POLICY_CHECK, deny_foreign_images)
@@ -103,7 +105,7 @@ async def test_reconciles_asks_the_policy_gate_and_publishes_each_outcome_once(
 
     async def outcomes() -> dict[str, list[Any]] | None:
         found: dict[str, list[Any]] = {}
-        for event in await events(bus, "PLATFORM_EVENTS", f"evt.reconcile.{cluster}.>"):
+        for event in await events(bus, "PLATFORM_EVENTS", f"evt.reconcile.{cluster}.{namespace}.>"):
             found.setdefault(event.type, []).append(event)
         wanted = {"io.ballast.webapp.reconciled.v1", "io.ballast.webapp.policy_denied.v1"}
         return found if wanted <= set(found) else None
@@ -125,7 +127,7 @@ async def test_reconciles_asks_the_policy_gate_and_publishes_each_outcome_once(
     await custom.delete_namespaced_custom_object("platform.example.com", "v1", namespace, "webapps", "good")
 
     async def deletion_reported() -> list[Any] | None:
-        found = [e for e in await events(bus, "PLATFORM_EVENTS", f"evt.reconcile.{cluster}.>")
+        found = [e for e in await events(bus, "PLATFORM_EVENTS", f"evt.reconcile.{cluster}.{namespace}.>")
                  if e.type == "io.ballast.webapp.deleted.v1"]  # fmt: skip
         return found or None
 

@@ -8,10 +8,53 @@ the API server (not excluded by `NO_PROXY`) becomes the client's proxy, and the 
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
+import sys
+import types
 import urllib.request
 from typing import Any
 from urllib.parse import urlsplit
+
+
+def lean_import() -> None:
+    """Loads kubernetes-asyncio's ApiClient, Configuration, errors and config loaders without the ~700 generated
+    models and API classes its packages import on the way (about 80 MB resident, most of an idle service).
+
+    For service processes that speak to the API server only through `ballast.kube.rest` (plain JSON, nothing
+    deserialised into models). Call it before anything imports kubernetes_asyncio; afterwards typed APIs
+    (`client.CoreV1Api`) and models are not available in the process, and asking for one says so.
+    """
+    if "kubernetes_asyncio" in sys.modules:
+        return
+    spec = importlib.util.find_spec("kubernetes_asyncio")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("kubernetes_asyncio is not installed")
+    root = next(iter(spec.submodule_search_locations))
+
+    def namespace(name: str, path: str) -> types.ModuleType:
+        module = types.ModuleType(name)
+        module.__path__ = [path]
+        sys.modules[name] = module
+        return module
+
+    package = namespace("kubernetes_asyncio", root)
+    client = namespace("kubernetes_asyncio.client", os.path.join(root, "client"))
+    models = namespace("kubernetes_asyncio.client.models", os.path.join(root, "client", "models"))
+
+    def no_model(name: str) -> Any:
+        raise AttributeError(f"kubernetes_asyncio model {name!r} is not loaded (ballast.kube.client.lean_import)")
+
+    models.__getattr__ = no_model  # type: ignore[method-assign]
+    package.client = client  # type: ignore[attr-defined]
+    client.models = models  # type: ignore[attr-defined]
+    for name in ("exceptions", "configuration", "rest", "api_client"):
+        setattr(client, name, importlib.import_module(f"kubernetes_asyncio.client.{name}"))
+    client.ApiException = client.exceptions.ApiException  # type: ignore[attr-defined]
+    client.Configuration = client.configuration.Configuration  # type: ignore[attr-defined]
+    client.ApiClient = client.api_client.ApiClient  # type: ignore[attr-defined]
+    package.config = importlib.import_module("kubernetes_asyncio.config")  # type: ignore[attr-defined]
 
 
 class NoKubeConfig(RuntimeError):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -29,9 +30,20 @@ Handler = Callable[[EventType, dict[str, Any]], None]
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
 
 
+def compact(value: Any) -> Any:
+    """The same JSON with every key interned: json.loads gives each object its own copies of "metadata", "name",
+    "labels"…, about a third of a cached object's memory."""
+    if isinstance(value, dict):
+        return {sys.intern(k): compact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [compact(v) for v in value]
+    return value
+
+
 def strip_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
     obj.get("metadata", {}).pop("managedFields", None)
-    return obj
+    compacted: dict[str, Any] = compact(obj)
+    return compacted
 
 
 def object_key(obj: dict[str, Any]) -> Key:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ballast.kube.pacing import pause
+from ballast.kube.rest import send_json
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +43,8 @@ class LeaderElector:
         identity: str,
         timings: LeaseTimings = LeaseTimings(),
     ) -> None:
-        from kubernetes_asyncio import client
-
-        self._leases = client.CoordinationV1Api(api)
+        self._api = api
+        self._path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
         self.namespace = namespace
         self.name = name
         self.identity = identity
@@ -83,13 +83,16 @@ class LeaderElector:
     def _held_by_other(self) -> bool:
         return self._observed is not None and self._observed[0] not in ("", self.identity)
 
+    async def _read(self) -> dict[str, Any]:
+        return await send_json(self._api, "GET", f"{self._path}/{self.name}")
+
     async def _try_acquire_or_renew(self) -> bool:
         from kubernetes_asyncio.client.exceptions import ApiException
 
         loop = asyncio.get_running_loop()
         now = datetime.now(UTC)
         try:
-            lease = await self._leases.read_namespaced_lease(self.name, self.namespace)
+            lease = await self._read()
         except ApiException as exc:
             if exc.status != 404:
                 log.warning("reading lease failed: %s", exc.reason)
@@ -98,41 +101,41 @@ class LeaderElector:
         except (TimeoutError, OSError) as exc:
             log.warning("reading lease failed: %s", exc)
             return False
-        spec = lease.spec
-        holder = spec.holder_identity or ""
-        record = (holder, spec.renew_time.isoformat() if spec.renew_time else None)
+        spec = lease.get("spec") or {}
+        holder = spec.get("holderIdentity") or ""
+        record = (holder, spec.get("renewTime"))
         if record != self._observed:
             self._observed, self._observed_at = record, loop.time()
-        duration = spec.lease_duration_seconds or self.timings.lease_duration
+        duration = spec.get("leaseDurationSeconds") or self.timings.lease_duration
         expired = loop.time() - self._observed_at >= duration
         if holder not in ("", self.identity) and not expired:
             return False
-        transitions = (spec.lease_transitions or 0) + (0 if holder == self.identity else 1)
+        transitions = (spec.get("leaseTransitions") or 0) + (0 if holder == self.identity else 1)
         return await self._write(lease, now, transitions=transitions, acquire=holder != self.identity)
 
-    async def _write(self, lease: Any, now: datetime, *, transitions: int, acquire: bool) -> bool:
+    async def _write(self, lease: dict[str, Any] | None, now: datetime, *, transitions: int, acquire: bool) -> bool:
         from kubernetes_asyncio.client.exceptions import ApiException
 
+        held_since = ((lease or {}).get("spec") or {}).get("acquireTime")
         spec: dict[str, Any] = {
             "holderIdentity": self.identity,
             "leaseDurationSeconds": int(self.timings.lease_duration),
             "renewTime": _micro_time(now),
             "leaseTransitions": transitions,
-            "acquireTime": _micro_time(now)
-            if acquire or lease is None or lease.spec.acquire_time is None
-            else _micro_time(lease.spec.acquire_time),
+            "acquireTime": _micro_time(now) if acquire or not held_since else held_since,
         }
         try:
             if lease is None:
-                # Plain dicts: the client's models would re-serialise times without MicroTime's fixed precision.
-                body: Any = {"metadata": {"name": self.name, "namespace": self.namespace}, "spec": spec}
-                await self._leases.create_namespaced_lease(self.namespace, body)
+                body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                        "metadata": {"name": self.name, "namespace": self.namespace}, "spec": spec}  # fmt: skip
+                await send_json(self._api, "POST", self._path, body=body)
             else:
                 # resourceVersion makes this a compare-and-swap: of two candidates, one gets a 409.
                 metadata = {"name": self.name, "namespace": self.namespace,
-                            "resourceVersion": lease.metadata.resource_version}  # fmt: skip
-                replacement: Any = {"metadata": metadata, "spec": spec}
-                await self._leases.replace_namespaced_lease(self.name, self.namespace, replacement)
+                            "resourceVersion": lease["metadata"]["resourceVersion"]}  # fmt: skip
+                replacement = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata,
+                               "spec": spec}  # fmt: skip
+                await send_json(self._api, "PUT", f"{self._path}/{self.name}", body=replacement)
         except ApiException as exc:
             if exc.status not in (409, 422):
                 log.warning("writing lease failed: %s %s", exc.status, exc.reason)
@@ -148,19 +151,20 @@ class LeaderElector:
         from kubernetes_asyncio.client.exceptions import ApiException
 
         try:
-            lease = await self._leases.read_namespaced_lease(self.name, self.namespace)
-            if lease.spec.holder_identity != self.identity:
+            lease = await self._read()
+            spec = lease.get("spec") or {}
+            if spec.get("holderIdentity") != self.identity:
                 return
             now = _micro_time(datetime.now(UTC))
             metadata = {
                 "name": self.name,
                 "namespace": self.namespace,
-                "resourceVersion": lease.metadata.resource_version,
+                "resourceVersion": lease["metadata"]["resourceVersion"],
             }
-            spec = {"holderIdentity": "", "leaseDurationSeconds": 1, "renewTime": now, "acquireTime": now,
-                    "leaseTransitions": lease.spec.lease_transitions or 0}  # fmt: skip
-            released: Any = {"metadata": metadata, "spec": spec}
-            await self._leases.replace_namespaced_lease(self.name, self.namespace, released)
+            vacant = {"holderIdentity": "", "leaseDurationSeconds": 1, "renewTime": now, "acquireTime": now,
+                      "leaseTransitions": spec.get("leaseTransitions") or 0}  # fmt: skip
+            released = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata, "spec": vacant}
+            await send_json(self._api, "PUT", f"{self._path}/{self.name}", body=released)
             log.info("released leadership", extra={"lease": f"{self.namespace}/{self.name}"})
         except (TimeoutError, ApiException, OSError) as exc:
             log.warning("releasing lease failed (standbys take over when it expires): %s", exc)

@@ -57,6 +57,12 @@ class _Series:
     last_seen: float
 
 
+@dataclass
+class _Users:
+    lock: asyncio.Lock
+    count: int = 0
+
+
 _Key = tuple[str, str, str, str]  # (uid, type, reason, note)
 
 
@@ -68,7 +74,8 @@ class EventRecorder:
         controller: str,
         instance: str,
         series_window: float = 600.0,
-        capacity: int = 1000,
+        capacity: int = 10_000,
+        writers: int = 8,
     ) -> None:
         self._api = api
         self.controller = controller
@@ -76,6 +83,8 @@ class EventRecorder:
         self._window = series_window
         self._queue: asyncio.Queue[tuple[Regarding, EventKind, str, str, str, float]] = asyncio.Queue(capacity)
         self._series: dict[_Key, _Series] = {}
+        self._writers = writers
+        self._locks: dict[str, _Users] = {}  # per object: its events are written in order
         self._swept = 0.0
         self.written = 0
         self.dropped = 0
@@ -89,15 +98,25 @@ class EventRecorder:
             log.warning("event queue full; dropping %s %s for %s/%s", kind, reason, regarding.kind, regarding.name)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Writes queued events until `stop`; what is queued by then is still written (bounded by the queue)."""
+        """Writes queued events until `stop`; what is queued by then is still written (bounded by the queue).
+        Several writers keep up with a burst on a busy API server; events about one object stay in order."""
+        async with asyncio.TaskGroup() as writers:
+            for _ in range(self._writers):
+                writers.create_task(self._writer(stop))
+
+    async def _writer(self, stop: asyncio.Event) -> None:
         while not (stop.is_set() and self._queue.empty()):
             try:
                 async with asyncio.timeout(0.5):
                     item = await self._queue.get()
             except TimeoutError:
                 continue
+            uid = item[0].uid
+            users = self._locks.setdefault(uid, _Users(asyncio.Lock()))
+            users.count += 1
             try:
-                await self._write(*item)
+                async with users.lock:
+                    await self._write(*item)
                 self.written += 1
             except Exception as exc:  # an event is worth a log line, never a crash or a retry storm
                 status = getattr(exc, "status", None)
@@ -108,6 +127,10 @@ class EventRecorder:
                 what = f"HTTP {status}: {_message(exc)}" if status else repr(exc)
                 log.warning("could not write event %s for %s/%s: %s", item[2], item[0].kind, item[0].name, what)
                 await pause(stop, 0.1)
+            finally:
+                users.count -= 1
+                if users.count == 0:
+                    del self._locks[uid]
 
     async def _write(
         self, regarding: Regarding, kind: EventKind, reason: str, action: str, note: str, at: float

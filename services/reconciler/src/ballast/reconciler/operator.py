@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from ballast.kube.apply import apply, delete
 from ballast.kube.controller import Controller, ControllerMetrics, Result
-from ballast.kube.informer import EventType, Informer
+from ballast.kube.informer import EventType, Informer, compact, strip_managed_fields
 from ballast.kube.recorder import EventRecorder, Regarding
 from ballast.reconciler.api import Tenant, WebApp
 from ballast.reconciler.render import (
@@ -125,7 +125,10 @@ class WebAppOperator:
         self.tenants = Informer(api, "/apis/platform.example.com/v1/tenants", self._on_tenant)
         selector = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
         self.children = {
-            kind: Informer(api, path, self._on_child, label_selector=selector) for kind, path in CHILD_PATHS.items()
+            kind: Informer(
+                api, path, self._on_child, label_selector=selector, transform=SLIM.get(kind, strip_managed_fields)
+            )
+            for kind, path in CHILD_PATHS.items()
         }
         self.pods = Informer(api, "/api/v1/pods", self._on_pod, label_selector=selector, transform=_slim_pod)
         # Pods by (namespace, instance label): a status computed from a scan of every pod would cost O(pods) per
@@ -370,7 +373,30 @@ def _slim_pod(pod: dict[str, Any]) -> dict[str, Any]:
     for key in ("apiVersion", "kind"):
         if key in pod:
             slim[key] = pod[key]
-    return slim
+    compacted: dict[str, Any] = compact(slim)
+    return compacted
+
+
+def _slim_deployment(deployment: dict[str, Any]) -> dict[str, Any]:
+    """What status, drift detection (by generation) and Deployment events read of a Deployment: the pod template is
+    most of it and is compared by generation only."""
+    metadata = deployment.get("metadata", {})
+    metadata.pop("managedFields", None)
+    spec = deployment.get("spec", {})
+    containers = spec.get("template", {}).get("spec", {}).get("containers", [])
+    slim_spec = {"template": {"spec": {"containers": [{"name": c.get("name"), "image": c.get("image")}
+                                                      for c in containers]}}}  # fmt: skip
+    if "replicas" in spec:
+        slim_spec["replicas"] = spec["replicas"]
+    slim = {"metadata": metadata, "spec": slim_spec, "status": deployment.get("status", {})}
+    for key in ("apiVersion", "kind"):
+        if key in deployment:
+            slim[key] = deployment[key]
+    compacted: dict[str, Any] = compact(slim)
+    return compacted
+
+
+SLIM = {("apps/v1", "Deployment"): _slim_deployment}
 
 
 def _default_identity() -> str:
