@@ -517,7 +517,7 @@ class ControlPlane:
         otherwise alternate between the two for a pod that stays Pending)."""
         stages = [doc for doc in yaml.safe_load_all(built.read_text()) if doc]
         for stage in stages:
-            if stage.get("kind") == "Stage" and stage["metadata"]["name"] == "pod-ready":
+            if stage.get("kind") == "Stage" and (stage.get("metadata") or {}).get("name") == "pod-ready":
                 expressions = stage["spec"].setdefault("selector", {}).setdefault("matchExpressions", [])
                 expressions.append({"key": FAILING_IMAGE, "operator": "NotIn", "values": ["true"]})
         stages += [doc for doc in yaml.safe_load_all(FAILURE_STAGES.read_text()) if doc]
