@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 
@@ -36,8 +37,9 @@ async def consume(url: str, durable: str, bucket: str, work_seconds: float) -> N
     kv = await bus.js.key_value(bucket)
 
     async def handle(delivery: Delivery) -> None:
-        await asyncio.sleep(work_seconds)  # the work itself
         key = delivery.event.id.replace(":", "_")
+        await kv.put(f"started.{os.getpid()}.{key}", b"1")  # lets a test kill this replica with work in hand
+        await asyncio.sleep(work_seconds)  # the work itself
         if delivery.is_redelivery:
             await kv.put(f"redelivered.{key}", b"1")
         # create() refuses an existing key: an event a replica handled before its ack was lost has no second effect.

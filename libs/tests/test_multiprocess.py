@@ -99,6 +99,8 @@ async def test_replica_killed_mid_batch_its_messages_go_to_the_other(
     await wait_ready(doomed)
     await wait_ready(survivor)
     await eventually(lambda: _all(keys(bus, bucket, "done."), 20), timeout=20, what="work under way")
+    # Killed only once it has a handler running (each takes 0.2 s): its fetched messages are then unacknowledged.
+    await eventually(lambda: keys(bus, bucket, f"started.{doomed.pid}."), timeout=20, what="the doomed replica busy")
     doomed.kill()  # SIGKILL: its fetched, unacknowledged messages are still pending on the server
     doomed.wait()
     done = await eventually(lambda: _all(keys(bus, bucket, "done."), count), timeout=60, what="every event handled")
