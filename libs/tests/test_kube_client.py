@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from ballast.kube.client import NoKubeConfig, api_client, env_proxy_for
 from ballast.kube.kubeconfig import token_kubeconfig, write_kubeconfig
+from ballast.testing.webhook import certificates
 
 SERVER = "https://api.cluster.example:6443"
-
-
-def self_signed_ca(directory: Path) -> bytes:
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-days", "1", "-subj", "/CN=test-ca", "-keyout", "ca.key", "-out", "ca.crt"],
-        cwd=directory, check=True, capture_output=True,
-    )  # fmt: skip
-    return (directory / "ca.crt").read_bytes()
 
 
 def test_proxy_from_environment_applies_unless_no_proxy_excludes(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -39,7 +30,7 @@ async def test_client_resolves_the_proxy_once_and_stops_reading_the_environment(
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
     kubeconfig = write_kubeconfig(
-        tmp_path / "kubeconfig", token_kubeconfig("c", SERVER, self_signed_ca(tmp_path), "t0ken")
+        tmp_path / "kubeconfig", token_kubeconfig("c", SERVER, certificates(tmp_path)[2], "t0ken")
     )
     api = await api_client(str(kubeconfig))
     try:

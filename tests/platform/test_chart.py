@@ -4,6 +4,7 @@ Pod Security Standard."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import uuid
 from pathlib import Path
@@ -101,8 +102,8 @@ async def test_installs_into_a_cluster_enforcing_restricted_pod_security(kube_ap
     await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace, labels=labels)))
     release = f"b{uuid.uuid4().hex[:8]}"
     # The admission policy is cluster-wide and other suites may have installed it outside Helm: leave it out here.
-    helm("install", release, str(CHART), "-n", namespace, "--set", "admissionPolicy.enabled=false", "--wait=false",
-         kubeconfig=kubeconfig_path)  # fmt: skip
+    install = ["install", release, str(CHART), "-n", namespace, "--set", "admissionPolicy.enabled=false"]
+    await asyncio.to_thread(helm, *install, "--wait=false", kubeconfig=kubeconfig_path)
     try:
         apps = client.AppsV1Api(kube_api)
 
@@ -117,5 +118,5 @@ async def test_installs_into_a_cluster_enforcing_restricted_pod_security(kube_ap
             conditions = (await extensions.read_custom_resource_definition(crd)).status.conditions
             assert any(c.type == "Established" and c.status == "True" for c in conditions)
     finally:
-        helm("uninstall", release, "-n", namespace, kubeconfig=kubeconfig_path)
+        await asyncio.to_thread(helm, "uninstall", release, "-n", namespace, kubeconfig=kubeconfig_path)
         await core.delete_namespace(namespace)

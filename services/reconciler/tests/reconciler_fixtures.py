@@ -68,3 +68,18 @@ async def condition(kube_api: Any, namespace: str, name: str, cond_type: str) ->
         if cond["type"] == cond_type:
             return cond["status"], cond["reason"]
     return None
+
+
+async def create_webapp(kube_api: Any, namespace: str, name: str, **spec: Any) -> None:
+    await client.CustomObjectsApi(kube_api).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, WEBAPPS, webapp(name, {"image": IMAGE} | spec)
+    )
+
+
+async def ready(kube_api: Any, namespace: str, name: str) -> bool:
+    return await condition(kube_api, namespace, name, "Ready") == ("True", "AllReplicasReady")
+
+
+async def matches(probe: Any, expected: Any) -> bool:
+    """For `eventually`: whether an awaitable probe gives `expected`."""
+    return bool(await probe == expected)

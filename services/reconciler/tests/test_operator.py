@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from reconciler_fixtures import IMAGE, condition, platform_api  # noqa: F401
+from reconciler_fixtures import IMAGE, condition, create_webapp, matches, platform_api, ready  # noqa: F401
 
 from ballast.kube.apply import get
 from ballast.reconciler.api import WebApp
@@ -46,26 +46,8 @@ async def operator(kube_api: Any, platform_api: None) -> AsyncIterator[Running]:
     await asyncio.wait_for(task, 15)
 
 
-async def create_webapp(kube_api: Any, namespace: str, name: str, **spec: Any) -> None:
-    from kubernetes_asyncio import client
-
-    body = {
-        "apiVersion": "platform.example.com/v1",
-        "kind": "WebApp",
-        "metadata": {"name": name},
-        "spec": {"image": IMAGE} | spec,
-    }
-    await client.CustomObjectsApi(kube_api).create_namespaced_custom_object(
-        "platform.example.com", "v1", namespace, "webapps", body
-    )
-
-
 async def read_webapp(kube_api: Any, namespace: str, name: str) -> dict[str, Any] | None:
     return await get(kube_api, "platform.example.com/v1", "WebApp", namespace, name)
-
-
-async def ready(kube_api: Any, namespace: str, name: str) -> bool:
-    return await condition(kube_api, namespace, name, "Ready") == ("True", "AllReplicasReady")
 
 
 async def test_a_new_webapp_gets_its_children_and_becomes_ready(
@@ -239,16 +221,12 @@ async def test_a_tenant_guards_its_namespaces_and_quota_shows_as_degraded(
         assert await get(kube_api, "networking.k8s.io/v1", "NetworkPolicy", namespace, "default-deny") is not None
         await create_webapp(kube_api, namespace, "big", replicas=4)
         await eventually(
-            lambda: _is(condition(kube_api, namespace, "big", "Degraded"), ("True", "QuotaExceeded")),
+            lambda: matches(condition(kube_api, namespace, "big", "Degraded"), ("True", "QuotaExceeded")),
             timeout=60,
             what="Degraded with QuotaExceeded",
         )
     finally:
         await custom.delete_cluster_custom_object("platform.example.com", "v1", "tenants", tenant_name)
-
-
-async def _is(probe: Any, expected: Any) -> bool:
-    return bool(await probe == expected)
 
 
 async def webapp_events(kube_api: Any, namespace: str, name: str) -> list[dict[str, Any]]:
@@ -297,7 +275,7 @@ async def test_pods_that_cannot_start_make_it_degraded_with_their_reason_until_f
     # The local control plane's fake nodes fail images from registry.invalid and tags ending in -crashloop.
     await create_webapp(kube_api, namespace, "web", image="registry.invalid/shop/web:1.0")
     await eventually(
-        lambda: _is(condition(kube_api, namespace, "web", "Degraded"), ("True", "ImagePullBackOff")),
+        lambda: matches(condition(kube_api, namespace, "web", "Degraded"), ("True", "ImagePullBackOff")),
         timeout=60,
         what="Degraded with the pod's ImagePullBackOff",
     )
@@ -329,7 +307,7 @@ async def test_pods_that_cannot_start_make_it_degraded_with_their_reason_until_f
 
     await set_image("registry.example.com/shop/web:2.0-crashloop")
     await eventually(
-        lambda: _is(condition(kube_api, namespace, "web", "Degraded"), ("True", "CrashLoopBackOff")),
+        lambda: matches(condition(kube_api, namespace, "web", "Degraded"), ("True", "CrashLoopBackOff")),
         timeout=60,
         what="Degraded with the pod's CrashLoopBackOff",
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reconciler_fixtures import IMAGE, condition, platform_api  # noqa: F401
+from reconciler_fixtures import create_webapp, matches, platform_api, ready  # noqa: F401
 
 from ballast.kube.apply import get
 from ballast.testing import NatsServer, ServiceProcess, eventually
@@ -45,20 +45,6 @@ async def holder(kube_api: Any, namespace: str) -> str | None:
     return ((lease or {}).get("spec") or {}).get("holderIdentity") or None
 
 
-async def create_webapp(kube_api: Any, namespace: str, name: str) -> None:
-    from kubernetes_asyncio import client
-
-    body = {"apiVersion": "platform.example.com/v1", "kind": "WebApp", "metadata": {"name": name},
-            "spec": {"image": IMAGE}}  # fmt: skip
-    await client.CustomObjectsApi(kube_api).create_namespaced_custom_object(
-        "platform.example.com", "v1", namespace, "webapps", body
-    )
-
-
-async def ready(kube_api: Any, namespace: str, name: str) -> bool:
-    return await condition(kube_api, namespace, name, "Ready") == ("True", "AllReplicasReady")
-
-
 async def test_the_standby_takes_over_when_the_leader_is_killed(
     nats_server: NatsServer,
     services: Callable[..., ServiceProcess],
@@ -80,7 +66,7 @@ async def test_the_standby_takes_over_when_the_leader_is_killed(
     replicas[leader].kill()  # SIGKILL: no release, the lease has to expire
     standby = next(name for name in replicas if name != leader)
     await eventually(
-        lambda: _equals(holder(kube_api, namespace), standby), timeout=30, what="the standby holding the lease"
+        lambda: matches(holder(kube_api, namespace), standby), timeout=30, what="the standby holding the lease"
     )
     await create_webapp(kube_api, namespace, "second")
     await eventually(lambda: ready(kube_api, namespace, "second"), timeout=60, what="second Ready under the new leader")
@@ -129,7 +115,3 @@ async def test_a_reconciler_killed_mid_reconcile_leaves_work_its_successor_finis
             (owner,) = child["metadata"]["ownerReferences"]
             assert owner["uid"] == webapp["metadata"]["uid"]
     await successor.stop(timeout=30)
-
-
-async def _equals(probe: Any, expected: Any) -> bool:
-    return bool(await probe == expected)

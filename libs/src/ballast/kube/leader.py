@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from ballast.kube.pacing import pause
-from ballast.kube.rest import send_json
+from ballast.kube.rest import micro_time, send_json
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +30,9 @@ class LeaseTimings:
     retry_period: float = 2.0
 
 
-def _micro_time(moment: datetime) -> str:
-    # MicroTime wants exactly six fractional digits (isoformat drops them when they are zero).
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def default_identity() -> str:
+    """Who campaigns (and writes Events): host and process, unique among replicas."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 class LeaderElector:
@@ -120,9 +122,9 @@ class LeaderElector:
         spec: dict[str, Any] = {
             "holderIdentity": self.identity,
             "leaseDurationSeconds": int(self.timings.lease_duration),
-            "renewTime": _micro_time(now),
+            "renewTime": micro_time(now),
             "leaseTransitions": transitions,
-            "acquireTime": _micro_time(now) if acquire or not held_since else held_since,
+            "acquireTime": micro_time(now) if acquire or not held_since else held_since,
         }
         try:
             if lease is None:
@@ -155,7 +157,7 @@ class LeaderElector:
             spec = lease.get("spec") or {}
             if spec.get("holderIdentity") != self.identity:
                 return
-            now = _micro_time(datetime.now(UTC))
+            now = micro_time(datetime.now(UTC))
             metadata = {
                 "name": self.name,
                 "namespace": self.namespace,

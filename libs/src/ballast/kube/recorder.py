@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from ballast.kube.pacing import pause
-from ballast.kube.rest import send_json
+from ballast.kube.rest import error_message, micro_time, send_json
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ _EVENTS = "/apis/events.k8s.io/v1/namespaces/{namespace}/events"
 
 
 def _micro_time(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return micro_time(datetime.fromtimestamp(at, UTC))
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ class EventRecorder:
                     # The namespace is going or gone: so is the object the event was about.
                     log.debug("event %s for %s/%s not written: namespace going", item[2], item[0].kind, item[0].name)
                     continue
-                what = f"HTTP {status}: {_message(exc)}" if status else repr(exc)
+                what = f"HTTP {status}: {error_message(exc)}" if status else repr(exc)
                 log.warning("could not write event %s for %s/%s: %s", item[2], item[0].kind, item[0].name, what)
                 await pause(stop, 0.1)
             finally:
@@ -183,12 +183,3 @@ class EventRecorder:
         self._swept = horizon + self._window
         for key in [k for k, s in self._series.items() if s.last_seen < horizon]:
             del self._series[key]
-
-
-def _message(exc: Exception) -> str:
-    import json
-
-    try:
-        return str(json.loads(getattr(exc, "body", "") or "{}").get("message", exc))
-    except ValueError:
-        return str(exc)

@@ -8,6 +8,7 @@ is never mistaken for an object.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -49,3 +50,17 @@ async def send_json(api: Any, method: str, path: str, **options: Any) -> dict[st
     finally:
         response.release()
     return body
+
+
+def error_message(exc: Exception) -> str:
+    """The API server's own message from an ApiException's Status body, else the HTTP reason."""
+    try:
+        message = json.loads(getattr(exc, "body", None) or "{}").get("message")
+    except (TypeError, ValueError, AttributeError):
+        message = None
+    return str(message or getattr(exc, "reason", None) or exc)
+
+
+def micro_time(moment: datetime) -> str:
+    """A MicroTime: exactly six fractional digits (isoformat drops them when they are zero)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -10,6 +10,7 @@ removed on exit.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import subprocess
 import uuid
@@ -47,7 +48,8 @@ class Verdict:
     message: str = ""
 
 
-def _certificates(directory: Path) -> tuple[Path, Path, bytes]:
+def certificates(directory: Path) -> tuple[Path, Path, bytes]:
+    """A CA and a serving certificate for 127.0.0.1 in `directory`: (cert, key, CA PEM)."""
     (directory / "openssl.cnf").write_text(_OPENSSL_CONFIG)
     base = ["openssl", "req", "-x509", "-config", "openssl.cnf", "-nodes", "-days", "1"]
     base += ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
@@ -90,7 +92,7 @@ class AdmissionWebhook:
     async def __aenter__(self) -> AdmissionWebhook:
         import base64
 
-        cert, key, ca = _certificates(self._directory)
+        cert, key, ca = await asyncio.to_thread(certificates, self._directory)  # openssl, off the event loop
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(cert, key)
         app = web.Application()

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 from typing import Any, Literal
 
 import nats.errors
@@ -19,7 +17,7 @@ from ballast.bus import Bus, EndpointCallError
 from ballast.events.catalogue import POLICY_CHECK
 from ballast.events.payloads import PolicyCheckRequest, PolicyCheckResponse
 from ballast.kube.client import api_client
-from ballast.kube.leader import LeaderElector, LeaseTimings
+from ballast.kube.leader import LeaderElector, LeaseTimings, default_identity
 from ballast.reconciler.api import WebApp
 from ballast.reconciler.events import ReconcilerEvents
 from ballast.reconciler.operator import OperatorMetrics, WebAppOperator
@@ -35,7 +33,7 @@ class ReconcilerSettings(ServiceSettings):
     kubeconfig: str | None = Field(default=None, description="path; unset: KUBECONFIG, then in-cluster config")
     lease_namespace: str = "kube-system"
     lease_name: str = "ballast-reconciler"
-    identity: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    identity: str = Field(default_factory=default_identity)
     lease_duration: float = Field(default=15.0, gt=0)
     renew_deadline: float = Field(default=10.0, gt=0)
     retry_period: float = Field(default=2.0, gt=0)

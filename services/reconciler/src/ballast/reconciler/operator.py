@@ -16,8 +16,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
-import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,7 +28,9 @@ from pydantic import ValidationError
 from ballast.kube.apply import apply, delete
 from ballast.kube.controller import Controller, ControllerMetrics, Result
 from ballast.kube.informer import EventType, Informer, compact, strip_managed_fields
+from ballast.kube.leader import default_identity
 from ballast.kube.recorder import EventRecorder, Regarding
+from ballast.kube.rest import error_message
 from ballast.reconciler.api import Tenant, WebApp
 from ballast.reconciler.render import (
     CHILD_KINDS,
@@ -114,7 +114,7 @@ class WebAppOperator:
         self._policy_check = policy_check
         self._on_observed = on_observed or (lambda _event, _obj: None)
         self._service_monitors = service_monitors
-        self.recorder = EventRecorder(api, controller=REPORTING_CONTROLLER, instance=identity or _default_identity())
+        self.recorder = EventRecorder(api, controller=REPORTING_CONTROLLER, instance=identity or default_identity())
         self.webapps_controller: Controller[WebAppKey] = Controller(
             "webapp", self.reconcile_webapp, metrics.controller, workers=workers
         )
@@ -290,7 +290,7 @@ class WebAppOperator:
                 if result.status in (409, 429, 500, 503, 504):
                     raise result  # transient: retried with backoff
                 where = f"{manifest['kind']}/{manifest['metadata']['name']}"
-                return Problem("ApplyFailed", f"{where}: {_reason(result)}"), []
+                return Problem("ApplyFailed", f"{where}: {error_message(result)}"), []
             if isinstance(result, BaseException):
                 raise result
             kind = (manifest["apiVersion"], manifest["kind"])
@@ -361,46 +361,39 @@ class WebAppOperator:
         return Result()
 
 
+def _slim(obj: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    metadata = obj.get("metadata", {})
+    metadata.pop("managedFields", None)
+    slim = {"metadata": metadata, "spec": spec, "status": obj.get("status", {})}
+    slim.update({key: obj[key] for key in ("apiVersion", "kind") if key in obj})
+    compacted: dict[str, Any] = compact(slim)
+    return compacted
+
+
+def _images(pod_spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"name": c.get("name"), "image": c.get("image")} for c in pod_spec.get("containers", [])]
+
+
 def _slim_pod(pod: dict[str, Any]) -> dict[str, Any]:
     """What status and pod events read of a pod: its metadata, status and container images. Pods are the largest
     part of the cache (one per replica), and most of a pod is spec nobody here reads."""
-    metadata = pod.get("metadata", {})
-    metadata.pop("managedFields", None)
     spec = pod.get("spec", {})
-    containers = [{"name": c.get("name"), "image": c.get("image")} for c in spec.get("containers", [])]
-    slim = {"metadata": metadata, "spec": {"containers": containers, "nodeName": spec.get("nodeName")},
-            "status": pod.get("status", {})}  # fmt: skip
-    for key in ("apiVersion", "kind"):
-        if key in pod:
-            slim[key] = pod[key]
-    compacted: dict[str, Any] = compact(slim)
-    return compacted
+    return _slim(pod, {"containers": _images(spec), "nodeName": spec.get("nodeName")})
 
 
 def _slim_deployment(deployment: dict[str, Any]) -> dict[str, Any]:
     """What status, drift detection (by generation) and Deployment events read of a Deployment: the pod template is
     most of it and is compared by generation only."""
-    metadata = deployment.get("metadata", {})
-    metadata.pop("managedFields", None)
     spec = deployment.get("spec", {})
-    containers = spec.get("template", {}).get("spec", {}).get("containers", [])
-    slim_spec = {"template": {"spec": {"containers": [{"name": c.get("name"), "image": c.get("image")}
-                                                      for c in containers]}}}  # fmt: skip
+    slim_spec: dict[str, Any] = {
+        "template": {"spec": {"containers": _images(spec.get("template", {}).get("spec", {}))}}
+    }
     if "replicas" in spec:
         slim_spec["replicas"] = spec["replicas"]
-    slim = {"metadata": metadata, "spec": slim_spec, "status": deployment.get("status", {})}
-    for key in ("apiVersion", "kind"):
-        if key in deployment:
-            slim[key] = deployment[key]
-    compacted: dict[str, Any] = compact(slim)
-    return compacted
+    return _slim(deployment, slim_spec)
 
 
 SLIM = {("apps/v1", "Deployment"): _slim_deployment}
-
-
-def _default_identity() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 def _version(obj: dict[str, Any]) -> tuple[int | None, str]:
@@ -424,10 +417,3 @@ def _spec_changed(before: dict[str, Any], after: dict[str, Any]) -> bool:
         return bool(before["metadata"]["generation"] != after["metadata"].get("generation"))
     strip = ("metadata", "status")
     return {k: v for k, v in before.items() if k not in strip} != {k: v for k, v in after.items() if k not in strip}
-
-
-def _reason(exc: ApiException) -> str:
-    try:
-        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
-    except (TypeError, ValueError):
-        return str(exc.reason)
