@@ -3,11 +3,16 @@ baseline), on one local control plane (kwok nodes), in the same run.
 
     python tests/bench/bench_operator.py [--webapps N]
 
+The apps are spread over namespaces of PER_NAMESPACE (100) each, as a platform's tenants hold them, in both paths:
+Kubernetes' own controllers scan a whole namespace on every sync (the ReplicaSets of a Deployment, the pods and
+Services behind an EndpointSlice), so N apps in one namespace cost them O(N) per change. `--per-namespace N` puts
+them all in one namespace to measure that case.
+
 Phases, one control plane:
 1. raw: N Deployments+Services created at once with kubernetes-asyncio: the very objects the reconciler renders for
    the WebApps of phase 2 (hardened pod template, probes, rolling update), so the ratio measures the operator, not
-   the hardening; timed until every Deployment is Ready. The namespace is then deleted and the run waits until its
-   pods are gone, so the operator phase starts from the same empty cluster.
+   the hardening; timed until every Deployment is Ready. The namespaces are then deleted and the run waits until
+   they are gone, so the operator phase starts from the same empty cluster.
 2. operator: N WebApps created at once; timed until every WebApp reports Ready. converge_ratio = raw / operator.
 3. steady: with the N WebApps in place and the cluster quiet again (all processes together under half a core),
    SAMPLES more are applied one every 1/RATE s, as users do; ready_p50_s and ready_p99_s are their create -> Ready
@@ -46,15 +51,17 @@ from ballast.kube.install import install, load_manifests
 from ballast.kube.rest import send, send_json
 from ballast.local.nats_server import NatsServer, free_port
 from ballast.reconciler.api import API_VERSION, WebApp
-from ballast.reconciler.render import render
+from ballast.reconciler.render import MANAGED_BY, MANAGED_BY_LABEL, render
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 SPEC = {"image": "registry.example.com/shop/web:1.2.3", "monitoring": {"enabled": False}}
 CONCURRENCY = 32
+PER_NAMESPACE = 100
 SAMPLES = 100
 RATE = 5.0  # WebApps per second in the steady phase
 HEAL_SAMPLES = 50
 TICKS = os.sysconf("SC_CLK_TCK")
+MANAGED = f"{MANAGED_BY_LABEL}={MANAGED_BY}"  # the label on every rendered child, raw ones included
 
 
 def rss_mb(pid: int) -> float:
@@ -162,6 +169,16 @@ def deployment_ready(obj: dict[str, Any]) -> bool:
     return bool(obj.get("status", {}).get("readyReplicas") == 1)
 
 
+def namespaces(prefix: str, n: int, per_namespace: int) -> list[str]:
+    return [f"{prefix}-{j}" for j in range(math.ceil(n / per_namespace))]
+
+
+def placed(names: list[str], spaces: list[str]) -> list[tuple[str, str]]:
+    """(namespace, name) for each name, filling the namespaces in turn."""
+    per_namespace = math.ceil(len(names) / len(spaces))
+    return [(spaces[i // per_namespace], name) for i, name in enumerate(names)]
+
+
 def equivalent_children(name: str, namespace: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The Deployment and Service the reconciler renders for the bench's WebApp, as plain objects of their own: no
     owner, and the namespace's default ServiceAccount (the raw path makes no ServiceAccount)."""
@@ -181,20 +198,23 @@ def equivalent_children(name: str, namespace: str) -> tuple[dict[str, Any], dict
     return deployment, service
 
 
-async def raw_baseline(api: Any, n: int) -> float:
+async def raw_baseline(api: Any, spaces: list[str], n: int) -> float:
     core = client.CoreV1Api(api)
-    await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="raw")))
-    deployments = Informer(api, "/apis/apps/v1/namespaces/raw/deployments", lambda *_: None)
+    for namespace in spaces:
+        await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    deployments = Informer(api, "/apis/apps/v1/deployments", lambda *_: None, label_selector=MANAGED)
     stop = asyncio.Event()
     watching = asyncio.create_task(deployments.run(stop))
     await deployments.synced.wait()
-    objects = [equivalent_children(f"web-{i}", "raw") for i in range(n)]
+    objects = [equivalent_children(name, ns) for ns, name in placed([f"web-{i}" for i in range(n)], spaces)]
+
+    def create(obj: dict[str, Any], collection: str) -> Callable[[], Any]:
+        prefix = "/apis/apps/v1" if obj["kind"] == "Deployment" else "/api/v1"
+        path = f"{prefix}/namespaces/{obj['metadata']['namespace']}/{collection}"
+        return lambda: send_json(api, "POST", path, body=obj)
 
     started = time.monotonic()
-    await bounded(
-        [(lambda d=d: send_json(api, "POST", "/apis/apps/v1/namespaces/raw/deployments", body=d)) for d, _ in objects]
-        + [(lambda s=s: send_json(api, "POST", "/api/v1/namespaces/raw/services", body=s)) for _, s in objects]
-    )
+    await bounded([create(d, "deployments") for d, _ in objects] + [create(s, "services") for _, s in objects])
     ready = lambda: sum(1 for obj in deployments.store.values() if deployment_ready(obj))  # noqa: E731
     await wait_for(ready, n, "raw Deployments ready", timeout=30 * 60)
     elapsed = time.monotonic() - started
@@ -203,71 +223,69 @@ async def raw_baseline(api: Any, n: int) -> float:
     return elapsed
 
 
-async def remove_raw(api: Any) -> float:
-    """Deletes the raw namespace and waits until it is gone (its pods with it)."""
+async def remove_raw(api: Any, spaces: list[str]) -> float:
+    """Deletes the raw namespaces and waits until they are gone (their pods with them)."""
     core = client.CoreV1Api(api)
     started = time.monotonic()
-    await core.delete_namespace("raw")
+    for namespace in spaces:
+        await core.delete_namespace(namespace)
     deadline = started + 10 * 60
+    left = set(spaces)
     while time.monotonic() < deadline:
-        try:
-            await core.read_namespace("raw")
-        except client.exceptions.ApiException as exc:
-            if exc.status == 404:
-                return time.monotonic() - started
-            raise
+        left &= {ns.metadata.name for ns in (await core.list_namespace()).items}
+        if not left:
+            return time.monotonic() - started
         await asyncio.sleep(0.5)
-    raise TimeoutError("namespace raw still there after 10 minutes")
+    raise TimeoutError(f"namespaces {sorted(left)} still there after 10 minutes")
+
+
+WebAppKey = tuple[str, str]  # (namespace, name)
 
 
 class WebAppClock:
-    """Create and Ready times of WebApps in one namespace, from a watch."""
+    """Create and Ready times of WebApps, from a watch."""
 
-    def __init__(self, api: Any, namespace: str) -> None:
+    def __init__(self, api: Any) -> None:
         self.api = api
-        self.namespace = namespace
-        self.created: dict[str, float] = {}
-        self.ready_at: dict[str, float] = {}
-        self.informer = Informer(api, f"/apis/platform.example.com/v1/namespaces/{namespace}/webapps", self._seen)
+        self.created: dict[WebAppKey, float] = {}
+        self.ready_at: dict[WebAppKey, float] = {}
+        self.informer = Informer(api, "/apis/platform.example.com/v1/webapps", self._seen)
 
     def _seen(self, _: str, obj: dict[str, Any]) -> None:
-        name = obj["metadata"]["name"]
+        key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
         conditions = (obj.get("status") or {}).get("conditions", [])
-        if name not in self.ready_at and any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
-            self.ready_at[name] = time.monotonic()
+        if key not in self.ready_at and any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+            self.ready_at[key] = time.monotonic()
 
-    async def create(self, name: str) -> None:
-        body = {
-            "apiVersion": "platform.example.com/v1",
-            "kind": "WebApp",
-            "metadata": {"name": name},
-            "spec": SPEC,
-        }
-        self.created[name] = time.monotonic()
+    async def create(self, key: WebAppKey) -> None:
+        namespace, name = key
+        body = {"apiVersion": API_VERSION, "kind": "WebApp", "metadata": {"name": name}, "spec": SPEC}
+        self.created[key] = time.monotonic()
         await client.CustomObjectsApi(self.api).create_namespaced_custom_object(
-            "platform.example.com", "v1", self.namespace, "webapps", body
+            "platform.example.com", "v1", namespace, "webapps", body
         )
 
-    def latencies(self, names: list[str]) -> list[float]:
-        return sorted(self.ready_at[name] - self.created[name] for name in names)
+    def latencies(self, keys: list[WebAppKey]) -> list[float]:
+        return sorted(self.ready_at[key] - self.created[key] for key in keys)
 
 
-async def through_operator(api: Any, n: int, cpu: CpuMeter) -> tuple[float, list[float], list[float], list[float]]:
+async def through_operator(
+    api: Any, spaces: list[str], n: int, cpu: CpuMeter
+) -> tuple[float, list[float], list[float], list[float]]:
     core = client.CoreV1Api(api)
     tenant = {
-        "apiVersion": "platform.example.com/v1",
+        "apiVersion": API_VERSION,
         "kind": "Tenant",
         "metadata": {"name": "bench"},
-        "spec": {"namespaces": ["bench"], "maxPodSecurity": "restricted"},
+        "spec": {"namespaces": spaces, "maxPodSecurity": "restricted"},
     }
     await apply(api, tenant, field_manager="bench")
-    while True:  # the reconciler creates the tenant's namespace
-        try:
-            await core.read_namespace("bench")
-            break
-        except client.exceptions.ApiException:
-            await asyncio.sleep(0.1)
-    clock = WebAppClock(api, "bench")
+    deadline = time.monotonic() + 120
+    while not set(spaces) <= {ns.metadata.name for ns in (await core.list_namespace()).items}:
+        if time.monotonic() > deadline:  # the reconciler creates the tenant's namespaces
+            raise TimeoutError("the reconciler did not create the tenant's namespaces within 120s")
+        await asyncio.sleep(0.1)
+    clock = WebAppClock(api)
     stop = asyncio.Event()
     watching = asyncio.create_task(clock.informer.run(stop))
     await clock.informer.synced.wait()
@@ -275,8 +293,8 @@ async def through_operator(api: Any, n: int, cpu: CpuMeter) -> tuple[float, list
     cpu.start()
     requests = await apiserver_requests(api)
     started = time.monotonic()
-    burst = [f"web-{i}" for i in range(n)]
-    await bounded([(lambda name=name: clock.create(name)) for name in burst])
+    burst = placed([f"web-{i}" for i in range(n)], spaces)
+    await bounded([(lambda key=key: clock.create(key)) for key in burst])
     await wait_for(lambda: len(clock.ready_at), n, "WebApps Ready", timeout=30 * 60)
     elapsed = time.monotonic() - started
     print(cpu.report("operator", elapsed), flush=True)
@@ -286,10 +304,10 @@ async def through_operator(api: Any, n: int, cpu: CpuMeter) -> tuple[float, list
 
     # Steady: a cluster holding N WebApps, digested (controllers idle again), new ones applied at RATE per second.
     print(f"cluster quiet again after {await quiet(cpu):.0f}s", flush=True)
-    steady = [f"steady-{i}" for i in range(SAMPLES)]
+    steady = [(spaces[i % len(spaces)], f"steady-{i}") for i in range(SAMPLES)]
     creating = []
-    for name in steady:
-        creating.append(asyncio.create_task(clock.create(name)))
+    for key in steady:
+        creating.append(asyncio.create_task(clock.create(key)))
         await asyncio.sleep(1 / RATE)  # the arrival rate being measured, not synchronisation
     await asyncio.gather(*creating)
     await wait_for(lambda: sum(1 for s in steady if s in clock.ready_at), SAMPLES, "steady WebApps Ready", 600)
@@ -298,20 +316,19 @@ async def through_operator(api: Any, n: int, cpu: CpuMeter) -> tuple[float, list
     restored: dict[str, asyncio.Event] = {}
 
     def on_service(event: str, obj: dict[str, Any]) -> None:
-        waiting = restored.get(obj["metadata"]["name"])
+        waiting = restored.get(f"{obj['metadata']['namespace']}/{obj['metadata']['name']}")
         if event == "ADDED" and waiting is not None:
             waiting.set()
 
-    services = Informer(api, "/api/v1/namespaces/bench/services", on_service)
+    services = Informer(api, "/api/v1/services", on_service, label_selector=MANAGED)
     watching_services = asyncio.create_task(services.run(stop))
     await services.synced.wait()
     heals = []
-    for i in range(min(HEAL_SAMPLES, n)):
-        name = f"web-{i}"
-        restored[name] = asyncio.Event()
+    for namespace, name in burst[: min(HEAL_SAMPLES, n)]:
+        restored[f"{namespace}/{name}"] = asyncio.Event()
         deleted = time.monotonic()
-        await core.delete_namespaced_service(name, "bench")
-        await asyncio.wait_for(restored[name].wait(), 60)
+        await core.delete_namespaced_service(name, namespace)
+        await asyncio.wait_for(restored[f"{namespace}/{name}"].wait(), 60)
         heals.append(time.monotonic() - deleted)
     stop.set()
     await asyncio.gather(watching, watching_services)
@@ -322,7 +339,7 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-async def main(n: int, workers: int) -> None:
+async def main(n: int, workers: int, per_namespace: int) -> None:
     nodes = max(3, math.ceil(2 * n / 100) + 1)
     with NatsServer() as nats, ControlPlane(nodes=nodes) as plane:
         print(f"control plane ready ({nodes} kwok nodes)", flush=True)
@@ -334,11 +351,12 @@ async def main(n: int, workers: int) -> None:
             cpu = CpuMeter(processes | {"bench": os.getpid()})
             cpu.start()
             requests = await apiserver_requests(api)
-            raw = await raw_baseline(api, n)
+            raw_spaces = namespaces("raw", n, per_namespace)
+            raw = await raw_baseline(api, raw_spaces, n)
             print(cpu.report("raw", raw), flush=True)
             print("raw: " + request_summary(requests, await apiserver_requests(api), n), flush=True)
-            print(f"raw: {n} Deployments+Services, all Ready in {raw:.1f}s", flush=True)
-            print(f"raw: namespace deleted and gone in {await remove_raw(api):.1f}s", flush=True)
+            print(f"raw: {n} Deployments+Services in {len(raw_spaces)} namespaces, Ready in {raw:.1f}s", flush=True)
+            print(f"raw: namespaces deleted and gone in {await remove_raw(api, raw_spaces):.1f}s", flush=True)
             http_port = free_port()
             log_path = Path(tempfile.mkdtemp(prefix="bench-operator-")) / "reconciler.log"
             env = os.environ | {
@@ -357,7 +375,8 @@ async def main(n: int, workers: int) -> None:
             )
             try:
                 cpu.processes["reconciler"] = reconciler.pid
-                operator, burst, ready, heals = await through_operator(api, n, cpu)
+                spaces = namespaces("bench", n, per_namespace)
+                operator, burst, ready, heals = await through_operator(api, spaces, n, cpu)
                 rss = rss_mb(reconciler.pid)
                 print(await reconcile_summary(http_port), flush=True)
             finally:
@@ -381,5 +400,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--webapps", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=16, help="the reconciler's BALLAST_WORKERS")
+    parser.add_argument("--per-namespace", type=int, default=PER_NAMESPACE, help="apps per namespace (at most)")
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.webapps, arguments.workers))
+    spread = math.ceil(arguments.webapps / max(1, arguments.per_namespace))
+    if arguments.webapps < 1 or arguments.per_namespace < 1 or spread > 256:
+        parser.error("need --webapps >= 1 and --per-namespace >= 1, and at most 256 namespaces (a Tenant's limit)")
+    asyncio.run(main(arguments.webapps, arguments.workers, arguments.per_namespace))

@@ -93,6 +93,55 @@ async def test_no_status_write_when_nothing_changed(operator: Running, kube_api:
         assert await forced_reconcile_changes_nothing()
 
 
+class HeldWatch:
+    """Holds back an informer's watch events, as a watch running late under load does, until released."""
+
+    def __init__(self, informer: Any) -> None:
+        self.informer = informer
+        self.held: list[dict[str, Any]] = []
+        self._dispatch = informer._dispatch
+        informer._dispatch = self.held.append
+
+    def release(self) -> None:
+        self.informer._dispatch = self._dispatch
+        for event in self.held:
+            self._dispatch(event)
+
+
+async def test_a_status_written_before_the_cache_shows_it_is_not_lost(
+    operator: Running, kube_api: Any, namespace: str
+) -> None:
+    """The WebApp cache lags our own status writes. A change and its undoing that both land in that lag must still
+    reach the API server: compared with the stale cache, the undoing looks like nothing to write, and the late watch
+    event of our first write (same generation) wakes nobody, which would leave the WebApp wrong for good."""
+    await create_webapp(kube_api, namespace, "lag")
+    await eventually(lambda: ready(kube_api, namespace, "lag"), timeout=60, what="WebApp Ready")
+    key = (namespace, "lag")
+    deployments = operator.operator.children[("apps/v1", "Deployment")]
+    await eventually(lambda: deployments.store[key]["status"].get("readyReplicas") == 1, what="Deployment cached")
+    webapp_watch, deployment_watch = HeldWatch(operator.operator.webapps), HeldWatch(deployments)
+
+    def idle() -> bool:  # no reconcile in flight that could write over ours
+        active = operator.registry.get_sample_value("controller_runtime_active_workers", {"controller": "webapp"})
+        depth = operator.registry.get_sample_value("workqueue_depth", {"name": "webapp"})
+        return active == 0 and depth == 0
+
+    try:
+        await eventually(idle, what="the operator idle")
+        healthy = deployments.store[key]
+        deployments.store[key] = healthy | {"status": healthy["status"] | {"readyReplicas": 0}}
+        await operator.operator.reconcile_webapp(key)
+        assert await condition(kube_api, namespace, "lag", "Ready") == ("False", "ReplicasNotReady")
+        deployments.store[key] = healthy
+        await operator.operator.reconcile_webapp(key)
+        assert await ready(kube_api, namespace, "lag")
+    finally:
+        webapp_watch.release()
+        deployment_watch.release()
+    told = [o for o, name, _, _ in operator.outcomes if o == "reconciled" and name == "lag"]
+    assert len(told) == 2  # Ready at creation, Ready again after the dip: once per transition
+
+
 async def test_drift_is_repaired_and_counted(operator: Running, kube_api: Any, namespace: str) -> None:
     from kubernetes_asyncio import client
 

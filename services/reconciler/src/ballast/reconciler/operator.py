@@ -31,7 +31,7 @@ from ballast.kube.informer import EventType, Informer, compact, strip_managed_fi
 from ballast.kube.leader import default_identity
 from ballast.kube.recorder import EventRecorder, Regarding
 from ballast.kube.rest import error_message
-from ballast.reconciler.api import Tenant, WebApp
+from ballast.reconciler.api import Tenant, WebApp, WebAppStatus
 from ballast.reconciler.render import (
     CHILD_KINDS,
     INSTANCE_LABEL,
@@ -77,6 +77,15 @@ class Repair:
     kind: str
     name: str
     resource_version: str
+
+
+@dataclass(frozen=True)
+class _Written:
+    """A status we wrote, and the WebApp version it was computed from: until the watch brings a newer version, the
+    cache still holds the old status, and comparing with it would write (and tell Ready) twice."""
+
+    based_on: str
+    status: WebAppStatus
 
 
 Outcome = Callable[[str, WebApp, list[Repair], Problem | None], Awaitable[None]]
@@ -138,6 +147,7 @@ class WebAppOperator:
         self._generations: dict[WebAppKey, int | None] = {}
         self._gone: dict[WebAppKey, dict[str, Any]] = {}
         self._applied: dict[WebAppKey, _Applied] = {}
+        self._written: dict[WebAppKey, _Written] = {}
 
     # -- watch events -> keys ----------------------------------------------------------------------------------------
 
@@ -146,11 +156,15 @@ class WebAppOperator:
         metadata = obj["metadata"]
         key = (metadata["namespace"], metadata["name"])
         generation = metadata.get("generation")
+        written = self._written.get(key)
+        if written is not None and written.based_on != metadata.get("resourceVersion"):
+            del self._written[key]  # the cache has moved past the version our last status write started from
         if event == "MODIFIED" and self._generations.get(key) == generation and not metadata.get("deletionTimestamp"):
             return  # only status or metadata bookkeeping changed (often our own status write): nothing to do
         if event == "DELETED":
             self._generations.pop(key, None)
             self._applied.pop(key, None)
+            self._written.pop(key, None)
             self._gone[key] = obj  # reported as deleted once its children are gone too
         else:
             self._gone.pop(key, None)  # deleted and created again under the same name
@@ -322,6 +336,9 @@ class WebAppOperator:
     async def _write_status(self, webapp: WebApp, problem: Problem | None) -> Problem | None:
         """Writes the status if it changed; returns what makes the WebApp Degraded, if anything."""
         key = (webapp.metadata.namespace or "", webapp.metadata.name)
+        written = self._written.get(key)
+        if written is not None and written.based_on == webapp.metadata.resource_version:
+            webapp = webapp.model_copy(update={"status": written.status})  # our write, not yet in the cache
         pods = list(self._pods_of.get(key, {}).values())
         deployment = self._cached_child(("apps/v1", "Deployment"), key)
         status = webapp_status(webapp, deployment, pods, problem=problem, now=datetime.now(UTC).replace(microsecond=0))
@@ -336,6 +353,8 @@ class WebAppOperator:
             "status": status.model_dump(mode="json", by_alias=True, exclude_none=True),
         }
         await apply(self.api, body, field_manager=FIELD_MANAGER, subresource="status")
+        if webapp.metadata.resource_version:
+            self._written[key] = _Written(webapp.metadata.resource_version, status)
         ready = next((c for c in status.conditions if c.type == "Ready"), None)
         was_ready = next((c for c in (webapp.status.conditions if webapp.status else []) if c.type == "Ready"), None)
         if ready is not None and ready.status == "True" and (was_ready is None or was_ready.status != "True"):
