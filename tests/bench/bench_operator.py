@@ -1,12 +1,12 @@
 """bench-operator: N WebApps through the reconciler against N Deployments+Services created directly (the raw
 baseline), on one local control plane (kwok nodes), in the same run.
 
-    python tests/bench/bench_operator.py [--webapps N]
+    python tests/bench/bench_operator.py [--webapps N] [--per-namespace K] [--workers W]
 
 The apps are spread over namespaces of PER_NAMESPACE (100) each, as a platform's tenants hold them, in both paths:
 Kubernetes' own controllers scan a whole namespace on every sync (the ReplicaSets of a Deployment, the pods and
-Services behind an EndpointSlice), so N apps in one namespace cost them O(N) per change. `--per-namespace N` puts
-them all in one namespace to measure that case.
+Services behind an EndpointSlice), so N apps in one namespace cost them O(N) per change. `--per-namespace K` sets
+the spread; K >= N puts every app in one namespace, to measure that case.
 
 Phases, one control plane:
 1. raw: N Deployments+Services created at once with kubernetes-asyncio: the very objects the reconciler renders for
