@@ -43,7 +43,7 @@ from typing import Any
 import aiohttp
 from kubernetes_asyncio import client
 
-from ballast.kube.apply import apply
+from ballast.kube.apply import apply, collection_path
 from ballast.kube.client import api_client
 from ballast.kube.controlplane import ControlPlane
 from ballast.kube.informer import Informer
@@ -208,13 +208,12 @@ async def raw_baseline(api: Any, spaces: list[str], n: int) -> float:
     await deployments.synced.wait()
     objects = [equivalent_children(name, ns) for ns, name in placed([f"web-{i}" for i in range(n)], spaces)]
 
-    def create(obj: dict[str, Any], collection: str) -> Callable[[], Any]:
-        prefix = "/apis/apps/v1" if obj["kind"] == "Deployment" else "/api/v1"
-        path = f"{prefix}/namespaces/{obj['metadata']['namespace']}/{collection}"
+    def create(obj: dict[str, Any]) -> Callable[[], Any]:
+        path = collection_path(obj["apiVersion"], obj["kind"], obj["metadata"]["namespace"])
         return lambda: send_json(api, "POST", path, body=obj)
 
     started = time.monotonic()
-    await bounded([create(d, "deployments") for d, _ in objects] + [create(s, "services") for _, s in objects])
+    await bounded([create(d) for d, _ in objects] + [create(s) for _, s in objects])
     ready = lambda: sum(1 for obj in deployments.store.values() if deployment_ready(obj))  # noqa: E731
     await wait_for(ready, n, "raw Deployments ready", timeout=30 * 60)
     elapsed = time.monotonic() - started
