@@ -4,6 +4,7 @@ and every outcome published once as a decodable CloudEvent."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -123,6 +124,19 @@ async def test_reconciles_asks_the_policy_gate_and_publishes_each_outcome_once(
     assert ("io.k8s.deployment.created.v1", f"{namespace}/good") in kinds
     assert any(t == "io.k8s.pod.created.v1" for t, _ in kinds)
     assert len({e.id for e in observed}) == len(observed), "observed facts are stored once each"
+    # An update is told only when a fact it carries moved: the controllers' own status bookkeeping (a Deployment's
+    # observedGeneration, its conditions) is not news.
+    told: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for event in observed:
+        if hasattr(event.data, "resource_version") and hasattr(event.data, "object"):
+            facts = event.data.model_dump(exclude={"resource_version"})
+            told.setdefault(event.data.object.uid, []).append((event.type.split(".")[-2], facts))
+    repeats = [
+        (uid, facts) for uid, seq in told.items() for (_, before), (verb, facts) in itertools.pairwise(seq)
+        if verb == "updated" and facts == before
+    ]  # fmt: skip
+    assert not repeats, f"updates that told nothing new: {repeats[:3]}"
+    assert any(verb == "updated" for seq in told.values() for verb, _ in seq), "real changes are still told"
 
     await custom.delete_namespaced_custom_object("platform.example.com", "v1", namespace, "webapps", "good")
 

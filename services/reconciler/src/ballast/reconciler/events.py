@@ -38,6 +38,10 @@ class ReconcilerEvents:
         self.cluster = cluster
         self.source = f"/clusters/{cluster}/reconciler"
         self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=capacity)
+        # What the last event told of each object (by uid), as a hash: most updates of a Deployment or Pod (the
+        # controllers' status bookkeeping, a pod being bound) change nothing an event carries, and an "updated" that
+        # repeats the last one only costs its consumers. A restart forgets: the next update is told again.
+        self._told: dict[str, int] = {}
 
     def _put(self, subject: str, event: Any) -> None:
         try:
@@ -98,8 +102,40 @@ class ReconcilerEvents:
         if kind not in ("WebApp", "Deployment", "Pod"):
             return
         metadata = obj["metadata"]
+        controller = next((r for r in metadata.get("ownerReferences", []) if r.get("controller")), None)
+        owner = _ref(controller, metadata.get("namespace")) if controller else None
+        if self._changed(event_type, kind, obj, controller):
+            self._tell_observed(event_type, kind, obj, owner)
+        if kind == "Pod" and event_type != "DELETED":
+            self._pod_issue(obj, owner)  # a crash shows in container statuses, which the facts above leave out
+
+    def _changed(self, event_type: EventType, kind: str, obj: dict[str, Any], owner: dict[str, Any] | None) -> bool:
+        """Whether the event would tell something new of the object: created, deleted, or one of its facts moved."""
+        metadata = obj["metadata"]
+        uid = metadata.get("uid", "")
+        if event_type == "DELETED":
+            self._told.pop(uid, None)
+            return True
+        spec, status = obj.get("spec", {}), obj.get("status", {}) or {}
+        facts = hash(
+            (
+                metadata.get("generation"),
+                tuple(sorted(metadata.get("labels", {}).items())),
+                owner["uid"] if owner else None,
+                spec.get("replicas") if kind != "Pod" else None,
+                status.get("readyReplicas") if kind != "Pod" else None,
+                _image(kind, spec),
+                _phase(kind, status),
+            )
+        )
+        if event_type == "MODIFIED" and self._told.get(uid) == facts:
+            return False
+        self._told[uid] = facts
+        return True
+
+    def _tell_observed(self, event_type: EventType, kind: str, obj: dict[str, Any], owner: ObjectRef | None) -> None:
+        metadata = obj["metadata"]
         verb = VERBS[event_type]
-        owner = next((r for r in metadata.get("ownerReferences", []) if r.get("controller")), None)
         ref = ObjectRef(
             api_version=obj.get("apiVersion", ""),
             kind=kind,
@@ -114,39 +150,36 @@ class ReconcilerEvents:
             resource_version=metadata.get("resourceVersion", ""),
             generation=metadata.get("generation"),
             labels=metadata.get("labels", {}),
-            owner=ObjectRef(
-                api_version=owner["apiVersion"],
-                kind=owner["kind"],
-                namespace=metadata.get("namespace"),
-                name=owner["name"],
-                uid=owner["uid"],
-            )
-            if owner
-            else None,
+            owner=owner,
             replicas=spec.get("replicas") if kind != "Pod" else None,
             ready_replicas=status.get("readyReplicas") if kind != "Pod" else None,
             image=_image(kind, spec),
-            phase=status.get("phase") if kind == "Pod" else None,
+            phase=_phase(kind, status),
         )
-        subject_id = f"{ref.namespace}/{ref.name}"
         self._put(
             k8s_subject(self.cluster, ref.namespace, kind, verb),
             new_event(
                 k8s_event_type(kind, verb),
                 self.source,
                 payload,
-                subject=subject_id,
+                subject=f"{ref.namespace}/{ref.name}",
                 event_id=f"{ref.uid}:{payload.resource_version}:{verb}",
             ),
         )
-        if kind == "Pod" and event_type != "DELETED":
-            self._pod_issue(obj, ref, payload.owner)
 
-    def _pod_issue(self, pod: dict[str, Any], ref: ObjectRef, owner: ObjectRef | None) -> None:
+    def _pod_issue(self, pod: dict[str, Any], owner: ObjectRef | None) -> None:
         problem = pod_problem([pod])
         if problem is None or problem.reason not in POD_PROBLEMS:
             return
         kind = POD_PROBLEMS[problem.reason]
+        metadata = pod["metadata"]
+        ref = ObjectRef(
+            api_version=pod.get("apiVersion", "v1"),
+            kind="Pod",
+            namespace=metadata.get("namespace"),
+            name=metadata["name"],
+            uid=metadata.get("uid", ""),
+        )
         restarts = sum(s.get("restartCount", 0) for s in pod.get("status", {}).get("containerStatuses", []) or [])
         issue = PodIssue(
             cluster=self.cluster,
@@ -156,7 +189,7 @@ class ReconcilerEvents:
             reason=problem.reason,
             message=problem.message,
             restart_count=restarts,
-            resource_version=pod["metadata"].get("resourceVersion", ""),
+            resource_version=metadata.get("resourceVersion", ""),
         )
         self._put(
             k8s_subject(self.cluster, ref.namespace, "Pod", kind.value),
@@ -170,6 +203,12 @@ class ReconcilerEvents:
         )
 
 
+def _ref(owner: dict[str, Any], namespace: str | None) -> ObjectRef:
+    return ObjectRef(
+        api_version=owner["apiVersion"], kind=owner["kind"], namespace=namespace, name=owner["name"], uid=owner["uid"]
+    )
+
+
 def _kind_of(obj: dict[str, Any]) -> str:
     # Watch events carry kind; list items may not. Tell the three apart by shape.
     if obj.get("apiVersion", "").startswith("platform.example.com"):
@@ -179,6 +218,17 @@ def _kind_of(obj: dict[str, Any]) -> str:
     if "template" in obj.get("spec", {}):
         return "Deployment"
     return ""
+
+
+def _phase(kind: str, status: dict[str, Any]) -> str | None:
+    """A Pod's phase; a WebApp's Ready condition status (True, False, Unknown), as the payload documents."""
+    if kind == "Pod":
+        phase: str | None = status.get("phase")
+        return phase
+    if kind == "WebApp":
+        ready = next((c for c in status.get("conditions", []) if c.get("type") == "Ready"), None)
+        return ready.get("status") if ready else None
+    return None
 
 
 def _image(kind: str, spec: dict[str, Any]) -> str | None:
