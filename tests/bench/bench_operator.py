@@ -21,6 +21,12 @@ Phases, one control plane:
 4. heal: a child Service of an existing WebApp deleted -> back (heal_p99_s), HEAL_SAMPLES times, one at a time.
 rss_mb is the reconciler process's resident memory at the end. CPU seconds per process and phase are printed, to
 show where the machine's two cores went.
+
+Reading the burst: both paths keep every core busy, so converge_ratio is close to the ratio of the CPU work the two
+need (the operator's extra: the WebApp itself, its status, a ServiceAccount and NetworkPolicy, server-side applies,
+an Event, its watches). The latency line shows the one step both paths take in single file: the API server allocates
+each Service's cluster IP under one lock (writing an IPAddress object per Service), so Services are created one after
+another, at a rate that falls as the API server gets busier.
 """
 
 from __future__ import annotations
