@@ -110,45 +110,43 @@ class CpuMeter:
         return f"{phase} cpu_s over {elapsed:.0f}s wall: {parts} (total {sum(used.values()):.0f})"
 
 
-async def apiserver_requests(api: Any) -> dict[str, float]:
-    """apiserver_request_total by verb and resource, from the API server's own metrics."""
+Latencies = dict[str, tuple[float, float]]  # request kind -> (seconds, count)
+
+
+def _request_kind(line: str, *, with_code: bool) -> str:
+    """'VERB resource[/subresource]' of one apiserver_request_* sample, '(code)' added to failures if asked."""
+    labels = dict(part.split("=", 1) for part in line[line.index("{") + 1 : line.index("}")].split(","))
+    labels = {k: v.strip('"') for k, v in labels.items()}
+    subresource = f"/{labels['subresource']}" if labels.get("subresource") else ""
+    failed = f"({labels['code']})" if with_code and not labels.get("code", "200").startswith("2") else ""
+    return f"{labels['verb']} {labels['resource']}{subresource}{failed}"
+
+
+async def apiserver_requests(api: Any) -> tuple[dict[str, float], Latencies]:
+    """From one scrape of the API server's own metrics: apiserver_request_total by request kind and status, and the
+    total seconds and count of apiserver_request_duration_seconds by request kind (watches left out)."""
     response = await send(api, "GET", "/metrics")
     text = (await response.read()).decode()
     counts: dict[str, float] = {}
+    latencies: Latencies = {}
     for line in text.splitlines():
-        if not line.startswith("apiserver_request_total{"):
+        if line.startswith("apiserver_request_total{"):
+            what = _request_kind(line, with_code=True)
+            counts[what] = counts.get(what, 0.0) + float(line.rsplit(" ", 1)[1])
             continue
-        labels = dict(part.split("=", 1) for part in line[line.index("{") + 1 : line.index("}")].split(","))
-        labels = {k: v.strip('"') for k, v in labels.items()}
-        subresource = f"/{labels['subresource']}" if labels.get("subresource") else ""
-        failed = f"({labels['code']})" if not labels.get("code", "200").startswith("2") else ""
-        what = f"{labels['verb']} {labels['resource']}{subresource}{failed}"
-        counts[what] = counts.get(what, 0.0) + float(line.rsplit(" ", 1)[1])
-    return counts
-
-
-async def apiserver_latencies(api: Any) -> dict[str, tuple[float, float]]:
-    """(seconds, count) of apiserver_request_duration_seconds by verb and resource, watches left out."""
-    response = await send(api, "GET", "/metrics")
-    text = (await response.read()).decode()
-    totals: dict[str, tuple[float, float]] = {}
-    for line in text.splitlines():
         is_sum = line.startswith("apiserver_request_duration_seconds_sum{")
         if not (is_sum or line.startswith("apiserver_request_duration_seconds_count{")):
             continue
-        labels = dict(part.split("=", 1) for part in line[line.index("{") + 1 : line.index("}")].split(","))
-        labels = {k: v.strip('"') for k, v in labels.items()}
-        if labels["verb"] in ("WATCH", "CONNECT"):
+        what = _request_kind(line, with_code=False)
+        if what.startswith(("WATCH ", "CONNECT ")):
             continue
-        subresource = f"/{labels['subresource']}" if labels.get("subresource") else ""
-        what = f"{labels['verb']} {labels['resource']}{subresource}"
-        seconds, count = totals.get(what, (0.0, 0.0))
+        seconds, count = latencies.get(what, (0.0, 0.0))
         value = float(line.rsplit(" ", 1)[1])
-        totals[what] = (seconds + value, count) if is_sum else (seconds, count + value)
-    return totals
+        latencies[what] = (seconds + value, count) if is_sum else (seconds, count + value)
+    return counts, latencies
 
 
-def latency_summary(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]], n: int) -> str:
+def latency_summary(before: Latencies, after: Latencies, n: int) -> str:
     """Mean API server latency of the requests made about once per app or more, slowest first: one serialised step
     (a Service's cluster IP is allocated under one lock) shows here as a latency far above the rest."""
     rows = []
@@ -329,15 +327,16 @@ async def through_operator(
     await clock.informer.synced.wait()
 
     cpu.start()
-    requests, latencies = await apiserver_requests(api), await apiserver_latencies(api)
+    requests, latencies = await apiserver_requests(api)
     started = time.monotonic()
     burst = placed([f"web-{i}" for i in range(n)], spaces)
     await bounded([(lambda key=key: clock.create(key)) for key in burst])
     await wait_for(lambda: len(clock.ready_at), n, "WebApps Ready", timeout=30 * 60)
     elapsed = time.monotonic() - started
     print(cpu.report("operator", elapsed), flush=True)
-    print("operator: " + request_summary(requests, await apiserver_requests(api), n), flush=True)
-    print("operator: " + latency_summary(latencies, await apiserver_latencies(api), n), flush=True)
+    requests_after, latencies_after = await apiserver_requests(api)
+    print("operator: " + request_summary(requests, requests_after, n), flush=True)
+    print("operator: " + latency_summary(latencies, latencies_after, n), flush=True)
     burst_ready = clock.latencies(burst)
     print(f"operator: {n} WebApps Ready in {elapsed:.1f}s", flush=True)
 
@@ -389,12 +388,13 @@ async def main(n: int, workers: int, per_namespace: int) -> None:
             await install(api, load_manifests(*sorted((DEPLOY / "crds").glob("*.yaml"))))
             cpu = CpuMeter(processes | {"bench": os.getpid()})
             cpu.start()
-            requests, latencies = await apiserver_requests(api), await apiserver_latencies(api)
+            requests, latencies = await apiserver_requests(api)
             raw_spaces = namespaces("raw", n, per_namespace)
             raw = await raw_baseline(api, raw_spaces, n)
             print(cpu.report("raw", raw), flush=True)
-            print("raw: " + request_summary(requests, await apiserver_requests(api), n), flush=True)
-            print("raw: " + latency_summary(latencies, await apiserver_latencies(api), n), flush=True)
+            requests_after, latencies_after = await apiserver_requests(api)
+            print("raw: " + request_summary(requests, requests_after, n), flush=True)
+            print("raw: " + latency_summary(latencies, latencies_after, n), flush=True)
             print(f"raw: {n} Deployments+Services in {len(raw_spaces)} namespaces, Ready in {raw:.1f}s", flush=True)
             print(f"raw: namespaces deleted and gone in {await remove_raw(api, raw_spaces):.1f}s", flush=True)
             http_port = free_port()

@@ -103,37 +103,27 @@ class ReconcilerEvents:
             return
         metadata = obj["metadata"]
         controller = next((r for r in metadata.get("ownerReferences", []) if r.get("controller")), None)
-        owner = _ref(controller, metadata.get("namespace")) if controller else None
-        if self._changed(event_type, kind, obj, controller):
-            self._tell_observed(event_type, kind, obj, owner)
+        facts = _facts(kind, obj)
+        if self._changed(event_type, metadata.get("uid", ""), facts, controller):
+            self._tell_observed(event_type, kind, obj, facts, controller)
         if kind == "Pod" and event_type != "DELETED":
-            self._pod_issue(obj, owner)  # a crash shows in container statuses, which the facts above leave out
+            self._pod_issue(obj, controller)  # a crash shows in container statuses, which the facts leave out
 
-    def _changed(self, event_type: EventType, kind: str, obj: dict[str, Any], owner: dict[str, Any] | None) -> bool:
+    def _changed(self, event_type: EventType, uid: str, facts: dict[str, Any], owner: dict[str, Any] | None) -> bool:
         """Whether the event would tell something new of the object: created, deleted, or one of its facts moved."""
-        metadata = obj["metadata"]
-        uid = metadata.get("uid", "")
         if event_type == "DELETED":
             self._told.pop(uid, None)
             return True
-        spec, status = obj.get("spec", {}), obj.get("status", {}) or {}
-        facts = hash(
-            (
-                metadata.get("generation"),
-                tuple(sorted(metadata.get("labels", {}).items())),
-                owner["uid"] if owner else None,
-                spec.get("replicas") if kind != "Pod" else None,
-                status.get("readyReplicas") if kind != "Pod" else None,
-                _image(kind, spec),
-                _phase(kind, status),
-            )
-        )
-        if event_type == "MODIFIED" and self._told.get(uid) == facts:
+        labels = tuple(sorted(facts["labels"].items()))
+        told = hash((owner["uid"] if owner else None, labels, *(v for k, v in facts.items() if k != "labels")))
+        if event_type == "MODIFIED" and self._told.get(uid) == told:
             return False
-        self._told[uid] = facts
+        self._told[uid] = told
         return True
 
-    def _tell_observed(self, event_type: EventType, kind: str, obj: dict[str, Any], owner: ObjectRef | None) -> None:
+    def _tell_observed(
+        self, event_type: EventType, kind: str, obj: dict[str, Any], facts: dict[str, Any], owner: dict[str, Any] | None
+    ) -> None:
         metadata = obj["metadata"]
         verb = VERBS[event_type]
         ref = ObjectRef(
@@ -143,18 +133,12 @@ class ReconcilerEvents:
             name=metadata["name"],
             uid=metadata.get("uid", ""),
         )
-        spec, status = obj.get("spec", {}), obj.get("status", {}) or {}
         payload = ObservedObject(
             cluster=self.cluster,
             object=ref,
             resource_version=metadata.get("resourceVersion", ""),
-            generation=metadata.get("generation"),
-            labels=metadata.get("labels", {}),
-            owner=owner,
-            replicas=spec.get("replicas") if kind != "Pod" else None,
-            ready_replicas=status.get("readyReplicas") if kind != "Pod" else None,
-            image=_image(kind, spec),
-            phase=_phase(kind, status),
+            owner=_ref(owner, ref.namespace) if owner else None,
+            **facts,
         )
         self._put(
             k8s_subject(self.cluster, ref.namespace, kind, verb),
@@ -167,7 +151,7 @@ class ReconcilerEvents:
             ),
         )
 
-    def _pod_issue(self, pod: dict[str, Any], owner: ObjectRef | None) -> None:
+    def _pod_issue(self, pod: dict[str, Any], owner: dict[str, Any] | None) -> None:
         problem = pod_problem([pod])
         if problem is None or problem.reason not in POD_PROBLEMS:
             return
@@ -184,7 +168,7 @@ class ReconcilerEvents:
         issue = PodIssue(
             cluster=self.cluster,
             pod=ref,
-            owner=owner,
+            owner=_ref(owner, ref.namespace) if owner else None,
             problem=kind,
             reason=problem.reason,
             message=problem.message,
@@ -218,6 +202,19 @@ def _kind_of(obj: dict[str, Any]) -> str:
     if "template" in obj.get("spec", {}):
         return "Deployment"
     return ""
+
+
+def _facts(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+    """What an observed event tells of an object besides who it is, its version and its owner."""
+    metadata, spec, status = obj["metadata"], obj.get("spec", {}), obj.get("status", {}) or {}
+    return {
+        "generation": metadata.get("generation"),
+        "labels": metadata.get("labels", {}),
+        "replicas": spec.get("replicas") if kind != "Pod" else None,
+        "ready_replicas": status.get("readyReplicas") if kind != "Pod" else None,
+        "image": _image(kind, spec),
+        "phase": _phase(kind, status),
+    }
 
 
 def _phase(kind: str, status: dict[str, Any]) -> str | None:
