@@ -27,10 +27,13 @@ class Running:
     def __init__(self, operator: WebAppOperator, registry: CollectorRegistry) -> None:
         self.operator = operator
         self.registry = registry
+        # (outcome, "namespace/name", repaired kinds, problem): the operator watches every namespace, and WebApps of
+        # earlier tests (same names, their namespaces still terminating) report outcomes here too.
         self.outcomes: list[tuple[str, str, list[str], Problem | None]] = []
 
     async def record(self, outcome: str, webapp: WebApp, repaired: list[Repair], problem: Problem | None) -> None:
-        self.outcomes.append((outcome, webapp.metadata.name, [r.kind for r in repaired], problem))
+        where = f"{webapp.metadata.namespace}/{webapp.metadata.name}"
+        self.outcomes.append((outcome, where, [r.kind for r in repaired], problem))
 
 
 @pytest.fixture
@@ -68,7 +71,7 @@ async def test_a_new_webapp_gets_its_children_and_becomes_ready(
     status = (await read_webapp(kube_api, namespace, "web") or {})["status"]
     assert status["readyReplicas"] == 2
     assert status["observedGeneration"] == 1
-    assert ("reconciled", "web", [], None) in operator.outcomes
+    assert ("reconciled", f"{namespace}/web", [], None) in operator.outcomes
 
 
 async def test_no_status_write_when_nothing_changed(operator: Running, kube_api: Any, namespace: str) -> None:
@@ -138,7 +141,7 @@ async def test_a_status_written_before_the_cache_shows_it_is_not_lost(
     finally:
         webapp_watch.release()
         deployment_watch.release()
-    told = [o for o, name, _, _ in operator.outcomes if o == "reconciled" and name == "lag"]
+    told = [o for o, where, _, _ in operator.outcomes if o == "reconciled" and where == f"{namespace}/lag"]
     assert len(told) == 2  # Ready at creation, Ready again after the dip: once per transition
 
 
@@ -174,9 +177,10 @@ async def test_drift_is_repaired_and_counted(operator: Running, kube_api: Any, n
     assert repairs() == {"Service": 1.0, "Deployment": 1.0}
 
     def reported() -> list[list[str]]:
-        return [r for o, name, r, _ in operator.outcomes if o == "drift_repaired" and name == "web"]
+        return [r for o, where, r, _ in operator.outcomes if o == "drift_repaired" and where == f"{namespace}/web"]
 
-    await eventually(lambda: reported() == [["Service"], ["Deployment"]], what="each repair reported once")
+    await eventually(lambda: len(reported()) >= 2, what="both repairs reported")
+    assert reported() == [["Service"], ["Deployment"]], "each repair reported once, in order"
 
 
 async def test_scale_and_image_update_roll_through(operator: Running, kube_api: Any, namespace: str) -> None:
@@ -236,9 +240,10 @@ async def test_deleting_a_webapp_removes_its_children(operator: Running, kube_ap
     )
     await eventually(lambda: _service_gone(kube_api, namespace), timeout=30, what="the Service garbage-collected")
     await eventually(
-        lambda: ("deleted", "web", [], None) in operator.outcomes, timeout=30, what="the deletion reported"
+        lambda: ("deleted", f"{namespace}/web", [], None) in operator.outcomes, timeout=30, what="the deletion reported"
     )
-    assert [o for o in operator.outcomes if o[0] == "deleted"] == [("deleted", "web", [], None)]
+    mine = [o for o in operator.outcomes if o[0] == "deleted" and o[1].startswith(f"{namespace}/")]
+    assert mine == [("deleted", f"{namespace}/web", [], None)]
 
 
 async def _service_gone(kube_api: Any, namespace: str) -> bool:
@@ -403,3 +408,59 @@ async def test_a_conflict_from_the_api_server_is_retried_with_backoff(
     assert sample("controller_runtime_reconcile_errors_total", {"controller": "webapp"}) == 2
     assert sample("workqueue_retries_total", {"name": "webapp"}) == 2
     assert (sample("controller_runtime_reconcile_total", {"controller": "webapp", "result": "success"}) or 0) >= 1
+
+
+@pytest.mark.parametrize(("code", "repairs"), [(403, [["Service"]]), (500, [["Service"], ["NetworkPolicy"]])])
+async def test_a_repair_is_told_even_when_another_child_fails(
+    operator: Running, kube_api: Any, namespace: str, tmp_path: Path, code: int, repairs: list[list[str]]
+) -> None:
+    """A reconcile that puts a Service back while the API server refuses (403) or fails (500) the NetworkPolicy still
+    reports the Service's repair, once: counted and applied, it must not be lost to the refusal nor repeated by the
+    retry. A refusal leaves the WebApp Degraded; a failure is retried and the NetworkPolicy comes back."""
+    from kubernetes_asyncio import client
+
+    await create_webapp(kube_api, namespace, "web")
+    await eventually(lambda: ready(kube_api, namespace, "web"), timeout=60, what="WebApp Ready")
+    failing = True
+
+    def decide(request: dict[str, Any]) -> Verdict:
+        if failing and not request.get("dryRun") and request["name"] == "web":
+            return Verdict(False, code, "the policy store is not answering")
+        return Verdict()
+
+    rules = [{"apiGroups": ["networking.k8s.io"], "apiVersions": ["v1"], "resources": ["networkpolicies"],
+              "operations": ["CREATE", "UPDATE"]}]  # fmt: skip
+    networking, core = client.NetworkingV1Api(kube_api), client.CoreV1Api(kube_api)
+    async with AdmissionWebhook(kube_api, tmp_path, namespace, rules, decide) as hook:
+        probe = client.V1NetworkPolicy(
+            metadata=client.V1ObjectMeta(name="probe"),
+            spec=client.V1NetworkPolicySpec(pod_selector=client.V1LabelSelector()),
+        )
+
+        async def hook_in_the_path() -> bool:  # the API server loads webhook configurations from an informer
+            await networking.create_namespaced_network_policy(namespace, probe, dry_run="All")
+            return bool(hook.requests)
+
+        await eventually(hook_in_the_path, timeout=30, what="the webhook called")
+        await networking.delete_namespaced_network_policy("web", namespace)
+        refused = lambda: any(r["name"] == "web" and not r.get("dryRun") for r in hook.requests)  # noqa: E731
+        await eventually(refused, what="the NetworkPolicy's return refused")
+        await core.delete_namespaced_service("web", namespace)
+        await eventually(lambda: get(kube_api, "v1", "Service", namespace, "web"), what="the Service put back")
+        failing = code == 403  # a refusal stands; a failure passes
+
+        def reported() -> list[list[str]]:
+            return [r for o, where, r, _ in operator.outcomes if o == "drift_repaired" and where == f"{namespace}/web"]
+
+        await eventually(lambda: len(reported()) >= len(repairs), timeout=60, what="the repairs reported")
+        if code == 500:
+            await eventually(lambda: get(kube_api, "networking.k8s.io/v1", "NetworkPolicy", namespace, "web"),
+                             what="the NetworkPolicy back once the API server answers again")  # fmt: skip
+        else:
+            assert await condition(kube_api, namespace, "web", "Degraded") == ("True", "ApplyFailed")
+        assert reported() == repairs
+        counted = {
+            kind: operator.registry.get_sample_value("ballast_reconciler_drift_repairs_total", {"kind": kind})
+            for kind in ("Service", "NetworkPolicy")
+        }
+        assert counted == {"Service": 1.0, "NetworkPolicy": 1.0 if code == 500 else None}

@@ -88,6 +88,18 @@ class _Written:
     status: WebAppStatus
 
 
+@dataclass
+class _Children:
+    """What applying a WebApp's children came to: the repairs made, the first refusal (the WebApp is Degraded) and the
+    first transient failure (the reconcile is retried)."""
+
+    repaired: list[Repair] = field(default_factory=list)
+    refused: Problem | None = None
+    retry: BaseException | None = None
+
+
+# API answers worth retrying with backoff; any other refusal is reported as Degraded until the WebApp changes.
+TRANSIENT = (409, 429, 500, 503, 504)
 Outcome = Callable[[str, WebApp, list[Repair], Problem | None], Awaitable[None]]
 
 
@@ -247,13 +259,17 @@ class WebAppOperator:
             return Result()  # the API server validated it; a newer schema than ours: wait for the next change
         manifests = render(webapp, service_monitors=self._service_monitors)
         problem = await self._policy_check(webapp, manifests) if self._policy_check else None
-        repaired: list[Repair] = []
+        children = _Children()
         if problem is None:
-            problem, repaired = await self._apply_children(key, webapp, manifests)
-        # The status also sees what the reconcile cannot: pods that do not start, a quota the ReplicaSet ran into.
-        problem = await self._write_status(webapp, problem)
-        if repaired:
-            await self._tell("drift_repaired", webapp, repaired, None)
+            children = await self._apply_children(key, webapp, manifests)
+            problem = children.refused
+        if children.retry is None:
+            # The status also sees what the reconcile cannot: pods that do not start, a quota the ReplicaSet ran into.
+            problem = await self._write_status(webapp, problem)
+        if children.repaired:
+            await self._tell("drift_repaired", webapp, children.repaired, None)
+        if children.retry is not None:
+            raise children.retry  # transient (a conflict, an overloaded API server): retried with backoff
         if problem is not None:
             await self._tell("policy_denied" if problem.reason == "PolicyDenied" else "degraded", webapp, [], problem)
         return Result()
@@ -275,9 +291,7 @@ class WebAppOperator:
         elif problem is not None:
             self.recorder.record(regarding, "Warning", problem.reason, "Reconcile", problem.message)
 
-    async def _apply_children(
-        self, key: WebAppKey, webapp: WebApp, manifests: list[dict[str, Any]]
-    ) -> tuple[Problem | None, list[Repair]]:
+    async def _apply_children(self, key: WebAppKey, webapp: WebApp, manifests: list[dict[str, Any]]) -> _Children:
         fingerprint = hashlib.sha256(json.dumps(manifests, sort_keys=True).encode()).hexdigest()
         previous = self._applied.get(key)
         same_intent = previous is not None and previous.fingerprint == fingerprint
@@ -298,15 +312,15 @@ class WebAppOperator:
             *(apply(self.api, m, field_manager=FIELD_MANAGER) for m, _ in stale), return_exceptions=True
         )
         versions = dict(previous.versions) if same_intent and previous is not None else {}
-        repaired: list[Repair] = []
+        outcome = _Children()
         for (manifest, cached), result in zip(stale, results, strict=True):
-            if isinstance(result, ApiException):
-                if result.status in (409, 429, 500, 503, 504):
-                    raise result  # transient: retried with backoff
+            if isinstance(result, ApiException) and result.status not in TRANSIENT:
                 where = f"{manifest['kind']}/{manifest['metadata']['name']}"
-                return Problem("ApplyFailed", f"{where}: {error_message(result)}"), []
+                outcome.refused = outcome.refused or Problem("ApplyFailed", f"{where}: {error_message(result)}")
+                continue
             if isinstance(result, BaseException):
-                raise result
+                outcome.retry = outcome.retry or result
+                continue
             kind = (manifest["apiVersion"], manifest["kind"])
             versions[kind] = _version(result)
             # Same intent, yet the child had to change or come back: someone else touched it. (A child missing from
@@ -315,16 +329,23 @@ class WebAppOperator:
             recreated = left is not None and cached is None and versions[kind][1] != left[1]
             edited = left is not None and cached is not None and _spec_changed(cached, result)
             if recreated or edited:
-                repaired.append(Repair(manifest["kind"], manifest["metadata"]["name"], versions[kind][1]))
+                outcome.repaired.append(Repair(manifest["kind"], manifest["metadata"]["name"], versions[kind][1]))
                 self.metrics.drift_repairs.labels(manifest["kind"]).inc()
-        rendered = {(m["apiVersion"], m["kind"]) for m in manifests}
-        for kind in CHILD_KINDS:
-            if kind not in rendered and self._cached_child(kind, key) is not None:
-                # No longer wanted (autoscaling off, one replica, policy none): remove what we made earlier.
-                await delete(self.api, kind[0], kind[1], key[0], key[1])
-                versions.pop(kind, None)
+        if outcome.refused is None and outcome.retry is None:
+            rendered = {(m["apiVersion"], m["kind"]) for m in manifests}
+            for kind in CHILD_KINDS:
+                if kind not in rendered and self._cached_child(kind, key) is not None:
+                    # No longer wanted (autoscaling off, one replica, policy none): remove what we made earlier.
+                    try:
+                        await delete(self.api, kind[0], kind[1], key[0], key[1])
+                    except Exception as exc:  # retried with backoff, as before, once the repairs are told
+                        outcome.retry = exc
+                        break
+                    versions.pop(kind, None)
+        # What did apply is as we left it, whatever became of the rest: its repair is told now, and the retry of the
+        # rest finds it in place instead of repairing (and counting) it again or not at all.
         self._applied[key] = _Applied(fingerprint, versions)
-        return None, repaired
+        return outcome
 
     def _has_children(self, key: WebAppKey) -> bool:
         return key in self._pods_of or any(key in informer.store for informer in self.children.values())
