@@ -124,19 +124,12 @@ class ReconcilerEvents:
     def _tell_observed(
         self, event_type: EventType, kind: str, obj: dict[str, Any], facts: dict[str, Any], owner: dict[str, Any] | None
     ) -> None:
-        metadata = obj["metadata"]
         verb = VERBS[event_type]
-        ref = ObjectRef(
-            api_version=obj.get("apiVersion", ""),
-            kind=kind,
-            namespace=metadata.get("namespace"),
-            name=metadata["name"],
-            uid=metadata.get("uid", ""),
-        )
+        ref = _object_ref(kind, obj)
         payload = ObservedObject(
             cluster=self.cluster,
             object=ref,
-            resource_version=metadata.get("resourceVersion", ""),
+            resource_version=obj["metadata"].get("resourceVersion", ""),
             owner=_ref(owner, ref.namespace) if owner else None,
             **facts,
         )
@@ -156,14 +149,7 @@ class ReconcilerEvents:
         if problem is None or problem.reason not in POD_PROBLEMS:
             return
         kind = POD_PROBLEMS[problem.reason]
-        metadata = pod["metadata"]
-        ref = ObjectRef(
-            api_version=pod.get("apiVersion", "v1"),
-            kind="Pod",
-            namespace=metadata.get("namespace"),
-            name=metadata["name"],
-            uid=metadata.get("uid", ""),
-        )
+        ref = _object_ref("Pod", pod)
         restarts = sum(s.get("restartCount", 0) for s in pod.get("status", {}).get("containerStatuses", []) or [])
         issue = PodIssue(
             cluster=self.cluster,
@@ -173,7 +159,7 @@ class ReconcilerEvents:
             reason=problem.reason,
             message=problem.message,
             restart_count=restarts,
-            resource_version=metadata.get("resourceVersion", ""),
+            resource_version=pod["metadata"].get("resourceVersion", ""),
         )
         self._put(
             k8s_subject(self.cluster, ref.namespace, "Pod", kind.value),
@@ -185,6 +171,21 @@ class ReconcilerEvents:
                 event_id=f"{ref.uid}:{restarts}:{kind.value}",
             ),
         )
+
+
+# List items carry no apiVersion; the observed kinds have one each.
+API_VERSIONS = {"WebApp": API_VERSION, "Deployment": "apps/v1", "Pod": "v1"}
+
+
+def _object_ref(kind: str, obj: dict[str, Any]) -> ObjectRef:
+    metadata = obj["metadata"]
+    return ObjectRef(
+        api_version=obj.get("apiVersion") or API_VERSIONS[kind],
+        kind=kind,
+        namespace=metadata.get("namespace"),
+        name=metadata["name"],
+        uid=metadata.get("uid", ""),
+    )
 
 
 def _ref(owner: dict[str, Any], namespace: str | None) -> ObjectRef:
