@@ -6,6 +6,8 @@
   version seen; 410 Gone (the version was compacted away) means relist, and the relist's difference to the cache is
   reported as events, so nothing deleted during the gap is missed.
 - Objects stay plain JSON dicts: decoding thousands of objects into client models costs more than it brings.
+  orjson decodes them and shares one string object per distinct key across all of them (its key cache), which is
+  most of the memory json.loads would spend on a cache of thousands of objects.
 - `transform` trims each object before it is cached and handed on, as client-go's SetTransform does: a cache of
   thousands of objects is mostly managedFields nobody reads (`strip_managed_fields`).
 """
@@ -13,11 +15,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-import sys
 from collections.abc import Callable
 from typing import Any, Literal
+
+import orjson
 
 from ballast.kube.pacing import pause
 from ballast.kube.rest import send, send_json
@@ -30,20 +34,9 @@ Handler = Callable[[EventType, dict[str, Any]], None]
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-def compact(value: Any) -> Any:
-    """The same JSON with every key interned: json.loads gives each object its own copies of "metadata", "name",
-    "labels"…, about a third of a cached object's memory."""
-    if isinstance(value, dict):
-        return {sys.intern(k): compact(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [compact(v) for v in value]
-    return value
-
-
 def strip_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
     obj.get("metadata", {}).pop("managedFields", None)
-    compacted: dict[str, Any] = compact(obj)
-    return compacted
+    return obj
 
 
 def object_key(obj: dict[str, Any]) -> Key:
@@ -144,24 +137,38 @@ class Informer:
             if exc.status == 410:
                 raise Gone from exc
             raise
+        # One task per watch connection, not per line: a busy operator reads thousands of lines a second.
+        reading = asyncio.ensure_future(self._read(response))
         stopped = asyncio.ensure_future(stop.wait())
         try:
-            while True:
-                line_task = asyncio.ensure_future(response.content.readline())
-                done, _ = await asyncio.wait({line_task, stopped}, timeout=self._silence,
-                                             return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
-                if stopped in done or not done:
-                    line_task.cancel()
-                    if not done:
-                        log.info("watch of %s silent for %.0fs: reconnecting", self.path, self._silence)
-                    return
-                line = line_task.result()
-                if not line:
-                    return  # the server ended the watch (timeoutSeconds): resume
-                self._dispatch(json.loads(line))
+            await asyncio.wait({reading, stopped}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopped.cancel()
+            if not reading.done():
+                reading.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reading
             response.release()
+        if not reading.cancelled():
+            reading.result()  # Gone, a watch error, a line that does not parse: run() decides
+
+    async def _read(self, response: Any) -> None:
+        """Dispatches the watch's lines until the server ends it (its timeoutSeconds) or it is silent too long."""
+        loop = asyncio.get_running_loop()
+        renewed = loop.time()
+        try:
+            async with asyncio.timeout(self._silence) as silence:
+                async for line in response.content:
+                    now = loop.time()
+                    if now - renewed > 1.0:  # moving the deadline once a second is enough, and cheaper per line
+                        silence.reschedule(now + self._silence)
+                        renewed = now
+                    if line.strip():
+                        self._dispatch(orjson.loads(line))
+        except TimeoutError:
+            if not silence.expired():
+                raise  # the connection's own timeout, not silence
+            log.info("watch of %s silent for %.0fs: reconnecting", self.path, self._silence)
 
     def _dispatch(self, event: dict[str, Any]) -> None:
         kind, obj = event.get("type"), event.get("object", {})

@@ -14,20 +14,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from kubernetes_asyncio.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import ValidationError
 
 from ballast.kube.apply import apply, delete
 from ballast.kube.controller import Controller, ControllerMetrics, Result
-from ballast.kube.informer import EventType, Informer, compact, strip_managed_fields
+from ballast.kube.informer import EventType, Informer, strip_managed_fields
 from ballast.kube.leader import default_identity
 from ballast.kube.recorder import EventRecorder, Regarding
 from ballast.kube.rest import error_message
@@ -292,7 +292,7 @@ class WebAppOperator:
             self.recorder.record(regarding, "Warning", problem.reason, "Reconcile", problem.message)
 
     async def _apply_children(self, key: WebAppKey, webapp: WebApp, manifests: list[dict[str, Any]]) -> _Children:
-        fingerprint = hashlib.sha256(json.dumps(manifests, sort_keys=True).encode()).hexdigest()
+        fingerprint = hashlib.sha256(orjson.dumps(manifests, option=orjson.OPT_SORT_KEYS)).hexdigest()
         previous = self._applied.get(key)
         same_intent = previous is not None and previous.fingerprint == fingerprint
         stale = []
@@ -406,8 +406,7 @@ def _slim(obj: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
     metadata.pop("managedFields", None)
     slim = {"metadata": metadata, "spec": spec, "status": obj.get("status", {})}
     slim.update({key: obj[key] for key in ("apiVersion", "kind") if key in obj})
-    compacted: dict[str, Any] = compact(slim)
-    return compacted
+    return slim
 
 
 def _images(pod_spec: dict[str, Any]) -> list[dict[str, Any]]:
