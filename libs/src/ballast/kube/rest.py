@@ -19,7 +19,6 @@ from urllib.parse import urlencode
 
 import aiohttp
 import orjson
-from kubernetes_asyncio.client.exceptions import ApiException
 
 
 async def send(
@@ -34,6 +33,8 @@ async def send(
 ) -> Any:
     """The open response (for streaming); raises ApiException, with the API server's Status as body, on an error.
     `timeout` None means none (a watch)."""
+    from kubernetes_asyncio.client.exceptions import ApiException  # imported late, as across ballast.kube (lean_import)
+
     request_headers: dict[str, str] = {**api.default_headers, "Accept": "application/json", **(headers or {})}
     params = list(query or [])
     await api.update_params_for_auth(request_headers, params, ["BearerToken"])
