@@ -8,19 +8,22 @@ Kubernetes' own controllers scan a whole namespace on every sync (the ReplicaSet
 Services behind an EndpointSlice), so N apps in one namespace cost them O(N) per change. `--per-namespace K` sets
 the spread; K >= N puts every app in one namespace, to measure that case.
 
-Phases, one control plane:
-1. raw: N Deployments+Services created at once with kubernetes-asyncio: the very objects the reconciler renders for
-   the WebApps of phase 2 (hardened pod template, probes, rolling update), so the ratio measures the operator, not
-   the hardening; timed until every Deployment is Ready. The namespaces are then deleted and the run waits until
-   they are gone, so the operator phase starts from the same empty cluster.
-2. operator: N WebApps created at once; timed until every WebApp reports Ready. converge_ratio = raw / operator.
-3. steady: with the N WebApps in place and the cluster quiet again (all processes together under half a core),
-   SAMPLES more are applied one every 1/RATE s, as users do; ready_p50_s and ready_p99_s are their create -> Ready
-   latencies. (In a burst of N, a WebApp's latency is its place in the queue
-   of the whole burst, which the converge ratio already measures; the burst's latencies are printed too.)
+Phases, one control plane, each timed phase started on a quiet cluster (all processes together under half a core):
+1. raw before: N Deployments+Services created at once with kubernetes-asyncio: the very objects the reconciler
+   renders for the WebApps of phase 2 (hardened pod template, probes, rolling update), so the ratio measures the
+   operator, not the hardening; timed until every Deployment is Ready. The namespaces are then deleted and the run
+   waits until they are gone, so the operator phase starts from the same empty cluster.
+2. operator: N WebApps created at once; timed until every WebApp reports Ready.
+3. steady: with the N WebApps in place and the cluster quiet again, SAMPLES more are applied one every 1/RATE s,
+   as users do; ready_p50_s and ready_p99_s are their create -> Ready latencies. (In a burst of N, a WebApp's
+   latency is its place in the queue of the whole burst, which the converge ratio already measures; the burst's
+   latencies are printed too.)
 4. heal: a child Service of an existing WebApp deleted -> back (heal_p99_s), HEAL_SAMPLES times, one at a time.
-rss_mb is the reconciler process's resident memory at the end. CPU seconds per process and phase are printed, to
-show where the machine's two cores went.
+5. raw after: the reconciler stopped and its namespaces deleted, phase 1 again. converge_ratio = the mean of the
+   two raw times / the operator time: this host's speed drifts by a fifth within minutes (the same work taking that
+   much more CPU time too), and a baseline on each side of the operator phase cancels a steady drift.
+rss_mb is the reconciler process's resident memory at the end of phase 4. CPU seconds per process and phase are
+printed, to show where the machine's two cores went.
 
 Reading the burst: both paths keep every core busy, so converge_ratio is close to the ratio of the CPU work the two
 need (the operator's extra: the WebApp itself, its status, a ServiceAccount and NetworkPolicy, server-side applies,
@@ -261,7 +264,10 @@ async def raw_baseline(api: Any, spaces: list[str], n: int) -> float:
 
     started = time.monotonic()
     await bounded([create(d) for d, _ in objects] + [create(s) for _, s in objects])
-    ready = lambda: sum(1 for obj in deployments.store.values() if deployment_ready(obj))  # noqa: E731
+    ours = set(spaces)
+    ready = lambda: sum(  # noqa: E731
+        1 for obj in deployments.store.values() if obj["metadata"]["namespace"] in ours and deployment_ready(obj)
+    )
     await wait_for(ready, n, "raw Deployments ready", timeout=30 * 60)
     elapsed = time.monotonic() - started
     stop.set()
@@ -269,8 +275,23 @@ async def raw_baseline(api: Any, spaces: list[str], n: int) -> float:
     return elapsed
 
 
-async def remove_raw(api: Any, spaces: list[str]) -> float:
-    """Deletes the raw namespaces and waits until they are gone (their pods with them)."""
+async def measure_raw(api: Any, cpu: CpuMeter, spaces: list[str], n: int, phase: str) -> float:
+    """One raw baseline, from a quiet cluster, with its account printed; its namespaces are deleted afterwards."""
+    await quiet(cpu)
+    cpu.start()
+    requests, latencies = await apiserver_requests(api)
+    raw = await raw_baseline(api, spaces, n)
+    print(cpu.report(phase, raw), flush=True)
+    requests_after, latencies_after = await apiserver_requests(api)
+    print(f"{phase}: " + request_summary(requests, requests_after, n), flush=True)
+    print(f"{phase}: " + latency_summary(latencies, latencies_after, n), flush=True)
+    print(f"{phase}: {n} Deployments+Services in {len(spaces)} namespaces, Ready in {raw:.1f}s", flush=True)
+    print(f"{phase}: namespaces deleted and gone in {await remove_namespaces(api, spaces):.1f}s", flush=True)
+    return raw
+
+
+async def remove_namespaces(api: Any, spaces: list[str]) -> float:
+    """Deletes the namespaces and waits until they are gone (their pods with them)."""
     core = client.CoreV1Api(api)
     started = time.monotonic()
     for namespace in spaces:
@@ -336,6 +357,7 @@ async def through_operator(
     watching = asyncio.create_task(clock.informer.run(stop))
     await clock.informer.synced.wait()
 
+    await quiet(cpu)  # as the raw phases start: no controller still digesting what came before
     cpu.start()
     requests, latencies = await apiserver_requests(api)
     started = time.monotonic()
@@ -400,16 +422,8 @@ async def main(n: int, workers: int, per_namespace: int) -> None:
         async with api:
             await install(api, load_manifests(*sorted((DEPLOY / "crds").glob("*.yaml"))))
             cpu = CpuMeter(processes | {"bench": os.getpid()})
-            cpu.start()
-            requests, latencies = await apiserver_requests(api)
             raw_spaces = namespaces("raw", n, per_namespace)
-            raw = await raw_baseline(api, raw_spaces, n)
-            print(cpu.report("raw", raw), flush=True)
-            requests_after, latencies_after = await apiserver_requests(api)
-            print("raw: " + request_summary(requests, requests_after, n), flush=True)
-            print("raw: " + latency_summary(latencies, latencies_after, n), flush=True)
-            print(f"raw: {n} Deployments+Services in {len(raw_spaces)} namespaces, Ready in {raw:.1f}s", flush=True)
-            print(f"raw: namespaces deleted and gone in {await remove_raw(api, raw_spaces):.1f}s", flush=True)
+            raw_before = await measure_raw(api, cpu, raw_spaces, n, "raw before")
             http_port = free_port()
             log_path = Path(tempfile.mkdtemp(prefix="bench-operator-")) / "reconciler.log"
             env = os.environ | {
@@ -435,7 +449,20 @@ async def main(n: int, workers: int, per_namespace: int) -> None:
             finally:
                 reconciler.terminate()
                 await asyncio.wait_for(reconciler.wait(), 30)
+                del cpu.processes["reconciler"]
+            # The same baseline again, from the same empty cluster: the host's speed drifts by a fifth within minutes
+            # (the same work, CPU seconds and all), and the mean of a baseline before and after the operator phase
+            # cancels a steady drift that one baseline would put into the ratio.
+            gone = await remove_namespaces(api, spaces)
+            print(f"operator: namespaces deleted and gone in {gone:.1f}s", flush=True)
+            raw_after = await measure_raw(api, cpu, raw_spaces, n, "raw after")
+    raw = (raw_before + raw_after) / 2
     print(f"reconciler log lines by level: {log_levels(log_path)} ({log_path})")
+    print(
+        f"raw baseline: {raw_before:.1f}s before and {raw_after:.1f}s after the operator phase, mean {raw:.1f}s; "
+        f"the operator phase: {operator:.1f}s (converge_ratio against each: {raw_before / operator:.2f}, "
+        f"{raw_after / operator:.2f})"
+    )
     print(f"converge_ratio with a reconciler using no CPU: {raw / without_reconciler:.2f} (the control plane's share)")
     print(
         f"burst of {n}: create->Ready p50={percentile(burst, 0.5):.2f}s p99={percentile(burst, 0.99):.2f}s; "
