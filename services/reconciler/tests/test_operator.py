@@ -410,6 +410,61 @@ async def test_a_conflict_from_the_api_server_is_retried_with_backoff(
     assert (sample("controller_runtime_reconcile_total", {"controller": "webapp", "result": "success"}) or 0) >= 1
 
 
+async def test_a_child_write_the_api_server_holds_does_not_hold_the_worker(
+    kube_api: Any, platform_api: None, namespace: str, tmp_path: Path
+) -> None:
+    """One worker. While the API server holds the first WebApp's Service (a webhook answering only when the test lets
+    it, as the cluster-IP line holds Services in a burst), the worker goes on to the second WebApp and applies its
+    children; the first is not reported Ready before its Service is written, and is once it is."""
+    from kubernetes_asyncio import client
+
+    let_go = asyncio.Event()
+
+    async def decide(request: dict[str, Any]) -> Verdict:
+        if request["name"] == "first" and not request.get("dryRun"):
+            await let_go.wait()
+        return Verdict()
+
+    rules = [{"apiGroups": [""], "apiVersions": ["v1"], "resources": ["services"], "operations": ["CREATE"]}]
+    core = client.CoreV1Api(kube_api)
+    async with AdmissionWebhook(kube_api, tmp_path, namespace, rules, decide, timeout_seconds=30) as hook:
+        probe = client.V1Service(metadata=client.V1ObjectMeta(name="probe"), spec=client.V1ServiceSpec(ports=[
+            client.V1ServicePort(port=80)]))  # fmt: skip
+
+        async def hook_in_the_path() -> bool:  # the API server loads webhook configurations from an informer
+            await core.create_namespaced_service(namespace, probe, dry_run="All")
+            return bool(hook.requests)
+
+        await eventually(hook_in_the_path, timeout=30, what="the webhook called")
+        registry = CollectorRegistry()
+        single = WebAppOperator(kube_api, OperatorMetrics(registry), workers=1)
+        stop = asyncio.Event()
+        running = asyncio.create_task(single.run(stop))
+        try:
+            await create_webapp(kube_api, namespace, "first")
+            held = lambda: any(r["name"] == "first" and not r.get("dryRun") for r in hook.requests)  # noqa: E731
+            await eventually(held, timeout=60, what="the first Service's write held")
+            await create_webapp(kube_api, namespace, "second")
+            await eventually(
+                lambda: ready(kube_api, namespace, "second"),
+                timeout=25,  # the hold lasts up to 30s: a worker waiting in it would reconcile nothing else before
+                what="the second WebApp Ready while the first's Service is held",
+            )
+            assert await get(kube_api, "v1", "Service", namespace, "first") is None
+            assert await get(kube_api, "apps/v1", "Deployment", namespace, "first") is not None
+            assert registry.get_sample_value("ballast_reconciler_child_writes_under_way") == 1
+            assert not await ready(kube_api, namespace, "first")
+            let_go.set()
+            await eventually(lambda: ready(kube_api, namespace, "first"), timeout=60, what="first Ready")
+            await eventually(lambda: ready(kube_api, namespace, "second"), timeout=60, what="second Ready")
+            assert await get(kube_api, "v1", "Service", namespace, "first") is not None
+            assert registry.get_sample_value("ballast_reconciler_child_writes_under_way") == 0
+        finally:
+            let_go.set()
+            stop.set()
+            await asyncio.wait_for(running, 15)
+
+
 @pytest.mark.parametrize(("code", "repairs"), [(403, [["Service"]]), (500, [["Service"], ["NetworkPolicy"]])])
 async def test_a_repair_is_told_even_when_another_child_fails(
     operator: Running, kube_api: Any, namespace: str, tmp_path: Path, code: int, repairs: list[list[str]]

@@ -3,7 +3,8 @@ needs (a 409 Conflict, a 500) to requests a component under test sends.
 
     async with AdmissionWebhook(kube_api, tmp_path, namespace, rules, decide) as hook: ...
 
-`decide(review_request) -> Verdict` runs for each admission request; the webhook is registered for one namespace
+`decide(review_request) -> Verdict` runs for each admission request (a coroutine function may hold the request
+until the test lets it go, within `timeout_seconds`, the API server's wait for the webhook); the webhook is registered for one namespace
 only (its `kubernetes.io/metadata.name` label), served over TLS on 127.0.0.1 with a CA made for the test, and
 removed on exit.
 """
@@ -11,10 +12,11 @@ removed on exit.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import ssl
 import subprocess
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -69,13 +71,16 @@ class AdmissionWebhook:
         directory: Path,
         namespace: str,
         rules: list[dict[str, Any]],
-        decide: Callable[[dict[str, Any]], Verdict],
+        decide: Callable[[dict[str, Any]], Verdict | Awaitable[Verdict]],
+        *,
+        timeout_seconds: int = 5,
     ) -> None:
         self._api = api
         self._directory = directory
         self._namespace = namespace
         self._rules = rules
         self._decide = decide
+        self._timeout_seconds = timeout_seconds
         self.name = f"test-{uuid.uuid4().hex[:8]}.ballast.io"
         self.requests: list[dict[str, Any]] = []
         self._runner: web.AppRunner | None = None
@@ -83,7 +88,8 @@ class AdmissionWebhook:
     async def _review(self, request: web.Request) -> web.Response:
         review = await request.json()
         self.requests.append(review["request"])
-        verdict = self._decide(review["request"])
+        decided = self._decide(review["request"])
+        verdict = await decided if inspect.isawaitable(decided) else decided
         response: dict[str, Any] = {"uid": review["request"]["uid"], "allowed": verdict.allowed}
         if not verdict.allowed:
             response["status"] = {"code": verdict.code, "message": verdict.message}
@@ -118,7 +124,7 @@ class AdmissionWebhook:
                     "admissionReviewVersions": ["v1"],
                     "sideEffects": "None",
                     "failurePolicy": "Fail",
-                    "timeoutSeconds": 5,
+                    "timeoutSeconds": self._timeout_seconds,
                 }
             ],
         }

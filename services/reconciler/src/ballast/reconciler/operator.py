@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 from kubernetes_asyncio.client.exceptions import ApiException
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import ValidationError
 
 from ballast.kube.apply import apply, delete
@@ -42,6 +42,7 @@ from ballast.reconciler.render import (
     render_tenant_namespace,
 )
 from ballast.reconciler.status import Problem, same_status, webapp_status
+from ballast.reconciler.writes import ChildWrites
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,11 @@ class OperatorMetrics:
             "ballast_reconciler_drift_repairs_total",
             "Children found changed or deleted by someone else and put back, by kind.",
             ["kind"],
+            registry=registry,
+        )
+        self.writes_under_way = Gauge(
+            "ballast_reconciler_child_writes_under_way",
+            "Child applies under way, including those a reconcile left to finish on their own.",
             registry=registry,
         )
 
@@ -96,8 +102,14 @@ class _Children:
     repaired: list[Repair] = field(default_factory=list)
     refused: Problem | None = None
     retry: BaseException | None = None
+    under_way: bool = False  # a write left to finish on its own: its end queues the WebApp again
 
 
+# How long a reconcile waits for its child writes before leaving the slow ones under way (writes.py says why): far
+# above an apply's time on an API server with room, far below a Service's wait for its cluster IP in a burst.
+PATIENCE = 0.25
+# Writes of one child kind at once (whatever the workers): the rest wait their turn here rather than as open requests.
+LANE = 16
 # API answers worth retrying with backoff; any other refusal is reported as Degraded until the WebApp changes.
 TRANSIENT = (409, 429, 500, 503, 504)
 Outcome = Callable[[str, WebApp, list[Repair], Problem | None], Awaitable[None]]
@@ -139,6 +151,13 @@ class WebAppOperator:
         self.webapps_controller: Controller[WebAppKey] = Controller(
             "webapp", self.reconcile_webapp, metrics.controller, workers=workers
         )
+        self._writes: ChildWrites[WebAppKey] = ChildWrites(
+            lambda manifest: apply(api, manifest, field_manager=FIELD_MANAGER),
+            self.webapps_controller.enqueue,
+            lane_size=LANE,
+            patience=PATIENCE,
+        )
+        metrics.writes_under_way.set_function(self._writes.under_way)
         self.tenants_controller: Controller[str] = Controller(
             "tenant", self.reconcile_tenant, metrics.controller, workers=2
         )
@@ -160,6 +179,10 @@ class WebAppOperator:
         self._gone: dict[WebAppKey, dict[str, Any]] = {}
         self._applied: dict[WebAppKey, _Applied] = {}
         self._written: dict[WebAppKey, _Written] = {}
+        # The cached child as the reconcile that left its write under way saw it: the one that takes up the write's
+        # end judges the repair (deleted, or changed by someone else) against that, not against our own result.
+        self._seen_before_write: dict[tuple[WebAppKey, tuple[str, str]], dict[str, Any] | None] = {}
+        self._left_at: dict[WebAppKey, int | None] = {}  # the generation whose writes a reconcile left under way
 
     # -- watch events -> keys ----------------------------------------------------------------------------------------
 
@@ -177,6 +200,10 @@ class WebAppOperator:
             self._generations.pop(key, None)
             self._applied.pop(key, None)
             self._written.pop(key, None)
+            self._writes.forget(key)
+            self._left_at.pop(key, None)
+            for child in [child for child in self._seen_before_write if child[0] == key]:
+                del self._seen_before_write[child]
             self._gone[key] = obj  # reported as deleted once its children are gone too
         else:
             self._gone.pop(key, None)  # deleted and created again under the same name
@@ -219,6 +246,7 @@ class WebAppOperator:
         informers = [self.webapps, self.tenants, self.pods, *self.children.values()]
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self.recorder.run(stop))
+            tasks.create_task(self._writes.run(stop))
             for informer in informers:
                 tasks.create_task(informer.run(stop))
             # Reconcile from complete caches only: a half-filled child cache would look like deleted children.
@@ -252,6 +280,10 @@ class WebAppOperator:
             return Result()
         if obj["metadata"].get("deletionTimestamp"):
             return Result()
+        if self._writes.will_queue(key) and self._left_at.get(key) == obj["metadata"].get("generation"):
+            # Same intent, writes still under way: the end of the last one queues a reconcile that reads everything
+            # then (in a burst, pods and Deployments change many times before a Service's cluster IP comes).
+            return Result()
         try:
             webapp = WebApp.model_validate(obj)
         except ValidationError as exc:
@@ -263,13 +295,15 @@ class WebAppOperator:
         if problem is None:
             children = await self._apply_children(key, webapp, manifests)
             problem = children.refused
-        if children.retry is None:
+        if children.retry is None and not children.under_way:
             # The status also sees what the reconcile cannot: pods that do not start, a quota the ReplicaSet ran into.
             problem = await self._write_status(webapp, problem)
         if children.repaired:
             await self._tell("drift_repaired", webapp, children.repaired, None)
         if children.retry is not None:
             raise children.retry  # transient (a conflict, an overloaded API server): retried with backoff
+        if children.under_way:
+            return Result()  # the status waits for every child: the reconcile the last write's end brings writes it
         if problem is not None:
             await self._tell("policy_denied" if problem.reason == "PolicyDenied" else "degraded", webapp, [], problem)
         return Result()
@@ -308,12 +342,17 @@ class WebAppOperator:
             ):
                 continue
             stale.append((manifest, cached))
-        results = await asyncio.gather(
-            *(apply(self.api, m, field_manager=FIELD_MANAGER) for m, _ in stale), return_exceptions=True
-        )
+        results = await self._writes.apply(key, [manifest for manifest, _ in stale])
         versions = dict(previous.versions) if same_intent and previous is not None else {}
         outcome = _Children()
         for (manifest, cached), result in zip(stale, results, strict=True):
+            child = (key, (manifest["apiVersion"], manifest["kind"]))
+            if result is None:
+                outcome.under_way = True
+                self._left_at[key] = webapp.metadata.generation
+                self._seen_before_write.setdefault(child, cached)
+                continue
+            cached = self._seen_before_write.pop(child, cached) if self._seen_before_write else cached
             if isinstance(result, ApiException) and result.status not in TRANSIENT:
                 where = f"{manifest['kind']}/{manifest['metadata']['name']}"
                 outcome.refused = outcome.refused or Problem("ApplyFailed", f"{where}: {error_message(result)}")
@@ -331,7 +370,7 @@ class WebAppOperator:
             if recreated or edited:
                 outcome.repaired.append(Repair(manifest["kind"], manifest["metadata"]["name"], versions[kind][1]))
                 self.metrics.drift_repairs.labels(manifest["kind"]).inc()
-        if outcome.refused is None and outcome.retry is None:
+        if outcome.refused is None and outcome.retry is None and not outcome.under_way:
             rendered = {(m["apiVersion"], m["kind"]) for m in manifests}
             for kind in CHILD_KINDS:
                 if kind not in rendered and self._cached_child(kind, key) is not None:
