@@ -4,9 +4,9 @@ needs (a 409 Conflict, a 500) to requests a component under test sends.
     async with AdmissionWebhook(kube_api, tmp_path, namespace, rules, decide) as hook: ...
 
 `decide(review_request) -> Verdict` runs for each admission request (a coroutine function may hold the request
-until the test lets it go, within `timeout_seconds`, the API server's wait for the webhook); the webhook is registered for one namespace
-only (its `kubernetes.io/metadata.name` label), served over TLS on 127.0.0.1 with a CA made for the test, and
-removed on exit.
+until the test lets it go, within `timeout_seconds`, the API server's wait for the webhook); the webhook is
+registered for one namespace only (its `kubernetes.io/metadata.name` label), served over TLS on 127.0.0.1 with a CA
+made for the test, and removed on exit.
 """
 
 from __future__ import annotations
