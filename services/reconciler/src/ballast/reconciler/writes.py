@@ -11,7 +11,7 @@ So a reconcile waits a short `patience` for its writes and leaves the slow ones 
 the WebApp's key is queued again when each write ends, for a reconcile that takes up the result. Each child kind
 has its own lane of bounded concurrency, so writes of one kind waiting in the API server's line hold back neither
 the other kinds nor the API server (the line waits here, not as open requests). A write under way is never started
-twice: a reconcile that finds one for the same child waits for it instead.
+twice: a reconcile that finds one for the same child leaves it be, and its end queues the WebApp again.
 """
 
 from __future__ import annotations
