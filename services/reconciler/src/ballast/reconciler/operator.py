@@ -152,7 +152,7 @@ class WebAppOperator:
             "webapp", self.reconcile_webapp, metrics.controller, workers=workers
         )
         self._writes: ChildWrites[WebAppKey] = ChildWrites(
-            lambda manifest: apply(api, manifest, field_manager=FIELD_MANAGER),
+            self._apply_child,
             self.webapps_controller.enqueue,
             lane_size=LANE,
             patience=PATIENCE,
@@ -385,6 +385,11 @@ class WebAppOperator:
         # rest finds it in place instead of repairing (and counting) it again or not at all.
         self._applied[key] = _Applied(fingerprint, versions)
         return outcome
+
+    async def _apply_child(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        # The result is read for its version and spec only; in a burst thousands wait to be taken up, and managed
+        # fields are most of each.
+        return strip_managed_fields(await apply(self.api, manifest, field_manager=FIELD_MANAGER))
 
     def _has_children(self, key: WebAppKey) -> bool:
         return key in self._pods_of or any(key in informer.store for informer in self.children.values())
