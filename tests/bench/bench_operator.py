@@ -276,8 +276,9 @@ async def raw_baseline(api: Any, spaces: list[str], n: int) -> float:
     return elapsed
 
 
-async def measure_raw(api: Any, cpu: CpuMeter, spaces: list[str], n: int, phase: str) -> float:
-    """One raw baseline, from a quiet cluster, with its account printed; its namespaces are deleted afterwards."""
+async def measure_raw(api: Any, cpu: CpuMeter, spaces: list[str], n: int, phase: str, *, remove: bool) -> float:
+    """One raw baseline, from a quiet cluster, with its account printed; its namespaces deleted afterwards if asked
+    (minutes at N=5000, for nothing when the control plane goes next)."""
     await quiet(cpu)
     cpu.start()
     requests, latencies = await apiserver_requests(api)
@@ -287,7 +288,8 @@ async def measure_raw(api: Any, cpu: CpuMeter, spaces: list[str], n: int, phase:
     print(f"{phase}: " + request_summary(requests, requests_after, n), flush=True)
     print(f"{phase}: " + latency_summary(latencies, latencies_after, n), flush=True)
     print(f"{phase}: {n} Deployments+Services in {len(spaces)} namespaces, Ready in {raw:.1f}s", flush=True)
-    print(f"{phase}: namespaces deleted and gone in {await remove_namespaces(api, spaces):.1f}s", flush=True)
+    if remove:
+        print(f"{phase}: namespaces deleted and gone in {await remove_namespaces(api, spaces):.1f}s", flush=True)
     return raw
 
 
@@ -424,7 +426,7 @@ async def main(n: int, workers: int, per_namespace: int) -> None:
             await install(api, load_manifests(*sorted((DEPLOY / "crds").glob("*.yaml"))))
             cpu = CpuMeter(processes | {"bench": os.getpid()})
             raw_spaces = namespaces("raw", n, per_namespace)
-            raw_before = await measure_raw(api, cpu, raw_spaces, n, "raw before")
+            raw_before = await measure_raw(api, cpu, raw_spaces, n, "raw before", remove=True)
             http_port = free_port()
             log_path = Path(tempfile.mkdtemp(prefix="bench-operator-")) / "reconciler.log"
             env = os.environ | {
@@ -456,7 +458,7 @@ async def main(n: int, workers: int, per_namespace: int) -> None:
             # cancels a steady drift that one baseline would put into the ratio.
             gone = await remove_namespaces(api, spaces)
             print(f"operator: namespaces deleted and gone in {gone:.1f}s", flush=True)
-            raw_after = await measure_raw(api, cpu, raw_spaces, n, "raw after")
+            raw_after = await measure_raw(api, cpu, raw_spaces, n, "raw after", remove=False)
     raw = (raw_before + raw_after) / 2
     print(f"reconciler log lines by level: {log_levels(log_path)} ({log_path})")
     print(
