@@ -41,8 +41,7 @@ class ChildWrites(Generic[K]):
         self.patience = patience
         self._lanes: dict[ChildKind, asyncio.Semaphore] = {}
         self._under_way: dict[tuple[K, ChildKind], _Write] = {}
-        self._left: set[tuple[K, ChildKind]] = set()  # under way when their reconcile stopped waiting
-        self._left_by_key: dict[K, int] = {}
+        self._left: dict[K, set[ChildKind]] = {}  # under way when their reconcile stopped waiting
         self._group: asyncio.TaskGroup | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -58,26 +57,26 @@ class ChildWrites(Generic[K]):
                     write.task.cancel()
         self._under_way.clear()
         self._left.clear()
-        self._left_by_key.clear()
 
     def _leave(self, child: tuple[K, ChildKind]) -> None:
-        if child not in self._left:
-            self._left.add(child)
-            self._left_by_key[child[0]] = self._left_by_key.get(child[0], 0) + 1
+        self._left.setdefault(child[0], set()).add(child[1])
 
-    def _take(self, child: tuple[K, ChildKind]) -> None:
-        if child in self._left:
-            self._left.discard(child)
-            left = self._left_by_key.pop(child[0]) - 1
-            if left:
-                self._left_by_key[child[0]] = left
+    def _take(self, child: tuple[K, ChildKind]) -> bool:
+        """Whether the child had been left; it no longer is."""
+        kinds = self._left.get(child[0])
+        if kinds is None or child[1] not in kinds:
+            return False
+        kinds.discard(child[1])
+        if not kinds:
+            del self._left[child[0]]
+        return True
 
     def under_way(self) -> int:
         return len(self._under_way)
 
     def will_queue(self, key: K) -> bool:
         """Whether a write left under way for the key is still to end (and queue it again)."""
-        return self._left_by_key.get(key, 0) > 0
+        return key in self._left
 
     def forget(self, key: K) -> None:
         """The WebApp is gone: its writes under way are cancelled (what they would create, the garbage collector
@@ -127,8 +126,7 @@ class ChildWrites(Generic[K]):
     def _ended(self, child: tuple[K, ChildKind], write: _Write) -> None:
         if write.task.cancelled() or self._under_way.get(child) is not write:
             return
-        if child in self._left:  # no reconcile is waiting for it: queue one to take up the outcome
-            self._take(child)
+        if self._take(child):  # no reconcile is waiting for it: queue one to take up the outcome
             self._written(child[0])
 
     async def _write_in_lane(self, kind: ChildKind, manifest: dict[str, Any]) -> dict[str, Any] | BaseException:
