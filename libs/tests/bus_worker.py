@@ -1,7 +1,10 @@
 """A separate OS process for the bus's multi-process tests: publishes or consumes typed events for real.
 
     python bus_worker.py publish URL SUBJECT COUNT PREFIX
-    python bus_worker.py consume URL DURABLE BUCKET WORK_SECONDS
+    python bus_worker.py consume URL DURABLE BUCKET WORK_SECONDS|hold
+
+`hold` keeps every handler at work until the process dies: a replica a test kills then surely holds fetched,
+unacknowledged messages.
 
 The consumer's effect is recorded in the KV bucket with create(), which refuses a key that exists: a redelivered
 event is recognised by its id and has no second effect, however many replicas see it.
@@ -32,14 +35,16 @@ async def publish(url: str, subject: str, count: int, prefix: str) -> None:
     await bus.close()
 
 
-async def consume(url: str, durable: str, bucket: str, work_seconds: float) -> None:
+async def consume(url: str, durable: str, bucket: str, work_seconds: float | None) -> None:
     bus = await Bus.connect(url, name=f"worker-{durable}", metrics=BusMetrics(CollectorRegistry()))
     kv = await bus.js.key_value(bucket)
 
     async def handle(delivery: Delivery) -> None:
         key = delivery.event.id.replace(":", "_")
         await kv.put(f"started.{os.getpid()}.{key}", b"1")  # lets a test kill this replica with work in hand
-        await asyncio.sleep(work_seconds)  # the work itself
+        if work_seconds is None:
+            await asyncio.Event().wait()  # held until killed
+        await asyncio.sleep(work_seconds or 0)  # the work itself
         if delivery.is_redelivery:
             await kv.put(f"redelivered.{key}", b"1")
         # create() refuses an existing key: an event a replica handled before its ack was lost has no second effect.
@@ -71,4 +76,4 @@ if __name__ == "__main__":
     if command == "publish":
         asyncio.run(publish(url, rest[0], int(rest[1]), rest[2]))
     else:
-        asyncio.run(consume(url, rest[0], rest[1], float(rest[2])))
+        asyncio.run(consume(url, rest[0], rest[1], None if rest[2] == "hold" else float(rest[2])))

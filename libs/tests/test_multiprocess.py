@@ -94,12 +94,12 @@ async def test_replica_killed_mid_batch_its_messages_go_to_the_other(
     await bus.publisher.publish_all(
         [(k8s_subject(durable, "shop", "Deployment", "updated"), observed(f"kill-{i}")) for i in range(count)]
     )
-    doomed = processes("consume", url, durable, bucket, "0.2")
+    # The doomed replica's handlers never finish: whenever it is killed, the messages it fetched are unacknowledged.
+    doomed = processes("consume", url, durable, bucket, "hold")
     survivor = processes("consume", url, durable, bucket, "0.2")
     await wait_ready(doomed)
     await wait_ready(survivor)
-    await eventually(lambda: _all(keys(bus, bucket, "done."), 20), timeout=20, what="work under way")
-    # Killed only once it has a handler running (each takes 0.2 s): its fetched messages are then unacknowledged.
+    await eventually(lambda: _all(keys(bus, bucket, "done."), 20), timeout=20, what="the survivor at work")
     await eventually(lambda: keys(bus, bucket, f"started.{doomed.pid}."), timeout=20, what="the doomed replica busy")
     doomed.kill()  # SIGKILL: its fetched, unacknowledged messages are still pending on the server
     doomed.wait()
