@@ -465,6 +465,60 @@ async def test_a_child_write_the_api_server_holds_does_not_hold_the_worker(
             await asyncio.wait_for(running, 15)
 
 
+async def test_a_webapp_whose_lane_is_full_waits_for_room_and_is_written_then(
+    kube_api: Any, platform_api: None, namespace: str, tmp_path: Path
+) -> None:
+    """Lanes of one write. While the API server holds the first WebApp's Service, the second's Service finds its lane
+    full: it is not started (the WebApp waits by its key), its other children are written, and once the first
+    Service is let go the second WebApp is rendered again, its Service written, and both become Ready."""
+    from kubernetes_asyncio import client
+
+    let_go = asyncio.Event()
+
+    async def decide(request: dict[str, Any]) -> Verdict:
+        if request["name"] == "first" and not request.get("dryRun"):
+            await let_go.wait()
+        return Verdict()
+
+    rules = [{"apiGroups": [""], "apiVersions": ["v1"], "resources": ["services"], "operations": ["CREATE"]}]
+    core = client.CoreV1Api(kube_api)
+    async with AdmissionWebhook(kube_api, tmp_path, namespace, rules, decide, timeout_seconds=30) as hook:
+        probe = client.V1Service(metadata=client.V1ObjectMeta(name="probe"), spec=client.V1ServiceSpec(ports=[
+            client.V1ServicePort(port=80)]))  # fmt: skip
+
+        async def hook_in_the_path() -> bool:
+            await core.create_namespaced_service(namespace, probe, dry_run="All")
+            return bool(hook.requests)
+
+        await eventually(hook_in_the_path, timeout=30, what="the webhook called")
+        registry = CollectorRegistry()
+        narrow = WebAppOperator(kube_api, OperatorMetrics(registry), workers=2, lane_capacity=1)
+        stop = asyncio.Event()
+        running = asyncio.create_task(narrow.run(stop))
+        try:
+            await create_webapp(kube_api, namespace, "first")
+            held = lambda: any(r["name"] == "first" and not r.get("dryRun") for r in hook.requests)  # noqa: E731
+            await eventually(held, timeout=60, what="the first Service's write held")
+            await create_webapp(kube_api, namespace, "second")
+            waiting = lambda: (registry.get_sample_value("ballast_reconciler_child_writes_waiting") or 0) >= 1  # noqa: E731
+            await eventually(waiting, timeout=20, what="the second WebApp waiting for room")
+            await eventually(
+                lambda: get(kube_api, "apps/v1", "Deployment", namespace, "second"),
+                timeout=20,
+                what="the second WebApp's Deployment written beside the full Service lane",
+            )
+            assert await get(kube_api, "v1", "Service", namespace, "second") is None
+            assert not await ready(kube_api, namespace, "second")
+            let_go.set()
+            await eventually(lambda: ready(kube_api, namespace, "first"), timeout=60, what="first Ready")
+            await eventually(lambda: ready(kube_api, namespace, "second"), timeout=60, what="second Ready")
+            assert await get(kube_api, "v1", "Service", namespace, "second") is not None
+        finally:
+            let_go.set()
+            stop.set()
+            await asyncio.wait_for(running, 15)
+
+
 @pytest.mark.parametrize(("code", "repairs"), [(403, [["Service"]]), (500, [["Service"], ["NetworkPolicy"]])])
 async def test_a_repair_is_told_even_when_another_child_fails(
     operator: Running, kube_api: Any, namespace: str, tmp_path: Path, code: int, repairs: list[list[str]]

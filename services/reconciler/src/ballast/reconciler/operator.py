@@ -74,6 +74,11 @@ class OperatorMetrics:
             "Child applies under way, including those a reconcile left to finish on their own.",
             registry=registry,
         )
+        self.writes_waiting = Gauge(
+            "ballast_reconciler_child_writes_waiting",
+            "Child applies not started because their kind's lane was full; the WebApp is reconciled when room comes.",
+            registry=registry,
+        )
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,10 @@ class _Children:
 PATIENCE = 0.25
 # Writes of one child kind at once (whatever the workers): the rest wait their turn here rather than as open requests.
 LANE = 16
+# Writes of one kind a lane holds, open or waiting: past it, a WebApp waits for room by its key alone, and is rendered
+# again when room comes. Above any burst the Services' line works off in ~30 s; bounds the burst's memory (~4 KB
+# per held write) whatever the number of WebApps.
+LANE_CAPACITY = 1024
 # API answers worth retrying with backoff; any other refusal is reported as Degraded until the WebApp changes.
 TRANSIENT = (409, 429, 500, 503, 504)
 Outcome = Callable[[str, WebApp, list[Repair], Problem | None], Awaitable[None]]
@@ -140,6 +149,7 @@ class WebAppOperator:
         workers: int = 8,
         service_monitors: bool = False,
         identity: str = "",
+        lane_capacity: int = LANE_CAPACITY,
     ) -> None:
         self.api = api
         self.metrics = metrics
@@ -154,10 +164,12 @@ class WebAppOperator:
         self._writes: ChildWrites[WebAppKey] = ChildWrites(
             self._apply_child,
             self.webapps_controller.enqueue,
-            lane_size=LANE,
+            lane_size=min(LANE, lane_capacity),
+            lane_capacity=lane_capacity,
             patience=PATIENCE,
         )
         metrics.writes_under_way.set_function(self._writes.under_way)
+        metrics.writes_waiting.set_function(self._writes.waiting)
         self.tenants_controller: Controller[str] = Controller(
             "tenant", self.reconcile_tenant, metrics.controller, workers=2
         )
@@ -268,6 +280,12 @@ class WebAppOperator:
     # -- WebApps -----------------------------------------------------------------------------------------------------
 
     async def reconcile_webapp(self, key: WebAppKey) -> Result:
+        try:
+            return await self._reconcile_webapp(key)
+        finally:
+            self._writes.settle(key)  # room a full lane held for this reconcile is free for the next WebApp waiting
+
+    async def _reconcile_webapp(self, key: WebAppKey) -> Result:
         namespace, name = key
         obj = self.webapps.store.get(key)
         if obj is None:

@@ -12,13 +12,19 @@ the WebApp's key is queued again when each write ends, for a reconcile that take
 has its own lane of bounded concurrency, so writes of one kind waiting in the API server's line hold back neither
 the other kinds nor the API server (the line waits here, not as open requests). A write under way is never started
 twice: a reconcile that finds one for the same child leaves it be, and its end queues the WebApp again.
+
+A lane holds a bounded number of writes, running or waiting for a slot. A write that finds its lane full is not
+started: the WebApp waits for room by its key alone (a rendered manifest and a task per waiting write cost the
+reconciler megabytes per thousand WebApps in a burst), and when room comes its key is queued again, for a
+reconcile that renders and writes afresh. Room is held for each key queued that way until its reconcile ends, so
+a burst of thousands keeps the lane full without overfilling it.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -33,13 +39,36 @@ class _Write:
     task: asyncio.Task[dict[str, Any] | BaseException]
 
 
+@dataclass
+class _Lane(Generic[K]):
+    slots: asyncio.Semaphore  # writes open against the API server at once
+    capacity: int  # writes the lane holds, open or waiting for a slot
+    writes: int = 0
+    waiting: dict[K, None] = field(default_factory=dict)  # keys whose write found the lane full, oldest first
+    woken: set[K] = field(default_factory=set)  # waiting keys queued again, holding room until their reconcile ends
+
+    def has_room(self) -> bool:
+        return self.writes + len(self.woken) < self.capacity
+
+
 class ChildWrites(Generic[K]):
-    def __init__(self, write: Write, written: Callable[[K], None], *, lane_size: int, patience: float = 0.25) -> None:
+    def __init__(
+        self,
+        write: Write,
+        written: Callable[[K], None],
+        *,
+        lane_size: int,
+        lane_capacity: int,
+        patience: float = 0.25,
+    ) -> None:
+        if lane_capacity < lane_size:
+            raise ValueError(f"a lane's capacity ({lane_capacity}) is below its open writes ({lane_size})")
         self._write = write
-        self._written = written  # called with the key when a write its reconcile left under way has ended
+        self._written = written  # called with the key when a write its reconcile left under way, or room, came
         self._lane_size = lane_size
+        self._lane_capacity = lane_capacity
         self.patience = patience
-        self._lanes: dict[ChildKind, asyncio.Semaphore] = {}
+        self._lanes: dict[ChildKind, _Lane[K]] = {}
         self._under_way: dict[tuple[K, ChildKind], _Write] = {}
         self._left: dict[K, set[ChildKind]] = {}  # under way when their reconcile stopped waiting
         self._group: asyncio.TaskGroup | None = None
@@ -53,10 +82,14 @@ class ChildWrites(Generic[K]):
                 await stop.wait()
             finally:
                 self._group = None
+                for lane in self._lanes.values():
+                    lane.waiting.clear()  # before the cancelled writes' ends could wake them
+                    lane.woken.clear()
                 for write in self._under_way.values():
                     write.task.cancel()
         self._under_way.clear()
         self._left.clear()
+        self._lanes.clear()
 
     def _leave(self, child: tuple[K, ChildKind]) -> None:
         self._left.setdefault(child[0], set()).add(child[1])
@@ -74,9 +107,17 @@ class ChildWrites(Generic[K]):
     def under_way(self) -> int:
         return len(self._under_way)
 
+    def waiting(self) -> int:
+        """Writes waiting for room in a full lane (by key, not yet started)."""
+        return sum(len(lane.waiting) for lane in self._lanes.values())
+
     def will_queue(self, key: K) -> bool:
-        """Whether a write left under way for the key is still to end (and queue it again)."""
-        return key in self._left
+        """Whether the end of a write left under way for the key, or room in a full lane, is still to come (and
+        queue it again). Not once room has come: the reconcile now due is the one to write."""
+        lanes = self._lanes.values()
+        return (key in self._left or any(key in lane.waiting for lane in lanes)) and not any(
+            key in lane.woken for lane in lanes
+        )
 
     def forget(self, key: K) -> None:
         """The WebApp is gone: its writes under way are cancelled (what they would create, the garbage collector
@@ -84,20 +125,35 @@ class ChildWrites(Generic[K]):
         for child in [child for child in self._under_way if child[0] == key]:
             self._under_way.pop(child).task.cancel()
             self._take(child)
+        for lane in self._lanes.values():
+            lane.waiting.pop(key, None)
+            lane.woken.discard(key)
+            self._wake(lane)
+
+    def settle(self, key: K) -> None:
+        """The key's reconcile has ended: room held for it in a lane (see `_wake`) is free again, whether or not it
+        wrote there (it may have found the WebApp deleted, denied, or still waiting for another write)."""
+        for lane in self._lanes.values():
+            if key in lane.woken:
+                lane.woken.discard(key)
+                self._wake(lane)
 
     async def apply(self, key: K, manifests: list[dict[str, Any]]) -> list[Outcome]:
         """Each manifest's outcome, in order; None for a write still under way after `patience` (the key is queued
-        again when it ends), or for one an earlier reconcile started with a manifest since superseded. Only the
-        writes this call starts are waited for: one an earlier reconcile left is as likely to end now as later, and
-        its end queues the key anyway."""
+        again when it ends), for one an earlier reconcile started with a manifest since superseded, and for one whose
+        lane is full (the key is queued again when the lane has room). Only the writes this call starts are waited
+        for: one an earlier reconcile left is as likely to end now as later, and its end queues the key anyway."""
         earlier = [self._under_way.get((key, _kind(manifest))) for manifest in manifests]
         writes = [self._start(key, manifest) for manifest in manifests]
-        started = [write.task for write, was in zip(writes, earlier, strict=True) if write is not was]
+        started = [w.task for w, was in zip(writes, earlier, strict=True) if w is not None and w is not was]
         if started:
             await asyncio.wait(started, timeout=self.patience)
         outcomes: list[Outcome] = []
         for manifest, write in zip(manifests, writes, strict=True):
             child = (key, _kind(manifest))
+            if write is None:  # its lane was full: the key waits for room (not a write whose end will queue it)
+                outcomes.append(None)
+                continue
             if not write.task.done() or write.task.cancelled() or write.manifest != manifest:
                 self._leave(child)
                 outcomes.append(None)
@@ -108,7 +164,8 @@ class ChildWrites(Generic[K]):
             outcomes.append(write.task.result())
         return outcomes
 
-    def _start(self, key: K, manifest: dict[str, Any]) -> _Write:
+    def _start(self, key: K, manifest: dict[str, Any]) -> _Write | None:
+        """The write for the child under way, or None when its lane is full (the key then waits for room)."""
         child = (key, _kind(manifest))
         write = self._under_way.get(child)
         if write is not None and (write.manifest == manifest or not write.task.done()):
@@ -117,22 +174,47 @@ class ChildWrites(Generic[K]):
             return write
         if self._group is None:
             raise RuntimeError("child writes are not running (ChildWrites.run)")
-        task = self._group.create_task(self._write_in_lane(child[1], manifest))
+        lane = self._lane(child[1])
+        lane.woken.discard(key)  # the room held for it is taken now
+        if not lane.has_room():
+            lane.waiting[key] = None  # kept in its place if already waiting
+            return None
+        lane.waiting.pop(key, None)
+        lane.writes += 1
+        task = self._group.create_task(self._write_in_lane(lane, manifest))
         write = _Write(manifest, task)
         self._under_way[child] = write
-        task.add_done_callback(lambda _: self._ended(child, write))
+        task.add_done_callback(lambda _: self._ended(child, write, lane))
         return write
 
-    def _ended(self, child: tuple[K, ChildKind], write: _Write) -> None:
+    def _lane(self, kind: ChildKind) -> _Lane[K]:
+        lane = self._lanes.get(kind)
+        if lane is None:
+            lane = self._lanes[kind] = _Lane(asyncio.Semaphore(self._lane_size), self._lane_capacity)
+        return lane
+
+    def _ended(self, child: tuple[K, ChildKind], write: _Write, lane: _Lane[K]) -> None:
+        lane.writes -= 1
+        self._wake(lane)
         if write.task.cancelled() or self._under_way.get(child) is not write:
             return
         if self._take(child):  # no reconcile is waiting for it: queue one to take up the outcome
             self._written(child[0])
 
-    async def _write_in_lane(self, kind: ChildKind, manifest: dict[str, Any]) -> dict[str, Any] | BaseException:
-        lane = self._lanes.setdefault(kind, asyncio.Semaphore(self._lane_size))
+    def _wake(self, lane: _Lane[K]) -> None:
+        """Queues waiting keys again while the lane has room, holding room for each until its reconcile ends.
+
+        A waiting key is never also `_left` for that lane's kind: a reconcile in progress may see its write refused
+        room and be woken before it returns, and the wake must not depend on what that reconcile does next."""
+        while lane.waiting and lane.has_room():
+            key = next(iter(lane.waiting))
+            del lane.waiting[key]
+            lane.woken.add(key)
+            self._written(key)
+
+    async def _write_in_lane(self, lane: _Lane[K], manifest: dict[str, Any]) -> dict[str, Any] | BaseException:
         try:
-            async with lane:
+            async with lane.slots:
                 return await self._write(manifest)
         except Exception as exc:  # the reconcile that takes the outcome decides: refused, or retried with backoff
             return exc
