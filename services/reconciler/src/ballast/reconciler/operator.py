@@ -115,9 +115,10 @@ class _Children:
 PATIENCE = 0.25
 # Writes of one child kind at once (whatever the workers): the rest wait their turn here rather than as open requests.
 LANE = 16
-# Writes of one kind a lane holds, open or waiting: past it, a WebApp waits for room by its key alone, and is rendered
-# again when room comes. Above any burst the Services' line works off in ~30 s; bounds the burst's memory (~4 KB
-# per held write) whatever the number of WebApps.
+# Writes of one kind a lane holds, open or waiting: past it, a WebApp waits for room by its key alone and is rendered
+# again when room comes, so a burst's memory is bounded (~4 KB per held write) whatever the number of WebApps. 1024
+# Services are close to a minute of the API server's cluster-IP line in a burst: the lane does not run dry while the
+# WebApps woken for its room come back through the work queue.
 LANE_CAPACITY = 1024
 # API answers worth retrying with backoff; any other refusal is reported as Degraded until the WebApp changes.
 TRANSIENT = (409, 429, 500, 503, 504)
