@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -410,18 +412,25 @@ async def test_a_conflict_from_the_api_server_is_retried_with_backoff(
     assert (sample("controller_runtime_reconcile_total", {"controller": "webapp", "result": "success"}) or 0) >= 1
 
 
-async def test_a_child_write_the_api_server_holds_does_not_hold_the_worker(
-    kube_api: Any, platform_api: None, namespace: str, tmp_path: Path
-) -> None:
-    """One worker. While the API server holds the first WebApp's Service (a webhook answering only when the test lets
-    it, as the cluster-IP line holds Services in a burst), the worker goes on to the second WebApp and applies its
-    children; the first is not reported Ready before its Service is written, and is once it is."""
+class HeldService:
+    """A webhook that holds the CREATE of the Service named `held` until `let_go` is set, as the API server's
+    cluster-IP line holds Services in a burst."""
+
+    def __init__(self, hook: AdmissionWebhook, let_go: asyncio.Event, held: str) -> None:
+        self.hook, self.let_go, self.held = hook, let_go, held
+
+    def holding(self) -> bool:
+        return any(r["name"] == self.held and not r.get("dryRun") for r in self.hook.requests)
+
+
+@contextlib.asynccontextmanager
+async def holding_service(kube_api: Any, tmp_path: Path, namespace: str, held: str) -> AsyncIterator[HeldService]:
     from kubernetes_asyncio import client
 
     let_go = asyncio.Event()
 
     async def decide(request: dict[str, Any]) -> Verdict:
-        if request["name"] == "first" and not request.get("dryRun"):
+        if request["name"] == held and not request.get("dryRun"):
             await let_go.wait()
         return Verdict()
 
@@ -436,14 +445,42 @@ async def test_a_child_write_the_api_server_holds_does_not_hold_the_worker(
             return bool(hook.requests)
 
         await eventually(hook_in_the_path, timeout=30, what="the webhook called")
-        registry = CollectorRegistry()
-        single = WebAppOperator(kube_api, OperatorMetrics(registry), workers=1)
-        stop = asyncio.Event()
-        running = asyncio.create_task(single.run(stop))
         try:
+            yield HeldService(hook, let_go, held)
+        finally:
+            let_go.set()
+
+
+@contextlib.asynccontextmanager
+async def operator_running(kube_api: Any, registry: CollectorRegistry, **options: Any) -> AsyncIterator[None]:
+    operator = WebAppOperator(kube_api, OperatorMetrics(registry), **options)
+    stop = asyncio.Event()
+    running = asyncio.create_task(operator.run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 15)
+
+
+async def let_go_and_both_ready(kube_api: Any, namespace: str, service: HeldService) -> None:
+    service.let_go.set()
+    for name in ("first", "second"):
+        await eventually(functools.partial(ready, kube_api, namespace, name), timeout=60, what=f"{name} Ready")
+        assert await get(kube_api, "v1", "Service", namespace, name) is not None
+
+
+async def test_a_child_write_the_api_server_holds_does_not_hold_the_worker(
+    kube_api: Any, platform_api: None, namespace: str, tmp_path: Path
+) -> None:
+    """One worker. While the API server holds the first WebApp's Service (a webhook answering only when the test lets
+    it, as the cluster-IP line holds Services in a burst), the worker goes on to the second WebApp and applies its
+    children; the first is not reported Ready before its Service is written, and is once it is."""
+    async with holding_service(kube_api, tmp_path, namespace, "first") as service:
+        registry = CollectorRegistry()
+        async with operator_running(kube_api, registry, workers=1):
             await create_webapp(kube_api, namespace, "first")
-            held = lambda: any(r["name"] == "first" and not r.get("dryRun") for r in hook.requests)  # noqa: E731
-            await eventually(held, timeout=60, what="the first Service's write held")
+            await eventually(service.holding, timeout=60, what="the first Service's write held")
             await create_webapp(kube_api, namespace, "second")
             await eventually(
                 lambda: ready(kube_api, namespace, "second"),
@@ -455,14 +492,7 @@ async def test_a_child_write_the_api_server_holds_does_not_hold_the_worker(
             # At least the held one (the operator sees the WebApps other tests leave behind too).
             assert (registry.get_sample_value("ballast_reconciler_child_writes_under_way") or 0) >= 1
             assert not await ready(kube_api, namespace, "first")
-            let_go.set()
-            await eventually(lambda: ready(kube_api, namespace, "first"), timeout=60, what="first Ready")
-            await eventually(lambda: ready(kube_api, namespace, "second"), timeout=60, what="second Ready")
-            assert await get(kube_api, "v1", "Service", namespace, "first") is not None
-        finally:
-            let_go.set()
-            stop.set()
-            await asyncio.wait_for(running, 15)
+            await let_go_and_both_ready(kube_api, namespace, service)
 
 
 async def test_a_webapp_whose_lane_is_full_waits_for_room_and_is_written_then(
@@ -471,34 +501,11 @@ async def test_a_webapp_whose_lane_is_full_waits_for_room_and_is_written_then(
     """Lanes of one write. While the API server holds the first WebApp's Service, the second's Service finds its lane
     full: it is not started (the WebApp waits by its key), its other children are written, and once the first
     Service is let go the second WebApp is rendered again, its Service written, and both become Ready."""
-    from kubernetes_asyncio import client
-
-    let_go = asyncio.Event()
-
-    async def decide(request: dict[str, Any]) -> Verdict:
-        if request["name"] == "first" and not request.get("dryRun"):
-            await let_go.wait()
-        return Verdict()
-
-    rules = [{"apiGroups": [""], "apiVersions": ["v1"], "resources": ["services"], "operations": ["CREATE"]}]
-    core = client.CoreV1Api(kube_api)
-    async with AdmissionWebhook(kube_api, tmp_path, namespace, rules, decide, timeout_seconds=30) as hook:
-        probe = client.V1Service(metadata=client.V1ObjectMeta(name="probe"), spec=client.V1ServiceSpec(ports=[
-            client.V1ServicePort(port=80)]))  # fmt: skip
-
-        async def hook_in_the_path() -> bool:
-            await core.create_namespaced_service(namespace, probe, dry_run="All")
-            return bool(hook.requests)
-
-        await eventually(hook_in_the_path, timeout=30, what="the webhook called")
+    async with holding_service(kube_api, tmp_path, namespace, "first") as service:
         registry = CollectorRegistry()
-        narrow = WebAppOperator(kube_api, OperatorMetrics(registry), workers=2, lane_capacity=1)
-        stop = asyncio.Event()
-        running = asyncio.create_task(narrow.run(stop))
-        try:
+        async with operator_running(kube_api, registry, workers=2, lane_capacity=1):
             await create_webapp(kube_api, namespace, "first")
-            held = lambda: any(r["name"] == "first" and not r.get("dryRun") for r in hook.requests)  # noqa: E731
-            await eventually(held, timeout=60, what="the first Service's write held")
+            await eventually(service.holding, timeout=60, what="the first Service's write held")
             await create_webapp(kube_api, namespace, "second")
             waiting = lambda: (registry.get_sample_value("ballast_reconciler_child_writes_waiting") or 0) >= 1  # noqa: E731
             await eventually(waiting, timeout=20, what="the second WebApp waiting for room")
@@ -509,14 +516,7 @@ async def test_a_webapp_whose_lane_is_full_waits_for_room_and_is_written_then(
             )
             assert await get(kube_api, "v1", "Service", namespace, "second") is None
             assert not await ready(kube_api, namespace, "second")
-            let_go.set()
-            await eventually(lambda: ready(kube_api, namespace, "first"), timeout=60, what="first Ready")
-            await eventually(lambda: ready(kube_api, namespace, "second"), timeout=60, what="second Ready")
-            assert await get(kube_api, "v1", "Service", namespace, "second") is not None
-        finally:
-            let_go.set()
-            stop.set()
-            await asyncio.wait_for(running, 15)
+            await let_go_and_both_ready(kube_api, namespace, service)
 
 
 @pytest.mark.parametrize(("code", "repairs"), [(403, [["Service"]]), (500, [["Service"], ["NetworkPolicy"]])])
