@@ -43,8 +43,9 @@ async def consume(url: str, durable: str, bucket: str, work_seconds: float | Non
         key = delivery.event.id.replace(":", "_")
         await kv.put(f"started.{os.getpid()}.{key}", b"1")  # lets a test kill this replica with work in hand
         if work_seconds is None:
-            await asyncio.Event().wait()  # held until killed
-        await asyncio.sleep(work_seconds or 0)  # the work itself
+            await asyncio.Event().wait()  # held until the process is killed
+        else:
+            await asyncio.sleep(work_seconds)  # the work itself
         if delivery.is_redelivery:
             await kv.put(f"redelivered.{key}", b"1")
         # create() refuses an existing key: an event a replica handled before its ack was lost has no second effect.

@@ -61,7 +61,7 @@ async def setup() -> AsyncIterator[tuple[ChildWrites[str], Server, list[str]]]:
     writes: ChildWrites[str] = ChildWrites(server.write, queued.append, lane_size=2, lane_capacity=4, patience=0.05)
     stop = asyncio.Event()
     running = asyncio.create_task(writes.run(stop))
-    await asyncio.sleep(0)  # let run() open its task group
+    await eventually(lambda: writes.running, timeout=5, what="the writes' task group open")
     yield writes, server, queued
     stop.set()
     await asyncio.wait_for(running, 5)
@@ -216,12 +216,13 @@ async def test_forgetting_a_key_drops_its_wait_for_room(setup: Any) -> None:
 
 async def test_forgetting_a_key_cancels_its_writes_and_queues_nothing(setup: Any) -> None:
     writes, server, queued = setup
-    assert await writes.apply("a", [manifest("Service")]) == [None]
+    await fill_the_service_lane(writes, server, "e")
     writes.forget("a")
-    assert writes.under_way() == 0
-    await eventually(lambda: server.cancelled == 1, timeout=5, what="the write cancelled")
-    await asyncio.sleep(0)  # one turn of the loop: the ended task's callbacks run
-    assert queued == []
+    assert writes.under_way() == 3
+    # The end of a's cancelled write makes room, which goes to e (b, c and d are held): once e is queued, that end
+    # has been handled, and it queued nothing for a.
+    await eventually(lambda: queued == ["e"], timeout=5, what="the room a's cancelled write left, given to e")
+    assert server.cancelled == 1
 
 
 async def test_writes_need_the_runner() -> None:

@@ -300,8 +300,9 @@ class WebAppOperator:
         if obj["metadata"].get("deletionTimestamp"):
             return Result()
         if self._writes.will_queue(key) and self._left_at.get(key) == obj["metadata"].get("generation"):
-            # Same intent, writes still under way: the end of the last one queues a reconcile that reads everything
-            # then (in a burst, pods and Deployments change many times before a Service's cluster IP comes).
+            # Same intent, writes still under way or waiting for room in a lane: the last write's end, or the room,
+            # queues a reconcile that reads everything then (in a burst, pods and Deployments change many times
+            # before a Service's cluster IP comes).
             return Result()
         try:
             webapp = WebApp.model_validate(obj)
@@ -371,7 +372,7 @@ class WebAppOperator:
                 self._left_at[key] = webapp.metadata.generation
                 self._seen_before_write.setdefault(child, cached)
                 continue
-            cached = self._seen_before_write.pop(child, cached) if self._seen_before_write else cached
+            cached = self._seen_before_write.pop(child, cached)
             if isinstance(result, ApiException) and result.status not in TRANSIENT:
                 where = f"{manifest['kind']}/{manifest['metadata']['name']}"
                 outcome.refused = outcome.refused or Problem("ApplyFailed", f"{where}: {error_message(result)}")

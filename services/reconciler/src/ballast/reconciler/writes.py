@@ -91,6 +91,11 @@ class ChildWrites(Generic[K]):
         self._left.clear()
         self._lanes.clear()
 
+    @property
+    def running(self) -> bool:
+        """Whether writes can be started (`run` holds their task group)."""
+        return self._group is not None
+
     def _leave(self, child: tuple[K, ChildKind]) -> None:
         self._left.setdefault(child[0], set()).add(child[1])
 
