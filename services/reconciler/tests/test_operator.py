@@ -126,13 +126,9 @@ async def test_a_status_written_before_the_cache_shows_it_is_not_lost(
     await eventually(lambda: deployments.store[key]["status"].get("readyReplicas") == 1, what="Deployment cached")
     webapp_watch, deployment_watch = HeldWatch(operator.operator.webapps), HeldWatch(deployments)
 
-    def idle() -> bool:  # no reconcile in flight that could write over ours
-        active = operator.registry.get_sample_value("controller_runtime_active_workers", {"controller": "webapp"})
-        depth = operator.registry.get_sample_value("workqueue_depth", {"name": "webapp"})
-        return active == 0 and depth == 0
-
     try:
-        await eventually(idle, what="the operator idle")
+        # No reconcile in flight that could write over ours.
+        await eventually(lambda: idle(operator.registry), what="the operator idle")
         healthy = deployments.store[key]
         deployments.store[key] = healthy | {"status": healthy["status"] | {"readyReplicas": 0}}
         await operator.operator.reconcile_webapp(key)
@@ -451,13 +447,22 @@ async def holding_service(kube_api: Any, tmp_path: Path, namespace: str, held: s
             let_go.set()
 
 
+def idle(registry: CollectorRegistry) -> bool:
+    """No WebApp reconcile in flight or queued, and no child write under way or waiting for room."""
+    active = registry.get_sample_value("controller_runtime_active_workers", {"controller": "webapp"})
+    depth = registry.get_sample_value("workqueue_depth", {"name": "webapp"})
+    writes = registry.get_sample_value("ballast_reconciler_child_writes_under_way")
+    waiting = registry.get_sample_value("ballast_reconciler_child_writes_waiting")
+    return active == depth == writes == waiting == 0
+
+
 @contextlib.asynccontextmanager
-async def operator_running(kube_api: Any, registry: CollectorRegistry, **options: Any) -> AsyncIterator[None]:
+async def operator_running(kube_api: Any, registry: CollectorRegistry, **options: Any) -> AsyncIterator[WebAppOperator]:
     operator = WebAppOperator(kube_api, OperatorMetrics(registry), **options)
     stop = asyncio.Event()
     running = asyncio.create_task(operator.run(stop))
     try:
-        yield
+        yield operator
     finally:
         stop.set()
         await asyncio.wait_for(running, 15)
@@ -503,7 +508,11 @@ async def test_a_webapp_whose_lane_is_full_waits_for_room_and_is_written_then(
     Service is let go the second WebApp is rendered again, its Service written, and both become Ready."""
     async with holding_service(kube_api, tmp_path, namespace, "first") as service:
         registry = CollectorRegistry()
-        async with operator_running(kube_api, registry, workers=2, lane_capacity=1):
+        async with operator_running(kube_api, registry, workers=2, lane_capacity=1) as narrow:
+            # The WebApps other tests left behind are reconciled first, their writes one at a time in each lane: done
+            # with them before the first Service is held, so the hold's 30 s are this test's alone.
+            settled = lambda: narrow.webapps.synced.is_set() and idle(registry)  # noqa: E731
+            await eventually(settled, timeout=120, what="the WebApps already there reconciled")
             await create_webapp(kube_api, namespace, "first")
             await eventually(service.holding, timeout=60, what="the first Service's write held")
             await create_webapp(kube_api, namespace, "second")
