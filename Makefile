@@ -57,10 +57,10 @@ deploy-samples: dev ## apply deploy/samples (two tenants, four WebApps) to the p
 	$(RUN)/ballast apply deploy/samples/tenants.yaml deploy/samples/webapps.yaml
 
 cluster-up: dev tools ## start a local control plane in the background and print its kubeconfig
-	$(RUN)/python -m ballast.kube.cluster up
+	$(RUN)/python -m ballast.local.cluster up
 
 cluster-down: dev ## stop the control plane started by cluster-up
-	$(RUN)/python -m ballast.kube.cluster down
+	$(RUN)/python -m ballast.local.cluster down
 
 bench-bus: dev ## bus vs raw nats-py throughput, publish->handled latency at 1000 events/s
 	$(RUN)/python tests/bench/bench_bus.py --events $(N)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ballast.kube.client import NoKubeConfig, api_client, env_proxy_for
-from ballast.kube.kubeconfig import token_kubeconfig, write_kubeconfig
+from ballast.local.kubeconfig import token_kubeconfig, write_kubeconfig
 from ballast.testing.webhook import certificates
 
 SERVER = "https://api.cluster.example:6443"

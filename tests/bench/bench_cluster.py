@@ -20,7 +20,7 @@ from pathlib import Path
 from kubernetes_asyncio import client
 
 from ballast.kube.client import api_client
-from ballast.kube.controlplane import ControlPlane
+from ballast.local.controlplane import ControlPlane
 from ballast.testing.kube import fake_node_deployment
 from ballast.testing.waiting import eventually
 

@@ -62,10 +62,10 @@ from kubernetes_asyncio import client
 
 from ballast.kube.apply import apply, collection_path
 from ballast.kube.client import api_client
-from ballast.kube.controlplane import ControlPlane
 from ballast.kube.informer import Informer
 from ballast.kube.install import install, load_manifests
 from ballast.kube.rest import send, send_json
+from ballast.local.controlplane import ControlPlane
 from ballast.local.nats_server import NatsServer, free_port
 from ballast.reconciler.api import API_VERSION, WebApp
 from ballast.reconciler.render import MANAGED_BY, MANAGED_BY_LABEL, render

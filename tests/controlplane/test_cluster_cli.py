@@ -1,4 +1,4 @@
-"""`python -m ballast.kube.cluster up|down` (make cluster-up / cluster-down)."""
+"""`python -m ballast.local.cluster up|down` (make cluster-up / cluster-down)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ import pytest
 from kubernetes_asyncio import client
 
 from ballast.kube.client import api_client
-from ballast.kube.cluster import STATE_FILE, load_state, main
-from ballast.kube.controlplane import ControlPlaneState, ProcessRecord
+from ballast.local.cluster import STATE_FILE, load_state, main
+from ballast.local.controlplane import ControlPlaneState, ProcessRecord
 
 
 def cluster(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "ballast.kube.cluster", *args], capture_output=True, text=True, timeout=180, check=False
+        [sys.executable, "-m", "ballast.local.cluster", *args], capture_output=True, text=True, timeout=180, check=False
     )
 
 

@@ -9,7 +9,7 @@ import pytest
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from ballast.kube.controlplane import ControlPlane
+from ballast.local.controlplane import ControlPlane
 from ballast.testing.kube import api_status
 from ballast.testing.waiting import eventually
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ballast.kube.controlplane import COMPONENTS, ControlPlane, ControlPlaneError
-from ballast.kube.tools import ToolsMissing
+from ballast.local.controlplane import COMPONENTS, ControlPlane, ControlPlaneError
+from ballast.local.tools import ToolsMissing
 from ballast.testing.kube import existing_cluster_kubeconfig
 
 

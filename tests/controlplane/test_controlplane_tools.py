@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ballast.kube.tools import tool
+from ballast.local.tools import tool
 
 pytestmark = pytest.mark.cluster
 

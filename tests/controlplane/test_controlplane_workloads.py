@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from kubernetes_asyncio import client
 
-from ballast.kube.controlplane import FAKE_NODE_ANNOTATION
+from ballast.local.controlplane import FAKE_NODE_ANNOTATION
 from ballast.testing.kube import absent, fake_node_deployment
 from ballast.testing.waiting import eventually
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ballast.kube.tools import tool
+from ballast.local.tools import tool
 from ballast.testing import eventually
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -127,7 +127,7 @@ def up(
         nats.start()
         env = dict(os.environ, BALLAST_NATS_URL=nats.url)
         if with_cluster:
-            from ballast.kube.controlplane import ControlPlane
+            from ballast.local.controlplane import ControlPlane
 
             _say(f"starting a local Kubernetes control plane with {nodes} fake node(s)")
             control_plane = ControlPlane(nodes=nodes, data_dir=root / "cluster").start()

@@ -1,6 +1,6 @@
-"""Kubernetes support: the tool binaries `make tools` builds and a local control plane run from them."""
+"""What services use at run time to talk to Kubernetes: an API client, informers (list-then-watch caches), a work
+queue and controller loop, leader election, server-side apply, Kubernetes Events and CRD install.
 
-from ballast.kube.controlplane import ControlPlane, ControlPlaneError, ControlPlaneState
-from ballast.kube.tools import ToolsMissing, tool, tools_bin_dir
-
-__all__ = ["ControlPlane", "ControlPlaneError", "ControlPlaneState", "ToolsMissing", "tool", "tools_bin_dir"]
+Local tooling (the control plane built from source, `make cluster-up`) lives in `ballast.local`, which nothing
+here imports.
+"""

@@ -1,4 +1,4 @@
-"""`python -m ballast.kube.cluster up|down`: a local control plane that outlives the command (`make cluster-up`).
+"""`python -m ballast.local.cluster up|down`: a local control plane that outlives the command (`make cluster-up`).
 
 `up` starts it in the background and records what it started (pids, ports, kubeconfig) in `<state-dir>/state.json`;
 `down` stops exactly the recorded processes, each only if its pid still belongs to the process that was started,
@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from ballast.kube.controlplane import ControlPlane, ControlPlaneError, ControlPlaneState, stop_processes
-from ballast.kube.tools import ToolsMissing
+from ballast.local.controlplane import ControlPlane, ControlPlaneError, ControlPlaneState, stop_processes
+from ballast.local.tools import ToolsMissing
 
 DEFAULT_STATE_DIR = Path(".ballast/cluster")
 STATE_FILE = "state.json"
@@ -82,7 +82,8 @@ def down(state_dir: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m ballast.kube.cluster", description="A local Kubernetes control plane that outlives the command."
+        prog="python -m ballast.local.cluster",
+        description="A local Kubernetes control plane that outlives the command.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     start = commands.add_parser("up", help="start the local control plane in the background")

@@ -29,8 +29,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-from ballast.kube.kubeconfig import token_kubeconfig, write_kubeconfig
-from ballast.kube.tools import kwok_stages, tool
+from ballast.local.kubeconfig import token_kubeconfig, write_kubeconfig
+from ballast.local.tools import kwok_stages, tool
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 PORTS = ("etcd", "etcd-peer", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")

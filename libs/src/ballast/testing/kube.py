@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ballast.kube.controlplane import ControlPlane, ControlPlaneError
-from ballast.kube.tools import ToolsMissing
+from ballast.local.controlplane import ControlPlane, ControlPlaneError
+from ballast.local.tools import ToolsMissing
 from ballast.testing.waiting import eventually
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ def fake_node_deployment(name: str, replicas: int, image: str = "registry.exampl
     """A Deployment whose pods go to kwok's fake nodes (`type: kwok`, tolerating their taint)."""
     from kubernetes_asyncio import client
 
-    from ballast.kube.controlplane import FAKE_NODE_ANNOTATION
+    from ballast.local.controlplane import FAKE_NODE_ANNOTATION
 
     labels = {"app": name}
     return client.V1Deployment(
