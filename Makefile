@@ -38,7 +38,7 @@ test: dev tools ## lint, type-check and run every suite (the CI command)
 $(addprefix test-,$(SERVICES)) test-libs test-controlplane: test-%: dev
 	$(RUN)/tox run -e $*
 
-lint: dev ## ruff lint and format check
+lint: dev ## ruff lint and format check, import layers (import-linter)
 	$(RUN)/tox run -e lint
 
 types: dev ## mypy --strict
