@@ -11,25 +11,39 @@ from ballast.reconciler.status import Problem, pod_problem, same_status, webapp_
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
-def webapp(generation: int = 2, status: dict[str, Any] | None = None) -> WebApp:
+AUTOSCALED = {"enabled": True, "minReplicas": 2, "maxReplicas": 5}
+
+
+def webapp(generation: int = 2, status: dict[str, Any] | None = None, autoscaling: Any = None) -> WebApp:
+    spec = {"image": "registry.example.com/shop/web:1", "replicas": 3, "autoscaling": autoscaling or {}}
     return WebApp.model_validate(
         {
             "metadata": {"name": "web", "namespace": "shop", "uid": "u", "generation": generation},
-            "spec": {"image": "registry.example.com/shop/web:1", "replicas": 3},
+            "spec": spec,
             "status": status,
         }
     )
 
 
-def deployment(*, ready: int, updated: int, replicas: int = 3, observed: int = 5, conditions: Any = None) -> Any:
+def deployment(
+    *,
+    ready: int,
+    updated: int,
+    replicas: int = 3,
+    desired: int = 3,
+    available: int | None = None,
+    observed: int = 5,
+    conditions: Any = None,
+) -> Any:
     return {
         "metadata": {"name": "web", "generation": 5},
-        "spec": {"replicas": 3},
+        "spec": {"replicas": desired},
         "status": {
             "observedGeneration": observed,
             "replicas": replicas,
             "readyReplicas": ready,
             "updatedReplicas": updated,
+            "availableReplicas": ready if available is None else available,
             "conditions": conditions or [],
         },
     }
@@ -47,6 +61,7 @@ def test_all_replicas_ready_is_ready_and_not_progressing() -> None:
         "Degraded": ("False", "AsExpected"),
     }
     assert (status.observed_generation, status.replicas, status.ready_replicas) == (2, 3, 3)
+    assert (status.desired_replicas, status.updated_replicas, status.available_replicas) == (3, 3, 3)
     assert status.selector == "app.kubernetes.io/instance=web,app.kubernetes.io/name=web"
     assert all(c.observed_generation == 2 for c in status.conditions)
 
@@ -57,6 +72,22 @@ def test_a_rollout_in_progress_is_progressing_and_not_ready() -> None:
     assert conditions(status)["Progressing"] == ("True", "RollingOut")
     stale = webapp_status(webapp(), deployment(ready=3, updated=3, observed=4), [], problem=None, now=T0)
     assert conditions(stale)["Ready"][0] == "False", "a Deployment that has not seen its new spec is not ready"
+
+
+def test_under_autoscaling_the_counts_are_the_deployments_not_the_specs() -> None:
+    # spec.replicas is 3; the HPA holds the Deployment at its minimum, 2.
+    scaled = deployment(ready=2, updated=2, replicas=2, desired=2, available=1)
+    status = webapp_status(webapp(autoscaling=AUTOSCALED), scaled, [], problem=None, now=T0)
+    assert (status.desired_replicas, status.ready_replicas, status.available_replicas) == (2, 2, 1)
+    assert conditions(status)["Ready"] == ("True", "AllReplicasReady")
+    assert {c.type: c for c in status.conditions}["Ready"].message == "2/2 replicas ready"
+
+
+def test_before_the_deployment_exists_the_desired_count_is_what_it_starts_from() -> None:
+    creating = webapp_status(webapp(), None, [], problem=None, now=T0)
+    assert (creating.desired_replicas, creating.replicas, creating.ready_replicas) == (3, 0, 0)
+    autoscaled = webapp_status(webapp(autoscaling=AUTOSCALED), None, [], problem=None, now=T0)
+    assert autoscaled.desired_replicas == 2, "the HPA's minimum, not spec.replicas"
 
 
 def test_transition_time_moves_only_when_the_status_changes() -> None:
@@ -81,6 +112,9 @@ def test_unchanged_cluster_gives_an_equal_status() -> None:
     )
     assert same_status(first, again)
     assert not same_status(first, webapp_status(webapp(), deployment(ready=2, updated=3), [], problem=None, now=T0))
+    # A count only the columns show is written too.
+    fewer_available = deployment(ready=3, updated=3, available=2)
+    assert not same_status(first, webapp_status(webapp(), fewer_available, [], problem=None, now=T0))
 
 
 def test_crash_looping_pods_make_it_degraded_with_the_kubelets_reason() -> None:

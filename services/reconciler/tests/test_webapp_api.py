@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import typing
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +120,27 @@ def test_the_spec_models_have_the_crds_fields_required_fields_and_defaults(
 def test_the_status_model_has_the_crds_fields() -> None:
     status_schema = crd_schema(CRD_FILES[0])["properties"]["status"]
     assert model_shape(WebAppStatus).keys() == schema_shape(status_schema).keys()
+
+
+def undescribed(schema: dict[str, Any], path: str) -> list[str]:
+    """The fields under `schema` without a description (which `kubectl explain` shows), by path."""
+    missing = []
+    for name, prop in schema.get("properties", {}).items():
+        here = f"{path}.{name}"
+        if not prop.get("description"):
+            missing.append(here)
+        missing += undescribed(prop, here)
+    for nested in ("items", "additionalProperties"):
+        if isinstance(schema.get(nested), dict):
+            missing += undescribed(schema[nested], f"{path}[]")
+    return missing
+
+
+@pytest.mark.parametrize("crd_file", CRD_FILES, ids=["webapp", "tenant"])
+def test_every_field_of_the_crds_is_described(crd_file: Path) -> None:
+    schema = crd_schema(crd_file)
+    assert schema.get("description"), "the kind itself"
+    assert undescribed(schema, "") == []
 
 
 def test_the_enums_have_the_crds_values() -> None:
@@ -426,6 +447,73 @@ async def test_the_scale_subresource_reads_and_writes_the_replicas(
     assert "spec.replicas: " in api_status(refused.value)["message"]
 
 
+AUTOSCALED = {"enabled": True, "minReplicas": 2, "maxReplicas": 5}
+
+
+@cluster
+async def test_under_autoscaling_a_new_replica_count_is_refused_naming_what_to_change_instead(
+    custom: client.CustomObjectsApi, namespace: str
+) -> None:
+    body = webapp("app", {"image": IMAGE, "replicas": 3, "autoscaling": AUTOSCALED})
+    await custom.create_namespaced_custom_object(GROUP, VERSION, namespace, WEBAPPS, body)
+    where = (GROUP, VERSION, namespace, WEBAPPS, "app")
+
+    async def replace_scale(replicas: int) -> Any:
+        scale = await custom.get_namespaced_custom_object_scale(*where)
+        return await custom.replace_namespaced_custom_object_scale(*where, {**scale, "spec": {"replicas": replicas}})
+
+    # An edit, and kubectl scale through the scale subresource (a patch; older kubectl read and replaced it).
+    writes: dict[str, Callable[[], Awaitable[Any]]] = {
+        "spec patch": lambda: custom.patch_namespaced_custom_object(*where, {"spec": {"replicas": 5}}, **MERGE_PATCH),
+        "scale patch": lambda: custom.patch_namespaced_custom_object_scale(
+            *where, {"spec": {"replicas": 5}}, **MERGE_PATCH
+        ),
+        "scale replace": lambda: replace_scale(5),
+    }
+    for what, write in writes.items():
+        with pytest.raises(ApiException) as refused:
+            await write()
+        assert_refused_naming(
+            refused.value, "spec.replicas", "cannot change from 3 to 5 while spec.autoscaling.enabled"
+        )
+        assert "change spec.autoscaling.minReplicas/maxReplicas instead" in api_status(refused.value)["message"], what
+    assert (await custom.get_namespaced_custom_object(*where))["spec"]["replicas"] == 3
+
+    # The autoscaler's bounds are what to change, and the same count is no change.
+    bounds = {"spec": {"autoscaling": {"maxReplicas": 8}}}
+    assert (await custom.patch_namespaced_custom_object(*where, bounds, **MERGE_PATCH))["metadata"]["generation"] == 2
+    assert (await replace_scale(3))["spec"]["replicas"] == 3
+    # Turning autoscaling off with a count in the same write is scaling by hand again; so is every scale after it.
+    manual = {"spec": {"replicas": 4, "autoscaling": {"enabled": False}}}
+    assert (await custom.patch_namespaced_custom_object(*where, manual, **MERGE_PATCH))["spec"]["replicas"] == 4
+    scaled = await custom.patch_namespaced_custom_object_scale(*where, {"spec": {"replicas": 6}}, **MERGE_PATCH)
+    assert scaled["spec"]["replicas"] == 6
+    # And turning it on with a count at once is allowed: nothing was autoscaled yet.
+    back_on = {"spec": {"replicas": 2, "autoscaling": {"enabled": True}}}
+    assert (await custom.patch_namespaced_custom_object(*where, back_on, **MERGE_PATCH))["spec"]["replicas"] == 2
+
+
+@cluster
+async def test_kubectl_explain_finds_every_field_described(kube_api: client.ApiClient, platform_api: None) -> None:
+    """kubectl explain reads the OpenAPI v3 document the API server publishes from the CRDs' schemas."""
+    document = await kube_api.call_api(
+        f"/openapi/v3/apis/{GROUP}/{VERSION}",
+        "GET",
+        response_types_map={200: "object"},
+        auth_settings=["BearerToken"],
+        _return_http_data_only=True,
+    )
+    schemas = document["components"]["schemas"]
+    for kind in ("WebApp", "Tenant"):
+        published = schemas[f"com.example.platform.{VERSION}.{kind}"]
+        assert published["description"]
+        # metadata is published as a reference to ObjectMeta, described there.
+        spec_and_status = {"properties": {k: published["properties"][k] for k in ("spec", "status")}}
+        assert undescribed(spec_and_status, kind) == []
+    security = schemas[f"com.example.platform.{VERSION}.WebApp"]["properties"]["spec"]["properties"]["security"]
+    assert "Pod Security Standard" in security["description"]
+
+
 @cluster
 async def test_status_writes_leave_the_generation_and_spec_writes_bump_it(
     custom: client.CustomObjectsApi, namespace: str
@@ -556,11 +644,16 @@ async def test_the_crds_declare_their_printer_columns_short_name_and_subresource
     extensions = client.ApiextensionsV1Api(kube_api)
     webapps = await extensions.read_custom_resource_definition(f"{WEBAPPS}.{GROUP}")
     (version,) = webapps.spec.versions
-    assert [(c.name, c.type, c.json_path) for c in version.additional_printer_columns] == [
-        ("Ready", "string", '.status.conditions[?(@.type=="Ready")].status'),
-        ("Replicas", "integer", ".spec.replicas"),
-        ("Image", "string", ".spec.image"),
-        ("Age", "date", ".metadata.creationTimestamp"),
+    # What runs, from the status (as a Deployment shows it), not spec.replicas, which the HPA may override.
+    assert [(c.name, c.type, c.json_path, c.priority) for c in version.additional_printer_columns] == [
+        ("Desired", "integer", ".status.desiredReplicas", None),
+        ("Ready", "integer", ".status.readyReplicas", None),
+        ("Up-to-date", "integer", ".status.updatedReplicas", None),
+        ("Available", "integer", ".status.availableReplicas", None),
+        ("Autoscaling", "boolean", ".spec.autoscaling.enabled", None),
+        ("Status", "string", '.status.conditions[?(@.type=="Ready")].reason', None),
+        ("Image", "string", ".spec.image", 1),
+        ("Age", "date", ".metadata.creationTimestamp", None),
     ]
     assert webapps.spec.names.short_names == ["wa"]
     scale = version.subresources.scale

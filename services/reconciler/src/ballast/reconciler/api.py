@@ -113,8 +113,12 @@ class Condition(ApiModel):
 
 class WebAppStatus(ApiModel):
     observed_generation: int | None = None
+    # The Deployment's counts. `replicas` and `selector` are also what the scale subresource reports.
     replicas: int | None = None
+    desired_replicas: int | None = None
     ready_replicas: int | None = None
+    updated_replicas: int | None = None
+    available_replicas: int | None = None
     selector: str | None = None
     conditions: list[Condition] = Field(default_factory=list)
 

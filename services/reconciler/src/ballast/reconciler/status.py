@@ -3,6 +3,8 @@
 Conditions: Ready (all desired replicas of the current generation are ready), Progressing (a rollout or scale is
 under way), Degraded (something keeps the WebApp from its desired state; the reason says what). `lastTransitionTime`
 changes only when a condition's status does, so an unchanged WebApp produces an identical status and no write.
+The replica counts are the Deployment's (what `kubectl get webapps` shows): under autoscaling they follow the HPA, not
+spec.replicas.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from ballast.reconciler.api import Condition, WebApp, WebAppStatus
-from ballast.reconciler.render import selector_labels
+from ballast.reconciler.render import minimum_replicas, selector_labels
 
 # Container waiting/terminated reasons that mean the pods will not become ready by themselves.
 POD_FAILURE_REASONS = frozenset(
@@ -95,7 +97,9 @@ def webapp_status(
     selector = ",".join(f"{k}={v}" for k, v in sorted(selector_labels(webapp).items()))
     status_of: dict[str, Any] = (deployment or {}).get("status", {})
     spec_of: dict[str, Any] = (deployment or {}).get("spec", {})
-    desired = spec_of.get("replicas", webapp.spec.replicas)
+    # The Deployment's own count: under autoscaling the HPA's choice, not spec.replicas. Before the Deployment exists,
+    # what it will start from.
+    desired = spec_of.get("replicas", minimum_replicas(webapp))
     ready = status_of.get("readyReplicas", 0)
     updated = status_of.get("updatedReplicas", 0)
     current = (deployment is not None and status_of.get("observedGeneration", 0)
@@ -121,7 +125,10 @@ def webapp_status(
     return WebAppStatus(
         observed_generation=generation,
         replicas=status_of.get("replicas", 0),
+        desired_replicas=desired,
         ready_replicas=ready,
+        updated_replicas=updated,
+        available_replicas=status_of.get("availableReplicas", 0),
         selector=selector,
         conditions=set_conditions(previous, [ready_cond, progressing, degraded], generation, now),
     )
@@ -134,6 +141,6 @@ def same_status(a: WebAppStatus | None, b: WebAppStatus) -> bool:
 
     def key(status: WebAppStatus) -> Any:
         conditions = sorted((c.type, c.status, c.reason, c.message, c.observed_generation) for c in status.conditions)
-        return (status.observed_generation, status.replicas, status.ready_replicas, status.selector, conditions)
+        return status.model_dump(exclude={"conditions"}), conditions
 
     return bool(key(a) == key(b))
