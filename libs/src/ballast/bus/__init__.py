@@ -1,20 +1,40 @@
 """JetStream plumbing for Ballast services: connection, streams, de-duplicated publishing, durable pull consumers
-with retry and dead letters, and typed request/reply endpoints."""
+with retry and dead letters, typed request/reply endpoints, typed key-value state and ordered stream reading."""
 
 from ballast.bus.connection import Bus, BusOptions
 from ballast.bus.consumer import Consumer, Delivery, Reject, RetryLater
 from ballast.bus.endpoints import EndpointCallError, EndpointError
+from ballast.bus.kv import (
+    CAUGHT_UP,
+    CaughtUp,
+    Entry,
+    KeyExists,
+    KeyValue,
+    KvConflict,
+    RevisionConflict,
+    StoredValueError,
+    Watch,
+)
 from ballast.bus.publisher import Publisher, PublishError
 
 __all__ = [
+    "CAUGHT_UP",
     "Bus",
     "BusOptions",
+    "CaughtUp",
     "Consumer",
     "Delivery",
     "EndpointCallError",
     "EndpointError",
+    "Entry",
+    "KeyExists",
+    "KeyValue",
+    "KvConflict",
     "PublishError",
     "Publisher",
     "Reject",
     "RetryLater",
+    "RevisionConflict",
+    "StoredValueError",
+    "Watch",
 ]

@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import nats
 from nats.aio.client import Client
@@ -14,11 +15,14 @@ from nats.js import JetStreamContext
 from pydantic import BaseModel
 
 from ballast.bus import endpoints, streams
+from ballast.bus.kv import KeyValue, open_bucket
 from ballast.bus.publisher import Publisher
-from ballast.events.catalogue import CATALOGUE, Catalogue, ConsumerSpec, EndpointSpec, StreamSpec
+from ballast.events.catalogue import CATALOGUE, BucketSpec, Catalogue, ConsumerSpec, EndpointSpec, StreamSpec
 from ballast.telemetry.metrics import BusMetrics
 
 log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,14 @@ class Bus:
     async def ensure_streams(self, specs: Sequence[StreamSpec] | None = None) -> None:
         for spec in specs if specs is not None else self.catalogue.streams:
             await streams.ensure_stream(self.js, spec)
+
+    async def ensure_buckets(self, specs: Sequence[BucketSpec] | None = None) -> None:
+        for spec in specs if specs is not None else self.catalogue.buckets:
+            await streams.ensure_bucket(self.js, spec)
+
+    async def kv(self, spec: BucketSpec, model: type[M]) -> KeyValue[M]:
+        """The bucket `spec` with values of type `model`; raises LookupError if it was not created."""
+        return await open_bucket(self.js, spec, model)
 
     async def ensure_consumer(self, spec: ConsumerSpec) -> None:
         await streams.ensure_consumer(self.js, spec)

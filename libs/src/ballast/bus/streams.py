@@ -1,4 +1,4 @@
-"""Idempotent creation of the catalogue's streams and durable consumers."""
+"""Idempotent creation of the catalogue's streams, key-value buckets and durable consumers."""
 
 from __future__ import annotations
 
@@ -10,15 +10,19 @@ from nats.js.api import (
     ConsumerConfig,
     DeliverPolicy,
     DiscardPolicy,
+    KeyValueConfig,
     RetentionPolicy,
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import NotFoundError
+from nats.js.client import KV_STREAM_TEMPLATE
+from nats.js.errors import BadRequestError, NotFoundError
 
-from ballast.events.catalogue import ConsumerSpec, Retention, StreamSpec
+from ballast.events.catalogue import BucketSpec, ConsumerSpec, Retention, StreamSpec
 
 log = logging.getLogger(__name__)
+
+STREAM_NAME_IN_USE = 10058  # JSStreamNameExistErr: a stream of that name exists with another configuration
 
 _RETENTION = {Retention.LIMITS: RetentionPolicy.LIMITS, Retention.WORK_QUEUE: RetentionPolicy.WORK_QUEUE}
 
@@ -67,3 +71,28 @@ async def ensure_stream(js: JetStreamContext, spec: StreamSpec) -> None:
 async def ensure_consumer(js: JetStreamContext, spec: ConsumerSpec) -> None:
     """Creates the durable or brings its mutable settings up to date; every replica may call this at start."""
     await js.add_consumer(spec.stream, consumer_config(spec))
+
+
+async def ensure_bucket(js: JetStreamContext, spec: BucketSpec) -> None:
+    """Creates the bucket, or brings the settings a bucket may change (history, age, description) up to date."""
+    max_age = spec.max_age.total_seconds() if spec.max_age else None
+    config = KeyValueConfig(
+        bucket=spec.name,
+        description=spec.description,
+        history=spec.history,
+        ttl=max_age,
+        storage=StorageType.FILE,
+    )
+    try:
+        await js.create_key_value(config)  # the same settings again are accepted as they are
+        return
+    except BadRequestError as exc:
+        if exc.err_code != STREAM_NAME_IN_USE:
+            raise
+    # nats-py lays the bucket's stream out; only the settings the spec owns are changed in it.
+    stream = (await js.stream_info(KV_STREAM_TEMPLATE.format(bucket=spec.name))).config
+    stream.description = spec.description
+    stream.max_msgs_per_subject = spec.history
+    stream.max_age = max_age or 0.0
+    await js.update_stream(stream)
+    log.info("bucket updated", extra={"bucket": spec.name})

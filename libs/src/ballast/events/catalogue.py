@@ -132,6 +132,41 @@ DEAD_LETTERS = StreamSpec(
 STREAMS: tuple[StreamSpec, ...] = (K8S_EVENTS, PLATFORM_EVENTS, COMMANDS, DEAD_LETTERS)
 
 
+# --- key-value buckets ---------------------------------------------------------------------------------------------
+# State a service keeps between restarts and shares between its replicas, with compare-and-set on each key's revision.
+# Facts stay in the streams above; a bucket holds only the current state derived from them (and a short history).
+
+
+@dataclass(frozen=True)
+class BucketSpec:
+    """A JetStream key-value bucket (file storage): `history` revisions kept per key, entries older than `max_age`
+    removed (None: kept until deleted)."""
+
+    name: str
+    description: str
+    history: int = 1
+    max_age: timedelta | None = None
+
+
+SLO_BUDGETS = BucketSpec(
+    name="slo-budgets",
+    description="Error-budget state per SLO: remaining budget, burn rates and the tiers firing.",
+    history=5,
+)
+INCIDENTS = BucketSpec(
+    name="incidents",
+    description="Incident state per incident: status, timeline marks and who was told.",
+    history=10,
+)
+CHAOS_RUNS = BucketSpec(
+    name="chaos-runs",
+    description="Chaos runs and the faults each recorded, so an interrupted run can be reverted.",
+    history=5,
+    max_age=timedelta(days=30),
+)
+BUCKETS: tuple[BucketSpec, ...] = (SLO_BUDGETS, INCIDENTS, CHAOS_RUNS)
+
+
 # --- event types ---------------------------------------------------------------------------------------------------
 
 K8S_VERBS = ("created", "updated", "deleted")
@@ -215,6 +250,7 @@ CONSUMERS: tuple[ConsumerSpec, ...] = ()
 @dataclass(frozen=True)
 class Catalogue:
     streams: tuple[StreamSpec, ...] = STREAMS
+    buckets: tuple[BucketSpec, ...] = BUCKETS
     event_types: tuple[EventType, ...] = EVENT_TYPES
     endpoints: tuple[EndpointSpec, ...] = ENDPOINTS
     consumers: tuple[ConsumerSpec, ...] = CONSUMERS

@@ -1,0 +1,244 @@
+"""Typed key-value state on JetStream: one pydantic model per bucket, compare-and-set on each key's revision.
+
+Every write returns the key's new revision; `update` and `delete` given a revision succeed only if the key is still
+at it, so two replicas (or a replica and its own stale copy) cannot overwrite each other's state unseen. Losing that
+race raises a `KvConflict`; the caller reads again and decides. Values are the model's JSON; a stored value that no
+longer validates raises `StoredValueError` naming bucket, key and revision instead of handing back half a state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Generic, Self, TypeVar
+
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.api import Header
+from nats.js.client import KV_PRE_TEMPLATE, KV_STREAM_TEMPLATE
+from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, VALID_KEY_RE
+from nats.js.kv import KeyValue as NatsKeyValue
+from pydantic import BaseModel, ValidationError
+
+from ballast.events.catalogue import BucketSpec
+
+M = TypeVar("M", bound=BaseModel)
+
+WRONG_LAST_SEQUENCE = (10071, 10164)  # the server's codes for "the subject is not at the expected sequence"
+
+
+class KvConflict(Exception):
+    """A write lost a compare-and-set: `key` was not at revision `expected` (0: absent) but at `current`
+    (None: absent or deleted, or not known)."""
+
+    def __init__(self, bucket: str, key: str, expected: int, current: int | None, message: str) -> None:
+        super().__init__(message)
+        self.bucket = bucket
+        self.key = key
+        self.expected = expected
+        self.current = current
+
+
+class KeyExists(KvConflict):
+    """`create` found the key already there."""
+
+
+class RevisionConflict(KvConflict):
+    """`update` or `delete` found the key at another revision than the caller read."""
+
+
+class StoredValueError(Exception):
+    """A stored value does not validate against the bucket's model (written by another version, or by hand)."""
+
+    def __init__(self, bucket: str, key: str, revision: int, detail: str) -> None:
+        super().__init__(f"bucket {bucket!r}, key {key!r}, revision {revision}: stored value is invalid: {detail}")
+        self.bucket = bucket
+        self.key = key
+        self.revision = revision
+
+
+@dataclass(frozen=True)
+class Entry(Generic[M]):
+    """One revision of a key; `value` is None when that revision deleted it."""
+
+    key: str
+    revision: int
+    value: M | None
+
+
+@dataclass(frozen=True)
+class CaughtUp:
+    """Yielded once by a watch after the values stored when it started: state rebuilt from them is current."""
+
+
+CAUGHT_UP = CaughtUp()
+
+
+class KeyValue(Generic[M]):
+    """One bucket whose values are `model`s. Get one with `Bus.kv(spec, model)`."""
+
+    def __init__(self, js: JetStreamContext, store: NatsKeyValue, spec: BucketSpec, model: type[M]) -> None:
+        self._js = js
+        self._store = store
+        self.spec = spec
+        self.model = model
+
+    @property
+    def bucket(self) -> str:
+        return self.spec.name
+
+    async def get(self, key: str) -> Entry[M] | None:
+        """The key's current entry, or None if it was never written or is deleted."""
+        self._check(key)
+        try:
+            found = await self._store.get(key)
+        except nats.js.errors.KeyNotFoundError:  # also raised for a deleted key
+            return None
+        return self._entry(key, found.revision, found.value, None)
+
+    async def create(self, key: str, value: M) -> int:
+        """Writes `key` only if it is absent (or deleted); returns its revision or raises `KeyExists`."""
+        self._check(key)
+        try:
+            revision: int = await self._store.create(key, self._encode(value))
+        except nats.js.errors.KeyWrongLastSequenceError:
+            current = await self._revision(key)
+            raise KeyExists(
+                self.bucket, key, 0, current, f"bucket {self.bucket!r}: key {key!r} exists (revision {current})"
+            ) from None
+        return revision
+
+    async def update(self, key: str, value: M, revision: int) -> int:
+        """Writes `key` only if it is still at `revision`; returns the new revision or raises `RevisionConflict`."""
+        self._check(key)
+        try:
+            new_revision: int = await self._store.update(key, self._encode(value), last=revision)
+        except nats.js.errors.KeyWrongLastSequenceError:
+            raise await self._conflict(key, revision) from None
+        return new_revision
+
+    async def put(self, key: str, value: M) -> int:
+        """Writes `key` whatever its revision (last writer wins); returns the new revision."""
+        self._check(key)
+        put_revision: int = await self._store.put(key, self._encode(value))
+        return put_revision
+
+    async def delete(self, key: str, revision: int | None = None) -> None:
+        """Deletes `key` (its history stays until the bucket's limits drop it); with `revision`, only if still at it."""
+        self._check(key)
+        if revision is None:
+            await self._store.delete(key)
+            return
+        # nats-py's delete(last=) lets the server's refusal through untranslated.
+        headers = {KV_OP: KV_DEL, Header.EXPECTED_LAST_SUBJECT_SEQUENCE: str(revision)}
+        try:
+            await self._js.publish(KV_PRE_TEMPLATE.format(bucket=self.bucket) + key, headers=headers)
+        except nats.js.errors.APIError as exc:
+            if exc.err_code in WRONG_LAST_SEQUENCE:
+                raise await self._conflict(key, revision) from None
+            raise
+
+    async def history(self, key: str) -> list[Entry[M]]:
+        """Every revision of `key` the bucket still holds, oldest first; deletions have value None."""
+        self._check(key)
+        try:
+            found = await self._store.history(key)
+        except nats.js.errors.NoKeysError:
+            return []
+        return [self._entry(e.key, e.revision, e.value, e.operation) for e in found if e.revision is not None]
+
+    def watch(self, keys: str = ">") -> Watch[M]:
+        """Current values of the keys matching `keys` (wildcards as in subjects), then `CAUGHT_UP`, then every change
+        as it happens; use as `async with kv.watch() as changes: async for change in changes: ...`."""
+        return Watch(self, keys)
+
+    def _check(self, key: str) -> None:
+        if not _valid_key(key):
+            raise ValueError(
+                f"bucket {self.bucket!r}: {key!r} is not a valid key "
+                "(letters, digits and - / _ = . only; not starting or ending with a dot)"
+            )
+
+    def _encode(self, value: M) -> bytes:
+        if not isinstance(value, self.model):
+            raise TypeError(f"bucket {self.bucket!r} holds {self.model.__name__}, not {type(value).__name__}")
+        return value.model_dump_json().encode()
+
+    def _entry(self, key: str, revision: int | None, data: bytes | None, operation: str | None) -> Entry[M]:
+        assert revision is not None  # entries read from the stream always carry their sequence
+        if operation in (KV_DEL, KV_PURGE):
+            return Entry(key, revision, None)
+        try:
+            value = self.model.model_validate_json(data or b"")
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+            )
+            raise StoredValueError(self.bucket, key, revision, f"not a {self.model.__name__}: {problems}") from None
+        return Entry(key, revision, value)
+
+    async def _revision(self, key: str) -> int | None:
+        try:
+            found = await self._store.get(key)
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        return found.revision
+
+    async def _conflict(self, key: str, expected: int) -> RevisionConflict:
+        current = await self._revision(key)
+        return RevisionConflict(
+            self.bucket,
+            key,
+            expected,
+            current,
+            f"bucket {self.bucket!r}: key {key!r} is at revision {current if current is not None else 'none (deleted)'}"
+            f", not {expected}",
+        )
+
+
+class Watch(Generic[M]):
+    """A running watch of a bucket; ends when its `async with` block does."""
+
+    def __init__(self, kv: KeyValue[M], keys: str) -> None:
+        self._kv = kv
+        self._keys = keys
+        self._watcher: NatsKeyValue.KeyWatcher | None = None
+
+    async def __aenter__(self) -> Self:
+        # nats-py runs the watch on an ordered consumer that re-creates itself after missed heartbeats.
+        self._watcher = await self._kv._store.watch(self._keys)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._watcher is not None:
+            await self._watcher.stop()  # type: ignore[no-untyped-call]  # nats-py leaves it unannotated
+
+    def __aiter__(self) -> AsyncIterator[Entry[M] | CaughtUp]:
+        return self._changes()
+
+    async def _changes(self) -> AsyncIterator[Entry[M] | CaughtUp]:
+        if self._watcher is None:
+            raise RuntimeError("use the watch as `async with kv.watch(...) as changes`")
+        async for update in self._watcher:
+            if update is None:  # nats-py's marker: the values stored at the start have all been delivered
+                yield CAUGHT_UP
+                continue
+            yield self._kv._entry(update.key, update.revision, update.value, update.operation)
+
+
+def _valid_key(key: str) -> bool:
+    return VALID_KEY_RE.match(key) is not None and key[0] != "." and key[-1] != "."
+
+
+async def open_bucket(js: JetStreamContext, spec: BucketSpec, model: type[M]) -> KeyValue[M]:
+    try:
+        store = await js.key_value(spec.name)
+    except nats.js.errors.BucketNotFoundError:
+        raise LookupError(
+            f"key-value bucket {spec.name!r} (stream {KV_STREAM_TEMPLATE.format(bucket=spec.name)}) does not exist: "
+            "Bus.ensure_buckets() creates the catalogue's buckets"
+        ) from None
+    return KeyValue(js, store, spec, model)
