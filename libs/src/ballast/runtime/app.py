@@ -1,9 +1,12 @@
 """The one place a service wires its handlers, and the process lifecycle around them.
 
-app = ServiceApp("incident-bot", settings)
+app = ServiceApp("reconciler", settings)
+api = app.lifespan("kubernetes", open_api, close_api)   # api.value once started
 app.consume(INCIDENT_SIGNALS, on_signal)
 app.serve(INCIDENT_STATUS, status)
-run_service(...)  # health server, NATS, streams, consumers, endpoints; SIGTERM drains and exits 0
+app.https(routes)                                        # inbound webhooks over TLS
+app.lead(lambda: LeaderElector(api.value, ...), operate) # only while this replica leads
+run_service(...)  # health server, NATS, streams, resources, consumers, endpoints; SIGTERM drains and exits 0
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 
 import nats.errors
 import nats.js.errors
@@ -26,12 +29,18 @@ from prometheus_client import CollectorRegistry
 from ballast.bus.connection import Bus
 from ballast.bus.consumer import Consumer, Handler
 from ballast.bus.endpoints import EndpointHandler
-from ballast.events.catalogue import CATALOGUE, Catalogue, ConsumerSpec, EndpointSpec
-from ballast.runtime.config import ConfigError, ServiceSettings, load_settings
+from ballast.events.catalogue import CATALOGUE, Catalogue, ConsumerSpec
+from ballast.events.registry import EndpointSpec
+from ballast.runtime.config import ConfigError, HttpsSettings, ServiceSettings, load_settings
 from ballast.runtime.http import HealthServer, ReadinessCheck
 from ballast.telemetry.logs import configure_logging
 from ballast.telemetry.metrics import BusMetrics
 from ballast.telemetry.tracing import configure_tracing
+
+if TYPE_CHECKING:
+    from aiohttp.web import AbstractRouteDef
+
+    from ballast.runtime.https import HttpsServer
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +53,47 @@ _TRANSIENT = (
 )
 
 BackgroundTask = Callable[[Bus, asyncio.Event], Coroutine[Any, Any, None]]  # runs until the stop event is set
+LeaderTask = Callable[[Bus, asyncio.Event], Coroutine[Any, Any, None]]  # runs until the lost event is set
+T = TypeVar("T")
+
+
+class Election(Protocol):
+    """Leader election among a service's replicas (`ballast.kube.leader.LeaderElector` is one)."""
+
+    async def run(self, lead: Callable[[asyncio.Event], Coroutine[Any, Any, None]], stop: asyncio.Event) -> None:
+        """Campaigns until `stop`; while leading runs `lead(lost)`, setting `lost` when leadership ends."""
+        ...
+
+
+class Resource(Generic[T]):
+    """Something a service opens once at start and closes at exit (an API client, say); see `ServiceApp.lifespan`."""
+
+    def __init__(
+        self, name: str, open: Callable[[Bus], Awaitable[T]], close: Callable[[T], Awaitable[None]] | None
+    ) -> None:
+        self.name = name
+        self._open = open
+        self._close = close
+        self._value: T | None = None
+        self.is_open = False
+
+    @property
+    def value(self) -> T:
+        if not self.is_open:
+            raise RuntimeError(f"{self.name} not open yet")
+        return cast(T, self._value)
+
+    def readiness(self) -> str | None:
+        return None if self.is_open else f"{self.name} not open yet"
+
+    async def open(self, bus: Bus) -> None:
+        self._value = await self._open(bus)
+        self.is_open = True
+
+    async def close(self) -> None:
+        self.is_open = False
+        if self._close is not None:
+            await self._close(cast(T, self._value))
 
 
 @dataclass(frozen=True)
@@ -67,6 +117,8 @@ class ServiceApp:
         self._subscriptions: list[_Subscription] = []
         self._endpoints: list[tuple[EndpointSpec, EndpointHandler]] = []
         self._background: list[BackgroundTask] = []
+        self._resources: list[Resource[Any]] = []
+        self._https: HttpsServer | None = None
         self._checks: dict[str, ReadinessCheck] = {"nats": self._nats_ready}
 
     def consume(self, spec: ConsumerSpec, handler: Handler, *, concurrency: int = 32, batch: int = 32) -> None:
@@ -80,6 +132,52 @@ class ServiceApp:
 
     def readiness(self, name: str, check: ReadinessCheck) -> None:
         self._checks[name] = check
+
+    def lifespan(
+        self, name: str, open: Callable[[Bus], Awaitable[T]], close: Callable[[T], Awaitable[None]] | None = None
+    ) -> Resource[T]:
+        """A resource opened once connected to NATS, before endpoints, consumers and background tasks start; closed
+        after they end, in reverse order. Its `value` is there for handlers and tasks; readiness waits for it."""
+        resource = Resource(name, open, close)
+        self._resources.append(resource)
+        self.readiness(name, resource.readiness)
+        return resource
+
+    def lead(self, election: Callable[[], Election], task: LeaderTask) -> None:
+        """Runs `task(bus, lost)` only while this replica leads; `election` is made once resources are open."""
+
+        async def campaign(bus: Bus, stop: asyncio.Event) -> None:
+            async def leading(lost: asyncio.Event) -> None:
+                await task(bus, lost)
+
+            await election().run(leading, stop)
+
+        self.background(campaign)
+
+    def https(self, routes: Iterable[AbstractRouteDef]) -> HttpsServer:
+        """Serves `routes` over TLS for inbound webhooks, from start-up until the drain's end (callers that still
+        route to a stopping replica are answered). Needs settings derived from `HttpsSettings`."""
+        from ballast.runtime.https import HttpsServer, TlsFiles  # its cryptography costs memory only where used
+
+        settings = self.settings
+        if not isinstance(settings, HttpsSettings):
+            raise TypeError(f"{self.name}: serving HTTPS needs settings derived from HttpsSettings")
+        if self._https is not None:
+            raise RuntimeError(f"{self.name}: HTTPS is wired once; give all its routes in one call")
+        cert, key = settings.tls_cert_file, settings.tls_key_file
+        server = HttpsServer(
+            routes,
+            self.registry,
+            host=settings.http_host,
+            port=settings.https_port,
+            tls=TlsFiles(cert, key) if cert is not None and key is not None else None,
+            dns_names=settings.tls_dns_names,
+            max_body=settings.https_max_body,
+            shutdown_grace=settings.shutdown_grace,
+        )
+        self._https = server
+        self.readiness("https", lambda: None if server.serving else "not serving webhooks yet")
+        return server
 
     def _nats_ready(self) -> str | None:
         if self.bus is None:
@@ -130,9 +228,27 @@ class ServiceApp:
             wait_connected=settings.connect_wait,
         )
         consumers = await self._set_up_until_done(self.bus)
+        for resource in self._resources:
+            await resource.open(self.bus)
         for spec, handler in self._endpoints:
             await self.bus.serve(spec, handler)
+        if self._https is not None:
+            await self._https.start()
         return consumers
+
+    async def _close(self) -> None:
+        """HTTPS first (its handlers may use the resources), then the resources in reverse order, then NATS."""
+        if self._https is not None:
+            await self._https.stop()
+        for resource in reversed(self._resources):
+            if not resource.is_open:
+                continue
+            try:
+                await resource.close()
+            except Exception:  # the others must still be closed
+                log.exception("closing %s failed", resource.name)
+        if self.bus is not None:
+            await self.bus.close()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Runs until `stop` is set, then drains: no new fetches, in-flight work finishes or is handed back."""
@@ -173,8 +289,7 @@ class ServiceApp:
                 for consumer in consumers:
                     consumer.stop()
         finally:
-            if self.bus is not None:
-                await self.bus.close()
+            await self._close()
             await self.health.stop()
         log.info("stopped")
 

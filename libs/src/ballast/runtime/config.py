@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, FilePath, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "BALLAST_"
+DEFAULT_MAX_BODY = 1024 * 1024  # an AdmissionReview of a large object stays well below this; the API server's is 3 MiB
 
 
 class ServiceSettings(BaseSettings):
@@ -36,6 +37,33 @@ class ServiceSettings(BaseSettings):
         return shown
 
 
+class HttpsSettings(ServiceSettings):
+    """For a service that receives webhooks: HTTPS on `http_host` beside the plain-HTTP health server.
+
+    The service sets the `https_port` default from `ballast.runtime.ports`."""
+
+    https_port: int = Field(ge=0, le=65535, description="inbound webhooks over TLS; 0 picks a free port")
+    tls_cert_file: FilePath | None = Field(
+        default=None, description="PEM chain, reloaded on change; unset: self-signed"
+    )
+    tls_key_file: FilePath | None = Field(default=None, description="PEM private key of tls_cert_file")
+    tls_dns_names: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="comma-separated names the self-signed certificate adds to localhost and 127.0.0.1"
+    )
+    https_max_body: int = Field(default=DEFAULT_MAX_BODY, gt=0, description="bytes; a larger request gets 413")
+
+    @field_validator("tls_dns_names", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return tuple(name.strip() for name in value.split(",") if name.strip()) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _cert_with_key(self) -> HttpsSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError(f"{ENV_PREFIX}TLS_CERT_FILE and {ENV_PREFIX}TLS_KEY_FILE go together: set both or neither")
+        return self
+
+
 class ConfigError(Exception):
     """A configuration value is invalid; the message names the environment variable."""
 
@@ -54,5 +82,6 @@ def load_settings(settings_type: type[S]) -> S:
                 settings_type.model_fields[field].annotation
             )
             got = "" if secret else f" (got {error.get('input')!r})"
-            problems.append(f"{ENV_PREFIX}{field.upper()}: {error['msg']}{got}")
+            # A check across fields (model_validator) has no location; its message names the variables.
+            problems.append(f"{ENV_PREFIX}{field.upper()}: {error['msg']}{got}" if field else error["msg"])
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from exc
