@@ -20,22 +20,28 @@ from pathlib import Path
 from types import FrameType
 
 from ballast.local.nats_server import NatsServer
+from ballast.runtime.ports import PORTS
+
+DEFAULT_HTTP_PORT_BASE = min(ports.health for ports in PORTS.values())
 
 
 @dataclass(frozen=True)
 class PlatformService:
     name: str
     module: str
-    port: int  # with the default base 8081; `--http-port-base` shifts them all
     needs_cluster: bool = False
+
+    def health_port(self, base: int) -> int:
+        """Its port in `ballast.runtime.ports`, shifted by `--http-port-base` (8081 leaves them as they are)."""
+        return PORTS[self.name].health - DEFAULT_HTTP_PORT_BASE + base
 
 
 SERVICES = (
-    PlatformService("reconciler", "ballast.reconciler", 8081, needs_cluster=True),
-    PlatformService("slo-engine", "ballast.slo_engine", 8082),
-    PlatformService("policy-gate", "ballast.policy_gate", 8083),
-    PlatformService("chaos-runner", "ballast.chaos_runner", 8084),
-    PlatformService("incident-bot", "ballast.incident_bot", 8085),
+    PlatformService("reconciler", "ballast.reconciler", needs_cluster=True),
+    PlatformService("slo-engine", "ballast.slo_engine"),
+    PlatformService("policy-gate", "ballast.policy_gate"),
+    PlatformService("chaos-runner", "ballast.chaos_runner"),
+    PlatformService("incident-bot", "ballast.incident_bot"),
 )
 
 
@@ -108,7 +114,7 @@ def up(
     state_dir: str,
     only: tuple[str, ...] | None = None,
     then: Callable[[Platform], int] | None = None,
-    http_port_base: int = 8081,
+    http_port_base: int = DEFAULT_HTTP_PORT_BASE,
 ) -> int:
     """Starts the platform; runs `then` on it and stops, or (without `then`) waits for Ctrl-C/SIGTERM.
 
@@ -145,13 +151,13 @@ def up(
             with log.open("ab") as out:
                 proc = subprocess.Popen(
                     [sys.executable, "-m", service.module],
-                    env=env | {"BALLAST_HTTP_PORT": str(service.port - 8081 + http_port_base)},
+                    env=env | {"BALLAST_HTTP_PORT": str(service.health_port(http_port_base))},
                     stdout=out,
                     stderr=subprocess.STDOUT,
                 )
             services.append((service, proc))
         for service, proc in services:
-            port = service.port - 8081 + http_port_base
+            port = service.health_port(http_port_base)
             _wait_ready(service, port, proc, logs / f"{service.name}.log", timeout=60)
             _say(f"{service.name:<13} ready  http://127.0.0.1:{port}/metrics  log {logs / service.name}.log")
         _say(f"platform up in {time.monotonic() - started:.1f}s; NATS {nats.url}")

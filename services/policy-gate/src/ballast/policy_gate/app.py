@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ballast.runtime import ServiceApp, ServiceSettings
+from ballast.runtime import PORTS, ServiceApp, ServiceSettings
 
 NAME = "policy-gate"
 
 
 class PolicyGateSettings(ServiceSettings):
-    http_port: int = Field(default=8083, ge=0, le=65535)
+    http_port: int = Field(default=PORTS[NAME].health, ge=0, le=65535)
 
 
 def build(settings: PolicyGateSettings) -> ServiceApp:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ballast.runtime import ServiceApp, ServiceSettings
+from ballast.runtime import PORTS, ServiceApp, ServiceSettings
 
 NAME = "slo-engine"
 
 
 class SloEngineSettings(ServiceSettings):
-    http_port: int = Field(default=8082, ge=0, le=65535)
+    http_port: int = Field(default=PORTS[NAME].health, ge=0, le=65535)
 
 
 def build(settings: SloEngineSettings) -> ServiceApp:
