@@ -7,29 +7,23 @@ duration and nothing runs twice.
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any, Literal
 
-import nats.errors
 from pydantic import Field
 
-from ballast.bus import Bus, EndpointCallError
-from ballast.events.catalogue import POLICY_CHECK
-from ballast.events.payloads import PolicyCheckRequest, PolicyCheckResponse
+from ballast.bus import Bus
 from ballast.kube.client import api_client
 from ballast.kube.leader import LeaderElector, LeaseTimings, default_identity
-from ballast.reconciler.api import WebApp
 from ballast.reconciler.events import ReconcilerEvents
 from ballast.reconciler.operator import OperatorMetrics, WebAppOperator
-from ballast.reconciler.status import Problem
-from ballast.runtime import ServiceApp, ServiceSettings
+from ballast.reconciler.policy import policy_checker
+from ballast.runtime import PORTS, ServiceApp, ServiceSettings
 
 NAME = "reconciler"
-log = logging.getLogger(__name__)
 
 
 class ReconcilerSettings(ServiceSettings):
-    http_port: int = Field(default=8081, ge=0, le=65535)
+    http_port: int = Field(default=PORTS[NAME].health, ge=0, le=65535)
     kubeconfig: str | None = Field(default=None, description="path; unset: KUBECONFIG, then in-cluster config")
     lease_namespace: str = "kube-system"
     lease_name: str = "ballast-reconciler"
@@ -43,66 +37,59 @@ class ReconcilerSettings(ServiceSettings):
     policy_failure: Literal["open", "closed"] = Field(default="open", description="when the gate does not answer")
 
 
-def policy_checker(bus: Bus, settings: ReconcilerSettings) -> Any:
-    async def check(webapp: WebApp, manifests: list[dict[str, Any]]) -> Problem | None:
-        request = PolicyCheckRequest(
-            cluster=settings.cluster, namespace=webapp.metadata.namespace or "", manifests=manifests, requested_by=NAME
+def operator(
+    settings: ReconcilerSettings, api: Any, bus: Bus, events: ReconcilerEvents, metrics: OperatorMetrics
+) -> WebAppOperator:
+    """The operator of one term as leader."""
+    policy_check = None
+    if settings.policy_check:
+        policy_check = policy_checker(
+            bus,
+            cluster=settings.cluster,
+            requested_by=NAME,
+            timeout=settings.policy_timeout,
+            failure=settings.policy_failure,
         )
-        try:
-            answer = await bus.request(POLICY_CHECK, request, timeout=settings.policy_timeout)
-        except (TimeoutError, EndpointCallError, nats.errors.Error) as exc:  # no responders, timeout, gate error
-            if settings.policy_failure == "open":
-                log.warning("policy gate unavailable (%s); applying (fail-open)", type(exc).__name__)
-                return None
-            return Problem("PolicyUnavailable", f"the policy gate did not answer: {type(exc).__name__}")
-        assert isinstance(answer, PolicyCheckResponse)
-        if answer.allowed:
-            return None
-        return Problem("PolicyDenied", "; ".join(f"{v.policy}: {v.object}: {v.message}" for v in answer.violations))
-
-    return check
+    return WebAppOperator(
+        api,
+        metrics,
+        on_outcome=events.outcome,
+        on_observed=events.observed,
+        policy_check=policy_check,
+        workers=settings.workers,
+        identity=settings.identity,
+    )
 
 
 def build(settings: ReconcilerSettings) -> ServiceApp:
     app = ServiceApp(NAME, settings)
     metrics = OperatorMetrics(app.registry)
-    state: dict[str, Any] = {}
 
-    def kube_ready() -> str | None:
-        return None if state.get("api") is not None else "no Kubernetes client yet"
+    async def open_api(_: Bus) -> Any:
+        return await api_client(settings.kubeconfig)
 
-    app.readiness("kubernetes", kube_ready)
+    async def close_api(api: Any) -> None:
+        await api.close()
 
-    async def operate(bus: Bus, stop: asyncio.Event) -> None:
-        api = await api_client(settings.kubeconfig)
-        state["api"] = api
-        events = ReconcilerEvents(bus.publisher, settings.cluster)
-        elector = LeaderElector(
-            api,
+    async def open_events(bus: Bus) -> ReconcilerEvents:
+        return ReconcilerEvents(bus.publisher, settings.cluster)
+
+    api = app.lifespan("kubernetes", open_api, close_api)
+    events = app.lifespan("events", open_events)
+    app.background(lambda _, stop: events.value.run(stop))
+
+    def election() -> LeaderElector:
+        timings = LeaseTimings(settings.lease_duration, settings.renew_deadline, settings.retry_period)
+        return LeaderElector(
+            api.value,
             namespace=settings.lease_namespace,
             name=settings.lease_name,
             identity=settings.identity,
-            timings=LeaseTimings(settings.lease_duration, settings.renew_deadline, settings.retry_period),
+            timings=timings,
         )
 
-        async def lead(lost: asyncio.Event) -> None:
-            operator = WebAppOperator(
-                api,
-                metrics,
-                on_outcome=events.outcome,
-                on_observed=events.observed,
-                policy_check=policy_checker(bus, settings) if settings.policy_check else None,
-                workers=settings.workers,
-                identity=settings.identity,
-            )
-            await operator.run(lost)
+    async def lead(bus: Bus, lost: asyncio.Event) -> None:
+        await operator(settings, api.value, bus, events.value, metrics).run(lost)
 
-        try:
-            async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(events.run(stop))
-                await elector.run(lead, stop)
-        finally:
-            await api.close()
-
-    app.background(operate)
+    app.lead(election, lead)
     return app
