@@ -5,9 +5,9 @@ from collections.abc import Callable
 import pytest
 
 from ballast.events import new_event
-from ballast.events.catalogue import k8s_event_type
+from ballast.events.contracts.common import ObjectRef
+from ballast.events.contracts.k8s import ObservedObject, k8s_event_type
 from ballast.events.envelope import Envelope
-from ballast.events.payloads import ObjectRef, ObservedObject
 
 
 def observed(

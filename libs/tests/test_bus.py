@@ -19,8 +19,9 @@ from pydantic import BaseModel
 from ballast.bus import Bus, Consumer, Delivery, EndpointCallError, EndpointError, Reject, RetryLater
 from ballast.bus.consumer import DLQ_CONSUMER, DLQ_DELIVERIES, DLQ_REASON, DLQ_SEQUENCE
 from ballast.events import encode
-from ballast.events.catalogue import CATALOGUE, POLICY_CHECK, ConsumerSpec, k8s_subject
-from ballast.events.payloads import PolicyCheckRequest, PolicyCheckResponse, PolicyViolation
+from ballast.events.catalogue import CATALOGUE, ConsumerSpec
+from ballast.events.contracts.k8s import k8s_subject
+from ballast.events.contracts.policy import POLICY_CHECK, PolicyCheckRequest, PolicyCheckResponse, PolicyViolation
 from ballast.telemetry.tracing import ExportAwareSampler, configure_tracing, tracer
 from ballast.testing import eventually
 

@@ -10,8 +10,8 @@ from conftest import observed
 
 from ballast.events import DecodeFailure, EventDecodeError, decode, encode
 from ballast.events.catalogue import REGISTRY
+from ballast.events.contracts.k8s import ObservedObject
 from ballast.events.envelope import Envelope
-from ballast.events.payloads import ObservedObject
 
 
 def test_round_trip_keeps_every_attribute_and_the_typed_payload() -> None:

@@ -16,7 +16,8 @@ from conftest import observed
 from prometheus_client import CollectorRegistry
 
 from ballast.bus import Bus, Consumer, Delivery
-from ballast.events.catalogue import CATALOGUE, ConsumerSpec, k8s_subject
+from ballast.events.catalogue import CATALOGUE, ConsumerSpec
+from ballast.events.contracts.k8s import k8s_subject
 from ballast.telemetry.metrics import BusMetrics
 from ballast.testing import NatsServer, eventually
 

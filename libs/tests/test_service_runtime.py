@@ -13,7 +13,7 @@ from typing import Any
 from conftest import observed
 
 from ballast.bus import Bus
-from ballast.events.catalogue import k8s_subject
+from ballast.events.contracts.k8s import k8s_subject
 from ballast.testing import NatsServer, ServiceProcess, eventually
 
 SLOW_SERVICE = str(Path(__file__).with_name("slow_service.py"))

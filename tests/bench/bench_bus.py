@@ -27,9 +27,10 @@ from prometheus_client import CollectorRegistry
 
 from ballast.bus import Bus, Consumer, Delivery
 from ballast.events import encode, new_event
-from ballast.events.catalogue import CATALOGUE, ConsumerSpec, k8s_event_type, k8s_subject
+from ballast.events.catalogue import CATALOGUE, ConsumerSpec
+from ballast.events.contracts.common import ObjectRef
+from ballast.events.contracts.k8s import ObservedObject, k8s_event_type, k8s_subject
 from ballast.events.envelope import Envelope
-from ballast.events.payloads import ObjectRef, ObservedObject
 from ballast.telemetry.metrics import BusMetrics
 from ballast.telemetry.tracing import configure_tracing
 from ballast.testing import NatsServer

@@ -17,8 +17,8 @@ from reconciler_fixtures import IMAGE, condition, platform_api  # noqa: F401
 
 from ballast.bus import Bus
 from ballast.events import decode
-from ballast.events.catalogue import POLICY_CHECK, REGISTRY
-from ballast.events.payloads import PolicyCheckRequest, PolicyCheckResponse, PolicyViolation
+from ballast.events.catalogue import REGISTRY
+from ballast.events.contracts.policy import POLICY_CHECK, PolicyCheckRequest, PolicyCheckResponse, PolicyViolation
 from ballast.kube.apply import get
 from ballast.testing import ServiceProcess, eventually
 

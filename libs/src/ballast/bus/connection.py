@@ -17,7 +17,8 @@ from pydantic import BaseModel
 from ballast.bus import endpoints, streams
 from ballast.bus.kv import KeyValue, open_bucket
 from ballast.bus.publisher import Publisher
-from ballast.events.catalogue import CATALOGUE, BucketSpec, Catalogue, ConsumerSpec, EndpointSpec, StreamSpec
+from ballast.events.catalogue import CATALOGUE, BucketSpec, Catalogue, ConsumerSpec, StreamSpec
+from ballast.events.registry import EndpointSpec
 from ballast.telemetry.metrics import BusMetrics
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from nats.micro.service import Service
 from opentelemetry import trace
 from pydantic import BaseModel, ValidationError
 
-from ballast.events.catalogue import EndpointSpec
+from ballast.events.registry import EndpointSpec
 from ballast.telemetry.metrics import BusMetrics
 from ballast.telemetry.tracing import extract_context, inject_context, tracer
 

@@ -1,4 +1,4 @@
-"""CloudEvents 1.0 envelope, typed payloads and the subject catalogue shared by every Ballast service."""
+"""CloudEvents 1.0 envelope, the areas' contracts and the subject catalogue shared by every Ballast service."""
 
 from ballast.events.envelope import (
     DecodeFailure,
@@ -8,13 +8,14 @@ from ballast.events.envelope import (
     encode,
     new_event,
 )
-from ballast.events.registry import EventType, TypeRegistry
+from ballast.events.registry import EndpointSpec, EventSpec, TypeRegistry
 
 __all__ = [
     "DecodeFailure",
+    "EndpointSpec",
     "Envelope",
     "EventDecodeError",
-    "EventType",
+    "EventSpec",
     "TypeRegistry",
     "decode",
     "encode",

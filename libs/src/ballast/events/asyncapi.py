@@ -18,15 +18,16 @@ from ballast.events.catalogue import CATALOGUE, Catalogue
 _PARAM = re.compile(r"\{(\w+)\}")
 _CE_HEADERS_SCHEMA: dict[str, Any] = {
     "type": "object",
+    "description": "CloudEvents attributes as NATS headers (binary content mode); values percent-encoded.",
     "required": ["ce-specversion", "ce-id", "ce-source", "ce-type"],
     "properties": {
-        "ce-specversion": {"type": "string", "const": "1.0"},
+        "ce-specversion": {"type": "string", "const": "1.0", "description": "the CloudEvents version"},
         "ce-id": {"type": "string", "description": "unique per ce-source; derived from the fact reported"},
         "ce-source": {"type": "string", "description": "/clusters/<cluster>/<component>"},
-        "ce-type": {"type": "string"},
-        "ce-time": {"type": "string", "format": "date-time"},
+        "ce-type": {"type": "string", "description": "the versioned event type; names the payload's schema"},
+        "ce-time": {"type": "string", "format": "date-time", "description": "when the occurrence happened"},
         "ce-subject": {"type": "string", "description": "<namespace>/<name> of the object concerned"},
-        "ce-datacontenttype": {"type": "string", "const": "application/json"},
+        "ce-datacontenttype": {"type": "string", "const": "application/json", "description": "the body's encoding"},
         "Nats-Msg-Id": {"type": "string", "description": "<ce-source>/<ce-id>; JetStream de-duplication"},
         "traceparent": {"type": "string", "description": "W3C trace context"},
     },
@@ -46,12 +47,15 @@ def _example_address(template: str) -> str:
 
 
 def build(catalogue: Catalogue = CATALOGUE) -> dict[str, Any]:
+    specs = (*catalogue.event_types, *catalogue.commands)
     models: dict[str, type[BaseModel]] = {}
-    for event_type in catalogue.event_types:
-        models[event_type.model.__name__] = event_type.model
-    for endpoint in catalogue.endpoints:
-        models[endpoint.request.__name__] = endpoint.request
-        models[endpoint.response.__name__] = endpoint.response
+    for model in (
+        *(spec.model for spec in specs),
+        *(m for endpoint in catalogue.endpoints for m in (endpoint.request, endpoint.response)),
+    ):
+        # Schemas are named by their model's class name: two models of one name would share a schema.
+        if models.setdefault(model.__name__, model) is not model:
+            raise ValueError(f"two payload models are named {model.__name__}")
     _, top = models_json_schema(
         [(model, "validation") for model in models.values()], ref_template="#/components/schemas/{model}"
     )
@@ -60,33 +64,32 @@ def build(catalogue: Catalogue = CATALOGUE) -> dict[str, Any]:
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
-    for event_type in catalogue.event_types:
-        message_id = event_type.ce_type.replace(".", "_")
+    for spec in specs:
+        message_id = spec.ce_type.replace(".", "_")
         messages[message_id] = {
-            "name": event_type.ce_type,
-            "title": event_type.ce_type,
-            "summary": event_type.description,
+            "name": spec.ce_type,
+            "title": spec.ce_type,
+            "summary": spec.description,
             "contentType": "application/json",
             "headers": {"$ref": "#/components/schemas/CloudEventHeaders"},
-            "payload": {"$ref": f"#/components/schemas/{event_type.model.__name__}"},
+            "payload": {"$ref": f"#/components/schemas/{spec.model.__name__}"},
         }
-        channel_id = _channel_id(event_type.subject)
+        channel_id = _channel_id(spec.subject)
         channel = channels.setdefault(
             channel_id,
             {
-                "address": event_type.subject,
-                "description": f"Stream {catalogue.stream_for(_example_address(event_type.subject)).name}.",
+                "address": spec.subject,
+                "description": f"Stream {catalogue.stream_for(_example_address(spec.subject)).name}.",
                 "messages": {},
                 "parameters": {
-                    name: {"description": _PARAM_DESCRIPTIONS.get(name, name)}
-                    for name in _PARAM.findall(event_type.subject)
+                    name: {"description": _PARAM_DESCRIPTIONS.get(name, name)} for name in _PARAM.findall(spec.subject)
                 },
             },
         )
         channel["messages"][message_id] = {"$ref": f"#/components/messages/{message_id}"}
         operations[f"publish_{message_id}"] = {
             "action": "send",
-            "summary": event_type.description,
+            "summary": spec.description,
             "channel": {"$ref": f"#/channels/{channel_id}"},
             "messages": [{"$ref": f"#/channels/{channel_id}/messages/{message_id}"}],
         }
@@ -132,8 +135,8 @@ def build(catalogue: Catalogue = CATALOGUE) -> dict[str, Any]:
             "title": "Ballast event bus",
             "version": "1.0.0",
             "description": (
-                "Events (CloudEvents 1.0, binary mode over NATS headers) and request/reply endpoints between "
-                "Ballast services. Streams: "
+                "Events and commands (CloudEvents 1.0, binary mode over NATS headers) and request/reply endpoints "
+                "between Ballast services. Streams: "
                 + "; ".join(
                     f"{s.name} ({', '.join(s.subjects)}, {s.retention.value}, max age {s.max_age.days} d)"
                     for s in catalogue.streams

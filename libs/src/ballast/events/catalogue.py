@@ -1,14 +1,15 @@
-"""Every subject, stream, consumer, event type and request/reply endpoint of Ballast, declared once.
+"""Every subject, stream, consumer, event type, command and request/reply endpoint of Ballast, declared once.
 
-Services publish and subscribe only through these declarations; `docs/asyncapi.yaml` is generated from this module
-(`python -m ballast.events.asyncapi`) and a test fails when the committed document is stale.
+The streams and consumers are declared here; the event types, commands and endpoints by each area's contract
+(`ballast.events.contracts`), which this module gathers. Services publish and subscribe only through these
+declarations; `docs/asyncapi.yaml` is generated from this module (`python -m ballast.events.asyncapi`) and a test fails
+when the committed document is stale.
 
 Subjects:
   evt.k8s.<cluster>.<ns|_>.<Kind>.<verb>     observed cluster facts
   evt.<area>.<cluster>.<ns|_>.<event>        platform events (reconcile, slo, policy, chaos, incident, alert)
   cmd.<service>.<action>                     work items (work-queue stream)
   svc.<service>.<endpoint>                   request/reply (NATS micro)
-  shadow.<run>.…                             replayed copies, never read by production consumers
   dlq.<consumer>                             dead letters, with the reason and the original headers
 """
 
@@ -18,12 +19,13 @@ import enum
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from pydantic import BaseModel
-
-from ballast.events import payloads as p
-from ballast.events.registry import EventType, TypeRegistry
-
-CLUSTER_SCOPED = "_"  # the namespace token of cluster-scoped objects
+from ballast.events.contracts.chaos import CHAOS_COMMANDS, CHAOS_EVENT_TYPES
+from ballast.events.contracts.incident import INCIDENT_EVENT_TYPES
+from ballast.events.contracts.k8s import K8S_EVENT_TYPES
+from ballast.events.contracts.policy import POLICY_CHECK, POLICY_EVENT_TYPES
+from ballast.events.contracts.reconcile import RECONCILE_EVENT_TYPES
+from ballast.events.contracts.slo import SLO_EVENT_TYPES, SLO_STATUS
+from ballast.events.registry import EndpointSpec, EventSpec, TypeRegistry
 
 
 class Retention(enum.StrEnum):
@@ -55,30 +57,6 @@ class ConsumerSpec:
     max_deliver: int = 6
     max_ack_pending: int = 256
     ack_wait: float = 30.0
-
-
-@dataclass(frozen=True)
-class EndpointSpec:
-    """A request/reply endpoint served with NATS micro; callers get a typed response or a typed error."""
-
-    service: str
-    name: str
-    request: type[BaseModel]
-    response: type[BaseModel]
-    description: str
-    version: str = "1.0.0"
-
-    @property
-    def subject(self) -> str:
-        return f"svc.{self.service}.{self.name}"
-
-
-def k8s_subject(cluster: str, namespace: str | None, kind: str, verb: str) -> str:
-    return f"evt.k8s.{cluster}.{namespace or CLUSTER_SCOPED}.{kind}.{verb}"
-
-
-def platform_subject(area: str, cluster: str, namespace: str | None, event: str) -> str:
-    return f"evt.{area}.{cluster}.{namespace or CLUSTER_SCOPED}.{event}"
 
 
 def dead_letter_subject(durable: str) -> str:
@@ -167,78 +145,20 @@ CHAOS_RUNS = BucketSpec(
 BUCKETS: tuple[BucketSpec, ...] = (SLO_BUDGETS, INCIDENTS, CHAOS_RUNS)
 
 
-# --- event types ---------------------------------------------------------------------------------------------------
+# --- event types, commands, endpoints -------------------------------------------------------------------------------
 
-K8S_VERBS = ("created", "updated", "deleted")
-OBSERVED_KINDS = ("WebApp", "Deployment", "Pod")
-
-
-def k8s_event_type(kind: str, verb: str) -> str:
-    return f"io.k8s.{kind.lower()}.{verb}.v1"
-
-
-def _observed_types() -> list[EventType]:
-    types = [
-        EventType(
-            ce_type=k8s_event_type(kind, verb),
-            model=p.ObservedObject,
-            subject=f"evt.k8s.{{cluster}}.{{namespace}}.{kind}.{verb}",
-            description=f"A {kind} was {verb} in the cluster (seen on the watch).",
-        )
-        for kind in OBSERVED_KINDS
-        for verb in K8S_VERBS
-    ]
-    types += [
-        EventType(
-            ce_type=f"io.k8s.pod.{problem.value}.v1",
-            model=p.PodIssue,
-            subject=f"evt.k8s.{{cluster}}.{{namespace}}.Pod.{problem.value}",
-            description=f"A Pod of a workload is in trouble: {problem.value.replace('_', ' ')}.",
-        )
-        for problem in p.PodProblem
-    ]
-    return types
-
-
-RECONCILE_OUTCOMES = {
-    "reconciled": "A WebApp's children match its spec.",
-    "drift_repaired": "A child changed or deleted by someone else was put back.",
-    "degraded": "A WebApp cannot reach its desired state; the message says why.",
-    "policy_denied": "The policy gate refused the WebApp's rendered manifests.",
-    "deleted": "A WebApp and its children are gone.",
-}
-
-
-def reconcile_event_type(outcome: str) -> str:
-    return f"io.ballast.webapp.{outcome}.v1"
-
-
-EVENT_TYPES: tuple[EventType, ...] = (
-    *_observed_types(),
-    *(
-        EventType(
-            ce_type=reconcile_event_type(outcome),
-            model=p.ReconcileOutcome,
-            subject=f"evt.reconcile.{{cluster}}.{{namespace}}.{outcome}",
-            description=description,
-        )
-        for outcome, description in RECONCILE_OUTCOMES.items()
-    ),
+EVENT_TYPES: tuple[EventSpec, ...] = (
+    *K8S_EVENT_TYPES,
+    *RECONCILE_EVENT_TYPES,
+    *SLO_EVENT_TYPES,
+    *POLICY_EVENT_TYPES,
+    *CHAOS_EVENT_TYPES,
+    *INCIDENT_EVENT_TYPES,
 )
+COMMAND_TYPES: tuple[EventSpec, ...] = CHAOS_COMMANDS
+ENDPOINTS: tuple[EndpointSpec, ...] = (POLICY_CHECK, SLO_STATUS)
 
-REGISTRY = TypeRegistry(EVENT_TYPES)
-
-
-# --- request/reply endpoints ---------------------------------------------------------------------------------------
-
-POLICY_CHECK = EndpointSpec(
-    service="policy",
-    name="check",
-    request=p.PolicyCheckRequest,
-    response=p.PolicyCheckResponse,
-    description="Judge rendered manifests against the active policies before they are applied.",
-)
-ENDPOINTS: tuple[EndpointSpec, ...] = (POLICY_CHECK,)
+REGISTRY = TypeRegistry((*EVENT_TYPES, *COMMAND_TYPES))
 
 
 # --- consumers -----------------------------------------------------------------------------------------------------
@@ -251,7 +171,8 @@ CONSUMERS: tuple[ConsumerSpec, ...] = ()
 class Catalogue:
     streams: tuple[StreamSpec, ...] = STREAMS
     buckets: tuple[BucketSpec, ...] = BUCKETS
-    event_types: tuple[EventType, ...] = EVENT_TYPES
+    event_types: tuple[EventSpec, ...] = EVENT_TYPES
+    commands: tuple[EventSpec, ...] = COMMAND_TYPES
     endpoints: tuple[EndpointSpec, ...] = ENDPOINTS
     consumers: tuple[ConsumerSpec, ...] = CONSUMERS
     registry: TypeRegistry = field(default_factory=lambda: REGISTRY)

@@ -12,8 +12,16 @@ from typing import Any
 
 from ballast.bus.publisher import Publisher
 from ballast.events import new_event
-from ballast.events.catalogue import k8s_event_type, k8s_subject, platform_subject, reconcile_event_type
-from ballast.events.payloads import ObjectRef, ObservedObject, PodIssue, PodProblem, ReconcileOutcome
+from ballast.events.contracts.common import ObjectRef, platform_subject
+from ballast.events.contracts.k8s import (
+    ObservedObject,
+    PodIssue,
+    PodProblem,
+    k8s_event_type,
+    k8s_subject,
+    pod_issue_event_type,
+)
+from ballast.events.contracts.reconcile import ReconcileOutcome, reconcile_event_type
 from ballast.kube.informer import EventType
 from ballast.reconciler.api import API_VERSION, WebApp
 from ballast.reconciler.operator import Repair
@@ -164,7 +172,7 @@ class ReconcilerEvents:
         self._put(
             k8s_subject(self.cluster, ref.namespace, "Pod", kind.value),
             new_event(
-                f"io.k8s.pod.{kind.value}.v1",
+                pod_issue_event_type(kind),
                 self.source,
                 issue,
                 subject=f"{ref.namespace}/{ref.name}",

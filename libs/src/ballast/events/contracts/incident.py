@@ -1,0 +1,156 @@
+"""The incident-bot's contract: each incident's lifecycle and its postmortem, on `evt.incident`.
+
+Events go out on `evt.incident.<cluster>.<ns|_>.<event>`, the namespace being the affected service's.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import timedelta
+from typing import Self
+
+from pydantic import AwareDatetime, Field, model_validator
+
+from ballast.events.contracts.common import Payload, platform_event, platform_event_type, platform_subject
+from ballast.events.registry import EventSpec
+
+AREA = "incident"
+
+
+class IncidentStatus(enum.StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    MITIGATED = "mitigated"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+
+class IncidentEvent(enum.StrEnum):
+    OPENED = "opened"
+    ACKNOWLEDGED = "acknowledged"
+    MITIGATED = "mitigated"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+    ESCALATED = "escalated"
+    POSTMORTEM_PUBLISHED = "postmortem_published"
+
+
+def transition_event(status: IncidentStatus) -> IncidentEvent:
+    """The event telling that an incident entered `status`."""
+    return IncidentEvent.OPENED if status is IncidentStatus.OPEN else IncidentEvent(status.value)
+
+
+def incident_event_type(event: IncidentEvent) -> str:
+    return platform_event_type(AREA, event)
+
+
+def incident_subject(cluster: str, namespace: str | None, event: IncidentEvent) -> str:
+    return platform_subject(AREA, cluster, namespace, event)
+
+
+class Severity(enum.StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
+class IncidentSource(enum.StrEnum):
+    """Where the signal that opened the incident came from."""
+
+    ALERTMANAGER = "alertmanager"
+    PAGERDUTY = "pagerduty"  # the Events API v2-compatible endpoint
+    SLO = "slo"  # a burn tier firing
+    RECONCILE = "reconcile"  # a WebApp degraded
+    CHAOS = "chaos"  # a chaos run aborted
+    POLICY = "policy"  # a hotfix override of a frozen budget
+    FALCO = "falco"  # a security event
+    SLACK = "slack"  # declared by a person
+
+
+class PostmortemFormat(enum.StrEnum):
+    MARKDOWN = "markdown"
+    JSON = "json"
+
+
+class IncidentFacts(Payload):
+    """Who an incident is, what it is about and how bad it is."""
+
+    cluster: str = Field(description="the cluster's name")
+    incident_id: str = Field(min_length=1, description="the incident's id, e.g. INC-42")
+    service: str = Field(min_length=1, description="the service affected")
+    namespace: str | None = Field(default=None, description="the service's namespace, when it has one")
+    severity: Severity = Field(description="impact, from the burn tier and the alert's labels")
+
+
+class IncidentTransition(IncidentFacts):
+    """An incident entered a status of its lifecycle; the record as it stands after the change.
+
+    Event id: `<incident_id>:<status>:<the status' timestamp>` (an incident resolved twice, reopened between, tells
+    two resolutions).
+    """
+
+    title: str = Field(min_length=1, description="what is wrong, for people")
+    status: IncidentStatus = Field(description="the status entered")
+    source: IncidentSource = Field(description="where the signal that opened it came from")
+    fingerprint: str = Field(min_length=1, description="the dedup key: signals with the same one join this incident")
+    group_key: str | None = Field(default=None, description="the Alertmanager group key, when it came from one")
+    commander: str | None = Field(default=None, description="the incident commander, once someone took the role")
+    changed_by: str | None = Field(default=None, description="who made the change; None when the bot did")
+    opened_at: AwareDatetime = Field(description="when the incident was opened")
+    acknowledged_at: AwareDatetime | None = Field(default=None, description="when someone acknowledged it")
+    mitigated_at: AwareDatetime | None = Field(default=None, description="when the impact stopped")
+    resolved_at: AwareDatetime | None = Field(default=None, description="when the cause was fixed")
+    closed_at: AwareDatetime | None = Field(default=None, description="when the follow-up was done")
+
+    @model_validator(mode="after")
+    def _status_has_its_time(self) -> Self:
+        entered = {
+            IncidentStatus.ACKNOWLEDGED: self.acknowledged_at,
+            IncidentStatus.MITIGATED: self.mitigated_at,
+            IncidentStatus.RESOLVED: self.resolved_at,
+            IncidentStatus.CLOSED: self.closed_at,
+        }
+        if entered.get(self.status, self.opened_at) is None:
+            raise ValueError(f"status {self.status} needs {self.status}_at")
+        return self
+
+
+class IncidentEscalated(IncidentFacts):
+    """Nobody acknowledged an incident in time: the next level of its escalation policy was notified.
+
+    Event id: `<incident_id>:escalated:<level>`.
+    """
+
+    level: int = Field(ge=1, description="the escalation level reached (1 is the first after the on-call)")
+    notified: tuple[str, ...] = Field(min_length=1, description="who this level notified")
+    unacknowledged_for: timedelta = Field(gt=timedelta(0), description="how long the incident waited for an ack")
+    at: AwareDatetime = Field(description="when the level was notified")
+
+
+class PostmortemPublished(Payload):
+    """An incident's postmortem document was written and stored (regenerated from the same events, it is the same).
+
+    Event id: `<incident_id>:postmortem:<format>:<digest>`.
+    """
+
+    cluster: str = Field(description="the cluster's name")
+    incident_id: str = Field(min_length=1, description="the incident the postmortem is about")
+    postmortem_id: str = Field(min_length=1, description="the document's id")
+    format: PostmortemFormat = Field(description="the document's format")
+    location: str = Field(min_length=1, description="where the document is: a URL, or an object store key")
+    digest: str = Field(pattern=r"^sha256:[0-9a-f]{64}$", description="sha256:<hex> of the document's bytes")
+    generated_at: AwareDatetime = Field(description="when the document was generated")
+
+
+INCIDENT_EVENT_TYPES: tuple[EventSpec, ...] = (
+    platform_event(AREA, IncidentEvent.OPENED, IncidentTransition, "An incident was opened."),
+    platform_event(AREA, IncidentEvent.ACKNOWLEDGED, IncidentTransition, "Someone acknowledged an incident."),
+    platform_event(AREA, IncidentEvent.MITIGATED, IncidentTransition, "An incident's impact stopped."),
+    platform_event(AREA, IncidentEvent.RESOLVED, IncidentTransition, "An incident's cause was fixed."),
+    platform_event(AREA, IncidentEvent.CLOSED, IncidentTransition, "An incident's follow-up is done."),
+    platform_event(AREA, IncidentEvent.ESCALATED, IncidentEscalated, "An unacknowledged incident was escalated."),
+    platform_event(
+        AREA, IncidentEvent.POSTMORTEM_PUBLISHED, PostmortemPublished, "An incident's postmortem was published."
+    ),
+)
