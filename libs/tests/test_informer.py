@@ -10,17 +10,22 @@ from typing import Any
 import pytest
 
 from ballast.kube.informer import Informer
+from ballast.kube.resource import Resource
 from ballast.testing import eventually
 
 pytestmark = pytest.mark.cluster
+CONFIG_MAP = Resource("", "v1", "configmaps", "ConfigMap")
 
 
 class Recorder:
     def __init__(self) -> None:
         self.events: list[tuple[str, str]] = []
+        self.replaced: list[tuple[str, str | None, str | None]] = []  # (name, old value, new value)
 
-    def __call__(self, kind: str, obj: dict[str, Any]) -> None:
+    def __call__(self, kind: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
         self.events.append((kind, obj["metadata"]["name"]))
+        value = (obj.get("data") or {}).get("value")
+        self.replaced.append((obj["metadata"]["name"], (old or {}).get("data", {}).get("value"), value))
 
 
 @pytest.fixture
@@ -37,8 +42,8 @@ def config_map(name: str, value: str = "1") -> dict[str, Any]:
 @pytest.fixture
 async def informer(kube_api: Any, namespace: str) -> AsyncIterator[tuple[Informer, Recorder]]:
     recorder = Recorder()
-    informer = Informer(kube_api, f"/api/v1/namespaces/{namespace}/configmaps", recorder,
-                        label_selector="app=shop", watch_timeout=2)  # fmt: skip
+    informer = Informer(kube_api, CONFIG_MAP, namespace=namespace, label_selector="app=shop", watch_timeout=2)
+    informer.subscribe(recorder)
     stop = asyncio.Event()
     running = asyncio.create_task(informer.run(stop))
     yield informer, recorder
@@ -75,8 +80,8 @@ async def test_watch_resumes_after_the_server_ends_it(informer: Any, core: Any, 
 
 async def test_relist_reports_what_changed_while_not_watching(kube_api: Any, core: Any, namespace: str) -> None:
     recorder = Recorder()
-    path = f"/api/v1/namespaces/{namespace}/configmaps"
-    first = Informer(kube_api, path, recorder, label_selector="app=shop")
+    first = Informer(kube_api, CONFIG_MAP, namespace=namespace, label_selector="app=shop")
+    first.subscribe(recorder)
     await core.create_namespaced_config_map(namespace, config_map("kept"))
     await core.create_namespaced_config_map(namespace, config_map("removed"))
     await first._list()  # the cache as a previous run left it
@@ -86,3 +91,21 @@ async def test_relist_reports_what_changed_while_not_watching(kube_api: Any, cor
     await core.create_namespaced_config_map(namespace, config_map("new"))
     await first._list()  # what a relist after 410 Gone does
     assert sorted(recorder.events) == [("ADDED", "new"), ("DELETED", "removed"), ("MODIFIED", "kept")]
+
+
+async def test_handlers_see_the_object_replaced_and_indexes_follow_the_cache(
+    informer: Any, core: Any, namespace: str
+) -> None:
+    watcher, recorder = informer
+    watcher.add_index("value", lambda obj: [(obj.get("data") or {}).get("value")])
+    await asyncio.wait_for(watcher.synced.wait(), 10)
+    await core.create_namespaced_config_map(namespace, config_map("a", "1"))
+    await core.create_namespaced_config_map(namespace, config_map("b", "1"))
+    await eventually(lambda: len(watcher.by_index("value", "1")) == 2, what="both objects indexed under 1")
+    await core.patch_namespaced_config_map("a", namespace, {"data": {"value": "2"}})
+    await eventually(lambda: ("a", "1", "2") in recorder.replaced, what="the update told with the object it replaced")
+    assert [o["metadata"]["name"] for o in watcher.by_index("value", "1")] == ["b"]
+    assert [o["metadata"]["name"] for o in watcher.by_index("value", "2")] == ["a"]
+    await core.delete_namespaced_config_map("b", namespace)
+    await eventually(lambda: not watcher.by_index("value", "1"), what="the deleted object out of the index")
+    assert ("a", None, "1") in recorder.replaced, "an addition has no old object"

@@ -60,10 +60,11 @@ from typing import Any
 import aiohttp
 from kubernetes_asyncio import client
 
-from ballast.kube.apply import apply, collection_path
+from ballast.kube.apply import apply
 from ballast.kube.client import api_client
 from ballast.kube.informer import Informer
 from ballast.kube.install import install, load_manifests
+from ballast.kube.resource import DEPLOYMENT, SERVICE, WEBAPP, resource_for
 from ballast.kube.rest import send, send_json
 from ballast.local.controlplane import ControlPlane
 from ballast.local.nats_server import NatsServer, free_port
@@ -253,14 +254,14 @@ async def raw_baseline(api: Any, spaces: list[str], n: int) -> float:
     core = client.CoreV1Api(api)
     for namespace in spaces:
         await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
-    deployments = Informer(api, "/apis/apps/v1/deployments", lambda *_: None, label_selector=MANAGED)
+    deployments = Informer(api, DEPLOYMENT, label_selector=MANAGED)
     stop = asyncio.Event()
     watching = asyncio.create_task(deployments.run(stop))
     await deployments.synced.wait()
     objects = [equivalent_children(name, ns) for ns, name in placed([f"web-{i}" for i in range(n)], spaces)]
 
     def create(obj: dict[str, Any]) -> Callable[[], Any]:
-        path = collection_path(obj["apiVersion"], obj["kind"], obj["metadata"]["namespace"])
+        path = resource_for(obj).collection(obj["metadata"]["namespace"])
         return lambda: send_json(api, "POST", path, body=obj)
 
     started = time.monotonic()
@@ -319,9 +320,10 @@ class WebAppClock:
         self.api = api
         self.created: dict[WebAppKey, float] = {}
         self.ready_at: dict[WebAppKey, float] = {}
-        self.informer = Informer(api, "/apis/platform.example.com/v1/webapps", self._seen)
+        self.informer = Informer(api, WEBAPP)
+        self.informer.subscribe(self._seen)
 
-    def _seen(self, _: str, obj: dict[str, Any]) -> None:
+    def _seen(self, _: str, obj: dict[str, Any], _old: dict[str, Any] | None) -> None:
         key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
         conditions = (obj.get("status") or {}).get("conditions", [])
         if key not in self.ready_at and any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
@@ -391,12 +393,13 @@ async def through_operator(
 
     restored: dict[str, asyncio.Event] = {}
 
-    def on_service(event: str, obj: dict[str, Any]) -> None:
+    def on_service(event: str, obj: dict[str, Any], _old: dict[str, Any] | None) -> None:
         waiting = restored.get(f"{obj['metadata']['namespace']}/{obj['metadata']['name']}")
         if event == "ADDED" and waiting is not None:
             waiting.set()
 
-    services = Informer(api, "/api/v1/services", on_service, label_selector=MANAGED)
+    services = Informer(api, SERVICE, label_selector=MANAGED)
+    services.subscribe(on_service)
     watching_services = asyncio.create_task(services.run(stop))
     await services.synced.wait()
     heals = []

@@ -13,6 +13,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from ballast.kube.apply import get
 from ballast.kube.client import api_client
 from ballast.kube.install import install, load_manifests
+from ballast.kube.resource import WEBAPP
 from ballast.reconciler.api import API_VERSION, GROUP, VERSION, WEBAPPS
 from ballast.testing.waiting import eventually
 
@@ -63,7 +64,7 @@ async def admitted(custom: client.CustomObjectsApi, namespace: str, body: dict[s
 
 
 async def condition(kube_api: Any, namespace: str, name: str, cond_type: str) -> tuple[str, str] | None:
-    obj = await get(kube_api, "platform.example.com/v1", "WebApp", namespace, name)
+    obj = await get(kube_api, WEBAPP, namespace, name)
     for cond in ((obj or {}).get("status") or {}).get("conditions", []):
         if cond["type"] == cond_type:
             return cond["status"], cond["reason"]

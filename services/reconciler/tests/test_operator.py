@@ -14,8 +14,18 @@ from prometheus_client import CollectorRegistry
 from reconciler_fixtures import IMAGE, condition, create_webapp, matches, platform_api, ready  # noqa: F401
 
 from ballast.kube.apply import get
+from ballast.kube.resource import (
+    DEPLOYMENT,
+    NETWORK_POLICY,
+    POD_DISRUPTION_BUDGET,
+    RESOURCE_QUOTA,
+    SERVICE,
+    SERVICE_ACCOUNT,
+    WEBAPP,
+)
 from ballast.reconciler.api import WebApp
-from ballast.reconciler.operator import OperatorMetrics, Repair, WebAppOperator
+from ballast.reconciler.operator import OperatorMetrics, WebAppOperator
+from ballast.reconciler.reconcile import Repair
 from ballast.reconciler.status import Problem
 from ballast.testing.kube import absent, fake_node_deployment
 from ballast.testing.waiting import eventually
@@ -33,7 +43,9 @@ class Running:
         # earlier tests (same names, their namespaces still terminating) report outcomes here too.
         self.outcomes: list[tuple[str, str, list[str], Problem | None]] = []
 
-    async def record(self, outcome: str, webapp: WebApp, repaired: list[Repair], problem: Problem | None) -> None:
+    async def record(
+        self, outcome: str, webapp: WebApp, repaired: list[Repair], problem: Problem | None, _applied: list[str]
+    ) -> None:
         where = f"{webapp.metadata.namespace}/{webapp.metadata.name}"
         self.outcomes.append((outcome, where, [r.kind for r in repaired], problem))
 
@@ -52,7 +64,7 @@ async def operator(kube_api: Any, platform_api: None) -> AsyncIterator[Running]:
 
 
 async def read_webapp(kube_api: Any, namespace: str, name: str) -> dict[str, Any] | None:
-    return await get(kube_api, "platform.example.com/v1", "WebApp", namespace, name)
+    return await get(kube_api, WEBAPP, namespace, name)
 
 
 async def test_a_new_webapp_gets_its_children_and_becomes_ready(
@@ -60,15 +72,9 @@ async def test_a_new_webapp_gets_its_children_and_becomes_ready(
 ) -> None:
     await create_webapp(kube_api, namespace, "web", replicas=2)
     await eventually(lambda: ready(kube_api, namespace, "web"), timeout=60, what="WebApp Ready")
-    for api_version, kind in [
-        ("v1", "ServiceAccount"),
-        ("apps/v1", "Deployment"),
-        ("v1", "Service"),
-        ("policy/v1", "PodDisruptionBudget"),
-        ("networking.k8s.io/v1", "NetworkPolicy"),
-    ]:
-        child = await get(kube_api, api_version, kind, namespace, "web")
-        assert child is not None, kind
+    for resource in [SERVICE_ACCOUNT, DEPLOYMENT, SERVICE, POD_DISRUPTION_BUDGET, NETWORK_POLICY]:
+        child = await get(kube_api, resource, namespace, "web")
+        assert child is not None, resource.kind
         assert child["metadata"]["ownerReferences"][0]["name"] == "web"
     status = (await read_webapp(kube_api, namespace, "web") or {})["status"]
     assert status["readyReplicas"] == 2
@@ -122,9 +128,9 @@ async def test_a_status_written_before_the_cache_shows_it_is_not_lost(
     await create_webapp(kube_api, namespace, "lag")
     await eventually(lambda: ready(kube_api, namespace, "lag"), timeout=60, what="WebApp Ready")
     key = (namespace, "lag")
-    deployments = operator.operator.children[("apps/v1", "Deployment")]
+    deployments = operator.operator.sources.deployments
     await eventually(lambda: deployments.store[key]["status"].get("readyReplicas") == 1, what="Deployment cached")
-    webapp_watch, deployment_watch = HeldWatch(operator.operator.webapps), HeldWatch(deployments)
+    webapp_watch, deployment_watch = HeldWatch(operator.operator.sources.webapps), HeldWatch(deployments)
 
     try:
         # No reconcile in flight that could write over ours.
@@ -153,7 +159,7 @@ async def test_drift_is_repaired_and_counted(operator: Running, kube_api: Any, n
     await core.delete_namespaced_service("web", namespace)
 
     async def service_back() -> bool:
-        service = await get(kube_api, "v1", "Service", namespace, "web")
+        service = await get(kube_api, SERVICE, namespace, "web")
         return service is not None and service["metadata"]["uid"] != old_uid
 
     await eventually(service_back, timeout=30, what="the deleted Service put back")
@@ -196,7 +202,7 @@ async def test_scale_and_image_update_roll_through(operator: Running, kube_api: 
         return bool(status.get("readyReplicas") == 3 and status.get("observedGeneration") == 2)
 
     await eventually(scaled, timeout=60, what="3 replicas ready")
-    assert await get(kube_api, "policy/v1", "PodDisruptionBudget", namespace, "web") is not None
+    assert await get(kube_api, POD_DISRUPTION_BUDGET, namespace, "web") is not None
     new_image = "registry.example.com/shop/web:2.0.0"
     await custom.patch_namespaced_custom_object(
         "platform.example.com",
@@ -219,7 +225,7 @@ async def test_scale_and_image_update_roll_through(operator: Running, kube_api: 
 
 
 async def _pdb_gone(kube_api: Any, namespace: str) -> bool:
-    return await get(kube_api, "policy/v1", "PodDisruptionBudget", namespace, "web") is None
+    return await get(kube_api, POD_DISRUPTION_BUDGET, namespace, "web") is None
 
 
 async def test_deleting_a_webapp_removes_its_children(operator: Running, kube_api: Any, namespace: str) -> None:
@@ -245,7 +251,7 @@ async def test_deleting_a_webapp_removes_its_children(operator: Running, kube_ap
 
 
 async def _service_gone(kube_api: Any, namespace: str) -> bool:
-    return await get(kube_api, "v1", "Service", namespace, "web") is None
+    return await get(kube_api, SERVICE, namespace, "web") is None
 
 
 async def test_a_tenant_guards_its_namespaces_and_quota_shows_as_degraded(
@@ -266,11 +272,11 @@ async def test_a_tenant_guards_its_namespaces_and_quota_shows_as_degraded(
 
         async def guarded() -> bool:
             ns = await client.CoreV1Api(kube_api).read_namespace(namespace)
-            quota = await get(kube_api, "v1", "ResourceQuota", namespace, "tenant-quota")
+            quota = await get(kube_api, RESOURCE_QUOTA, namespace, "tenant-quota")
             return bool(ns.metadata.labels.get("pod-security.kubernetes.io/enforce") == "baseline" and quota)
 
         await eventually(guarded, timeout=30, what="namespace labelled and quota in place")
-        assert await get(kube_api, "networking.k8s.io/v1", "NetworkPolicy", namespace, "default-deny") is not None
+        assert await get(kube_api, NETWORK_POLICY, namespace, "default-deny") is not None
         await create_webapp(kube_api, namespace, "big", replicas=4)
         await eventually(
             lambda: matches(condition(kube_api, namespace, "big", "Degraded"), ("True", "QuotaExceeded")),
@@ -472,7 +478,7 @@ async def let_go_and_both_ready(kube_api: Any, namespace: str, service: HeldServ
     service.let_go.set()
     for name in ("first", "second"):
         await eventually(functools.partial(ready, kube_api, namespace, name), timeout=60, what=f"{name} Ready")
-        assert await get(kube_api, "v1", "Service", namespace, name) is not None
+        assert await get(kube_api, SERVICE, namespace, name) is not None
 
 
 async def test_a_child_write_the_api_server_holds_does_not_hold_the_worker(
@@ -492,8 +498,8 @@ async def test_a_child_write_the_api_server_holds_does_not_hold_the_worker(
                 timeout=25,  # the hold lasts up to 30s: a worker waiting in it would reconcile nothing else before
                 what="the second WebApp Ready while the first's Service is held",
             )
-            assert await get(kube_api, "v1", "Service", namespace, "first") is None
-            assert await get(kube_api, "apps/v1", "Deployment", namespace, "first") is not None
+            assert await get(kube_api, SERVICE, namespace, "first") is None
+            assert await get(kube_api, DEPLOYMENT, namespace, "first") is not None
             # At least the held one (the operator sees the WebApps other tests leave behind too).
             assert (registry.get_sample_value("ballast_reconciler_child_writes_under_way") or 0) >= 1
             assert not await ready(kube_api, namespace, "first")
@@ -511,7 +517,7 @@ async def test_a_webapp_whose_lane_is_full_waits_for_room_and_is_written_then(
         async with operator_running(kube_api, registry, workers=2, lane_capacity=1) as narrow:
             # The WebApps other tests left behind are reconciled first, their writes one at a time in each lane: done
             # with them before the first Service is held, so the hold's 30 s are this test's alone.
-            settled = lambda: narrow.webapps.synced.is_set() and idle(registry)  # noqa: E731
+            settled = lambda: narrow.sources.webapps.synced.is_set() and idle(registry)  # noqa: E731
             await eventually(settled, timeout=120, what="the WebApps already there reconciled")
             await create_webapp(kube_api, namespace, "first")
             await eventually(service.holding, timeout=60, what="the first Service's write held")
@@ -519,11 +525,11 @@ async def test_a_webapp_whose_lane_is_full_waits_for_room_and_is_written_then(
             waiting = lambda: (registry.get_sample_value("ballast_reconciler_child_writes_waiting") or 0) >= 1  # noqa: E731
             await eventually(waiting, timeout=20, what="the second WebApp waiting for room")
             await eventually(
-                lambda: get(kube_api, "apps/v1", "Deployment", namespace, "second"),
+                lambda: get(kube_api, DEPLOYMENT, namespace, "second"),
                 timeout=20,
                 what="the second WebApp's Deployment written beside the full Service lane",
             )
-            assert await get(kube_api, "v1", "Service", namespace, "second") is None
+            assert await get(kube_api, SERVICE, namespace, "second") is None
             assert not await ready(kube_api, namespace, "second")
             await let_go_and_both_ready(kube_api, namespace, service)
 
@@ -564,7 +570,7 @@ async def test_a_repair_is_told_even_when_another_child_fails(
         refused = lambda: any(r["name"] == "web" and not r.get("dryRun") for r in hook.requests)  # noqa: E731
         await eventually(refused, what="the NetworkPolicy's return refused")
         await core.delete_namespaced_service("web", namespace)
-        await eventually(lambda: get(kube_api, "v1", "Service", namespace, "web"), what="the Service put back")
+        await eventually(lambda: get(kube_api, SERVICE, namespace, "web"), what="the Service put back")
         failing = code == 403  # a refusal stands; a failure passes
 
         def reported() -> list[list[str]]:
@@ -572,7 +578,7 @@ async def test_a_repair_is_told_even_when_another_child_fails(
 
         await eventually(lambda: len(reported()) >= len(repairs), timeout=60, what="the repairs reported")
         if code == 500:
-            await eventually(lambda: get(kube_api, "networking.k8s.io/v1", "NetworkPolicy", namespace, "web"),
+            await eventually(lambda: get(kube_api, NETWORK_POLICY, namespace, "web"),
                              what="the NetworkPolicy back once the API server answers again")  # fmt: skip
         else:
             assert await condition(kube_api, namespace, "web", "Degraded") == ("True", "ApplyFailed")

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from reconciler_fixtures import DEPLOY, IMAGE, platform_api  # noqa: F401
 
 from ballast.kube.apply import apply, get
+from ballast.kube.resource import WEBAPP
 from ballast.reconciler.operator import OperatorMetrics, WebAppOperator
 from ballast.testing.waiting import eventually
 
@@ -107,7 +108,7 @@ async def test_the_shipped_role_is_enough_and_no_more(
         )
 
         async def ready() -> bool:
-            obj = await get(kube_api, "platform.example.com/v1", "WebApp", namespace, "web")
+            obj = await get(kube_api, WEBAPP, namespace, "web")
             conditions = ((obj or {}).get("status") or {}).get("conditions", [])
             return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 

@@ -11,16 +11,12 @@ import pytest
 from reconciler_fixtures import create_webapp, matches, platform_api, ready  # noqa: F401
 
 from ballast.kube.apply import get
+from ballast.kube.resource import DEPLOYMENT, LEASE, NETWORK_POLICY, SERVICE, SERVICE_ACCOUNT, WEBAPP
 from ballast.testing import NatsServer, ServiceProcess, eventually
 
 pytestmark = pytest.mark.cluster
-LEASE = "ballast-reconciler"
-CHILDREN = [
-    ("v1", "ServiceAccount"),
-    ("apps/v1", "Deployment"),
-    ("v1", "Service"),
-    ("networking.k8s.io/v1", "NetworkPolicy"),
-]
+LEASE_NAME = "ballast-reconciler"
+CHILDREN = [SERVICE_ACCOUNT, DEPLOYMENT, SERVICE, NETWORK_POLICY]
 
 
 def start_reconciler(
@@ -41,7 +37,7 @@ def start_reconciler(
 
 
 async def holder(kube_api: Any, namespace: str) -> str | None:
-    lease = await get(kube_api, "coordination.k8s.io/v1", "Lease", namespace, LEASE)
+    lease = await get(kube_api, LEASE, namespace, LEASE_NAME)
     return ((lease or {}).get("spec") or {}).get("holderIdentity") or None
 
 
@@ -106,12 +102,12 @@ async def test_a_reconciler_killed_mid_reconcile_leaves_work_its_successor_finis
     # 30 reads per probe: poll at a pace that leaves the API server to the reconciler.
     await eventually(all_ready, timeout=120, interval=0.5, what="every WebApp Ready after the restart")
     for name in names:
-        webapp = await get(kube_api, "platform.example.com/v1", "WebApp", namespace, name)
+        webapp = await get(kube_api, WEBAPP, namespace, name)
         assert webapp is not None
         assert webapp["status"]["observedGeneration"] == webapp["metadata"]["generation"]
-        for api_version, kind in CHILDREN:
-            child = await get(kube_api, api_version, kind, namespace, name)
-            assert child is not None, f"{kind}/{name} missing"
+        for resource in CHILDREN:
+            child = await get(kube_api, resource, namespace, name)
+            assert child is not None, f"{resource.kind}/{name} missing"
             (owner,) = child["metadata"]["ownerReferences"]
             assert owner["uid"] == webapp["metadata"]["uid"]
     await successor.stop(timeout=30)

@@ -20,6 +20,7 @@ from ballast.events import decode
 from ballast.events.catalogue import REGISTRY
 from ballast.events.contracts.policy import POLICY_CHECK, PolicyCheckRequest, PolicyCheckResponse, PolicyViolation
 from ballast.kube.apply import get
+from ballast.kube.resource import DEPLOYMENT
 from ballast.testing import ServiceProcess, eventually
 
 pytestmark = pytest.mark.cluster
@@ -102,7 +103,7 @@ async def test_reconciles_asks_the_policy_gate_and_publishes_each_outcome_once(
         'controller_runtime_reconcile_time_seconds_count{controller="webapp"}',
     ):
         await reconciler.wait_metric(line)
-    assert await get(kube_api, "apps/v1", "Deployment", namespace, "foreign") is None, "a denied WebApp gets nothing"
+    assert await get(kube_api, DEPLOYMENT, namespace, "foreign") is None, "a denied WebApp gets nothing"
 
     async def outcomes() -> dict[str, list[Any]] | None:
         found: dict[str, list[Any]] = {}
@@ -147,5 +148,5 @@ async def test_reconciles_asks_the_policy_gate_and_publishes_each_outcome_once(
 
     (deleted,) = await eventually(deletion_reported, timeout=60, what="the deletion on the bus")
     assert deleted.subject == f"{namespace}/good"
-    assert await get(kube_api, "apps/v1", "Deployment", namespace, "good") is None, "reported before the GC finished"
+    assert await get(kube_api, DEPLOYMENT, namespace, "good") is None, "reported before the GC finished"
     await reconciler.stop(timeout=30)

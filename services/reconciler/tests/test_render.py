@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from ballast.reconciler.api import PodSecurityLevel, Tenant, WebApp
+from ballast.reconciler.children import CHILD_TYPES
 from ballast.reconciler.render import (
-    CHILD_KINDS,
     namespace_labels,
     render,
     render_deployment,
@@ -43,7 +43,7 @@ def test_a_minimal_webapp_gets_hardened_defaults() -> None:
             {"apiVersion": "platform.example.com/v1", "kind": "WebApp", "name": "web", "uid": "uid-1",
              "controller": True, "blockOwnerDeletion": True}
         ]  # fmt: skip
-        assert (child["apiVersion"], child["kind"]) in CHILD_KINDS
+        assert (child["apiVersion"], child["kind"]) in CHILD_TYPES
     deployment = children[1]
     assert deployment["spec"]["replicas"] == 1
     assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": "25%"}

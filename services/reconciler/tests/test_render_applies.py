@@ -9,6 +9,8 @@ import pytest
 from reconciler_fixtures import platform_api  # noqa: F401
 
 from ballast.kube.apply import apply, get
+from ballast.kube.errors import Invalid
+from ballast.kube.resource import DEPLOYMENT, NETWORK_POLICY, RESOURCE_QUOTA, SERVICE
 from ballast.reconciler.api import Tenant, WebApp
 from ballast.reconciler.render import namespace_labels, render, render_tenant_namespace
 from ballast.testing import eventually
@@ -85,7 +87,7 @@ async def test_a_second_apply_of_the_same_render_changes_nothing(
     first = [await apply(kube_api, m, field_manager=MANAGER) for m in render(app, service_monitors=False)]
 
     async def scaled_by_the_hpa() -> dict[str, Any] | None:
-        deployment = await get(kube_api, "apps/v1", "Deployment", namespace, "web")
+        deployment = await get(kube_api, DEPLOYMENT, namespace, "web")
         return deployment if deployment and deployment["spec"].get("replicas") == 2 else None
 
     # The Deployment leaves replicas to the HPA, which brings it to minReplicas.
@@ -116,23 +118,22 @@ async def test_tenant_guardrails_apply(kube_api: Any, namespace: str) -> None:
     )
     for manifest in render_tenant_namespace(tenant, namespace):
         await apply(kube_api, manifest, field_manager=MANAGER)
-    quota = await get(kube_api, "v1", "ResourceQuota", namespace, "tenant-quota")
+    quota = await get(kube_api, RESOURCE_QUOTA, namespace, "tenant-quota")
     assert quota is not None
     assert quota["spec"]["hard"] == {"pods": "10"}
-    assert await get(kube_api, "networking.k8s.io/v1", "NetworkPolicy", namespace, "default-deny") is not None
+    assert await get(kube_api, NETWORK_POLICY, namespace, "default-deny") is not None
 
 
 async def test_a_refused_apply_raises_with_the_api_servers_message(kube_api: Any, namespace: str) -> None:
-    from kubernetes_asyncio.client.exceptions import ApiException
-
     service = {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": "bad", "namespace": namespace},
         "spec": {"ports": [{"port": 70000}]},
     }
-    with pytest.raises(ApiException) as refused:
+    with pytest.raises(Invalid) as refused:
         await apply(kube_api, service, field_manager=MANAGER)
     assert refused.value.status == 422
-    assert "spec.ports[0].port" in str(refused.value.body)
-    assert await get(kube_api, "v1", "Service", namespace, "bad") is None
+    assert "spec.ports[0].port" in refused.value.message
+    assert "spec.ports[0].port" in {cause.field for cause in refused.value.causes}
+    assert await get(kube_api, SERVICE, namespace, "bad") is None

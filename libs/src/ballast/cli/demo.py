@@ -37,11 +37,12 @@ async def _until(probe: Callable[[], Awaitable[Any]], what: str, timeout: float 
 
 async def _script(platform: Platform) -> None:
     import nats
-    from kubernetes_asyncio.client.exceptions import ApiException
     from nats.js.api import DeliverPolicy
 
     from ballast.kube.apply import apply, delete, get
     from ballast.kube.client import api_client
+    from ballast.kube.errors import ApiError
+    from ballast.kube.resource import DEPLOYMENT, NAMESPACE, SERVICE, WEBAPP
     from ballast.kube.rest import send_json
 
     assert platform.kubeconfig is not None
@@ -60,7 +61,7 @@ async def _script(platform: Platform) -> None:
     )
 
     async def webapp(namespace: str, name: str) -> dict[str, Any]:
-        return await get(api, "platform.example.com/v1", "WebApp", namespace, name) or {}
+        return await get(api, WEBAPP, namespace, name) or {}
 
     async def ready(namespace: str, name: str) -> bool:
         conditions = (await webapp(namespace, name)).get("status", {}).get("conditions", [])
@@ -83,7 +84,7 @@ async def _script(platform: Platform) -> None:
 
         async def labelled() -> bool:
             for ns in namespaces:
-                found = await get(api, "v1", "Namespace", None, ns)
+                found = await get(api, NAMESPACE, None, ns)
                 if not found or "platform.example.com/max-pod-security" not in found["metadata"].get("labels", {}):
                     return False
             return True
@@ -110,11 +111,11 @@ async def _script(platform: Platform) -> None:
 
         ns, name = keys[0]
         _say(f"3/8 self-healing: delete the Service {ns}/{name}")
-        old = await get(api, "v1", "Service", ns, name) or {}
-        await delete(api, "v1", "Service", ns, name)
+        old = await get(api, SERVICE, ns, name) or {}
+        await delete(api, SERVICE, ns, name)
 
         async def service_back() -> bool:
-            svc = await get(api, "v1", "Service", ns, name)
+            svc = await get(api, SERVICE, ns, name)
             return bool(svc and svc["metadata"]["uid"] != old.get("metadata", {}).get("uid"))
 
         _say(f"    Service back in {await _until(service_back, 'Service restored'):.2f}s")
@@ -132,7 +133,7 @@ async def _script(platform: Platform) -> None:
         wanted = plain["spec"].get("replicas", 1)
 
         async def replicas_back() -> bool:
-            deployment = await get(api, "apps/v1", "Deployment", pns, pname) or {}
+            deployment = await get(api, DEPLOYMENT, pns, pname) or {}
             return bool(deployment.get("spec", {}).get("replicas") == wanted)
 
         _say(f"    back to {wanted} in {await _until(replicas_back, 'replicas restored'):.2f}s")
@@ -163,7 +164,7 @@ async def _script(platform: Platform) -> None:
         )
 
         async def rolled() -> bool:
-            deployment = await get(api, "apps/v1", "Deployment", pns, pname) or {}
+            deployment = await get(api, DEPLOYMENT, pns, pname) or {}
             containers = deployment.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [{}])
             return containers[0].get("image") == image and await ready(pns, pname)
 
@@ -184,16 +185,15 @@ async def _script(platform: Platform) -> None:
                 field_manager=MANAGER,
             )
             raise RuntimeError("the privileged WebApp was admitted")
-        except ApiException as exc:
-            message = json.loads(exc.body or "{}").get("message", exc.reason)
-            _say(f"    refused by the API server ({exc.status}): {message}")
+        except ApiError as exc:
+            _say(f"    refused by the API server ({exc.status}): {exc.message}")
 
         _say("8/8 clean up: delete every WebApp; garbage collection takes the children")
         for ns, name in keys:
-            await delete(api, "platform.example.com/v1", "WebApp", ns, name)
+            await delete(api, WEBAPP, ns, name)
 
         async def children_gone() -> bool:
-            return all([await get(api, "apps/v1", "Deployment", ns, name) is None for ns, name in keys])
+            return all([await get(api, DEPLOYMENT, ns, name) is None for ns, name in keys])
 
         _say(f"    all Deployments gone in {await _until(children_gone, 'garbage collection'):.1f}s")
     await nc.drain()

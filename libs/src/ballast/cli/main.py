@@ -9,8 +9,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import TYPE_CHECKING, Any
 
 from ballast.cli import platform
+
+if TYPE_CHECKING:
+    from ballast.kube.rest import KubeApi
 
 
 def _streams_ensure(nats_url: str) -> int:
@@ -32,11 +36,10 @@ def _streams_ensure(nats_url: str) -> int:
     return 0
 
 
-async def _apply_when_namespace_exists(api: object, document: dict[str, object], wait: float = 30.0) -> None:
+async def _apply_when_namespace_exists(api: KubeApi, document: dict[str, Any], wait: float = 30.0) -> None:
     """Applies `document`; a namespace that a Tenant applied just before is still being created: wait for it."""
-    from kubernetes_asyncio.client.exceptions import ApiException
-
     from ballast.kube.apply import apply
+    from ballast.kube.errors import NotFound
 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
@@ -44,8 +47,8 @@ async def _apply_when_namespace_exists(api: object, document: dict[str, object],
         try:
             await apply(api, document, field_manager="ballast-cli")
             return
-        except ApiException as exc:
-            if exc.status != 404 or loop.time() > deadline:
+        except NotFound:
+            if loop.time() > deadline:
                 raise
             await asyncio.sleep(0.2)
 

@@ -10,6 +10,11 @@
   most of the memory json.loads would spend on a cache of thousands of objects.
 - `transform` trims each object before it is cached and handed on, as client-go's SetTransform does: a cache of
   thousands of objects is mostly managedFields nobody reads (`strip_managed_fields`).
+- Handlers are called `(event, new, old)` — `old` is the cached object the event replaces (None for an addition) —
+  so predicates can compare; any number subscribe (`subscribe`), the controllers that watch the same kind share one
+  cache and one watch.
+- Named indexes (`add_index` / `by_index`), as client-go's Indexers: the objects of one owner are found without a
+  scan of the cache, which would cost O(objects) per lookup and O(objects²) across a cluster.
 """
 
 from __future__ import annotations
@@ -18,20 +23,23 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any, Literal
 
 import orjson
 
+from ballast.kube.errors import ApiError, Gone
 from ballast.kube.pacing import pause
-from ballast.kube.rest import send, send_json
+from ballast.kube.resource import Resource
+from ballast.kube.rest import KubeApi, send, send_json
 
 log = logging.getLogger(__name__)
 
-EventType = Literal["ADDED", "MODIFIED", "DELETED"]
-Key = tuple[str, str]  # (namespace or "", name)
-Handler = Callable[[EventType, dict[str, Any]], None]
+WatchEvent = Literal["ADDED", "MODIFIED", "DELETED"]
+ObjectKey = tuple[str, str]  # (namespace or "", name)
+WatchHandler = Callable[[WatchEvent, dict[str, Any], dict[str, Any] | None], None]  # (event, new, old)
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
+IndexFunc = Callable[[dict[str, Any]], Iterable[Hashable]]
 
 
 def strip_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
@@ -39,39 +47,98 @@ def strip_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
-def object_key(obj: dict[str, Any]) -> Key:
+def object_key(obj: dict[str, Any]) -> ObjectKey:
     metadata = obj["metadata"]
     return metadata.get("namespace", ""), metadata["name"]
 
 
-class Gone(Exception):
-    """The resourceVersion we would resume from is no longer available: relist."""
+class _Index:
+    def __init__(self, values_of: IndexFunc) -> None:
+        self.values_of = values_of
+        self.objects: dict[Hashable, dict[ObjectKey, dict[str, Any]]] = {}
+        self.values: dict[ObjectKey, tuple[Hashable, ...]] = {}
+
+    def put(self, key: ObjectKey, obj: dict[str, Any]) -> None:
+        self.remove(key)
+        values = tuple(self.values_of(obj))
+        if values:
+            self.values[key] = values
+            for value in values:
+                self.objects.setdefault(value, {})[key] = obj
+
+    def remove(self, key: ObjectKey) -> None:
+        for value in self.values.pop(key, ()):
+            objects = self.objects[value]
+            del objects[key]
+            if not objects:
+                del self.objects[value]
 
 
 class Informer:
+    """A cache of one resource (across namespaces, or in one), kept by list-then-watch, that tells its
+    subscribers what changed."""
+
     def __init__(
         self,
-        api: Any,  # kubernetes_asyncio ApiClient
-        path: str,  # e.g. /apis/apps/v1/deployments or /api/v1/namespaces/shop/configmaps
-        on_event: Handler,
+        api: KubeApi,
+        resource: Resource,
         *,
+        namespace: str | None = None,
         label_selector: str | None = None,
+        field_selector: str | None = None,
         transform: Transform = strip_managed_fields,
         watch_timeout: int = 300,
         silence_timeout: float = 90.0,
     ) -> None:
         self._api = api
-        self.path = path
-        self._on_event = on_event
-        self._selector = label_selector
+        self.resource = resource
+        self.path = resource.collection(namespace)
+        self._handlers: list[WatchHandler] = []
+        self._selectors = [
+            (k, v) for k, v in (("labelSelector", label_selector), ("fieldSelector", field_selector)) if v
+        ]
         self._transform = transform
         self._watch_timeout = watch_timeout
         self._silence = silence_timeout
-        self.store: dict[Key, dict[str, Any]] = {}
+        self.store: dict[ObjectKey, dict[str, Any]] = {}
+        self._indexes: dict[str, _Index] = {}
         self.synced = asyncio.Event()
         self.resource_version = ""
         self.relists = 0
         self.resumes = 0
+
+    def subscribe(self, handler: WatchHandler) -> None:
+        """`handler(event, new, old)` for every change from now on, the initial list included."""
+        self._handlers.append(handler)
+
+    def add_index(self, name: str, values_of: IndexFunc) -> None:
+        """Index the cache by what `values_of(obj)` gives (none, one or more values per object)."""
+        if name in self._indexes:
+            raise ValueError(f"index {name!r} of {self.resource.kind} declared twice")
+        index = self._indexes[name] = _Index(values_of)
+        for key, obj in self.store.items():
+            index.put(key, obj)
+
+    def by_index(self, name: str, value: Hashable) -> list[dict[str, Any]]:
+        """The cached objects whose index `name` gives `value`."""
+        return list(self._indexes[name].objects.get(value, {}).values())
+
+    def _put(self, key: ObjectKey, obj: dict[str, Any]) -> dict[str, Any] | None:
+        old = self.store.get(key)
+        self.store[key] = obj
+        for index in self._indexes.values():
+            index.put(key, obj)
+        return old
+
+    def _remove(self, key: ObjectKey) -> dict[str, Any] | None:
+        old = self.store.pop(key, None)
+        for index in self._indexes.values():
+            index.remove(key)
+        return old
+
+    def _tell(self, event: WatchEvent, new: dict[str, Any], old: dict[str, Any] | None) -> None:
+        for handler in self._handlers:
+            handler(event, new, old)
 
     async def run(self, stop: asyncio.Event) -> None:
         retry = 0.2
@@ -92,35 +159,31 @@ class Informer:
                 log.warning("watch of %s failed (%s); relisting in %.1fs", self.path, exc, retry)
                 await pause(stop, retry)  # backing off from a failing API server
                 retry = min(retry * 2, 10.0)
-            except Exception as exc:
-                status = getattr(exc, "status", None)
-                if status is None or stop.is_set():
-                    raise
-                log.warning("watch of %s failed with HTTP %s; relisting in %.1fs", self.path, status, retry)
+            except ApiError as exc:
+                if stop.is_set():
+                    return
+                log.warning("watch of %s failed with HTTP %s; relisting in %.1fs", self.path, exc.status, retry)
                 await pause(stop, retry)
                 retry = min(retry * 2, 10.0)
 
     def _query(self, **extra: str) -> list[tuple[str, str]]:
-        query = [(k, v) for k, v in extra.items()]
-        if self._selector:
-            query.append(("labelSelector", self._selector))
-        return query
+        return [*extra.items(), *self._selectors]
 
     async def _list(self) -> None:
         body = await send_json(self._api, "GET", self.path, query=self._query(), timeout=60)
         fresh = {object_key(item): self._transform(item) for item in body.get("items", [])}
-        previous, self.store = self.store, fresh
         self.resource_version = body["metadata"]["resourceVersion"]
         # A relist reports what changed while we were not watching, the deletions included.
+        for key in [key for key in self.store if key not in fresh]:
+            old = self._remove(key)
+            assert old is not None
+            self._tell("DELETED", old, old)
         for key, obj in fresh.items():
-            old = previous.get(key)
+            old = self._put(key, obj)
             if old is None:
-                self._on_event("ADDED", obj)
+                self._tell("ADDED", obj, None)
             elif old["metadata"].get("resourceVersion") != obj["metadata"].get("resourceVersion"):
-                self._on_event("MODIFIED", obj)
-        for key, obj in previous.items():
-            if key not in fresh:
-                self._on_event("DELETED", obj)
+                self._tell("MODIFIED", obj, old)
 
     async def _watch_until(self, stop: asyncio.Event) -> None:
         query = self._query(
@@ -129,14 +192,7 @@ class Informer:
             allowWatchBookmarks="true",
             timeoutSeconds=str(self._watch_timeout),
         )
-        from kubernetes_asyncio.client.exceptions import ApiException
-
-        try:
-            response = await send(self._api, "GET", self.path, query=query, timeout=None)
-        except ApiException as exc:
-            if exc.status == 410:
-                raise Gone from exc
-            raise
+        response = await send(self._api, "GET", self.path, query=query, timeout=None)
         # One task per watch connection, not per line: a busy operator reads thousands of lines a second.
         reading = asyncio.ensure_future(self._read(response))
         stopped = asyncio.ensure_future(stop.wait())
@@ -174,7 +230,7 @@ class Informer:
         kind, obj = event.get("type"), event.get("object", {})
         if kind == "ERROR":
             if obj.get("code") == 410:
-                raise Gone
+                raise Gone(410, "Expired", obj.get("message", ""), obj)
             raise OSError(f"watch error: {obj.get('message', obj)}")
         version = obj.get("metadata", {}).get("resourceVersion")
         if version:
@@ -184,8 +240,7 @@ class Informer:
         obj = self._transform(obj)
         key = object_key(obj)
         if kind == "DELETED":
-            self.store.pop(key, None)
-            self._on_event("DELETED", obj)
+            self._tell("DELETED", obj, self._remove(key))
         elif kind in ("ADDED", "MODIFIED"):
-            self.store[key] = obj
-            self._on_event(kind, obj)
+            old = self._put(key, obj)
+            self._tell("MODIFIED" if old is not None else "ADDED", obj, old)

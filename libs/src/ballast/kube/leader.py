@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ballast.kube.errors import ApiError, Conflict, Invalid, NotFound
 from ballast.kube.pacing import pause
-from ballast.kube.rest import micro_time, send_json
+from ballast.kube.resource import LEASE
+from ballast.kube.rest import KubeApi, micro_time, send_json
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,7 @@ def default_identity() -> str:
 class LeaderElector:
     def __init__(
         self,
-        api: Any,  # kubernetes_asyncio ApiClient
+        api: KubeApi,
         *,
         namespace: str,
         name: str,
@@ -46,7 +48,7 @@ class LeaderElector:
         timings: LeaseTimings = LeaseTimings(),
     ) -> None:
         self._api = api
-        self._path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+        self._path = LEASE.collection(namespace)
         self.namespace = namespace
         self.name = name
         self.identity = identity
@@ -89,17 +91,15 @@ class LeaderElector:
         return await send_json(self._api, "GET", f"{self._path}/{self.name}")
 
     async def _try_acquire_or_renew(self) -> bool:
-        from kubernetes_asyncio.client.exceptions import ApiException
-
         loop = asyncio.get_running_loop()
         now = datetime.now(UTC)
         try:
             lease = await self._read()
-        except ApiException as exc:
-            if exc.status != 404:
-                log.warning("reading lease failed: %s", exc.reason)
-                return False
+        except NotFound:
             return await self._write(None, now, transitions=0, acquire=True)
+        except ApiError as exc:
+            log.warning("reading lease failed: %s", exc)
+            return False
         except (TimeoutError, OSError) as exc:
             log.warning("reading lease failed: %s", exc)
             return False
@@ -116,8 +116,6 @@ class LeaderElector:
         return await self._write(lease, now, transitions=transitions, acquire=holder != self.identity)
 
     async def _write(self, lease: dict[str, Any] | None, now: datetime, *, transitions: int, acquire: bool) -> bool:
-        from kubernetes_asyncio.client.exceptions import ApiException
-
         held_since = ((lease or {}).get("spec") or {}).get("acquireTime")
         spec: dict[str, Any] = {
             "holderIdentity": self.identity,
@@ -138,9 +136,10 @@ class LeaderElector:
                 replacement = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata,
                                "spec": spec}  # fmt: skip
                 await send_json(self._api, "PUT", f"{self._path}/{self.name}", body=replacement)
-        except ApiException as exc:
-            if exc.status not in (409, 422):
-                log.warning("writing lease failed: %s %s", exc.status, exc.reason)
+        except (Conflict, Invalid):
+            return False  # another candidate wrote first
+        except ApiError as exc:
+            log.warning("writing lease failed: %s", exc)
             return False
         except (TimeoutError, OSError) as exc:
             log.warning("writing lease failed: %s", exc)
@@ -150,8 +149,6 @@ class LeaderElector:
         return True
 
     async def _release(self) -> None:
-        from kubernetes_asyncio.client.exceptions import ApiException
-
         try:
             lease = await self._read()
             spec = lease.get("spec") or {}
@@ -168,5 +165,5 @@ class LeaderElector:
             released = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata, "spec": vacant}
             await send_json(self._api, "PUT", f"{self._path}/{self.name}", body=released)
             log.info("released leadership", extra={"lease": f"{self.namespace}/{self.name}"})
-        except (TimeoutError, ApiException, OSError) as exc:
+        except (TimeoutError, ApiError, OSError) as exc:
             log.warning("releasing lease failed (standbys take over when it expires): %s", exc)

@@ -14,16 +14,17 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
+from ballast.kube.errors import ApiError, Forbidden, NotFound
 from ballast.kube.pacing import pause
-from ballast.kube.rest import error_message, micro_time, send_json
+from ballast.kube.resource import EVENT
+from ballast.kube.rest import KubeApi, micro_time, send_json
 
 log = logging.getLogger(__name__)
 
 EventKind = Literal["Normal", "Warning"]
 NOTE_LIMIT = 1024  # the API server refuses longer notes
-_EVENTS = "/apis/events.k8s.io/v1/namespaces/{namespace}/events"
 
 
 def _micro_time(at: float) -> str:
@@ -69,7 +70,7 @@ _Key = tuple[str, str, str, str]  # (uid, type, reason, note)
 class EventRecorder:
     def __init__(
         self,
-        api: Any,  # kubernetes_asyncio ApiClient
+        api: KubeApi,
         *,
         controller: str,
         instance: str,
@@ -119,12 +120,11 @@ class EventRecorder:
                     await self._write(*item)
                 self.written += 1
             except Exception as exc:  # an event is worth a log line, never a crash or a retry storm
-                status = getattr(exc, "status", None)
-                if status == 404 or (status == 403 and "terminat" in str(getattr(exc, "body", ""))):
+                if isinstance(exc, NotFound) or (isinstance(exc, Forbidden) and "terminat" in exc.message):
                     # The namespace is going or gone: so is the object the event was about.
                     log.debug("event %s for %s/%s not written: namespace going", item[2], item[0].kind, item[0].name)
                     continue
-                what = f"HTTP {status}: {error_message(exc)}" if status else repr(exc)
+                what = str(exc) if isinstance(exc, ApiError) else repr(exc)
                 log.warning("could not write event %s for %s/%s: %s", item[2], item[0].kind, item[0].name, what)
                 await pause(stop, 0.1)
             finally:
@@ -135,11 +135,9 @@ class EventRecorder:
     async def _write(
         self, regarding: Regarding, kind: EventKind, reason: str, action: str, note: str, at: float
     ) -> None:
-        from kubernetes_asyncio.client.exceptions import ApiException
-
         self._forget_older_than(at - self._window)
         key = (regarding.uid, kind, reason, note)
-        path = _EVENTS.format(namespace=regarding.namespace)
+        path = EVENT.collection(regarding.namespace)
         series = self._series.get(key)
         if series is not None and series.last_seen < at - self._window:
             series = None
@@ -156,9 +154,8 @@ class EventRecorder:
                     body=patch,
                 )
                 return
-            except ApiException as exc:
-                if exc.status != 404:  # expired (events live an hour by default): start a new one
-                    raise
+            except NotFound:
+                pass  # expired (events live an hour by default): start a new one
         name = f"{regarding.name}.{secrets.token_hex(8)}"
         body = {
             "apiVersion": "events.k8s.io/v1",

@@ -6,23 +6,49 @@ it for serialisation and re-encodes it with the standard library, which in a bus
 request itself; these bodies are plain JSON already. Auth still comes from the client's configuration on every
 request (`update_params_for_auth`), so a refreshed token (in-cluster, exec plugins) is used as it changes.
 
-Refused requests raise ApiException with the API server's Status as its body, so one is never mistaken for an
-object.
+Refused requests raise `ballast.kube.errors.ApiError` (`NotFound`, `Conflict`, `Invalid`, …) built from the API
+server's Status, so one is never mistaken for an object. `KubeApi` is the seam: the part of kubernetes-asyncio's
+ApiClient these requests use, typed.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import aiohttp
 import orjson
 
+from ballast.kube.errors import api_error
+
+
+class _Configuration(Protocol):
+    host: str
+
+
+class _RestClient(Protocol):
+    pool_manager: aiohttp.ClientSession
+    server_hostname: str | None
+    proxy: str | None
+    proxy_headers: Any
+
+
+class KubeApi(Protocol):
+    """What Ballast uses of a kubernetes-asyncio ApiClient (`ballast.kube.client.api_client` makes one): its
+    configuration, auth, default headers and aiohttp session. Nothing else talks to the API server."""
+
+    configuration: _Configuration
+    rest_client: _RestClient
+    default_headers: dict[str, str]
+
+    async def update_params_for_auth(self, headers: Any, querys: Any, auth_settings: Any) -> None: ...
+
+    async def close(self) -> None: ...
+
 
 async def send(
-    api: Any,  # kubernetes_asyncio ApiClient
+    api: KubeApi,
     method: str,
     path: str,
     *,
@@ -30,11 +56,8 @@ async def send(
     headers: dict[str, str] | None = None,
     body: Any = None,
     timeout: float | None = 30,
-) -> Any:
-    """The open response (for streaming); raises ApiException, with the API server's Status as body, on an error.
-    `timeout` None means none (a watch)."""
-    from kubernetes_asyncio.client.exceptions import ApiException  # imported late, as across ballast.kube (lean_import)
-
+) -> aiohttp.ClientResponse:
+    """The open response (for streaming); raises `ApiError` on an error. `timeout` None means none (a watch)."""
     request_headers: dict[str, str] = {**api.default_headers, "Accept": "application/json", **(headers or {})}
     params = list(query or [])
     await api.update_params_for_auth(request_headers, params, ["BearerToken"])
@@ -55,29 +78,19 @@ async def send(
         proxy_headers=rest.proxy_headers,
     )
     if not 200 <= response.status <= 299:
-        error = ApiException(status=response.status, reason=response.reason)
-        error.body = (await response.read()).decode(errors="replace")
+        raw = await response.read()
         response.release()
-        raise error
+        raise api_error(response.status, response.reason or "", raw)
     return response
 
 
-async def send_json(api: Any, method: str, path: str, **options: Any) -> dict[str, Any]:
+async def send_json(api: KubeApi, method: str, path: str, **options: Any) -> dict[str, Any]:
     response = await send(api, method, path, **options)
     try:
         body: dict[str, Any] = orjson.loads(await response.read())
     finally:
         response.release()
     return body
-
-
-def error_message(exc: Exception) -> str:
-    """The API server's own message from an ApiException's Status body, else the HTTP reason."""
-    try:
-        message = json.loads(getattr(exc, "body", None) or "{}").get("message")
-    except (TypeError, ValueError, AttributeError):
-        message = None
-    return str(message or getattr(exc, "reason", None) or exc)
 
 
 def micro_time(moment: datetime) -> str:

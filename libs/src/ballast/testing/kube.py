@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from ballast.kube.errors import ApiError
 from ballast.local.controlplane import ControlPlane, ControlPlaneError
 from ballast.local.tools import ToolsMissing
 from ballast.testing.waiting import eventually
@@ -42,13 +43,16 @@ def existing_cluster_kubeconfig() -> Path | None:
     return Path(kubeconfig)
 
 
-def api_status(exc: ApiException) -> dict[str, Any]:
-    """The Status object the API server sent with an error: `message`, `reason`, `details.causes[].field`."""
+def api_status(exc: ApiException | ApiError) -> dict[str, Any]:
+    """The Status object the API server sent with an error: `message`, `reason`, `details.causes[].field` (from
+    kubernetes-asyncio's typed client, or from Ballast's REST layer)."""
+    if isinstance(exc, ApiError):
+        return exc.body
     status: dict[str, Any] = json.loads(exc.body or b"{}")
     return status
 
 
-def assert_refused_naming(exc: ApiException, field: str, reason: str) -> None:
+def assert_refused_naming(exc: ApiException | ApiError, field: str, reason: str) -> None:
     """The API server refused an object as Invalid (422) with a message, and a cause, naming `field`."""
     assert exc.status == 422, exc
     status = api_status(exc)

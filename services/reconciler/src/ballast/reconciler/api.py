@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
+from ballast.kube.conditions import Condition
+
 GROUP = "platform.example.com"
 VERSION = "v1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -98,17 +100,6 @@ class WebAppSpec(ApiModel):
     autoscaling: Autoscaling = Field(default_factory=Autoscaling)
     monitoring: Monitoring = Field(default_factory=Monitoring)
     security: Security = Field(default_factory=Security)
-
-
-class Condition(ApiModel):
-    """metav1.Condition."""
-
-    type: str = Field(min_length=1, max_length=316)
-    status: Literal["True", "False", "Unknown"]
-    reason: str = Field(min_length=1, max_length=1024)
-    message: str = Field(default="", max_length=32768)
-    last_transition_time: datetime
-    observed_generation: int | None = Field(default=None, ge=0)
 
 
 class WebAppStatus(ApiModel):

@@ -14,6 +14,7 @@ from ballast.bus.publisher import Publisher
 from ballast.events import new_event
 from ballast.events.contracts.common import ObjectRef, platform_subject
 from ballast.events.contracts.k8s import (
+    OBSERVED_KINDS,
     ObservedObject,
     PodIssue,
     PodProblem,
@@ -21,10 +22,11 @@ from ballast.events.contracts.k8s import (
     k8s_subject,
     pod_issue_event_type,
 )
-from ballast.events.contracts.reconcile import ReconcileOutcome, reconcile_event_type
-from ballast.kube.informer import EventType
-from ballast.reconciler.api import API_VERSION, WebApp
-from ballast.reconciler.operator import Repair
+from ballast.events.contracts.reconcile import ReconcileOutcome, WebAppOutcome, reconcile_event_type
+from ballast.kube.informer import WatchEvent
+from ballast.kube.resource import POD, WEBAPP, Resource
+from ballast.reconciler.api import WebApp
+from ballast.reconciler.reconcile import Repair
 from ballast.reconciler.status import Problem, pod_problem
 
 log = logging.getLogger(__name__)
@@ -72,7 +74,14 @@ class ReconcilerEvents:
 
     # -- reconcile outcomes ------------------------------------------------------------------------------------------
 
-    async def outcome(self, outcome: str, webapp: WebApp, repaired: list[Repair], problem: Problem | None) -> None:
+    async def outcome(
+        self,
+        outcome: WebAppOutcome,
+        webapp: WebApp,
+        repaired: list[Repair],
+        problem: Problem | None,
+        applied: list[str],
+    ) -> None:
         metadata = webapp.metadata
         generation = metadata.generation or 0
         # Each repair is its own fact, told apart by the restored objects' versions.
@@ -82,14 +91,15 @@ class ReconcilerEvents:
         payload = ReconcileOutcome(
             cluster=self.cluster,
             webapp=ObjectRef(
-                api_version=API_VERSION,
-                kind="WebApp",
+                api_version=WEBAPP.api_version,
+                kind=WEBAPP.kind,
                 namespace=metadata.namespace,
                 name=metadata.name,
                 uid=metadata.uid or "",
             ),
             generation=generation,
             observed_generation=generation,
+            applied=applied,
             repaired=[f"{r.kind}/{r.name}" for r in repaired],
             reason=problem.reason if problem else "",
             message=problem.message if problem else "",
@@ -105,19 +115,20 @@ class ReconcilerEvents:
 
     # -- observed facts ----------------------------------------------------------------------------------------------
 
-    def observed(self, event_type: EventType, obj: dict[str, Any]) -> None:
-        kind = obj.get("kind") or _kind_of(obj)
-        if kind not in ("WebApp", "Deployment", "Pod"):
+    def observed(self, resource: Resource, event_type: WatchEvent, obj: dict[str, Any]) -> None:
+        """A watched object changed (WebApps, Deployments and Pods are told)."""
+        kind = resource.kind
+        if kind not in OBSERVED_KINDS:
             return
         metadata = obj["metadata"]
         controller = next((r for r in metadata.get("ownerReferences", []) if r.get("controller")), None)
         facts = _facts(kind, obj)
         if self._changed(event_type, metadata.get("uid", ""), facts, controller):
-            self._tell_observed(event_type, kind, obj, facts, controller)
+            self._tell_observed(event_type, resource, obj, facts, controller)
         if kind == "Pod" and event_type != "DELETED":
             self._pod_issue(obj, controller)  # a crash shows in container statuses, which the facts leave out
 
-    def _changed(self, event_type: EventType, uid: str, facts: dict[str, Any], owner: dict[str, Any] | None) -> bool:
+    def _changed(self, event_type: WatchEvent, uid: str, facts: dict[str, Any], owner: dict[str, Any] | None) -> bool:
         """Whether the event would tell something new of the object: created, deleted, or one of its facts moved."""
         if event_type == "DELETED":
             self._told.pop(uid, None)
@@ -130,10 +141,16 @@ class ReconcilerEvents:
         return True
 
     def _tell_observed(
-        self, event_type: EventType, kind: str, obj: dict[str, Any], facts: dict[str, Any], owner: dict[str, Any] | None
+        self,
+        event_type: WatchEvent,
+        resource: Resource,
+        obj: dict[str, Any],
+        facts: dict[str, Any],
+        owner: dict[str, Any] | None,
     ) -> None:
         verb = VERBS[event_type]
-        ref = _object_ref(kind, obj)
+        kind = resource.kind
+        ref = _object_ref(resource, obj)
         payload = ObservedObject(
             cluster=self.cluster,
             object=ref,
@@ -157,7 +174,7 @@ class ReconcilerEvents:
         if problem is None or problem.reason not in POD_PROBLEMS:
             return
         kind = POD_PROBLEMS[problem.reason]
-        ref = _object_ref("Pod", pod)
+        ref = _object_ref(POD, pod)
         restarts = sum(s.get("restartCount", 0) for s in pod.get("status", {}).get("containerStatuses", []) or [])
         issue = PodIssue(
             cluster=self.cluster,
@@ -181,15 +198,11 @@ class ReconcilerEvents:
         )
 
 
-# List items carry no apiVersion; the observed kinds have one each.
-API_VERSIONS = {"WebApp": API_VERSION, "Deployment": "apps/v1", "Pod": "v1"}
-
-
-def _object_ref(kind: str, obj: dict[str, Any]) -> ObjectRef:
+def _object_ref(resource: Resource, obj: dict[str, Any]) -> ObjectRef:
     metadata = obj["metadata"]
     return ObjectRef(
-        api_version=obj.get("apiVersion") or API_VERSIONS[kind],
-        kind=kind,
+        api_version=resource.api_version,  # list items carry no apiVersion
+        kind=resource.kind,
         namespace=metadata.get("namespace"),
         name=metadata["name"],
         uid=metadata.get("uid", ""),
@@ -200,17 +213,6 @@ def _ref(owner: dict[str, Any], namespace: str | None) -> ObjectRef:
     return ObjectRef(
         api_version=owner["apiVersion"], kind=owner["kind"], namespace=namespace, name=owner["name"], uid=owner["uid"]
     )
-
-
-def _kind_of(obj: dict[str, Any]) -> str:
-    # Watch events carry kind; list items may not. Tell the three apart by shape.
-    if obj.get("apiVersion", "").startswith("platform.example.com"):
-        return "WebApp"
-    if "containers" in obj.get("spec", {}):
-        return "Pod"
-    if "template" in obj.get("spec", {}):
-        return "Deployment"
-    return ""
 
 
 def _facts(kind: str, obj: dict[str, Any]) -> dict[str, Any]:

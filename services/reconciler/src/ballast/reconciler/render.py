@@ -27,17 +27,6 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 TENANT_LABEL = "platform.example.com/tenant"
 PORT_NAME = "http"
 
-# (apiVersion, kind) of every child kind a WebApp can have; kinds not rendered this time are pruned.
-CHILD_KINDS: tuple[tuple[str, str], ...] = (
-    ("v1", "ServiceAccount"),
-    ("apps/v1", "Deployment"),
-    ("v1", "Service"),
-    ("autoscaling/v2", "HorizontalPodAutoscaler"),
-    ("policy/v1", "PodDisruptionBudget"),
-    ("networking.k8s.io/v1", "NetworkPolicy"),
-    ("monitoring.coreos.com/v1", "ServiceMonitor"),
-)
-
 
 def selector_labels(webapp: WebApp) -> dict[str, str]:
     return {NAME_LABEL: webapp.metadata.name, INSTANCE_LABEL: webapp.metadata.name}

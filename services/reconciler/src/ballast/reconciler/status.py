@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ballast.reconciler.api import Condition, WebApp, WebAppStatus
+from ballast.kube.conditions import Condition, set_condition
+from ballast.reconciler.api import WebApp, WebAppStatus
 from ballast.reconciler.render import minimum_replicas, selector_labels
 
 # Container waiting/terminated reasons that mean the pods will not become ready by themselves.
@@ -31,30 +32,20 @@ class Problem:
     message: str
 
 
-def _condition(cond_type: str, status: bool, reason: str, message: str) -> tuple[str, str, str, str]:
-    return cond_type, "True" if status else "False", reason, message
+def _condition(cond_type: str, status: bool, reason: str, message: str) -> tuple[str, bool, str, str]:
+    return cond_type, status, reason, message
 
 
 def set_conditions(
-    previous: list[Condition], wanted: list[tuple[str, str, str, str]], generation: int | None, now: datetime
+    previous: list[Condition], wanted: list[tuple[str, bool, str, str]], generation: int | None, now: datetime
 ) -> list[Condition]:
-    """meta.SetStatusCondition for a set of conditions: keep lastTransitionTime unless the status changed."""
-    by_type = {c.type: c for c in previous}
-    result = []
+    """Each wanted condition set on the previous ones (lastTransitionTime kept unless its status changed)."""
+    conditions = previous
     for cond_type, status, reason, message in wanted:
-        old = by_type.get(cond_type)
-        changed = old is None or old.status != status
-        result.append(
-            Condition(
-                type=cond_type,
-                status=status,
-                reason=reason,
-                message=message[:32768],
-                last_transition_time=now if changed or old is None else old.last_transition_time,
-                observed_generation=generation,
-            )
+        conditions = set_condition(
+            conditions, cond_type, status, reason, message, observed_generation=generation, now=now
         )
-    return result
+    return conditions
 
 
 def pod_problem(pods: list[dict[str, Any]]) -> Problem | None:

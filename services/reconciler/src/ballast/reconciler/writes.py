@@ -30,7 +30,7 @@ from typing import Any, Generic, TypeVar
 K = TypeVar("K", bound=Hashable)
 ChildKind = tuple[str, str]  # (apiVersion, kind)
 Write = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
-Outcome = dict[str, Any] | BaseException | None  # the applied object, what the write raised, or still under way
+WriteResult = dict[str, Any] | BaseException | None  # the applied object, what the write raised, or still under way
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ class ChildWrites(Generic[K]):
                 lane.woken.discard(key)
                 self._wake(lane)
 
-    async def apply(self, key: K, manifests: list[dict[str, Any]]) -> list[Outcome]:
+    async def apply(self, key: K, manifests: list[dict[str, Any]]) -> list[WriteResult]:
         """Each manifest's outcome, in order; None for a write still under way after `patience` (the key is queued
         again when it ends), for one an earlier reconcile started with a manifest since superseded, and for one whose
         lane is full (the key is queued again when the lane has room). Only the writes this call starts are waited
@@ -153,7 +153,7 @@ class ChildWrites(Generic[K]):
         started = [w.task for w, was in zip(writes, earlier, strict=True) if w is not None and w is not was]
         if started:
             await asyncio.wait(started, timeout=self.patience)
-        outcomes: list[Outcome] = []
+        outcomes: list[WriteResult] = []
         for manifest, write in zip(manifests, writes, strict=True):
             child = (key, _kind(manifest))
             if write is None:  # its lane was full: the key waits for room (not a write whose end will queue it)
