@@ -91,8 +91,8 @@ class HttpsServer:
         self._shutdown_grace = shutdown_grace
         self.ca_pem: bytes | None = None  # the self-signed CA, when no files were given
         self.serving = False
-        self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self._context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._context.minimum_version = ssl.TLSVersion.TLSv1_2  # whatever the system OpenSSL configuration says
         self._signature: _Signature = ()
         self._runner: web.AppRunner | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -198,5 +198,5 @@ def _load_pair(context: ssl.SSLContext, cert_pem: bytes, key_pem: bytes) -> None
         cert, key = Path(directory, "tls.crt"), Path(directory, "tls.key")
         cert.write_bytes(cert_pem)
         key.write_bytes(key_pem)
-        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
         context.load_cert_chain(cert, key)
