@@ -66,7 +66,7 @@ def test_resources_name_their_paths_and_manifests_find_them() -> None:
     assert resource_for({"apiVersion": "apps/v1", "kind": "Deployment"}) is DEPLOYMENT
     widget = Resource("example.com", "v1", "widgets", "Widget")
     assert resource_for({"apiVersion": "example.com/v1", "kind": "Widget"}, [widget]) is widget
-    with pytest.raises(ValueError, match="example.com/v1 Widget"):
+    with pytest.raises(ValueError, match=r"example\.com/v1 Widget"):
         resource_for({"apiVersion": "example.com/v1", "kind": "Widget"})
 
 

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest_asyncio
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
+from prometheus_client import CollectorRegistry
 
 from ballast.kube.apply import get
 from ballast.kube.client import api_client
 from ballast.kube.install import install, load_manifests
 from ballast.kube.resource import WEBAPP
 from ballast.reconciler.api import API_VERSION, GROUP, VERSION, WEBAPPS
+from ballast.reconciler.operator import OperatorMetrics, WebAppOperator
 from ballast.testing.waiting import eventually
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
@@ -84,3 +89,24 @@ async def ready(kube_api: Any, namespace: str, name: str) -> bool:
 async def matches(probe: Any, expected: Any) -> bool:
     """For `eventually`: whether an awaitable probe gives `expected`."""
     return bool(await probe == expected)
+
+
+def idle(registry: CollectorRegistry) -> bool:
+    """No WebApp reconcile in flight or queued, and no child write under way or waiting for room."""
+    active = registry.get_sample_value("controller_runtime_active_workers", {"controller": "webapp"})
+    depth = registry.get_sample_value("workqueue_depth", {"name": "webapp"})
+    writes = registry.get_sample_value("ballast_reconciler_child_writes_under_way")
+    waiting = registry.get_sample_value("ballast_reconciler_child_writes_waiting")
+    return active == depth == writes == waiting == 0
+
+
+@contextlib.asynccontextmanager
+async def operator_running(kube_api: Any, registry: CollectorRegistry, **options: Any) -> AsyncIterator[WebAppOperator]:
+    operator = WebAppOperator(kube_api, OperatorMetrics(registry), **options)
+    stop = asyncio.Event()
+    running = asyncio.create_task(operator.run(stop))
+    try:
+        yield operator
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 15)

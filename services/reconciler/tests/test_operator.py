@@ -11,7 +11,16 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from reconciler_fixtures import IMAGE, condition, create_webapp, matches, platform_api, ready  # noqa: F401
+from reconciler_fixtures import (  # noqa: F401
+    IMAGE,
+    condition,
+    create_webapp,
+    idle,
+    matches,
+    operator_running,
+    platform_api,
+    ready,
+)
 
 from ballast.kube.apply import get
 from ballast.kube.resource import (
@@ -451,27 +460,6 @@ async def holding_service(kube_api: Any, tmp_path: Path, namespace: str, held: s
             yield HeldService(hook, let_go, held)
         finally:
             let_go.set()
-
-
-def idle(registry: CollectorRegistry) -> bool:
-    """No WebApp reconcile in flight or queued, and no child write under way or waiting for room."""
-    active = registry.get_sample_value("controller_runtime_active_workers", {"controller": "webapp"})
-    depth = registry.get_sample_value("workqueue_depth", {"name": "webapp"})
-    writes = registry.get_sample_value("ballast_reconciler_child_writes_under_way")
-    waiting = registry.get_sample_value("ballast_reconciler_child_writes_waiting")
-    return active == depth == writes == waiting == 0
-
-
-@contextlib.asynccontextmanager
-async def operator_running(kube_api: Any, registry: CollectorRegistry, **options: Any) -> AsyncIterator[WebAppOperator]:
-    operator = WebAppOperator(kube_api, OperatorMetrics(registry), **options)
-    stop = asyncio.Event()
-    running = asyncio.create_task(operator.run(stop))
-    try:
-        yield operator
-    finally:
-        stop.set()
-        await asyncio.wait_for(running, 15)
 
 
 async def let_go_and_both_ready(kube_api: Any, namespace: str, service: HeldService) -> None:

@@ -15,8 +15,10 @@ PDB = ("policy/v1", "PodDisruptionBudget")
 
 def webapp(replicas: int = 2) -> WebApp:
     return WebApp.model_validate(
-        {"metadata": {"name": "web", "namespace": "shop", "uid": "u1", "generation": 1},
-         "spec": {"image": "registry.example.com/shop/web:1.0", "replicas": replicas}}  # fmt: skip
+        {
+            "metadata": {"name": "web", "namespace": "shop", "uid": "u1", "generation": 1},
+            "spec": {"image": "registry.example.com/shop/web:1.0", "replicas": replicas},
+        }
     )
 
 
