@@ -4,8 +4,9 @@
   behind the typed `KubeApi` seam) and `errors` (Ballast's own API errors), `client` (making the API client);
 - `informer` (list-then-watch caches with indexes: the sources), `handler` (map functions), `predicate`,
   `workqueue` and `controller` (the reconcile contract), `memory` (per-key records);
-- `apply` (server-side apply, get, delete: imported from the module, whose name the function shares), `conditions`, `finalizers`, `recorder` (Kubernetes Events), `leader`
-  (Lease election), and `install` (CRDs and admission policies, for installers and fixtures).
+- `apply` (server-side apply, get, delete: imported from the module, whose name the function shares),
+  `conditions`, `finalizers`, `recorder` (Kubernetes Events), `leader` (Lease election), and `install` (CRDs and
+  admission policies, for installers and fixtures).
 
 Local tooling (the control plane built from source, `make cluster-up`) lives in `ballast.local`, which nothing
 here imports. Nothing here imports kubernetes-asyncio's generated models: services call `client.lean_import()`.
