@@ -16,9 +16,11 @@ from ballast.bus.kv import (
     Watch,
 )
 from ballast.bus.publisher import Publisher, PublishError
+from ballast.bus.reader import LAST, StoredEvent, StreamReader
 
 __all__ = [
     "CAUGHT_UP",
+    "LAST",
     "Bus",
     "BusOptions",
     "CaughtUp",
@@ -35,6 +37,8 @@ __all__ = [
     "Reject",
     "RetryLater",
     "RevisionConflict",
+    "StoredEvent",
     "StoredValueError",
+    "StreamReader",
     "Watch",
 ]

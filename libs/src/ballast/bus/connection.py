@@ -7,7 +7,8 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from datetime import datetime
+from typing import Literal, TypeVar
 
 import nats
 from nats.aio.client import Client
@@ -17,6 +18,7 @@ from pydantic import BaseModel
 from ballast.bus import endpoints, streams
 from ballast.bus.kv import KeyValue, open_bucket
 from ballast.bus.publisher import Publisher
+from ballast.bus.reader import StreamReader
 from ballast.events.catalogue import CATALOGUE, BucketSpec, Catalogue, ConsumerSpec, StreamSpec
 from ballast.events.registry import EndpointSpec
 from ballast.telemetry.metrics import BusMetrics
@@ -142,6 +144,26 @@ class Bus:
     async def kv(self, spec: BucketSpec, model: type[M]) -> KeyValue[M]:
         """The bucket `spec` with values of type `model`; raises LookupError if it was not created."""
         return await open_bucket(self.js, spec, model)
+
+    def read(
+        self,
+        stream: str,
+        *,
+        subjects: Sequence[str] = (),
+        from_sequence: int | None = None,
+        from_time: datetime | None = None,
+        until: int | Literal["last"] | None = None,
+    ) -> StreamReader:
+        """Reads `stream` in order without acknowledging (see `StreamReader`); use with `async with`."""
+        return StreamReader(
+            self.js,
+            self.catalogue.registry,
+            stream,
+            subjects=subjects,
+            from_sequence=from_sequence,
+            from_time=from_time,
+            until=until,
+        )
 
     async def ensure_consumer(self, spec: ConsumerSpec) -> None:
         await streams.ensure_consumer(self.js, spec)
