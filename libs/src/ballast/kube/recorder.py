@@ -2,8 +2,8 @@
 
 As with client-go's recorder, an event that repeats (same object, type, reason and note) within `series_window` does
 not make a new Event: the first one's `series` counts the repeats, so a WebApp that stays Degraded for an hour has
-one Warning with a count, not hundreds. Writing happens in the background from a bounded queue: a slow or refusing
-API server never holds a reconcile back, and events are dropped (with a log line) rather than memory growing.
+one Warning with a count, not hundreds. Writing happens in the background from a bounded outbox: a slow or refusing
+API server never holds a reconcile back, and events are dropped (counted, with a log line) rather than memory growing.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from ballast.kube.errors import ApiError, Forbidden, NotFound
 from ballast.kube.pacing import pause
 from ballast.kube.resource import EVENT
 from ballast.kube.rest import KubeApi, micro_time, send_json
+from ballast.runtime.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +59,14 @@ class _Series:
     last_seen: float
 
 
-@dataclass
-class _Users:
-    lock: asyncio.Lock
-    count: int = 0
+@dataclass(frozen=True)
+class _Recorded:
+    regarding: Regarding
+    kind: EventKind
+    reason: str
+    action: str
+    note: str
+    at: float
 
 
 _Key = tuple[str, str, str, str]  # (uid, type, reason, note)
@@ -82,55 +87,60 @@ class EventRecorder:
         self.controller = controller
         self.instance = instance[:128]
         self._window = series_window
-        self._queue: asyncio.Queue[tuple[Regarding, EventKind, str, str, str, float]] = asyncio.Queue(capacity)
+        self._outbox: Outbox[_Recorded] = Outbox(
+            "kubernetes-events", self._write_batch, capacity=capacity, max_batch=256
+        )
         self._series: dict[_Key, _Series] = {}
         self._writers = writers
-        self._locks: dict[str, _Users] = {}  # per object: its events are written in order
+        self._stop = asyncio.Event()  # run()'s, so that pacing after a failed write ends with the run
         self._swept = 0.0
         self.written = 0
-        self.dropped = 0
+
+    @property
+    def dropped(self) -> int:
+        return self._outbox.dropped
 
     def record(self, regarding: Regarding, kind: EventKind, reason: str, action: str, note: str) -> None:
         """Queues one event; never blocks and never raises."""
-        try:
-            self._queue.put_nowait((regarding, kind, reason, action, note[:NOTE_LIMIT], time.time()))
-        except asyncio.QueueFull:
-            self.dropped += 1
-            log.warning("event queue full; dropping %s %s for %s/%s", kind, reason, regarding.kind, regarding.name)
+        self._outbox.offer(_Recorded(regarding, kind, reason, action, note[:NOTE_LIMIT], time.time()))
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Writes queued events until `stop`; what is queued by then is still written (bounded by the queue).
-        Several writers keep up with a burst on a busy API server; events about one object stay in order."""
-        async with asyncio.TaskGroup() as writers:
-            for _ in range(self._writers):
-                writers.create_task(self._writer(stop))
+        """Writes queued events until `stop`; what is queued by then is still written (bounded by the outbox)."""
+        self._stop = stop
+        await self._outbox.run(stop)
 
-    async def _writer(self, stop: asyncio.Event) -> None:
-        while not (stop.is_set() and self._queue.empty()):
-            try:
-                async with asyncio.timeout(0.5):
-                    item = await self._queue.get()
-            except TimeoutError:
-                continue
-            uid = item[0].uid
-            users = self._locks.setdefault(uid, _Users(asyncio.Lock()))
-            users.count += 1
-            try:
-                async with users.lock:
-                    await self._write(*item)
-                self.written += 1
-            except Exception as exc:  # an event is worth a log line, never a crash or a retry storm
-                if isinstance(exc, NotFound) or (isinstance(exc, Forbidden) and "terminat" in exc.message):
-                    # The namespace is going or gone: so is the object the event was about.
-                    log.debug("event %s for %s/%s not written: namespace going", item[2], item[0].kind, item[0].name)
-                    continue
-                what = str(exc) if isinstance(exc, ApiError) else repr(exc)
-                log.warning("could not write event %s for %s/%s: %s", item[2], item[0].kind, item[0].name, what)
-                await pause(stop, 0.1)
-            finally:
-                users.count -= 1
-                if users.count == 0:
-                    del self._locks[uid]
+    async def _write_batch(self, batch: list[_Recorded]) -> None:
+        """Several writers keep up with a burst on a busy API server; events about one object stay in order."""
+        by_object: dict[str, list[_Recorded]] = {}
+        for event in batch:
+            by_object.setdefault(event.regarding.uid, []).append(event)
+        writers = asyncio.Semaphore(self._writers)
+        async with asyncio.TaskGroup() as tasks:
+            for events in by_object.values():
+                tasks.create_task(self._write_in_order(events, writers))
+
+    async def _write_in_order(self, events: list[_Recorded], writers: asyncio.Semaphore) -> None:
+        async with writers:
+            for event in events:
+                try:
+                    await self._write(event.regarding, event.kind, event.reason, event.action, event.note, event.at)
+                    self.written += 1
+                except Exception as exc:  # an event is worth a log line, never a crash or a retry storm
+                    regarding = event.regarding
+                    if isinstance(exc, NotFound) or (isinstance(exc, Forbidden) and "terminat" in exc.message):
+                        # The namespace is going or gone: so is the object the event was about.
+                        log.debug(
+                            "event %s for %s/%s not written: namespace going",
+                            event.reason,
+                            regarding.kind,
+                            regarding.name,
+                        )
+                        continue
+                    what = str(exc) if isinstance(exc, ApiError) else repr(exc)
+                    log.warning(
+                        "could not write event %s for %s/%s: %s", event.reason, regarding.kind, regarding.name, what
+                    )
+                    await pause(self._stop, 0.1)
 
     async def _write(
         self, regarding: Regarding, kind: EventKind, reason: str, action: str, note: str, at: float

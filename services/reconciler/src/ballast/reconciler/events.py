@@ -7,11 +7,12 @@ a relist after a restart publishes the same id and JetStream keeps it once.
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
+from pydantic import BaseModel
+
 from ballast.bus.publisher import Publisher
-from ballast.events import new_event
+from ballast.events import Envelope, new_event
 from ballast.events.contracts.common import ObjectRef, platform_subject
 from ballast.events.contracts.k8s import (
     OBSERVED_KINDS,
@@ -28,8 +29,7 @@ from ballast.kube.resource import POD, WEBAPP, Resource
 from ballast.reconciler.api import WebApp
 from ballast.reconciler.reconcile import Repair
 from ballast.reconciler.status import Problem, pod_problem
-
-log = logging.getLogger(__name__)
+from ballast.runtime.outbox import Outbox
 
 VERBS = {"ADDED": "created", "MODIFIED": "updated", "DELETED": "deleted"}
 POD_PROBLEMS = {
@@ -41,36 +41,25 @@ POD_PROBLEMS = {
 
 
 class ReconcilerEvents:
-    """Queues events from watch callbacks and reconciles, and publishes them in batches from one task."""
+    """Buffers events from watch callbacks and reconciles, and publishes them in batches from one task."""
 
     def __init__(self, publisher: Publisher, cluster: str, *, capacity: int = 10_000) -> None:
-        self._publisher = publisher
         self.cluster = cluster
         self.source = f"/clusters/{cluster}/reconciler"
-        self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=capacity)
+        # Observed facts can be rebuilt from the cluster; holding the operator back for them would be worse.
+        self._outbox: Outbox[tuple[str, Envelope[BaseModel]]] = Outbox(
+            "reconciler-events", publisher.publish_all, capacity=capacity, max_batch=500
+        )
         # What the last event told of each object (by uid), as a hash: most updates of a Deployment or Pod (the
         # controllers' status bookkeeping, a pod being bound) change nothing an event carries, and an "updated" that
         # repeats the last one only costs its consumers. A restart forgets: the next update is told again.
         self._told: dict[str, int] = {}
 
-    def _put(self, subject: str, event: Any) -> None:
-        try:
-            self._queue.put_nowait((subject, event))
-        except asyncio.QueueFull:
-            # Observed facts can be rebuilt from the cluster; holding the operator back for them would be worse.
-            log.warning("event queue full; dropping %s", subject)
+    def _put(self, subject: str, event: Envelope[BaseModel]) -> None:
+        self._outbox.offer((subject, event))
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set() or not self._queue.empty():
-            try:
-                async with asyncio.timeout(0.5):
-                    first = await self._queue.get()
-            except TimeoutError:
-                continue
-            batch = [first]
-            while not self._queue.empty() and len(batch) < 500:
-                batch.append(self._queue.get_nowait())
-            await self._publisher.publish_all(batch)
+        await self._outbox.run(stop)
 
     # -- reconcile outcomes ------------------------------------------------------------------------------------------
 
