@@ -46,7 +46,7 @@ async def consume(url: str, durable: str, bucket: str, work_seconds: float | Non
             await asyncio.Event().wait()  # held until the process is killed
         else:
             await asyncio.sleep(work_seconds)  # the work itself
-        if delivery.is_redelivery:
+        if delivery.num_delivered > 1:
             await kv.put(f"redelivered.{key}", b"1")
         # create() refuses an existing key: an event a replica handled before its ack was lost has no second effect.
         with contextlib.suppress(KeyWrongLastSequenceError):

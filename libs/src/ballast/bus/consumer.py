@@ -61,11 +61,7 @@ class Delivery:
     subject: str
     headers: Mapping[str, str]
     stream_sequence: int
-    num_delivered: int
-
-    @property
-    def is_redelivery(self) -> bool:
-        return self.num_delivered > 1
+    num_delivered: int  # 1 on the first delivery; more after a retry, a lost ack or a replica that died
 
 
 Handler = Callable[[Delivery], Awaitable[None]]
