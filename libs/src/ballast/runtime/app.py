@@ -189,6 +189,7 @@ class ServiceApp:
     async def _set_up(self, bus: Bus) -> list[Consumer]:
         if self.settings.ensure_streams:
             await bus.ensure_streams()
+            await bus.ensure_buckets()
         consumers = []
         for sub in self._subscriptions:
             await bus.ensure_consumer(sub.spec)
