@@ -168,3 +168,22 @@ async def test_a_read_goes_on_after_a_server_restart_without_gaps_or_repeats(
 
     assert names(read) == ["a", "b", "c"]
     assert read[2].sequence == read[1].sequence + 1
+
+
+async def test_a_consumer_removed_under_the_reader_is_replaced(streams: Bus, cluster: str) -> None:
+    await publish(streams, cluster, "a")
+    filter_subject = f"evt.k8s.{cluster}.>"
+
+    async with asyncio.timeout(30), streams.read("K8S_EVENTS", subjects=[filter_subject]) as events:
+        iterator = aiter(events)
+        first = await anext(iterator)
+        ours = [
+            c.name for c in await streams.js.consumers_info("K8S_EVENTS") if c.config.filter_subject == filter_subject
+        ]
+        assert len(ours) == 1
+        await streams.js.delete_consumer("K8S_EVENTS", ours[0])  # as the server does to one inactive too long
+
+        await publish(streams, cluster, "b")
+        second = await anext(iterator)
+
+    assert names([first, second]) == ["a", "b"]

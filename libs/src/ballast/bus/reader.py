@@ -120,6 +120,7 @@ class StreamReader:
         self._buffer: deque[Msg] = deque()  # arrived, not yet handed out: at most one batch
         self._arrived = asyncio.Event()
         self._last_heard = 0.0
+        self._lost = False  # the server ended a pull request for good: the consumer is gone
         self._watchdog: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Self:
@@ -218,6 +219,7 @@ class StreamReader:
         self._consumer = info.name
         self._pending_at_start = info.num_pending or 0
         self._requested = 0
+        self._lost = False
         self._last_heard = asyncio.get_running_loop().time()
 
     async def _delete_consumer(self) -> None:
@@ -252,16 +254,19 @@ class StreamReader:
             self._requested = max(0, self._requested - int(unfilled)) if unfilled else 0
             await self._pull()
             return
-        # 409 and the like: the consumer is gone or the request was refused; the watchdog replaces the consumer.
+        # 409, 503 and the like: the consumer is gone (deleted, removed while the caller was slow, lost with a server
+        # restart) or refuses pulls; the watchdog replaces it.
         log.info("read of %s interrupted: %s %s", self.stream, status, headers.get("Description", ""))
-        self._last_heard = 0.0
+        self._lost = True
 
     async def _watch(self) -> None:
-        """Neither messages nor heartbeats for two heartbeats: the consumer or its pull requests are gone."""
+        """A pull request outstanding but neither messages nor heartbeats for two heartbeats: the consumer or its pull
+        requests are gone. (With nothing requested, the caller is still busy with what arrived: no news is expected.)"""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self._heartbeat)
-            if loop.time() - self._last_heard <= 2 * self._heartbeat + 1:
+            quiet = self._requested > 0 and loop.time() - self._last_heard > 2 * self._heartbeat + 1
+            if not (quiet or self._lost):
                 continue
             try:
                 await self._delete_consumer()
