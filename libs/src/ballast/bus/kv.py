@@ -15,9 +15,8 @@ from typing import Generic, Self, TypeVar
 
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import Header
-from nats.js.client import KV_PRE_TEMPLATE, KV_STREAM_TEMPLATE
-from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, VALID_KEY_RE
+from nats.js.client import KV_STREAM_TEMPLATE
+from nats.js.kv import KV_DEL, KV_PURGE, VALID_KEY_RE
 from nats.js.kv import KeyValue as NatsKeyValue
 from pydantic import BaseModel, ValidationError
 
@@ -78,8 +77,7 @@ CAUGHT_UP = CaughtUp()
 class KeyValue(Generic[M]):
     """One bucket whose values are `model`s. Get one with `Bus.kv(spec, model)`."""
 
-    def __init__(self, js: JetStreamContext, store: NatsKeyValue, spec: BucketSpec, model: type[M]) -> None:
-        self._js = js
+    def __init__(self, store: NatsKeyValue, spec: BucketSpec, model: type[M]) -> None:
         self._store = store
         self.spec = spec
         self.model = model
@@ -127,15 +125,10 @@ class KeyValue(Generic[M]):
     async def delete(self, key: str, revision: int | None = None) -> None:
         """Deletes `key` (its history stays until the bucket's limits drop it); with `revision`, only if still at it."""
         self._check(key)
-        if revision is None:
-            await self._store.delete(key)
-            return
-        # nats-py's delete(last=) lets the server's refusal through untranslated.
-        headers = {KV_OP: KV_DEL, Header.EXPECTED_LAST_SUBJECT_SEQUENCE: str(revision)}
         try:
-            await self._js.publish(KV_PRE_TEMPLATE.format(bucket=self.bucket) + key, headers=headers)
-        except nats.js.errors.APIError as exc:
-            if exc.err_code in WRONG_LAST_SEQUENCE:
+            await self._store.delete(key, last=revision)
+        except nats.js.errors.APIError as exc:  # nats-py passes the server's refusal on untranslated
+            if revision is not None and exc.err_code in WRONG_LAST_SEQUENCE:
                 raise await self._conflict(key, revision) from None
             raise
 
@@ -241,4 +234,4 @@ async def open_bucket(js: JetStreamContext, spec: BucketSpec, model: type[M]) ->
             f"key-value bucket {spec.name!r} (stream {KV_STREAM_TEMPLATE.format(bucket=spec.name)}) does not exist: "
             "Bus.ensure_buckets() creates the catalogue's buckets"
         ) from None
-    return KeyValue(js, store, spec, model)
+    return KeyValue(store, spec, model)
