@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from typing import Literal
 
 import pytest
 from conftest import observed
@@ -40,8 +41,16 @@ async def publish(bus: Bus, cluster: str, *names: str, kind: str = "Deployment")
     return [ack.seq for ack in acks]
 
 
-async def read_all(bus: Bus, **options: object) -> list[StoredEvent]:
-    async with asyncio.timeout(20), bus.read("K8S_EVENTS", **options) as events:  # type: ignore[arg-type]
+async def read_all(
+    bus: Bus,
+    *,
+    subjects: list[str],
+    until: int | Literal["last"],
+    from_sequence: int | None = None,
+    from_time: datetime | None = None,
+) -> list[StoredEvent]:
+    reader = bus.read("K8S_EVENTS", subjects=subjects, from_sequence=from_sequence, from_time=from_time, until=until)
+    async with asyncio.timeout(20), reader as events:
         return [stored async for stored in events]
 
 

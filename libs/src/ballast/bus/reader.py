@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from types import TracebackType
-from typing import Literal, Self
+from typing import Final, Literal, Self
 
 import nats.errors
 from nats.aio.client import Client
@@ -36,7 +36,7 @@ from ballast.events.registry import TypeRegistry
 
 log = logging.getLogger(__name__)
 
-LAST = "last"  # `until=LAST`: read up to the stream's last message when reading starts
+LAST: Final = "last"  # `until=LAST`: read up to the stream's last message when reading starts
 
 
 @dataclass(frozen=True)
