@@ -2,6 +2,7 @@
 
 ballast up [--nodes N] [--no-cluster]     NATS + local Kubernetes control plane + every service, until Ctrl-C
 ballast streams ensure --nats-url URL     create or update the catalogue's streams (the chart's install job)
+ballast slo generate|validate -i SPECS    Sloth-compatible Prometheus rules from Sloth and OpenSLO specs
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 import sys
 from typing import TYPE_CHECKING, Any
 
-from ballast.cli import platform
+from ballast.cli import platform, slo
 
 if TYPE_CHECKING:
     from ballast.kube.rest import KubeApi
@@ -94,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     streams = commands.add_parser("streams", help="JetStream streams of the catalogue")
     streams.add_argument("action", choices=["ensure"])
     streams.add_argument("--nats-url", default="nats://127.0.0.1:4222")
+    slo.add_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "up":
         return platform.up(
@@ -113,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.command == "apply":
         return _apply(args.files)
+    if args.command == "slo":
+        return slo.run(args)
     return _streams_ensure(args.nats_url)
 
 
