@@ -76,8 +76,9 @@ def _generate(args: argparse.Namespace) -> tuple[dict[str, list[list[RuleGroup]]
         version=version("ballast-libs"),
         windows=windows,
         extra_labels=dict(args.extra_labels),
-        recordings=not getattr(args, "disable_recordings", False),
-        alerts=not getattr(args, "disable_alerts", False),
+        # validate checks every rule kind; only generate has the flags to leave some out
+        recordings=args.slo_command == "validate" or not args.disable_recordings,
+        alerts=args.slo_command == "validate" or not args.disable_alerts,
     )
     loaded = load_paths([args.input], args.default_slo_period)
     errors = list(loaded.errors)

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from ballast.slo import openslo, sloth
+from ballast.slo import openslo_v1, openslo_v1alpha, sloth
 from ballast.slo.errors import InvalidSpec, SpecError
 from ballast.slo.group import SloGroup
 
@@ -48,7 +48,7 @@ def _documents(text: str, file: str, loaded: Loaded) -> Iterable[tuple[int, Any]
 
 
 def _load_document(
-    data: Any, file: str, document: int, period: timedelta, v1: list[openslo.V1Document]
+    data: Any, file: str, document: int, period: timedelta, v1: list[openslo_v1.V1Document]
 ) -> SloGroup | None:
     if not isinstance(data, dict):
         raise InvalidSpec([SpecError(file, document, "", f"expected a mapping: {_FORMATS}")])
@@ -58,11 +58,11 @@ def _load_document(
     if api_version == "sloth.slok.dev/v1" and kind == "PrometheusServiceLevel":
         return sloth.load_prometheus_service_level(data, file, document, period)
     if api_version == "openslo/v1alpha" and kind == "SLO":
-        return openslo.load_v1alpha(data, file, document, period)
+        return openslo_v1alpha.load_v1alpha(data, file, document, period)
     if api_version == "openslo/v1alpha" and kind == "Service":
         return None  # Sloth reads services from the SLOs themselves
     if api_version == "openslo/v1":
-        v1.append(openslo.parse_v1(data, file, document))
+        v1.append(openslo_v1.parse_v1(data, file, document))
         return None
     found = f"version {data.get('version')!r}" if "version" in data else f"apiVersion {api_version!r} kind {kind!r}"
     raise InvalidSpec([SpecError(file, document, "", f"{found} is not an SLO spec: expected {_FORMATS}")])
@@ -71,7 +71,7 @@ def _load_document(
 def load_texts(texts: Iterable[tuple[str, str]], period: timedelta) -> Loaded:
     """(file name, YAML text) pairs into SLO groups and errors; `period` is the rolling window Sloth specs get."""
     loaded = Loaded()
-    v1: list[openslo.V1Document] = []
+    v1: list[openslo_v1.V1Document] = []
     order: dict[str, int] = {}
     for file, text in texts:
         order.setdefault(file, len(order))
@@ -83,7 +83,7 @@ def load_texts(texts: Iterable[tuple[str, str]], period: timedelta) -> Loaded:
                 continue
             if group is not None:
                 loaded.groups.append(group)
-    groups, errors = openslo.resolve_v1(v1)
+    groups, errors = openslo_v1.resolve_v1(v1)
     loaded.groups.extend(groups)
     loaded.errors.extend(errors)
     loaded.groups.sort(key=lambda g: (order[g.file], g.document))  # v1 SLOs back in the order they were read

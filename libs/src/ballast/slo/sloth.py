@@ -200,13 +200,24 @@ def _slo(spec: _Spec, slo: _Slo, period: timedelta) -> ServiceLevelObjective:
     )
 
 
+def _slos(
+    spec: _Spec, period: timedelta, file: str, document: int, prefix: str = "", spelled: dict[str, str] | None = None
+) -> tuple[ServiceLevelObjective, ...]:
+    slos = []
+    for index, slo in enumerate(spec.slos):
+        try:
+            slos.append(_slo(spec, slo, period))
+        except ValidationError as error:  # a model rule the spec's own checks do not cover
+            raise InvalidSpec(from_validation(error, file, document, f"{prefix}slos[{index}]", spelled)) from None
+    return tuple(slos)
+
+
 def load_prometheus_v1(data: Any, file: str, document: int, period: timedelta) -> SloGroup:
     try:
         spec = _PrometheusV1.model_validate(data)
     except ValidationError as error:
         raise InvalidSpec(from_validation(error, file, document)) from None
-    slos = tuple(_slo(spec, slo, period) for slo in spec.slos)
-    return SloGroup(file, document, SpecFormat.SLOTH_PROMETHEUS, slos)
+    return SloGroup(file, document, SpecFormat.SLOTH_PROMETHEUS, _slos(spec, period, file, document))
 
 
 def load_prometheus_service_level(data: Any, file: str, document: int, period: timedelta) -> SloGroup:
@@ -214,5 +225,5 @@ def load_prometheus_service_level(data: Any, file: str, document: int, period: t
         resource = _PrometheusServiceLevel.model_validate(data, context={"camel": True})
     except ValidationError as error:
         raise InvalidSpec(from_validation(error, file, document, spelled=_SNAKE)) from None
-    slos = tuple(_slo(resource.spec, slo, period) for slo in resource.spec.slos)
+    slos = _slos(resource.spec, period, file, document, prefix="spec.", spelled=_SNAKE)
     return SloGroup(file, document, SpecFormat.SLOTH_KUBERNETES, slos)

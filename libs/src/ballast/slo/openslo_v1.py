@@ -1,4 +1,4 @@
-"""OpenSLO documents into the model: `openslo/v1` (every kind, references resolved) and Sloth's `openslo/v1alpha`.
+"""OpenSLO `openslo/v1` documents into the model, every kind validated and the SLOs' references resolved.
 
 v1: SLO, SLI, Service, DataSource, AlertPolicy, AlertCondition and AlertNotificationTarget are validated (unknown
 fields rejected, as `oslo validate` does) and the SLOs' references (indicatorRef, alertPolicyRef, conditionRef,
@@ -6,10 +6,6 @@ metricSourceRef) resolved against every document loaded with them. Each objectiv
 the SLO document, with `-<index>` appended when it has several. Alert policies are checked, not yet turned into
 alert tiers: OpenSLO's single-window burn conditions do not map onto the multi-window tiers, so SLOs from v1
 documents generate no alert rules today.
-
-v1alpha is read the way Sloth reads it: ratioMetrics good/total PromQL only, turned into a raw error ratio with
-Sloth's text, objectives named `<name>-<index>`, no alerts, and a time window in days that must be the period the
-rules are generated for.
 """
 
 from __future__ import annotations
@@ -17,12 +13,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal, Self
+from typing import Any, Literal, Self
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ballast.slo.alerting import Alerting
 from ballast.slo.budgeting import Budgeting, Occurrences, RatioTimeslices, Timeslices
 from ballast.slo.errors import InvalidSpec, SpecError, from_validation
 from ballast.slo.group import SloGroup, SpecFormat
@@ -270,7 +265,6 @@ _SPECS: dict[str, type[_Part]] = {
     "AlertCondition": _AlertConditionSpec,
     "AlertNotificationTarget": _TargetSpec,
 }
-V1_KINDS = tuple(_SPECS)
 
 
 class _Envelope(_Part):
@@ -433,93 +427,3 @@ def resolve_v1(documents: list[V1Document]) -> tuple[list[SloGroup], list[SpecEr
         except InvalidSpec as invalid:
             errors.extend(invalid.errors)
     return groups, errors
-
-
-# --- openslo/v1alpha, as Sloth reads it ----------------------------------------------------------------------------
-
-_SLOTH_RAW = """
-  1 - (
-    (
-      {good}
-    )
-    /
-    (
-      {total}
-    )
-  )
-"""
-
-
-class _AlphaPart(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-
-
-class _AlphaQuery(_AlphaPart):
-    source: Literal["prometheus", "sloth"]
-    query_type: Literal["promql"] = Field(alias="queryType")
-    query: str = Field(min_length=1)
-
-
-class _AlphaRatio(_AlphaPart):
-    good: _AlphaQuery
-    total: _AlphaQuery
-
-
-class _AlphaObjective(_AlphaPart):
-    ratio_metrics: _AlphaRatio = Field(alias="ratioMetrics")
-    target: float = Field(gt=0, le=1)
-
-
-class _AlphaWindow(_AlphaPart):
-    count: int = Field(gt=0)
-    unit: Annotated[str, Field(pattern=r"(?i)^day$", description="Sloth reads day-based windows only")]
-
-
-class _AlphaSpec(_AlphaPart):
-    service: str = Field(min_length=1)
-    description: str = ""
-    objectives: list[_AlphaObjective] = Field(min_length=1)
-    time_windows: list[_AlphaWindow] = Field(default_factory=list, alias="timeWindows", max_length=1)
-
-
-class _AlphaMetadata(_AlphaPart):
-    name: str = Field(min_length=1)
-
-
-class _AlphaSlo(_AlphaPart):
-    api_version: Literal["openslo/v1alpha"] = Field(alias="apiVersion")
-    kind: Literal["SLO"]
-    metadata: _AlphaMetadata
-    spec: _AlphaSpec
-
-
-def load_v1alpha(data: Any, file: str, document: int, period: timedelta) -> SloGroup:
-    try:
-        slo = _AlphaSlo.model_validate(data)
-    except ValidationError as error:
-        raise InvalidSpec(from_validation(error, file, document)) from None
-    spec = slo.spec
-    if spec.time_windows and timedelta(days=spec.time_windows[0].count) != period:
-        days = spec.time_windows[0].count
-        rule = f"{days} days is not the {period.days}-day SLO period the rules are generated for (--default-slo-period)"
-        raise InvalidSpec([SpecError(file, document, "spec.timeWindows[0].count", rule)])
-    slos = []
-    for index, objective in enumerate(spec.objectives):
-        ratio = objective.ratio_metrics
-        try:
-            slos.append(
-                ServiceLevelObjective(
-                    service=spec.service,
-                    name=f"{slo.metadata.name}-{index}",
-                    description=spec.description,
-                    objective=objective.target * 100,
-                    window=RollingWindow(length=period),
-                    sli=RawErrorRatioSli(
-                        error_ratio_query=_SLOTH_RAW.format(good=ratio.good.query, total=ratio.total.query)
-                    ),
-                    alerting=Alerting(),
-                )
-            )
-        except ValidationError as error:
-            raise InvalidSpec(from_validation(error, file, document, prefix=f"spec.objectives[{index}]")) from None
-    return SloGroup(file, document, SpecFormat.OPENSLO_V1ALPHA, tuple(slos))
