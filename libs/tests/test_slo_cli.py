@@ -94,3 +94,41 @@ def test_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     with pytest.raises(SystemExit) as exit_info:
         main(["slo", "generate", "-i", spec, "-l", "not a label"])
     assert exit_info.value.code == 2
+
+
+def test_a_prometheus_service_level_becomes_a_prometheus_rule_with_sloths_rules(tmp_path: Path) -> None:
+    out = tmp_path / "rules.yaml"
+    assert (
+        main(
+            [
+                "slo",
+                "generate",
+                "-i",
+                str(conformance_file(SLOTH / "validate" / "good" / "good-k8s.yaml")),
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    (rule,) = parsed(out)
+    assert (rule["apiVersion"], rule["kind"]) == ("monitoring.coreos.com/v1", "PrometheusRule")
+    assert rule["metadata"] == {
+        "name": "svc",
+        "namespace": "test-ns",
+        "labels": {"app.kubernetes.io/component": "SLO", "app.kubernetes.io/managed-by": "sloth"},
+    }
+    # the same SLOs as in-base.yaml: the same rules, with the spec format Sloth's info series names
+    (golden,) = sloth_golden("base")
+    for group in golden["groups"]:
+        for rule_ in group["rules"]:
+            if rule_.get("record") == "sloth_slo_info":
+                rule_["labels"] |= {"sloth_mode": "cli-gen-k8s", "sloth_spec": "sloth.slok.dev/v1"}
+    assert rule["spec"]["groups"] == golden["groups"]
+
+
+def test_a_document_left_without_rules_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = conformance_file(SLOTH / "in-base.yaml")
+    flags = ["--disable-alerts", "--disable-recordings"]
+    assert main(["slo", "generate", "-i", str(spec), "-o", str(tmp_path / "rules.yaml"), *flags]) == 1
+    assert "document 1: no rules: every alert and recording is disabled" in capsys.readouterr().err

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from slo_conformance import SLOTH, VERSION, conformance_file, sloth_golden
 
-from ballast.slo import RuleOptions, group_rule_groups, load_paths, render_rule_files
+from ballast.slo import RuleOptions, document_rules, load_paths, render_rule_files
 from ballast.slo.errors import SpecError
 
 DAYS_30 = timedelta(days=30)
@@ -23,7 +23,7 @@ DAYS_30 = timedelta(days=30)
 def test_generated_rules_equal_sloths_golden_after_parsing(name: str) -> None:
     loaded = load_paths([conformance_file(SLOTH / f"in-{name}.yaml")], DAYS_30)
     assert loaded.errors == []
-    rendered = render_rule_files([group_rule_groups(g, RuleOptions(version=VERSION)) for g in loaded.groups], VERSION)
+    rendered = render_rule_files([document_rules(g, RuleOptions(version=VERSION)) for g in loaded.groups], VERSION)
     generated = [document for document in yaml.safe_load_all(rendered) if document is not None]
     golden = sloth_golden(name)
     assert [g["name"] for d in generated for g in d["groups"]] == [g["name"] for d in golden for g in d["groups"]]

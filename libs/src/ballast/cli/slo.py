@@ -24,13 +24,13 @@ from ballast.slo import (
     SpecError,
     UnsupportedSlo,
     WindowCatalogue,
-    group_rule_groups,
+    document_rules,
     load_paths,
 )
 from ballast.slo.alert_windows import MissingAlertWindows
 from ballast.slo.durations import parse_duration
 from ballast.slo.rendering import render_rule_files
-from ballast.slo.rules import RuleGroup
+from ballast.slo.rules import RuleDocument
 
 _LABEL = re.compile(r"^([a-zA-Z_][a-zA-Z0-9_]*)=(.*)$")
 
@@ -66,8 +66,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     generate.add_argument("--disable-recordings", action="store_true", help="no recording rules")
 
 
-def _generate(args: argparse.Namespace) -> tuple[dict[str, list[list[RuleGroup]]], list[SpecError]]:
-    """Rule groups per input file (one list per spec document), and every error found."""
+def _generate(args: argparse.Namespace) -> tuple[dict[str, list[RuleDocument]], list[SpecError]]:
+    """Rule documents per input file (one per spec document), and every error found."""
     windows = WindowCatalogue.builtin()
     if args.slo_period_windows_path is not None:
         windows = WindowCatalogue.from_directory(args.slo_period_windows_path)
@@ -82,16 +82,21 @@ def _generate(args: argparse.Namespace) -> tuple[dict[str, list[list[RuleGroup]]
     )
     loaded = load_paths([args.input], args.default_slo_period)
     errors = list(loaded.errors)
-    by_file: dict[str, list[list[RuleGroup]]] = {}
+    by_file: dict[str, list[RuleDocument]] = {}
     for group in loaded.groups:
         try:
-            by_file.setdefault(group.file, []).append(group_rule_groups(group, options))
+            rules = document_rules(group, options)
         except UnsupportedSlo as error:
             errors.append(SpecError(group.file, group.document, "", f"no Prometheus rules: {error}"))
+            continue
+        if not rules.groups:  # as Sloth: an empty output is more likely a mistake than a wish
+            errors.append(SpecError(group.file, group.document, "", "no rules: every alert and recording is disabled"))
+            continue
+        by_file.setdefault(group.file, []).append(rules)
     return by_file, errors
 
 
-def _write(args: argparse.Namespace, by_file: dict[str, list[list[RuleGroup]]]) -> None:
+def _write(args: argparse.Namespace, by_file: dict[str, list[RuleDocument]]) -> None:
     release = version("ballast-libs")
     if not args.input.is_dir():
         text = "".join(render_rule_files(documents, release) for documents in by_file.values())
@@ -124,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     if errors:
         return 1
     if args.slo_command == "validate":
-        count = sum(len(groups) for documents in by_file.values() for groups in documents)
+        count = sum(len(document.groups) for documents in by_file.values() for document in documents)
         print(f"{args.input}: valid ({len(by_file)} files, {count} rule groups)")
         return 0
     _write(args, by_file)

@@ -14,12 +14,12 @@ from ballast.slo.alert_windows import (
 from ballast.slo.alerting import Alerting, AlertTier
 from ballast.slo.budgeting import Budgeting, Occurrences, RatioTimeslices, Timeslices
 from ballast.slo.errors import InvalidSpec, SpecError
-from ballast.slo.group import SloGroup, SpecFormat
+from ballast.slo.group import KubernetesObject, SloGroup, SpecFormat
 from ballast.slo.loading import Loaded, load_paths, load_texts
 from ballast.slo.objective import ServiceLevelObjective
 from ballast.slo.policy import ErrorBudgetPolicy
 from ballast.slo.rendering import render_rule_files
-from ballast.slo.rules import RuleGroup, RuleOptions, UnsupportedSlo, group_rule_groups, slo_rule_groups
+from ballast.slo.rules import RuleDocument, RuleGroup, RuleOptions, UnsupportedSlo, document_rules, slo_rule_groups
 from ballast.slo.sli import EventRatioSli, LatencySli, RawErrorRatioSli, Sli, ThresholdSli, WebAppAvailabilitySli
 from ballast.slo.window import CalendarUnit, CalendarWindow, RollingWindow, SloWindow
 
@@ -34,6 +34,7 @@ __all__ = [
     "ErrorBudgetPolicy",
     "EventRatioSli",
     "InvalidSpec",
+    "KubernetesObject",
     "LatencySli",
     "Loaded",
     "MissingAlertWindows",
@@ -41,6 +42,7 @@ __all__ = [
     "RatioTimeslices",
     "RawErrorRatioSli",
     "RollingWindow",
+    "RuleDocument",
     "RuleGroup",
     "RuleOptions",
     "ServiceLevelObjective",
@@ -55,7 +57,7 @@ __all__ = [
     "UnsupportedSlo",
     "WebAppAvailabilitySli",
     "WindowCatalogue",
-    "group_rule_groups",
+    "document_rules",
     "load_paths",
     "load_texts",
     "render_rule_files",

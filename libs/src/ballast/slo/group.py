@@ -18,8 +18,19 @@ class SpecFormat(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class KubernetesObject:
+    """The metadata of a spec that was a Kubernetes object: its rules become a PrometheusRule of the same name."""
+
+    name: str
+    namespace: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+
+
+@dataclass(frozen=True)
 class SloGroup:
     file: str
     document: int  # 1-based position in the file's YAML stream
     format: SpecFormat
     slos: tuple[ServiceLevelObjective, ...]
+    kubernetes: KubernetesObject | None = None

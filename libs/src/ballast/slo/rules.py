@@ -16,7 +16,7 @@ from ballast.events.contracts.slo import BurnTier
 from ballast.slo.alert_windows import AlertWindows, BurnWindow, MissingAlertWindows, WindowCatalogue
 from ballast.slo.budgeting import Timeslices
 from ballast.slo.durations import format_duration
-from ballast.slo.group import SloGroup, SpecFormat
+from ballast.slo.group import KubernetesObject, SloGroup, SpecFormat
 from ballast.slo.numbers import go_float
 from ballast.slo.objective import ServiceLevelObjective
 from ballast.slo.sli import PROMETHEUS, EventRatioSli, LatencySli, RawErrorRatioSli, has_window
@@ -53,6 +53,14 @@ class AlertingRule:
 class RuleGroup:
     name: str
     rules: tuple[RecordingRule | AlertingRule, ...]
+
+
+@dataclass(frozen=True)
+class RuleDocument:
+    """The rules of one spec document: plain rule groups, or a PrometheusRule when the spec was a Kubernetes object."""
+
+    groups: list[RuleGroup]
+    kubernetes: KubernetesObject | None = None
 
 
 @dataclass(frozen=True)
@@ -202,5 +210,6 @@ def slo_rule_groups(slo: ServiceLevelObjective, spec: SpecFormat, options: RuleO
     return groups
 
 
-def group_rule_groups(group: SloGroup, options: RuleOptions) -> list[RuleGroup]:
-    return [rule_group for slo in group.slos for rule_group in slo_rule_groups(slo, group.format, options)]
+def document_rules(group: SloGroup, options: RuleOptions) -> RuleDocument:
+    groups = [rule_group for slo in group.slos for rule_group in slo_rule_groups(slo, group.format, options)]
+    return RuleDocument(groups, group.kubernetes)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from ballast.slo.alerting import Alerting, AlertTier
 from ballast.slo.errors import InvalidSpec, from_validation
-from ballast.slo.group import SloGroup, SpecFormat
+from ballast.slo.group import KubernetesObject, SloGroup, SpecFormat
 from ballast.slo.labels import Labels
 from ballast.slo.objective import SLO_NAME, ServiceLevelObjective
 from ballast.slo.sli import EventRatioSli, RawErrorRatioSli, has_window
@@ -149,6 +149,8 @@ class _Metadata(BaseModel):
 
     name: str = Field(min_length=1)
     namespace: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
 
 
 class _KubernetesSlo(_Slo):
@@ -226,4 +228,6 @@ def load_prometheus_service_level(data: Any, file: str, document: int, period: t
     except ValidationError as error:
         raise InvalidSpec(from_validation(error, file, document, spelled=_SNAKE)) from None
     slos = _slos(resource.spec, period, file, document, prefix="spec.", spelled=_SNAKE)
-    return SloGroup(file, document, SpecFormat.SLOTH_KUBERNETES, slos)
+    meta = resource.metadata
+    origin = KubernetesObject(meta.name, meta.namespace, meta.labels, meta.annotations)
+    return SloGroup(file, document, SpecFormat.SLOTH_KUBERNETES, slos, origin)
