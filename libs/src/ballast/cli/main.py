@@ -2,6 +2,8 @@
 
 ballast up [--nodes N] [--no-cluster]     NATS + local Kubernetes control plane + every service, until Ctrl-C
 ballast streams ensure --nats-url URL     create or update the catalogue's streams (the chart's install job)
+ballast policy verify SUITE.yaml...       run gator suites against the real OPA
+ballast policy test FILE... --policy DIR  judge manifests by Gatekeeper policies (text, json, junit)
 ballast slo generate|validate -i SPECS    Sloth-compatible Prometheus rules from Sloth and OpenSLO specs
 """
 
@@ -95,8 +97,26 @@ def main(argv: list[str] | None = None) -> int:
     streams = commands.add_parser("streams", help="JetStream streams of the catalogue")
     streams.add_argument("action", choices=["ensure"])
     streams.add_argument("--nats-url", default="nats://127.0.0.1:4222")
+    policy = commands.add_parser("policy", help="Gatekeeper policies on the real OPA, from files")
+    policy_commands = policy.add_subparsers(dest="policy_command", required=True)
+    verify = policy_commands.add_parser("verify", help="run gator suite.yaml files (as gator verify does)")
+    verify.add_argument("suites", nargs="+", metavar="SUITE.yaml")
+    opa_help = "the opa binary (default: BALLAST_OPA_BINARY, else the one make tools built)"
+    verify.add_argument("--opa", help=opa_help)
+    policy_test = policy_commands.add_parser("test", help="judge manifests by the policies in --policy")
+    policy_test.add_argument("files", nargs="+", metavar="FILE", help="manifests (YAML or JSON; directories too)")
+    policy_test.add_argument("--policy", action="append", required=True, help="templates and constraints (repeatable)")
+    policy_test.add_argument("--output", "-o", choices=["text", "json", "junit"], default="text")
+    policy_test.add_argument("--fail-on-warn", action="store_true", help="exit 1 on warnings, 2 on denials")
+    policy_test.add_argument("--opa", help=opa_help)
     slo.add_parser(commands)
     args = parser.parse_args(argv)
+    if args.command == "policy":
+        from ballast.cli import policy as policy_cli
+
+        if args.policy_command == "verify":
+            return policy_cli.verify(args.suites, args.opa)
+        return policy_cli.test(args.files, args.policy, args.output, args.fail_on_warn, args.opa)
     if args.command == "up":
         return platform.up(
             nodes=args.nodes, with_cluster=not args.no_cluster, nats_port=args.nats_port, state_dir=args.state_dir

@@ -20,6 +20,7 @@ from pathlib import Path
 from types import FrameType
 
 from ballast.local.nats_server import NatsServer
+from ballast.local.tools import tool
 from ballast.runtime.ports import PORTS
 
 DEFAULT_HTTP_PORT_BASE = min(ports.health for ports in PORTS.values())
@@ -132,6 +133,8 @@ def up(
         _say(f"starting NATS JetStream on {nats.url}")
         nats.start()
         env = dict(os.environ, BALLAST_NATS_URL=nats.url)
+        if (only is None or "policy-gate" in only) and "BALLAST_OPA_URL" not in env:
+            env.setdefault("BALLAST_OPA_BINARY", str(tool("opa")))  # the policy-gate runs the OPA make tools built
         if with_cluster:
             from ballast.local.controlplane import ControlPlane
 

@@ -12,6 +12,7 @@ from ballast.bus.connection import Bus
 from ballast.local.nats_server import NatsServer
 from ballast.telemetry.metrics import BusMetrics
 from ballast.testing.kube import control_plane, kube_api, kubeconfig_path, namespace  # noqa: F401  (fixtures)
+from ballast.testing.policy import managed_opa, opa_binary, policy_engine  # noqa: F401  (fixtures)
 from ballast.testing.service_process import ServiceProcess
 
 

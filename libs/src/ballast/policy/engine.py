@@ -1,0 +1,284 @@
+"""The policy engine: ConstraintTemplates compiled by the real OPA, constraints matched here, verdicts as Gatekeeper's.
+
+Each (review, matching constraint) pair is a check; all the checks of one call go to OPA in one query, each
+evaluating its template's `violation` with `input = {"review", "parameters"}` as Gatekeeper's hook does. If that query
+fails (an evaluation error in one template), the checks are asked again one by one, and a check that fails on its own
+becomes a violation whose message is the error, as in Gatekeeper (fail closed per constraint).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ballast.events.contracts.policy import EnforcementAction
+from ballast.policy.constraints import Constraint, ConstraintError, MatchError
+from ballast.policy.expansion import ExpansionError, ExpansionTemplate
+from ballast.policy.opa import OpaClient, OpaUnavailable, RegoError
+from ballast.policy.review import Review, review_object
+from ballast.policy.templates import ROOT, ConstraintTemplate, TemplateError
+
+log = logging.getLogger(__name__)
+
+# The values given to `with` are plain variables: OPA 1.22 reads a ref such as `check.parameters` there after input has
+# been replaced (the local is rewritten to `input.checks[i]`), which finds nothing.
+_CHECK = (
+    "check := input.checks[i]; review := input.reviews[check.review]; parameters := check.parameters; "
+    f"data.{ROOT}[check.kind].main.violation[v] "
+    'with input as {"review": review, "parameters": parameters}'
+)
+_QUERY = f"violations := [[i, v] | {_CHECK}]"
+# gator gives every case an inventory of its own: the case's objects, or none.
+_QUERY_WITH_INVENTORY = (
+    f"violations := [[i, v] | inventory := input.inventories[input.checks[i].review]; {_CHECK} "
+    "with data.inventory as inventory]"
+)
+
+
+@dataclass(frozen=True)
+class Violation:
+    constraint: Constraint
+    message: str
+    enforcement_action: EnforcementAction
+    details: Any = None
+    expansion: str | None = None  # the ExpansionTemplate whose generated resource violated it
+
+
+@dataclass(frozen=True)
+class _Check:
+    review: int  # index into the reviews sent
+    owner: int  # index of the review the verdict belongs to (a generated resource's belongs to its workload)
+    constraint: Constraint
+    expansion: ExpansionTemplate | None
+
+
+def inventory_document(objects: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """`data.inventory` as Gatekeeper's sync lays it out: cluster[apiVersion][kind][name] and
+    namespace[ns][apiVersion][kind][name]."""
+    inventory: dict[str, Any] = {"cluster": {}, "namespace": {}}
+    for obj in objects:
+        metadata = obj.get("metadata") or {}
+        api_version, kind, name = str(obj.get("apiVersion", "")), str(obj.get("kind", "")), str(metadata.get("name"))
+        namespace = metadata.get("namespace")
+        scope = inventory["namespace"].setdefault(namespace, {}) if namespace else inventory["cluster"]
+        scope.setdefault(api_version, {}).setdefault(kind, {})[name] = obj
+    return inventory
+
+
+class PolicyEngine:
+    """Templates, constraints and expansion templates, evaluated on an OPA (`client`); see the module docstring."""
+
+    def __init__(self, client: OpaClient, expansions: Iterable[ExpansionTemplate] = ()) -> None:
+        self.client = client
+        self.templates: dict[str, ConstraintTemplate] = {}
+        self.constraints: dict[str, dict[str, Constraint]] = {}
+        self.expansions: dict[str, ExpansionTemplate] = {e.name: e for e in expansions}
+        self._inventory: dict[str, Any] | None = None
+
+    # -- what is loaded ----------------------------------------------------------------------------------------------
+
+    async def add_template(self, template: ConstraintTemplate) -> None:
+        """Compiles the template's Rego in OPA; `TemplateError` with the compiler's message, and nothing changed, if
+        OPA refuses it. A template of the same kind is replaced."""
+        previous = self.templates.get(template.kind)
+        try:
+            await self._load_modules(template)
+        except TemplateError:
+            if previous is not None:
+                await self._load_modules(previous)  # what was there before is what stays
+            raise
+        if previous is not None:  # a replaced template may have had more libs
+            kept = {m.module_id for m in template.modules()}
+            await self._unload([m.module_id for m in previous.modules() if m.module_id not in kept])
+        self.templates[template.kind] = template
+        self.constraints.setdefault(template.kind, {})
+
+    async def _load_modules(self, template: ConstraintTemplate) -> None:
+        modules = template.modules()
+        pending = list(modules)
+        loaded: list[str] = []
+        last_error: RegoError | None = None
+        # Libs may import one another in any order: load what compiles, then retry the rest while that helps.
+        while pending:
+            failed = []
+            for module in pending:
+                try:
+                    await self.client.put_policy(module.module_id, module.source)
+                    loaded.append(module.module_id)
+                except RegoError as exc:
+                    failed.append(module)
+                    inserted = module.inserted_row
+                    last_error = exc if inserted is None else exc.without_row(module.module_id, inserted)
+            if len(failed) == len(pending):
+                await self._unload(loaded)
+                raise TemplateError(f"ConstraintTemplate {template.name!r}: {last_error}")
+            pending = failed
+        entry = modules[-1].module_id
+        if "violation" not in await self.client.policy_rules(entry):
+            await self._unload(loaded)
+            raise TemplateError(f"ConstraintTemplate {template.name!r}: its Rego does not define violation")
+
+    async def _unload(self, module_ids: Iterable[str]) -> None:
+        for module_id in module_ids:
+            await self.client.delete_policy(module_id)
+
+    async def remove_template(self, kind: str) -> None:
+        template = self.templates.pop(kind, None)
+        self.constraints.pop(kind, None)
+        if template is not None:
+            await self._unload(reversed([m.module_id for m in template.modules()]))
+
+    def add_constraint(self, constraint: Constraint) -> None:
+        if constraint.kind not in self.templates:
+            raise ConstraintError(f"{constraint.key}: no ConstraintTemplate is loaded for kind {constraint.kind}")
+        self.constraints[constraint.kind][constraint.name] = constraint
+
+    def remove_constraint(self, kind: str, name: str) -> None:
+        self.constraints.get(kind, {}).pop(name, None)
+
+    def clear_constraints(self) -> None:
+        self.constraints = {kind: {} for kind in self.templates}
+
+    def add_expansion(self, expansion: ExpansionTemplate) -> None:
+        self.expansions[expansion.name] = expansion
+
+    async def set_inventory(self, objects: Iterable[dict[str, Any]]) -> None:
+        """Replaces `data.inventory` (the objects referential templates look up)."""
+        self._inventory = inventory_document(objects)
+        await self.client.put_data("inventory", self._inventory)
+
+    async def restore(self, client: OpaClient) -> None:
+        """Loads everything into an OPA that knows nothing (a restarted one) before it is used."""
+        self.client = client
+        for template in self.templates.values():
+            await self._load_modules(template)
+        if self._inventory is not None:
+            await client.put_data("inventory", self._inventory)
+
+    # -- verdicts ----------------------------------------------------------------------------------------------------
+
+    async def evaluate(
+        self,
+        objects: Sequence[dict[str, Any]],
+        *,
+        operation: str = "",
+        namespaces: dict[str, dict[str, Any]] | None = None,
+    ) -> list[list[Violation]]:
+        """The violations of each object, with the pods its workloads create; `namespaces` by name, when known."""
+        known = namespaces or {}
+        reviews = [
+            review_object(o, operation=operation, namespace=known.get((o.get("metadata") or {}).get("namespace", "")))
+            for o in objects
+        ]
+        return await self.review(reviews)
+
+    async def review(
+        self, reviews: Sequence[Review], *, inventories: Sequence[dict[str, Any]] | None = None
+    ) -> list[list[Violation]]:
+        """The violations of each review, in order. `inventories` (one per review) stand in for `data.inventory`."""
+        verdicts: list[list[Violation]] = [[] for _ in reviews]
+        all_reviews = list(reviews)
+        review_inventories = list(inventories) if inventories is not None else None
+        checks: list[_Check] = []
+        for owner, review in enumerate(reviews):
+            self._checks_for(owner, owner, review, None, checks, verdicts)
+            for expansion in self.expansions.values():
+                if review.object is None or not expansion.applies_to(review.object):
+                    continue
+                try:
+                    generated = expansion.expand(review.object)
+                except ExpansionError as exc:
+                    log.warning("not expanded: %s", exc)
+                    continue
+                all_reviews.append(
+                    review_object(
+                        generated,
+                        namespace=review.namespace,
+                        operation=str(review.request.get("operation", "")),
+                        source="Generated",
+                    )
+                )
+                if review_inventories is not None:
+                    review_inventories.append(review_inventories[owner])
+                self._checks_for(len(all_reviews) - 1, owner, all_reviews[-1], expansion, checks, verdicts)
+        if checks:
+            for check, result in zip(checks, await self._run(checks, all_reviews, review_inventories), strict=True):
+                for found in result:
+                    verdicts[check.owner].append(_violation(check, found))
+        return verdicts
+
+    def _checks_for(
+        self,
+        index: int,
+        owner: int,
+        review: Review,
+        expansion: ExpansionTemplate | None,
+        checks: list[_Check],
+        verdicts: list[list[Violation]],
+    ) -> None:
+        candidates = [o for o in (review.object, review.old_object) if o is not None]
+        for constraints in self.constraints.values():
+            for constraint in constraints.values():
+                try:
+                    # As Gatekeeper: the new or the old object in scope puts the request in scope.
+                    matched = any(constraint.match.matches(c, review.namespace, review.source) for c in candidates)
+                except MatchError as exc:
+                    verdicts[owner].append(_violation(_Check(index, owner, constraint, expansion), {"msg": str(exc)}))
+                    continue
+                if matched:
+                    checks.append(_Check(index, owner, constraint, expansion))
+
+    async def _run(
+        self, checks: list[_Check], reviews: list[Review], inventories: list[dict[str, Any]] | None
+    ) -> list[list[dict[str, Any]]]:
+        try:
+            return await self._query(checks, reviews, inventories)
+        except OpaUnavailable:
+            raise
+        except RegoError:
+            if len(checks) == 1:
+                raise
+        results = []
+        for check in checks:
+            try:
+                results.append((await self._query([check], reviews, inventories))[0])
+            except RegoError as exc:
+                results.append([{"msg": str(exc)}])
+        return results
+
+    async def _query(
+        self, checks: list[_Check], reviews: list[Review], inventories: list[dict[str, Any]] | None
+    ) -> list[list[dict[str, Any]]]:
+        used = sorted({c.review for c in checks})
+        position = {r: i for i, r in enumerate(used)}
+        body: dict[str, Any] = {
+            "reviews": [reviews[r].with_namespace() for r in used],
+            "checks": [
+                {"review": position[c.review], "kind": c.constraint.kind, "parameters": c.constraint.parameters}
+                for c in checks
+            ],
+        }
+        if inventories is not None:
+            body["inventories"] = [inventories[r] for r in used]
+        bindings = await self.client.query(_QUERY if inventories is None else _QUERY_WITH_INVENTORY, body)
+        results: list[list[dict[str, Any]]] = [[] for _ in checks]
+        for index, found in bindings[0]["violations"] if bindings else []:
+            if isinstance(found, dict) and "msg" in found:  # Gatekeeper's hook drops results without a msg
+                results[index].append(found)
+        return results
+
+
+def _violation(check: _Check, found: dict[str, Any]) -> Violation:
+    message = found["msg"] if isinstance(found["msg"], str) else str(found["msg"])
+    action = check.constraint.enforcement_action
+    if check.expansion is not None:
+        message = f"[Implied by {check.expansion.name}] {message}"
+        action = check.expansion.enforcement_action or action
+    return Violation(
+        check.constraint, message, action, found.get("details"), check.expansion.name if check.expansion else None
+    )
+
+
+__all__ = ["PolicyEngine", "TemplateError", "Violation", "inventory_document"]

@@ -1,0 +1,114 @@
+"""The decision log: every verdict of the gate as a `PolicyDecision` on `evt.policy.<cluster>.<ns>.<decision>`.
+
+Publishing happens after the answer is sent (the caller waits for the verdict, not for the log); `drain` waits for
+what is still being published, at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from pydantic import BaseModel
+
+from ballast.bus.publisher import Publisher
+from ballast.events import Envelope, new_event
+from ballast.events.contracts.common import ManifestRef
+from ballast.events.contracts.policy import (
+    ConstraintResult,
+    Decision,
+    DecisionSource,
+    EnforcementAction,
+    Operation,
+    PolicyDecision,
+    decision_event,
+    policy_event_type,
+    policy_subject,
+)
+from ballast.policy import Violation
+
+log = logging.getLogger(__name__)
+
+
+def verdict(violations: Sequence[Violation]) -> Decision:
+    actions = {v.enforcement_action for v in violations}
+    if EnforcementAction.DENY in actions:
+        return Decision.DENIED
+    if EnforcementAction.WARN in actions:
+        return Decision.WARNED
+    return Decision.ALLOWED
+
+
+def constraint_results(violations: Sequence[Violation]) -> tuple[ConstraintResult, ...]:
+    return tuple(
+        ConstraintResult(
+            kind=v.constraint.kind,
+            name=v.constraint.name,
+            enforcement_action=v.enforcement_action,
+            message=v.message,
+        )
+        for v in violations
+    )
+
+
+class DecisionLog:
+    def __init__(self, publisher: Publisher, cluster: str) -> None:
+        self.cluster = cluster
+        self.source = f"/clusters/{cluster}/policy-gate"
+        self._publisher = publisher
+        self._publishing: set[asyncio.Task[None]] = set()
+
+    def decision(
+        self,
+        *,
+        source: DecisionSource,
+        request_uid: str,
+        operation: Operation,
+        obj: ManifestRef,
+        requested_by: str,
+        violations: Sequence[Violation],
+        latency_ms: float,
+    ) -> tuple[str, Envelope[BaseModel]]:
+        """The event of one object's verdict and its subject."""
+        payload = PolicyDecision(
+            cluster=self.cluster,
+            source=source,
+            request_uid=request_uid,
+            operation=operation,
+            object=obj,
+            requested_by=requested_by,
+            decision=verdict(violations),
+            constraints=constraint_results(violations),
+            latency_ms=latency_ms,
+            at=_now(),
+        )
+        where = f"{obj.namespace}/{obj.name}" if obj.namespace else obj.name
+        event: Envelope[BaseModel] = new_event(
+            policy_event_type(decision_event(payload.decision)),
+            self.source,
+            payload,
+            subject=f"{obj.kind}/{where}",
+            event_id=f"{source}:{request_uid}:{obj.kind}/{obj.namespace or ''}/{obj.name}",
+        )
+        return policy_subject(self.cluster, obj.namespace, decision_event(payload.decision)), event
+
+    def record(self, events: list[tuple[str, Envelope[BaseModel]]]) -> None:
+        task = asyncio.create_task(self._publish(events))
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)
+
+    async def _publish(self, events: list[tuple[str, Envelope[BaseModel]]]) -> None:
+        try:
+            await self._publisher.publish_all(events)
+        except Exception:  # the verdict was given; a lost log entry must not become a failed check
+            log.exception("decision log: %d decisions not published", len(events))
+
+    async def drain(self) -> None:
+        if self._publishing:
+            await asyncio.gather(*self._publishing)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

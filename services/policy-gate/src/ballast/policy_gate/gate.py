@@ -1,0 +1,163 @@
+"""The gate: the policy engine on its OPA, loaded from the policy files, and the bus check it answers.
+
+OPA is either run here (`BALLAST_OPA_BINARY`: a managed process on 127.0.0.1, restarted with everything pushed again
+before the gate counts as ready) or someone else's (`BALLAST_OPA_URL`: a sidecar in the chart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from ballast.bus import Bus, EndpointError
+from ballast.events.contracts.common import ManifestRef
+from ballast.events.contracts.policy import (
+    DecisionSource,
+    EnforcementAction,
+    Operation,
+    PolicyCheckRequest,
+    PolicyCheckResponse,
+    PolicyViolation,
+)
+from ballast.policy import (
+    WORKLOAD_EXPANSIONS,
+    ManagedOpa,
+    OpaClient,
+    OpaUnavailable,
+    PolicyEngine,
+    Review,
+    load_policies,
+    read_policies,
+    review_admission_request,
+    review_object,
+)
+from ballast.policy_gate.decisions import DecisionLog
+
+log = logging.getLogger(__name__)
+
+
+class Gate:
+    def __init__(self, engine: PolicyEngine, decisions: DecisionLog, opa: ManagedOpa | None) -> None:
+        self.engine = engine
+        self.decisions = decisions
+        self.opa = opa
+
+    @classmethod
+    async def open(
+        cls,
+        bus: Bus,
+        *,
+        cluster: str,
+        opa_binary: Path | None,
+        opa_url: str | None,
+        policy_dir: Path | None,
+        wait: float,
+    ) -> Gate:
+        decisions = DecisionLog(bus.publisher, cluster)
+        if opa_binary is not None:
+            opa = ManagedOpa(opa_binary, lambda client: engine.restore(client))
+            engine = PolicyEngine(opa.client, WORKLOAD_EXPANSIONS)
+            await opa.start()
+        else:
+            assert opa_url is not None  # the settings require one of them
+            opa = None
+            engine = PolicyEngine(OpaClient(opa_url), WORKLOAD_EXPANSIONS)
+            await _wait_healthy(engine.client, wait)
+        gate = cls(engine, decisions, opa)
+        if policy_dir is not None:
+            policies = read_policies([policy_dir])
+            for problem in await load_policies(engine, policies):
+                log.error("policy refused: %s", problem)
+            log.info(
+                "policies loaded",
+                extra={
+                    "templates": sorted(engine.templates),
+                    "constraints": sum(len(c) for c in engine.constraints.values()),
+                    "expansions": sorted(engine.expansions),
+                },
+            )
+        return gate
+
+    def readiness(self) -> str | None:
+        if self.opa is not None and not self.opa.ready:
+            return "opa restarting"
+        return None
+
+    async def supervise(self, _: Bus, stop: asyncio.Event) -> None:
+        if self.opa is not None:
+            await self.opa.supervise(stop)
+
+    async def close(self) -> None:
+        await self.decisions.drain()
+        if self.opa is not None:
+            await self.opa.close()
+        else:
+            await self.engine.client.close()
+
+    async def check(self, request: PolicyCheckRequest) -> PolicyCheckResponse:
+        """`svc.policy.check`: each manifest judged (workloads also as the pods they create); denied if any
+        violation's action is deny. Every manifest's verdict goes to the decision log."""
+        started = time.perf_counter()
+        refs = [_manifest_ref(index, m) for index, m in enumerate(request.manifests)]
+        reviews = [_review(request.operation, m) for m in request.manifests]
+        try:
+            verdicts = await self.engine.review(reviews)
+        except OpaUnavailable as exc:
+            raise EndpointError(503, f"the policy engine is unavailable: {exc}") from exc
+        latency_ms = (time.perf_counter() - started) * 1000
+        request_uid = hashlib.sha256(request.model_dump_json().encode()).hexdigest()
+        self.decisions.record(
+            [
+                self.decisions.decision(
+                    source=DecisionSource.BUS,
+                    request_uid=request_uid,
+                    operation=request.operation,
+                    obj=ref,
+                    requested_by=request.requested_by,
+                    violations=violations,
+                    latency_ms=latency_ms,
+                )
+                for ref, violations in zip(refs, verdicts, strict=True)
+            ]
+        )
+        found = [
+            PolicyViolation(
+                policy=v.constraint.key,
+                object=f"{ref.kind}/{ref.name}",
+                message=v.message,
+                enforcement_action=v.enforcement_action,
+            )
+            for ref, violations in zip(refs, verdicts, strict=True)
+            for v in violations
+        ]
+        allowed = all(v.enforcement_action is not EnforcementAction.DENY for v in found)
+        return PolicyCheckResponse(allowed=allowed, violations=found)
+
+
+def _manifest_ref(index: int, manifest: dict[str, Any]) -> ManifestRef:
+    metadata = manifest.get("metadata") or {}
+    api_version, kind, name = manifest.get("apiVersion"), manifest.get("kind"), metadata.get("name")
+    if not (isinstance(api_version, str) and api_version and isinstance(kind, str) and kind and name):
+        raise EndpointError(400, f"manifests[{index}] needs apiVersion, kind and metadata.name")
+    return ManifestRef(api_version=api_version, kind=kind, namespace=metadata.get("namespace"), name=str(name))
+
+
+def _review(operation: Operation, manifest: dict[str, Any]) -> Review:
+    # What the API server would send for it: applying creates or updates (judged as a CREATE, so that no
+    # update-only exemption applies to what may be new), deleting reviews the object as the old object.
+    if operation is Operation.DELETE:
+        return review_admission_request({"operation": "DELETE", "oldObject": manifest})
+    return review_object(manifest, operation="CREATE")
+
+
+async def _wait_healthy(client: OpaClient, wait: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while not await client.healthy():
+        if loop.time() >= deadline:
+            raise OpaUnavailable(f"OPA at {client.url} not healthy within {wait}s")
+        await asyncio.sleep(0.2)
