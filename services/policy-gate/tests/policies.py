@@ -1,4 +1,4 @@
-"""Policy files for the gate's tests: a required-labels template with a deny and a warn constraint, a pod-level
+"""Policy files for the gate's tests: a required-labels template with deny, warn and dryrun constraints, a pod-level
 template (so that Deployments are judged as their pods), and a template OPA refuses."""
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ def write_policies(directory: Path) -> Path:
     constraints = [
         constraint("K8sRequiredLabels", "must-have-owner", "deny", DEPLOYMENTS, labels=["owner"]),
         constraint("K8sRequiredLabels", "should-have-team", "warn", DEPLOYMENTS, labels=["team"]),
+        constraint("K8sRequiredLabels", "cost-center-trial", "dryrun", DEPLOYMENTS, labels=["cost-center"]),
         constraint("K8sNoPrivileged", "no-privileged", "deny", PODS),
         constraint("K8sBroken", "broken", "deny", PODS),
     ]

@@ -1,8 +1,11 @@
-"""`svc.policy.check` end to end: the gate process with the real OPA it runs, policies from files, a real nats-server;
-verdicts with the constraints' messages and the decision log on evt.policy."""
+"""`svc.policy.check` end to end: the gate process with the real OPA (run by the gate, or beside it), policies from
+files, a real nats-server; verdicts with the constraints' messages and the decision log on evt.policy."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from ballast.events.contracts.policy import (
     PolicyCheckResponse,
     PolicyDecision,
 )
+from ballast.policy import ManagedOpa, OpaClient
 from ballast.testing import NatsServer, ServiceProcess, eventually
 
 
@@ -56,19 +60,28 @@ async def test_manifests_are_denied_warned_or_allowed_by_the_policies_in_the_dir
     assert owner.object == "Deployment/bare"
     assert owner.enforcement_action is EnforcementAction.DENY
     assert by_policy["K8sRequiredLabels/should-have-team"].enforcement_action is EnforcementAction.WARN
+    assert by_policy["K8sRequiredLabels/cost-center-trial"].enforcement_action is EnforcementAction.DRYRUN
 
-    allowed = await check(bus, cluster, deployment("good", {"owner": "me", "team": "shop"}))
+    labelled = {"owner": "me", "team": "shop", "cost-center": "42"}
+    allowed = await check(bus, cluster, deployment("good", labelled))
     assert allowed.allowed
     assert allowed.violations == []
 
-    warned = await check(bus, cluster, deployment("teamless", {"owner": "me"}))
+    warned = await check(bus, cluster, deployment("teamless", {"owner": "me", "cost-center": "42"}))
     assert warned.allowed
     assert [(v.policy, v.message, v.enforcement_action) for v in warned.violations] == [
         ("K8sRequiredLabels/should-have-team", 'you must provide labels: {"team"}', EnforcementAction.WARN)
     ]
 
+    # dryrun is reported (and logged), never refuses.
+    trial = await check(bus, cluster, deployment("trial", {"owner": "me", "team": "shop"}))
+    assert trial.allowed
+    assert [(v.policy, v.enforcement_action) for v in trial.violations] == [
+        ("K8sRequiredLabels/cost-center-trial", EnforcementAction.DRYRUN)
+    ]
+
     # A pod-level policy refuses the Deployment before any pod exists: it is judged as the pod it creates.
-    privileged = await check(bus, cluster, deployment("root", {"owner": "me", "team": "shop"}, privileged=True))
+    privileged = await check(bus, cluster, deployment("root", labelled, privileged=True))
     assert not privileged.allowed
     assert [v.message for v in privileged.violations] == ["[Implied by expand-workloads] privileged container web"]
 
@@ -79,21 +92,26 @@ async def test_manifests_are_denied_warned_or_allowed_by_the_policies_in_the_dir
                 assert stored.event is not None, stored.error
                 assert isinstance(stored.event.data, PolicyDecision)
                 found[stored.event.data.object.name] = stored.event.data
-        return found if len(found) == 4 else None
+        return found if len(found) == 5 else None
 
-    logged = await eventually(decisions, timeout=10, what="four decisions on evt.policy")
+    logged = await eventually(decisions, timeout=10, what="five decisions on evt.policy")
     assert {name: d.decision for name, d in logged.items()} == {
         "bare": Decision.DENIED,
         "good": Decision.ALLOWED,
         "teamless": Decision.WARNED,
+        "trial": Decision.ALLOWED,
         "root": Decision.DENIED,
     }
+    assert [(c.name, c.enforcement_action) for c in logged["trial"].constraints] == [
+        ("cost-center-trial", EnforcementAction.DRYRUN)
+    ]
     bare = logged["bare"]
     assert bare.requested_by == "test"
     assert bare.object.namespace == "shop"
     assert {(c.kind, c.name, c.message) for c in bare.constraints} == {
         ("K8sRequiredLabels", "must-have-owner", 'you must provide labels: {"owner"}'),
         ("K8sRequiredLabels", "should-have-team", 'you must provide labels: {"team"}'),
+        ("K8sRequiredLabels", "cost-center-trial", 'you must provide labels: {"cost-center"}'),
     }
     await gate.stop(timeout=15)
 
@@ -115,3 +133,46 @@ async def test_a_manifest_without_a_name_is_a_bad_request(
     assert refused.value.code == 400
     assert "manifests[0] needs apiVersion, kind and metadata.name" in refused.value.description
     await gate.stop(timeout=15)
+
+
+async def test_an_opa_run_beside_the_gate_that_restarts_is_given_the_policies_again(
+    nats_server: NatsServer,
+    services: Callable[..., ServiceProcess],
+    bus: Bus,
+    opa_binary: Path,
+    tmp_path: Path,
+    unique: Callable[[str], str],
+) -> None:
+    async def nothing(_: OpaClient) -> None:
+        return None
+
+    cluster = unique("gate")
+    async with ManagedOpa(opa_binary, nothing) as sidecar:  # the chart's sidecar, played by a process of the test
+        gate = services(
+            "ballast.policy_gate",
+            nats_url=nats_server.url,
+            BALLAST_CLUSTER=cluster,
+            BALLAST_OPA_URL=sidecar.url,
+            BALLAST_POLICY_DIR=str(write_policies(tmp_path / "policies")),
+        )
+        await gate.wait_status("/readyz", 200)
+        assert not (await check(bus, cluster, deployment("bare", {}))).allowed
+
+        stop = asyncio.Event()
+        restarting = asyncio.create_task(sidecar.supervise(stop))
+        first = sidecar.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        await eventually(lambda: sidecar.ready and sidecar.pid != first, timeout=15, what="the sidecar restarted")
+
+        async def denied_again() -> bool:
+            try:
+                return not (await check(bus, cluster, deployment("bare", {}))).allowed
+            except EndpointCallError:
+                return False  # asked in the moment the sidecar was down
+
+        await eventually(denied_again, timeout=10, what="the policies loaded into the restarted sidecar")
+        assert "lost the policies (restarted?); loading them again" in gate.log()
+        stop.set()
+        await restarting
+        await gate.stop(timeout=15)

@@ -29,6 +29,7 @@ _CHECK = (
     f"data.{ROOT}[check.kind].main.violation[v] "
     'with input as {"review": review, "parameters": parameters}'
 )
+_RESTORED = "ballast_engine/restored"  # a mark beside the policies: an OPA without it has forgotten them
 _QUERY = f"violations := [[i, v] | {_CHECK}]"
 # gator gives every case an inventory of its own: the case's objects, or none.
 _QUERY_WITH_INVENTORY = (
@@ -150,12 +151,17 @@ class PolicyEngine:
         await self.client.put_data("inventory", self._inventory)
 
     async def restore(self, client: OpaClient) -> None:
-        """Loads everything into an OPA that knows nothing (a restarted one) before it is used."""
+        """Loads everything into an OPA that knows nothing (a restarted one) before it is used, and marks it."""
         self.client = client
         for template in self.templates.values():
             await self._load_modules(template)
         if self._inventory is not None:
             await client.put_data("inventory", self._inventory)
+        await client.put_data(_RESTORED, True)
+
+    async def opa_lost_state(self) -> bool:
+        """Whether the OPA no longer holds what `restore` gave it (an OPA run by someone else restarted)."""
+        return not await self.client.query(f"data.{_RESTORED.replace('/', '.')} == true", {})
 
     # -- verdicts ----------------------------------------------------------------------------------------------------
 

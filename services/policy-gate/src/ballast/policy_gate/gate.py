@@ -7,6 +7,7 @@ before the gate counts as ready) or someone else's (`BALLAST_OPA_URL`: a sidecar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -27,6 +28,7 @@ from ballast.policy import (
     WORKLOAD_EXPANSIONS,
     ManagedOpa,
     OpaClient,
+    OpaError,
     OpaUnavailable,
     PolicyEngine,
     Review,
@@ -45,6 +47,7 @@ class Gate:
         self.engine = engine
         self.decisions = decisions
         self.opa = opa
+        self._external_problem: str | None = None
 
     @classmethod
     async def open(
@@ -67,6 +70,7 @@ class Gate:
             opa = None
             engine = PolicyEngine(OpaClient(opa_url), WORKLOAD_EXPANSIONS)
             await _wait_healthy(engine.client, wait)
+            await engine.restore(engine.client)
         gate = cls(engine, decisions, opa)
         if policy_dir is not None:
             policies = read_policies([policy_dir])
@@ -85,11 +89,25 @@ class Gate:
     def readiness(self) -> str | None:
         if self.opa is not None and not self.opa.ready:
             return "opa restarting"
-        return None
+        return self._external_problem
 
     async def supervise(self, _: Bus, stop: asyncio.Event) -> None:
         if self.opa is not None:
             await self.opa.supervise(stop)
+            return
+        # Someone else's OPA (a sidecar) may restart without telling: once a second, see that it still holds the
+        # policies, and give them again if not.
+        while not stop.is_set():
+            try:
+                if await self.engine.opa_lost_state():
+                    log.warning("OPA at %s lost the policies (restarted?); loading them again", self.engine.client.url)
+                    await self.engine.restore(self.engine.client)
+                    log.info("policies loaded again into OPA at %s", self.engine.client.url)
+                self._external_problem = None
+            except OpaError as exc:
+                self._external_problem = f"OPA at {self.engine.client.url}: {exc}"
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
 
     async def close(self) -> None:
         await self.decisions.drain()
@@ -106,7 +124,7 @@ class Gate:
         reviews = [_review(request.operation, m) for m in request.manifests]
         try:
             verdicts = await self.engine.review(reviews)
-        except OpaUnavailable as exc:
+        except OpaError as exc:  # unreachable, or refusing what it was asked: the caller's failure policy decides
             raise EndpointError(503, f"the policy engine is unavailable: {exc}") from exc
         latency_ms = (time.perf_counter() - started) * 1000
         request_uid = hashlib.sha256(request.model_dump_json().encode()).hexdigest()
