@@ -176,3 +176,41 @@ async def test_an_opa_run_beside_the_gate_that_restarts_is_given_the_policies_ag
         stop.set()
         await restarting
         await gate.stop(timeout=15)
+
+
+def opa_children(pid: int) -> list[int]:
+    kids = [int(k) for task in Path(f"/proc/{pid}/task").iterdir() for k in (task / "children").read_text().split()]
+    return [k for k in kids if Path(f"/proc/{k}/comm").read_text().strip() == "opa"]
+
+
+async def test_the_gates_own_opa_killed_is_restarted_with_the_policies(
+    nats_server: NatsServer,
+    services: Callable[..., ServiceProcess],
+    bus: Bus,
+    opa_binary: Path,
+    tmp_path: Path,
+    unique: Callable[[str], str],
+) -> None:
+    cluster = unique("gate")
+    gate = services(
+        "ballast.policy_gate",
+        nats_url=nats_server.url,
+        BALLAST_CLUSTER=cluster,
+        BALLAST_OPA_BINARY=str(opa_binary),
+        BALLAST_POLICY_DIR=str(write_policies(tmp_path / "policies")),
+    )
+    await gate.wait_status("/readyz", 200)
+    assert gate.proc is not None
+    pid = gate.proc.pid
+    [first] = opa_children(pid)
+    os.kill(first, signal.SIGKILL)
+
+    def replaced() -> bool:
+        return opa_children(pid) not in ([], [first])
+
+    await eventually(replaced, timeout=15, what="a new OPA")
+    await gate.wait_status("/readyz", 200)
+    denied = await check(bus, cluster, deployment("bare", {}))
+    assert "K8sRequiredLabels/must-have-owner" in {v.policy for v in denied.violations}
+    assert "opa exited with -9; restarting" in gate.log()
+    await gate.stop(timeout=15)
