@@ -148,6 +148,15 @@ async def test_a_template_without_violation_is_refused(policy_engine: PolicyEngi
         await policy_engine.add_template(template("K8sNothing", "package nothing\n\ndeny[msg] { msg := 1 }\n"))
 
 
+async def test_a_template_reading_data_other_than_inventory_and_its_libs_is_refused(
+    policy_engine: PolicyEngine,
+) -> None:
+    reads = 'package reads\nviolation[{"msg": "m"}] { data.secrets.token; data.inventory.cluster }\n'
+    with pytest.raises(TemplateError, match=r"invalid data references .*: data\.secrets\.token$"):
+        await policy_engine.add_template(template("K8sReads", reads))
+    assert "K8sReads" not in policy_engine.templates
+
+
 async def test_each_template_has_its_own_libs(policy_engine: PolicyEngine) -> None:
     def uses_lib(kind: str, says: str) -> ConstraintTemplate:
         rego = f'package {kind.lower()}\nimport data.lib.helpers.word\nviolation[{{"msg": word}}] {{ true }}\n'

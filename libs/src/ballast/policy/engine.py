@@ -116,10 +116,31 @@ class PolicyEngine:
                 await self._unload(loaded)
                 raise TemplateError(f"ConstraintTemplate {template.name!r}: {last_error}")
             pending = failed
-        entry = modules[-1].module_id
-        if "violation" not in await self.client.policy_rules(entry):
+        problem = await self._check_compiled(template, [m.module_id for m in modules])
+        if problem is not None:
             await self._unload(loaded)
-            raise TemplateError(f"ConstraintTemplate {template.name!r}: its Rego does not define violation")
+            raise TemplateError(f"ConstraintTemplate {template.name!r}: {problem}")
+
+    async def _check_compiled(self, template: ConstraintTemplate, module_ids: list[str]) -> str | None:
+        """Gatekeeper's own rules on compiled templates: the entry module defines `violation`, and the only data a
+        template reads is `data.inventory` and its own libs."""
+        own = ["ballast", "templates", template.kind]
+        outside: set[str] = set()
+        rules: set[str] = set()
+        for module_id in module_ids:
+            ast = await self.client.policy_ast(module_id)
+            if module_id == module_ids[-1]:
+                rules = {_rule_name(r.get("head", {})) for r in ast.get("rules", [])}
+            for path in _data_refs(ast.get("rules", [])):
+                if path[:1] != ["inventory"] and path[:3] != own:
+                    outside.add("data." + ".".join(path))
+        if "violation" not in rules:
+            return "its Rego does not define violation"
+        if outside:
+            return (
+                f"invalid data references (only data.inventory and the template's libs): {', '.join(sorted(outside))}"
+            )
+        return None
 
     async def _unload(self, module_ids: Iterable[str]) -> None:
         for module_id in module_ids:
@@ -274,6 +295,28 @@ class PolicyEngine:
             if isinstance(found, dict) and "msg" in found:  # Gatekeeper's hook drops results without a msg
                 results[index].append(found)
         return results
+
+
+def _rule_name(head: dict[str, Any]) -> str:
+    return str(head.get("name") or (head.get("ref") or [{}])[0].get("value"))
+
+
+def _data_refs(node: Any) -> Iterable[list[str]]:
+    """The `data` paths a compiled AST refers to (a variable key as `[var]`)."""
+    if isinstance(node, dict):
+        value = node.get("value")
+        if (
+            node.get("type") == "ref"
+            and isinstance(value, list)
+            and value
+            and value[0] == {"type": "var", "value": "data"}
+        ):
+            yield [str(t["value"]) if t.get("type") == "string" else "[var]" for t in value[1:]]
+        for child in node.values():
+            yield from _data_refs(child)
+    elif isinstance(node, list):
+        for child in node:
+            yield from _data_refs(child)
 
 
 def _violation(check: _Check, found: dict[str, Any]) -> Violation:

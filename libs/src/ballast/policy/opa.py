@@ -107,17 +107,11 @@ class OpaClient:
     async def delete_policy(self, module_id: str) -> None:
         await self._call("DELETE", f"/v1/policies/{module_id}")
 
-    async def policy_rules(self, module_id: str) -> set[str]:
-        """The names of the rules a loaded module defines (from its compiled AST)."""
+    async def policy_ast(self, module_id: str) -> dict[str, Any]:
+        """A loaded module as OPA compiled it (refs resolved to full `data` paths)."""
         answer = await self._call("GET", f"/v1/policies/{module_id}")
-        names: set[str] = set()
-        for rule in answer.get("result", {}).get("ast", {}).get("rules", []):
-            head = rule.get("head", {})
-            if "name" in head:
-                names.add(head["name"])
-            elif head.get("ref"):
-                names.add(str(head["ref"][0].get("value")))
-        return names
+        ast: dict[str, Any] = answer.get("result", {}).get("ast", {})
+        return ast
 
     async def put_data(self, path: str, value: Any) -> None:
         """Replaces the base document at `path` (slash-separated, e.g. "inventory")."""
