@@ -16,6 +16,7 @@ from nats.js import JetStreamContext
 from pydantic import BaseModel
 
 from ballast.bus import endpoints, streams
+from ballast.bus.headers import BusClient
 from ballast.bus.kv import KeyValue, open_bucket
 from ballast.bus.publisher import Publisher
 from ballast.bus.reader import StreamReader
@@ -96,7 +97,7 @@ class Bus:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (wait_connected or 0.0)
         while True:
-            nc = Client()
+            nc = BusClient()
             try:
                 # With unlimited reconnects nats-py also retries the first connect forever: the deadline is ours.
                 async with asyncio.timeout(max(deadline - loop.time(), options.connect_timeout)):
