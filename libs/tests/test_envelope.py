@@ -105,6 +105,14 @@ def test_wrong_spec_version_and_content_type_are_refused() -> None:
     assert _failure(headers | {"ce-time": "yesterday"}, body).failure is DecodeFailure.BAD_HEADER
 
 
+def test_empty_required_attributes_are_refused_naming_them() -> None:
+    headers, body = encode(observed("web"))
+    error = _failure(headers | {"ce-id": "", "ce-source": ""}, body)
+    assert error.failure is DecodeFailure.BAD_HEADER
+    assert "ce-id" in error.detail
+    assert "ce-source" in error.detail
+
+
 def test_message_id_is_source_and_id() -> None:
     event = observed("web", resource_version="7", verb="deleted")
     assert event.msg_id == "/clusters/test/reconciler/uid-web:7:deleted"
