@@ -19,7 +19,9 @@ from dataclasses import dataclass
 import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import Context
 from pydantic import BaseModel
 
 from ballast.events.catalogue import ConsumerSpec, dead_letter_subject
@@ -134,15 +136,14 @@ class Consumer:
         keep_alive = asyncio.create_task(self._keep_alive())
         try:
             while not self._stopping.is_set():
+                self._wake.clear()  # before pulling: a wake while the pull is sent is kept for the next turn
                 if loop.time() - self._last_heard > 2 * self._heartbeat + 1:
                     # Neither messages nor heartbeats: the pull requests died with a connection or a server restart.
                     self._requested = 0
                     self._last_heard = loop.time()
-                free = self._concurrency - len(self._in_flight) - self._requested
-                wanted = free >= self._batch or (free > 0 and self._requested == 0)
-                if wanted and await self._pull(pull_subject, inbox, free):
+                free = self._free()
+                if self._pull_due(free) and await self._pull(pull_subject, inbox, free):
                     self._requested += free
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._heartbeat):
                         await self._wake.wait()
@@ -151,6 +152,14 @@ class Consumer:
                 await sub.unsubscribe()
             await self._finish_in_flight(grace)
             keep_alive.cancel()
+
+    def _free(self) -> int:
+        """Handler slots neither busy nor asked for."""
+        return self._concurrency - len(self._in_flight) - self._requested
+
+    def _pull_due(self, free: int) -> bool:
+        # A whole batch, or whatever is free when nothing is asked for (a trickle must not wait for a batch).
+        return free >= self._batch or (free > 0 and self._requested == 0)
 
     async def _pull(self, pull_subject: str, inbox: str, count: int) -> bool:
         request = {
@@ -188,7 +197,8 @@ class Consumer:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
-        self._wake.set()
+        if self._pull_due(self._free()):  # wake the pulling loop once per batch, not once per message
+            self._wake.set()
         if not task.cancelled() and task.exception() is not None:
             # A bug in this module, not in the handler: the message comes back after its ack timeout.
             log.error("delivery failed outside the handler", exc_info=task.exception())
@@ -227,27 +237,8 @@ class Consumer:
         self._working.add(working)
         self._in_flight_gauge.inc()
         started = time.perf_counter()
-        parent = extract_context(headers)
-        if recording():
-            span = tracer().start_span(
-                f"process {msg.subject}",
-                context=parent,
-                kind=trace.SpanKind.CONSUMER,
-                attributes={
-                    "messaging.system": "nats",
-                    "messaging.destination.name": msg.subject,
-                    "messaging.message.id": event.id,
-                    "messaging.consumer.group.name": durable,
-                    "messaging.operation.type": "process",
-                    "messaging.message.delivery_count": num_delivered,
-                },
-            )
-        else:
-            # Nothing records spans: run the handler inside the publisher's trace without building one of ours.
-            span = trace.get_current_span(parent)
         try:
-            with trace.use_span(span, end_on_exit=span.is_recording()):
-                await self._handler(delivery)
+            await self._call_handler(delivery, extract_context(headers))
         except Reject as exc:
             await self._dead_letter(msg, f"rejected: {exc.reason}", num_delivered, reason_label="rejected")
         except RetryLater as exc:
@@ -266,6 +257,32 @@ class Consumer:
             self._working.discard(working)
             self._in_flight_gauge.dec()
             self._handler_seconds.observe(time.perf_counter() - started)
+
+    async def _call_handler(self, delivery: Delivery, parent: Context) -> None:
+        """The handler, in the publisher's trace: inside a span of ours when spans are recorded."""
+        if not recording():
+            # Nothing records spans: the trace context alone, without building a span (hot path).
+            token = otel_context.attach(parent)
+            try:
+                await self._handler(delivery)
+            finally:
+                otel_context.detach(token)
+            return
+        span = tracer().start_span(
+            f"process {delivery.subject}",
+            context=parent,
+            kind=trace.SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "nats",
+                "messaging.destination.name": delivery.subject,
+                "messaging.message.id": delivery.event.id,
+                "messaging.consumer.group.name": self.spec.durable,
+                "messaging.operation.type": "process",
+                "messaging.message.delivery_count": delivery.num_delivered,
+            },
+        )
+        with trace.use_span(span, end_on_exit=True):
+            await self._handler(delivery)
 
     async def _keep_alive(self) -> None:
         """Long handlers: tell the server we are still working well before each message's ack deadline passes.

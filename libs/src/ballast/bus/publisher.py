@@ -16,6 +16,7 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from opentelemetry import trace
+from prometheus_client import Counter
 from pydantic import BaseModel
 
 from ballast.events.catalogue import Catalogue
@@ -56,6 +57,8 @@ class Publisher:
         self._catalogue = catalogue
         self._ack_timeout = ack_timeout
         self._deadline = deadline
+        # Label lookups cost more than the increments on the hot path: each (stream, duplicate) child kept once found.
+        self._published: dict[tuple[str, bool], Counter] = {}
 
     def _prepare(self, event: Envelope[BaseModel]) -> tuple[dict[str, str], bytes]:
         headers, body = encode(event)
@@ -94,9 +97,7 @@ class Publisher:
                 futures.append(await self._js.publish_async(subject, body, headers=dict(headers)))
             except _RETRYABLE:
                 futures.append(None)
-        waiting = [f for f in futures if f is not None]
-        if waiting:
-            await asyncio.wait(waiting, timeout=self._ack_timeout)
+        await self._acknowledged([f for f in futures if f is not None])
         acks: list[PubAck] = []
         for (subject, headers, body), future in zip(prepared, futures, strict=True):
             if future is not None and future.done() and not future.cancelled() and future.exception() is None:
@@ -109,6 +110,22 @@ class Publisher:
                 ack = await self._store(subject, headers, body)
             acks.append(ack)
         return acks
+
+    async def _acknowledged(self, futures: list[asyncio.Future[PubAck]]) -> None:
+        """Waits until every future is done or the ack timeout has passed.
+
+        In order, one at a time: acknowledgements come back about in the order of the publishes, so most futures are
+        done when their turn comes, and waiting costs nothing for them (asyncio.wait on all of them at once would add
+        and remove a callback on each).
+        """
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self._ack_timeout
+        for future in futures:
+            if not future.done():
+                left = give_up - loop.time()
+                if left <= 0:
+                    return
+                await asyncio.wait((future,), timeout=left)
 
     async def _store(self, subject: str, headers: dict[str, str], body: bytes) -> PubAck:
         loop = asyncio.get_running_loop()
@@ -138,7 +155,11 @@ class Publisher:
         self._metrics.publish_errors.labels(self._catalogue.stream_for(subject).name).inc()
 
     def _count(self, ack: PubAck) -> None:
-        self._metrics.published.labels(ack.stream, "true" if ack.duplicate else "false").inc()
+        key = (ack.stream, bool(ack.duplicate))
+        counter = self._published.get(key)
+        if counter is None:
+            counter = self._published[key] = self._metrics.published.labels(ack.stream, str(key[1]).lower())
+        counter.inc()
 
     async def flush(self) -> None:
         """Waits until every async publish has been acknowledged or failed."""

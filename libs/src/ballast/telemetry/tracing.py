@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping, Sequence
 
-from opentelemetry import propagate, trace
+from opentelemetry import context, propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
@@ -85,7 +85,8 @@ _TRACER = trace.get_tracer(_INSTRUMENTATION)
 
 
 def inject_context(headers: MutableMapping[str, str]) -> None:
-    propagate.inject(headers)
+    if context.get_current():  # an empty context (no span, no baggage) has nothing to carry: skip the propagators
+        propagate.inject(headers)
 
 
 def extract_context(headers: Mapping[str, str] | None) -> Context:
