@@ -273,3 +273,18 @@ async def test_opa_killed_is_restarted_with_policies_and_data_before_it_is_ready
     ]
     stop.set()
     await supervisor
+
+
+async def test_a_hung_opa_is_killed_and_started_again(managed_opa: tuple[ManagedOpa, PolicyEngine]) -> None:
+    opa, engine = managed_opa
+    await engine.add_template(template("K8sRequiredLabels", REQUIRED_LABELS_V0))
+    engine.add_constraint(constraint("K8sRequiredLabels", "owner", parameters={"labels": ["owner"]}))
+    stop = asyncio.Event()
+    supervisor = asyncio.create_task(opa.supervise(stop))
+    first = opa.pid
+    assert first is not None
+    os.kill(first, signal.SIGSTOP)  # alive, answering nothing
+    await eventually(lambda: opa.ready and opa.pid != first, timeout=15, what="the hung OPA replaced")
+    assert await messages(engine, pod("bare")) == [['you must provide labels: {"owner"}']]
+    stop.set()
+    await supervisor

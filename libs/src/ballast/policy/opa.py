@@ -93,9 +93,10 @@ class OpaClient:
             raise OpaError(f"OPA {method} {path}: {status} {message}")
         return decoded
 
-    async def healthy(self) -> bool:
+    async def healthy(self, timeout: float | None = None) -> bool:
         try:
-            async with self._http().get(f"{self.url}/health") as response:
+            wait = aiohttp.ClientTimeout(total=timeout) if timeout is not None else None
+            async with self._http().get(f"{self.url}/health", timeout=wait) as response:
                 return response.status == 200
         except (aiohttp.ClientConnectionError, TimeoutError):
             return False

@@ -24,6 +24,8 @@ from ballast.policy.opa import OpaClient, OpaUnavailable
 log = logging.getLogger(__name__)
 
 Prepare = Callable[[OpaClient], Awaitable[None]]
+HEALTH_INTERVAL = 1.0  # seconds between health checks, and how long one may take
+UNHEALTHY_AFTER = 3  # failed checks in a row that make a running OPA hung: it is killed and started again
 
 
 def _free_port() -> int:
@@ -121,16 +123,13 @@ class ManagedOpa:
         log.info("opa ready", extra={"url": self.url, "pid": self.pid})
 
     async def supervise(self, stop: asyncio.Event) -> None:
-        """Until `stop`: when OPA exits, start it again (same port if free) and prepare it before it counts as ready."""
+        """Until `stop`: when OPA exits, or stops answering its health check UNHEALTHY_AFTER times in a row (a hung
+        OPA is killed), start it again (same port if free) and prepare it before it counts as ready."""
         while not stop.is_set() and not self._closing:
             proc = self._proc
             assert proc is not None, "start() first"
-            exited = asyncio.ensure_future(proc.wait())
-            stopping = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            stopping.cancel()
+            await self._until_gone(proc, stop)
             if stop.is_set() or self._closing:  # closing stops OPA on purpose
-                exited.cancel()
                 return
             self.ready = False
             self.restarts += 1
@@ -142,6 +141,29 @@ class ManagedOpa:
                 except Exception:  # OPA's own trouble or a failing prepare: keep trying, readiness says why
                     log.exception("opa restart failed; retrying")
                     await asyncio.sleep(1.0)
+
+    async def _until_gone(self, proc: asyncio.subprocess.Process, stop: asyncio.Event) -> None:
+        exited = asyncio.ensure_future(proc.wait())
+        stopping = asyncio.ensure_future(stop.wait())
+        failures = 0
+        try:
+            while True:
+                done, _ = await asyncio.wait(
+                    {exited, stopping}, timeout=HEALTH_INTERVAL, return_when="FIRST_COMPLETED"
+                )
+                if done or self._closing:
+                    return
+                if await self.client.healthy(timeout=HEALTH_INTERVAL):
+                    failures = 0
+                    continue
+                failures += 1
+                if failures >= UNHEALTHY_AFTER:
+                    log.warning("opa failed %d health checks in a row; killing it", failures)
+                    proc.kill()
+        finally:
+            stopping.cancel()
+            if not exited.done():
+                exited.cancel()
 
     async def close(self) -> None:
         self._closing = True
