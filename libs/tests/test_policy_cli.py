@@ -94,6 +94,29 @@ def test_verify_fails_on_a_wrong_assertion(
     assert "1/2 cases passed" in out
 
 
+def test_verify_expands_workloads_when_a_test_names_an_expansion_template(
+    policy_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "owner.yaml").write_text(CONSTRAINTS.split("---")[0])
+    (tmp_path / "expansion.yaml").write_text(
+        "apiVersion: expansion.gatekeeper.sh/v1alpha1\nkind: ExpansionTemplate\nmetadata: {name: expand-deployments}\n"
+        "spec:\n  applyTo: [{groups: [apps], kinds: [Deployment], versions: [v1]}]\n  templateSource: spec.template\n"
+        "  generatedGVK: {kind: Pod, group: '', version: v1}\n"
+    )
+    (tmp_path / "deployment.yaml").write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, labels: {owner: me}}\n"
+        "spec: {template: {metadata: {labels: {}}, spec: {containers: [{name: c, image: nginx}]}}}\n"
+    )
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        "kind: Suite\napiVersion: test.gatekeeper.sh/v1alpha1\ntests:\n"
+        "- name: expanded\n  template: policy/template.yaml\n  constraint: owner.yaml\n  expansion: expansion.yaml\n"
+        "  cases:\n  - name: pod-without-owner\n    object: deployment.yaml\n    assertions:\n"
+        "    - {violations: 1, message: '^\\[Implied by expand-deployments\\] missing label owner$'}\n"
+    )
+    assert main(["policy", "verify", str(suite)]) == 0, capsys.readouterr().out
+
+
 def test_policy_test_text_output_and_exit_code(
     policy_dir: Path, manifests: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
