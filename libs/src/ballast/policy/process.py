@@ -148,9 +148,7 @@ class ManagedOpa:
         failures = 0
         try:
             while True:
-                done, _ = await asyncio.wait(
-                    {exited, stopping}, timeout=HEALTH_INTERVAL, return_when="FIRST_COMPLETED"
-                )
+                done, _ = await asyncio.wait({exited, stopping}, timeout=HEALTH_INTERVAL, return_when="FIRST_COMPLETED")
                 if done or self._closing:
                     return
                 if await self.client.healthy(timeout=HEALTH_INTERVAL):
