@@ -2,8 +2,8 @@
 
 A finalizer is for state outside the cluster or outside the object's owner references (a fault injected by a chaos
 experiment, a record in another system): the API server keeps the object, with a deletionTimestamp, until every
-finalizer is removed. The finalizer is added and removed by JSON patch with a `test` of the resourceVersion, so a
-stale copy never drops a finalizer another controller added meanwhile (it gets `Conflict` and reads again).
+finalizer is removed. The finalizer is added and removed by a merge patch that names the resourceVersion it was
+computed from, so a stale copy never drops a finalizer another controller added meanwhile (it gets `Conflict` and reads again).
 """
 
 from __future__ import annotations
@@ -24,18 +24,15 @@ def is_deleting(obj: dict[str, Any]) -> bool:
 
 
 async def _patch_finalizers(api: KubeApi, resource: Resource, obj: dict[str, Any], finalizers: list[str]) -> Any:
-    metadata = obj["metadata"]
-    operations = [
-        {"op": "test", "path": "/metadata/resourceVersion", "value": metadata["resourceVersion"]},
-        {"op": "add" if "finalizers" not in metadata else "replace", "path": "/metadata/finalizers",
-         "value": finalizers},
-    ]  # fmt: skip
+    # A merge patch naming the resourceVersion is a compare-and-swap: the list is replaced whole, so only from the
+    # copy it was computed from.
+    metadata = {"resourceVersion": obj["metadata"]["resourceVersion"], "finalizers": finalizers}
     return await send_json(
         api,
         "PATCH",
         resource.object_path(obj),
-        headers={"Content-Type": "application/json-patch+json"},
-        body=operations,
+        headers={"Content-Type": "application/merge-patch+json"},
+        body={"metadata": metadata},
     )
 
 
