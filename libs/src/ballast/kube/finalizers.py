@@ -3,7 +3,8 @@
 A finalizer is for state outside the cluster or outside the object's owner references (a fault injected by a chaos
 experiment, a record in another system): the API server keeps the object, with a deletionTimestamp, until every
 finalizer is removed. The finalizer is added and removed by a merge patch that names the resourceVersion it was
-computed from, so a stale copy never drops a finalizer another controller added meanwhile (it gets `Conflict` and reads again).
+computed from, so a stale copy never drops a finalizer another controller added meanwhile (it gets `Conflict` and
+reads again).
 """
 
 from __future__ import annotations
