@@ -476,9 +476,7 @@ async def test_under_autoscaling_a_new_replica_count_is_refused_naming_what_to_c
     for what, write in writes.items():
         with pytest.raises(ApiException) as refused:
             await write()
-        assert_refused_naming(
-            refused.value, "spec.replicas", "cannot change while spec.autoscaling.enabled is true"
-        )
+        assert_refused_naming(refused.value, "spec.replicas", "cannot change while spec.autoscaling.enabled is true")
         assert "change spec.autoscaling.minReplicas/maxReplicas instead" in api_status(refused.value)["message"], what
     assert (await custom.get_namespaced_custom_object(*where))["spec"]["replicas"] == 3
 
