@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from conftest import observed
+from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -17,7 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from pydantic import BaseModel
 
 from ballast.bus import Bus, Consumer, Delivery, EndpointCallError, EndpointError, Reject, RetryLater
-from ballast.bus.consumer import DLQ_CONSUMER, DLQ_DELIVERIES, DLQ_REASON, DLQ_SEQUENCE
+from ballast.bus.consumer import DLQ_CONSUMER, DLQ_DELIVERIES, DLQ_REASON, DLQ_SEQUENCE, _delivery_numbers
 from ballast.events import encode
 from ballast.events.catalogue import CATALOGUE, ConsumerSpec
 from ballast.events.contracts.k8s import k8s_subject
@@ -329,3 +330,16 @@ async def test_connect_gives_up_after_the_start_up_wait_naming_the_url() -> None
     with pytest.raises(ConnectionError, match=url):
         async with asyncio.timeout(15):
             await Bus.connect(url, name="t", metrics=BusMetrics(CollectorRegistry()), wait_connected=1.0)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "$JS.ACK.K8S_EVENTS.t-c1.3.1042.17.1733050000000000000.5",
+        "$JS.ACK._.a1b2c3.K8S_EVENTS.t-c1.3.1042.17.1733050000000000000.5.x9y8",
+        "$JS.ACK.hub.a1b2c3.K8S_EVENTS.t-c1.1.7.7.1733050000000000000.0",
+    ],
+)
+def test_delivery_numbers_are_read_from_the_ack_subject_as_nats_py_reads_them(reply: str) -> None:
+    metadata = Msg.Metadata._from_reply(reply)
+    assert _delivery_numbers(reply) == (metadata.num_delivered, metadata.sequence.stream)

@@ -68,6 +68,18 @@ class Delivery:
 
 Handler = Callable[[Delivery], Awaitable[None]]
 
+# $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>; later servers add <domain> and
+# <account hash> after ACK (and a token at the end), which nats-py's Msg.Ack indexes count with.
+_V1_ACK_TOKENS = 9
+
+
+def _delivery_numbers(reply: str) -> tuple[int, int]:
+    """(times delivered, stream sequence) from a message's ack subject: msg.metadata builds nats-py's whole Metadata
+    (dataclasses and a datetime), a cost per message on the hot path for two numbers."""
+    tokens = reply.split(".")
+    shift = -2 if len(tokens) == _V1_ACK_TOKENS else 0
+    return int(tokens[Msg.Ack.NumDelivered + shift]), int(tokens[Msg.Ack.StreamSeq + shift])
+
 
 @dataclass(eq=False)
 class _Working:
@@ -219,8 +231,7 @@ class Consumer:
 
     async def _handle(self, msg: Msg) -> None:
         durable = self.spec.durable
-        meta = msg.metadata
-        num_delivered = meta.num_delivered or 1
+        num_delivered, stream_sequence = _delivery_numbers(msg.reply)
         if num_delivered > 1:
             self._metrics.redeliveries.labels(durable).inc()  # rare: not worth a cached child
         headers = msg.headers or {}
@@ -231,7 +242,7 @@ class Consumer:
                 msg, f"{exc.failure.value}: {exc.detail}", num_delivered, reason_label=exc.failure.value
             )
             return
-        delivery = Delivery(event, msg.subject, headers, meta.sequence.stream, num_delivered)
+        delivery = Delivery(event, msg.subject, headers, stream_sequence, num_delivered)
         progress_every = max(0.05, self._backoff(num_delivered) / 3)
         working = _Working(msg, progress_every, time.monotonic() + progress_every)
         self._working.add(working)
