@@ -60,7 +60,13 @@ async def test_service_monitors_follow_the_crd_and_the_spec(kube_api: Any, platf
         assert registry.get_sample_value("ballast_reconciler_drift_repairs_total", repairs) == 1
 
         await client.CustomObjectsApi(kube_api).patch_namespaced_custom_object(
-            GROUP, VERSION, namespace, WEBAPPS, "web", {"spec": {"monitoring": {"enabled": False}}}
+            GROUP,
+            VERSION,
+            namespace,
+            WEBAPPS,
+            "web",
+            {"spec": {"monitoring": {"enabled": False}}},
+            _content_type="application/merge-patch+json",
         )
 
         async def pruned() -> bool:
