@@ -8,22 +8,25 @@ Kubernetes' own controllers scan a whole namespace on every sync (the ReplicaSet
 Services behind an EndpointSlice), so N apps in one namespace cost them O(N) per change. `--per-namespace K` sets
 the spread; K >= N puts every app in one namespace, to measure that case.
 
-Phases, one control plane, each timed phase started on a quiet cluster (all processes together under half a core):
+Phases, one control plane, each timed phase started on a quiet cluster (all processes together under half a core)
+and in namespaces that exist with their default ServiceAccounts (a controller makes those; pods wait for them):
 1. raw before: N Deployments+Services created at once with kubernetes-asyncio: the very objects the reconciler
    renders for the WebApps of phase 2 (hardened pod template, probes, rolling update), so the ratio measures the
    operator, not the hardening; timed until every Deployment is Ready. The namespaces are then deleted and the run
    waits until they are gone, so the operator phase starts from the same empty cluster.
-2. operator: N WebApps created at once; timed until every WebApp reports Ready.
+2. operator (the burst): N WebApps created at once; timed until every WebApp reports Ready. Their create -> Ready
+   latencies are burst_ready_*: in a burst a WebApp's latency is its place in the queue of the whole burst. While the
+   burst converges, a WebApp already Ready has its child Service deleted every HEAL_BURST_EVERY s (up to
+   HEAL_SAMPLES): the time until the Service is back is heal_burst_*, a repair waiting behind the burst.
 3. steady: with the N WebApps in place and the cluster quiet again, SAMPLES more are applied one every 1/RATE s,
-   as users do; ready_p50_s and ready_p99_s are their create -> Ready latencies. (In a burst of N, a WebApp's
-   latency is its place in the queue of the whole burst, which the converge ratio already measures; the burst's
-   latencies are printed too.)
-4. heal: a child Service of an existing WebApp deleted -> back (heal_p99_s), HEAL_SAMPLES times, one at a time.
+   as users do; steady_ready_* are their create -> Ready latencies.
+4. heal idle: a child Service of an existing WebApp deleted -> back (heal_idle_*), HEAL_SAMPLES times, one at a time.
 5. raw after: the reconciler stopped and its namespaces deleted, phase 1 again. converge_ratio = the mean of the
    two raw times / the operator time: this host's speed drifts by a fifth within minutes (the same work taking that
    much more CPU time too), and a baseline on each side of the operator phase cancels a steady drift.
-rss_mb is the reconciler process's resident memory at the end of phase 4. CPU seconds per process and phase are
-printed, to show where the machine's two cores went.
+rss_peak_mb is the reconciler process's peak resident memory (VmHWM) through phases 2-4, rss_final_mb its resident
+memory at the end of phase 4; its resident memory every RSS_EVERY s, with the phase under way, is printed as a curve.
+CPU seconds per process and phase are printed, to show where the machine's two cores went.
 
 Reading the burst: both paths keep every core busy, so converge_ratio is close to the ratio of the CPU work the two
 need (the operator's extra: the WebApp itself, its status, a ServiceAccount and NetworkPolicy, server-side applies,
@@ -44,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -54,6 +58,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +75,7 @@ from ballast.local.controlplane import ControlPlane
 from ballast.local.nats_server import NatsServer, free_port
 from ballast.reconciler.api import API_VERSION, WebApp
 from ballast.reconciler.render import MANAGED_BY, MANAGED_BY_LABEL, render
+from ballast.testing.waiting import eventually
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 SPEC = {"image": "registry.example.com/shop/web:1.2.3", "monitoring": {"enabled": False}}
@@ -78,15 +84,43 @@ PER_NAMESPACE = 100
 SAMPLES = 100
 RATE = 5.0  # WebApps per second in the steady phase
 HEAL_SAMPLES = 50
+HEAL_BURST_EVERY = 1.0  # seconds between heals started during the burst
+RSS_EVERY = 10.0  # seconds between samples of the reconciler's resident memory
 TICKS = os.sysconf("SC_CLK_TCK")
 MANAGED = f"{MANAGED_BY_LABEL}={MANAGED_BY}"  # the label on every rendered child, raw ones included
 
 
-def rss_mb(pid: int) -> float:
+def memory_mb(pid: int, field: str = "VmRSS") -> float:
+    """A memory figure of /proc/<pid>/status in MB: VmRSS (resident now) or VmHWM (the most resident so far)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+class RssCurve:
+    """The reconciler's resident memory every RSS_EVERY seconds from its start, each sample labelled with the phase
+    under way: the curve, where one figure at the end would hide the peak and when it came."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.phase = "start"
+        self.samples: list[tuple[float, float, str]] = []  # (seconds since start, MB, phase)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Samples until `stop`, and once more then: the curve ends where the measurement does."""
+        started = time.monotonic()
+        while True:
+            self.samples.append((time.monotonic() - started, memory_mb(self.pid), self.phase))
+            if stop.is_set():
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(RSS_EVERY):  # the sampling period, not synchronisation
+                    await stop.wait()
+
+    def report(self) -> str:
+        rows = [f"{t:6.0f} {mb:6.0f}  {phase}" for t, mb, phase in self.samples]
+        return f"reconciler rss every {RSS_EVERY:g}s (t_s rss_mb phase):\n" + "\n".join(rows)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -250,10 +284,29 @@ def equivalent_children(name: str, namespace: str) -> tuple[dict[str, Any], dict
     return deployment, service
 
 
-async def raw_baseline(api: Any, spaces: list[str], n: int) -> float:
+async def default_service_accounts(api: Any, spaces: list[str]) -> None:
+    """Waits until every namespace has its default ServiceAccount: a controller makes it after the namespace, and
+    pods are admitted only once it exists. A timed phase that started before would time that controller too."""
+    core = client.CoreV1Api(api)
+
+    async def all_there() -> bool:
+        found = await core.list_service_account_for_all_namespaces(field_selector="metadata.name=default")
+        return set(spaces) <= {account.metadata.namespace for account in found.items}
+
+    await eventually(all_there, timeout=300, interval=0.5, what=f"default ServiceAccounts in {len(spaces)} namespaces")
+
+
+async def create_namespaces(api: Any, spaces: list[str]) -> None:
     core = client.CoreV1Api(api)
     for namespace in spaces:
         await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    await default_service_accounts(api, spaces)
+
+
+async def raw_baseline(api: Any, spaces: list[str], n: int, rate: float | None = None) -> float:
+    """N Deployments+Services created in `spaces` (which exist, with their default ServiceAccounts): at once
+    (CONCURRENCY requests in flight), or one Deployment and its Service every 1/rate s (bench-arrival). The seconds
+    until every Deployment is Ready."""
     deployments = Informer(api, DEPLOYMENT, label_selector=MANAGED)
     stop = asyncio.Event()
     watching = asyncio.create_task(deployments.run(stop))
@@ -264,8 +317,19 @@ async def raw_baseline(api: Any, spaces: list[str], n: int) -> float:
         path = resource_for(obj).collection(obj["metadata"]["namespace"])
         return lambda: send_json(api, "POST", path, body=obj)
 
+    async def create_pair(deployment: dict[str, Any], service: dict[str, Any]) -> None:
+        await create(deployment)()
+        await create(service)()
+
     started = time.monotonic()
-    await bounded([create(d) for d, _ in objects] + [create(s) for _, s in objects])
+    if rate is None:
+        await bounded([create(d) for d, _ in objects] + [create(s) for _, s in objects])
+    else:
+        pairs = []
+        for i, (deployment, service) in enumerate(objects):
+            await asyncio.sleep(max(0.0, started + i / rate - time.monotonic()))  # the arrival pace being measured
+            pairs.append(asyncio.create_task(create_pair(deployment, service)))
+        await asyncio.gather(*pairs)
     ours = set(spaces)
     ready = lambda: sum(  # noqa: E731
         1 for obj in deployments.store.values() if obj["metadata"]["namespace"] in ours and deployment_ready(obj)
@@ -280,6 +344,7 @@ async def raw_baseline(api: Any, spaces: list[str], n: int) -> float:
 async def measure_raw(api: Any, cpu: CpuMeter, spaces: list[str], n: int, phase: str, *, remove: bool) -> float:
     """One raw baseline, from a quiet cluster, with its account printed; its namespaces deleted afterwards if asked
     (minutes at N=5000, for nothing when the control plane goes next)."""
+    await create_namespaces(api, spaces)  # before the quiet wait and the clock, as the tenant's are for the operator
     await quiet(cpu)
     cpu.start()
     requests, latencies = await apiserver_requests(api)
@@ -341,9 +406,61 @@ class WebAppClock:
         return sorted(self.ready_at[key] - self.created[key] for key in keys)
 
 
-async def through_operator(
-    api: Any, spaces: list[str], n: int, cpu: CpuMeter
-) -> tuple[float, float, list[float], list[float], list[float]]:
+class ServiceHeals:
+    """Deletes a WebApp's child Service and times it back (a new Service: another uid), from a watch."""
+
+    def __init__(self, api: Any) -> None:
+        self.core = client.CoreV1Api(api)
+        self.informer = Informer(api, SERVICE, label_selector=MANAGED)
+        self.informer.subscribe(self._seen)
+        self._waiting: dict[WebAppKey, tuple[str, asyncio.Event]] = {}  # key -> (deleted uid, back)
+
+    def _seen(self, event: str, obj: dict[str, Any], _old: dict[str, Any] | None) -> None:
+        waiting = self._waiting.get((obj["metadata"]["namespace"], obj["metadata"]["name"]))
+        if event != "DELETED" and waiting is not None and obj["metadata"]["uid"] != waiting[0]:
+            waiting[1].set()
+
+    def has(self, key: WebAppKey) -> bool:
+        return key in self.informer.store
+
+    async def heal(self, key: WebAppKey) -> float:
+        namespace, name = key
+        back = asyncio.Event()
+        self._waiting[key] = (self.informer.store[key]["metadata"]["uid"], back)
+        deleted = time.monotonic()
+        await self.core.delete_namespaced_service(name, namespace)
+        await asyncio.wait_for(back.wait(), 600)
+        del self._waiting[key]
+        return time.monotonic() - deleted
+
+
+@dataclass
+class OperatorRun:
+    elapsed: float  # the burst: N WebApps created at once until all are Ready
+    without_reconciler: float  # the same, the reconciler's own CPU taken out
+    burst_ready: list[float]
+    steady_ready: list[float]
+    heals_burst: list[float]
+    heals_idle: list[float]
+
+
+async def heal_under_burst(clock: WebAppClock, heals: ServiceHeals, burst: list[WebAppKey]) -> list[float]:
+    """Heals WebApps of the burst that are Ready while others still converge, one started every HEAL_BURST_EVERY
+    seconds: each repair waits in the reconciler's queue behind the burst, which the idle heals do not show."""
+    in_burst, healed, running = set(burst), set[WebAppKey](), list[asyncio.Task[float]]()
+    while len(running) < HEAL_SAMPLES and len(clock.ready_at) < len(burst):
+        # The Service must be in the watch's cache, so that its re-creation is told from its creation.
+        ready = next((k for k in clock.ready_at if k in in_burst and k not in healed and heals.has(k)), None)
+        if ready is None:
+            await asyncio.sleep(0.1)  # polling for the next Ready WebApp, not synchronisation
+            continue
+        healed.add(ready)
+        running.append(asyncio.create_task(heals.heal(ready)))
+        await asyncio.sleep(HEAL_BURST_EVERY)  # the pace of the heals, not synchronisation
+    return sorted(await asyncio.gather(*running))
+
+
+async def through_operator(api: Any, spaces: list[str], n: int, cpu: CpuMeter, curve: RssCurve) -> OperatorRun:
     core = client.CoreV1Api(api)
     tenant = {
         "apiVersion": API_VERSION,
@@ -357,19 +474,25 @@ async def through_operator(
         if time.monotonic() > deadline:  # the reconciler creates the tenant's namespaces
             raise TimeoutError("the reconciler did not create the tenant's namespaces within 120s")
         await asyncio.sleep(0.1)
+    await default_service_accounts(api, spaces)
     clock = WebAppClock(api)
+    heals = ServiceHeals(api)
     stop = asyncio.Event()
-    watching = asyncio.create_task(clock.informer.run(stop))
+    watching = [asyncio.create_task(informer.run(stop)) for informer in (clock.informer, heals.informer)]
     await clock.informer.synced.wait()
+    await heals.informer.synced.wait()
 
     await quiet(cpu)  # as the raw phases start: no controller still digesting what came before
+    curve.phase = "burst"
     cpu.start()
     requests, latencies = await apiserver_requests(api)
     started = time.monotonic()
     burst = placed([f"web-{i}" for i in range(n)], spaces)
+    healing = asyncio.create_task(heal_under_burst(clock, heals, burst))
     await bounded([(lambda key=key: clock.create(key)) for key in burst])
     await wait_for(lambda: len(clock.ready_at), n, "WebApps Ready", timeout=30 * 60)
     elapsed = time.monotonic() - started
+    heals_burst = await healing
     print(cpu.report("operator", elapsed), flush=True)
     # Both phases are CPU-bound: without the reconciler's own CPU the burst would take the others' share of the time.
     used = cpu.used()
@@ -377,11 +500,12 @@ async def through_operator(
     requests_after, latencies_after = await apiserver_requests(api)
     print("operator: " + request_summary(requests, requests_after, n), flush=True)
     print("operator: " + latency_summary(latencies, latencies_after, n), flush=True)
-    burst_ready = clock.latencies(burst)
     print(f"operator: {n} WebApps Ready in {elapsed:.1f}s", flush=True)
 
     # Steady: a cluster holding N WebApps, digested (controllers idle again), new ones applied at RATE per second.
+    curve.phase = "settling"
     print(f"cluster quiet again after {await quiet(cpu):.0f}s", flush=True)
+    curve.phase = "steady"
     steady = [(spaces[i % len(spaces)], f"steady-{i}") for i in range(SAMPLES)]
     creating = []
     for key in steady:
@@ -389,33 +513,19 @@ async def through_operator(
         await asyncio.sleep(1 / RATE)  # the arrival rate being measured, not synchronisation
     await asyncio.gather(*creating)
     await wait_for(lambda: sum(1 for s in steady if s in clock.ready_at), SAMPLES, "steady WebApps Ready", 600)
-    steady_ready = clock.latencies(steady)
 
-    restored: dict[str, asyncio.Event] = {}
-
-    def on_service(event: str, obj: dict[str, Any], _old: dict[str, Any] | None) -> None:
-        waiting = restored.get(f"{obj['metadata']['namespace']}/{obj['metadata']['name']}")
-        if event == "ADDED" and waiting is not None:
-            waiting.set()
-
-    services = Informer(api, SERVICE, label_selector=MANAGED)
-    services.subscribe(on_service)
-    watching_services = asyncio.create_task(services.run(stop))
-    await services.synced.wait()
-    heals = []
-    for namespace, name in burst[: min(HEAL_SAMPLES, n)]:
-        restored[f"{namespace}/{name}"] = asyncio.Event()
-        deleted = time.monotonic()
-        await core.delete_namespaced_service(name, namespace)
-        await asyncio.wait_for(restored[f"{namespace}/{name}"].wait(), 60)
-        heals.append(time.monotonic() - deleted)
+    curve.phase = "heal idle"
+    heals_idle = [await heals.heal(key) for key in burst[: min(HEAL_SAMPLES, n)]]
     stop.set()
-    await asyncio.gather(watching, watching_services)
-    return elapsed, without_reconciler, burst_ready, steady_ready, sorted(heals)
+    await asyncio.gather(*watching)
+    return OperatorRun(
+        elapsed, without_reconciler, clock.latencies(burst), clock.latencies(steady), heals_burst, sorted(heals_idle)
+    )
 
 
 def percentile(values: list[float], q: float) -> float:
-    return values[min(len(values) - 1, int(q * len(values)))]
+    """Of sorted values; NaN for none (a burst over before a heal could start under it)."""
+    return values[min(len(values) - 1, int(q * len(values)))] if values else math.nan
 
 
 async def main(n: int, workers: int, per_namespace: int) -> None:
@@ -446,13 +556,17 @@ async def main(n: int, workers: int, per_namespace: int) -> None:
                 stdout=subprocess.DEVNULL,
                 stderr=log_path.open("wb"),
             )
+            curve, sampling = RssCurve(reconciler.pid), asyncio.Event()
+            curving = asyncio.create_task(curve.run(sampling))
             try:
                 cpu.processes["reconciler"] = reconciler.pid
                 spaces = namespaces("bench", n, per_namespace)
-                operator, without_reconciler, burst, ready, heals = await through_operator(api, spaces, n, cpu)
-                rss = rss_mb(reconciler.pid)
+                run = await through_operator(api, spaces, n, cpu, curve)
+                rss_final, rss_peak = memory_mb(reconciler.pid), memory_mb(reconciler.pid, "VmHWM")
                 print(await reconcile_summary(http_port), flush=True)
             finally:
+                sampling.set()
+                await curving
                 reconciler.terminate()
                 await asyncio.wait_for(reconciler.wait(), 30)
                 del cpu.processes["reconciler"]
@@ -463,21 +577,35 @@ async def main(n: int, workers: int, per_namespace: int) -> None:
             print(f"operator: namespaces deleted and gone in {gone:.1f}s", flush=True)
             raw_after = await measure_raw(api, cpu, raw_spaces, n, "raw after", remove=False)
     raw = (raw_before + raw_after) / 2
+    operator, burst, ready = run.elapsed, run.burst_ready, run.steady_ready
     print(f"reconciler log lines by level: {log_levels(log_path)} ({log_path})")
+    print(curve.report())
     print(
         f"raw baseline: {raw_before:.1f}s before and {raw_after:.1f}s after the operator phase, mean {raw:.1f}s; "
         f"the operator phase: {operator:.1f}s (converge_ratio against each: {raw_before / operator:.2f}, "
         f"{raw_after / operator:.2f})"
     )
-    print(f"converge_ratio with a reconciler using no CPU: {raw / without_reconciler:.2f} (the control plane's share)")
+    print(
+        f"converge_ratio with a reconciler using no CPU: {raw / run.without_reconciler:.2f} (the control plane's share)"
+    )
     print(
         f"burst of {n}: create->Ready p50={percentile(burst, 0.5):.2f}s p99={percentile(burst, 0.99):.2f}s; "
         f"steady ({SAMPLES} at {RATE:g}/s): p50={percentile(ready, 0.5):.2f}s p99={percentile(ready, 0.99):.2f}s "
-        f"mean={statistics.fmean(ready):.2f}s; heal over {len(heals)}: p50={percentile(heals, 0.5):.3f}s"
+        f"mean={statistics.fmean(ready):.2f}s"
     )
     print(
-        f"bench-operator: webapps={n} converge_ratio={raw / operator:.2f} ready_p50_s={percentile(ready, 0.5):.2f} "
-        f"ready_p99_s={percentile(ready, 0.99):.2f} heal_p99_s={percentile(heals, 0.99):.3f} rss_mb={rss:.0f}"
+        f"heal (child Service deleted -> back): idle over {len(run.heals_idle)}: "
+        f"p50={percentile(run.heals_idle, 0.5):.3f}s p99={percentile(run.heals_idle, 0.99):.3f}s; "
+        f"under the burst over {len(run.heals_burst)}: p50={percentile(run.heals_burst, 0.5):.3f}s "
+        f"p99={percentile(run.heals_burst, 0.99):.3f}s"
+    )
+    print(f"reconciler memory: peak (VmHWM) {rss_peak:.0f} MB, {rss_final:.0f} MB resident at the end of the heals")
+    print(
+        f"bench-operator: webapps={n} converge_ratio={raw / operator:.2f} "
+        f"steady_ready_p50_s={percentile(ready, 0.5):.2f} steady_ready_p99_s={percentile(ready, 0.99):.2f} "
+        f"burst_ready_p99_s={percentile(burst, 0.99):.2f} heal_idle_p99_s={percentile(run.heals_idle, 0.99):.3f} "
+        f"heal_burst_p99_s={percentile(run.heals_burst, 0.99):.3f} rss_peak_mb={rss_peak:.0f} "
+        f"rss_final_mb={rss_final:.0f}"
     )
 
 
