@@ -16,9 +16,10 @@ RUN := $(VENV)/bin
 SERVICES := reconciler slo-engine chaos-runner policy-gate incident-bot
 N ?= 20000
 WEBAPPS ?= 1000
+DEPLOYMENTS ?= 500
 
 .PHONY: help dev tools test lint types asyncapi demo start-platform deploy-samples cluster-up cluster-down \
-	bench-bus bench-operator bench-cluster clean $(addprefix test-,$(SERVICES)) test-libs test-controlplane
+	bench-bus bench-operator bench-arrival bench-cluster clean $(addprefix test-,$(SERVICES)) test-libs test-controlplane
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 22
@@ -67,6 +68,9 @@ bench-bus: dev ## bus vs raw nats-py throughput, publish->handled latency at 100
 
 bench-operator: dev tools ## N (or WEBAPPS) WebApps through the reconciler vs the same Deployments+Services (1000)
 	$(RUN)/python tests/bench/bench_operator.py --webapps $(if $(filter command line,$(origin N)),$(N),$(WEBAPPS))
+
+bench-arrival: dev tools ## N (or DEPLOYMENTS) Deployments+Services (500) at once vs at 10/s: the control plane's CPU
+	$(RUN)/python tests/bench/bench_arrival.py --deployments $(if $(filter command line,$(origin N)),$(N),$(DEPLOYMENTS))
 
 bench-cluster: dev tools ## control plane start-up, 10-replica deployment readiness, memory
 	$(RUN)/python tests/bench/bench_cluster.py
