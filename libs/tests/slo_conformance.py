@@ -34,3 +34,8 @@ def sloth_golden(name: str) -> list[Any]:
     text = conformance_file(SLOTH / f"out-{name}.yaml.tpl").read_text().replace("{{ .version }}", VERSION)
     text = re.sub(r'\{\{"(\{\{\$labels\.\w+\}\})"\}\}', r"\1", text)
     return [document for document in yaml.safe_load_all(text) if document is not None]
+
+
+def rule_groups(text: str) -> list[Any]:
+    """The rule groups of every YAML document in `text`, in order: Sloth writes a document per spec, Ballast one."""
+    return [group for document in yaml.safe_load_all(text) if document is not None for group in document["groups"]]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from slo_conformance import SLOTH, conformance_file, sloth_golden
+from slo_conformance import SLOTH, conformance_file, rule_groups, sloth_golden
 
 from ballast.cli.main import main
 
@@ -35,13 +35,12 @@ def records(documents: list[Any]) -> list[dict[str, Any]]:
 def test_generate_writes_sloths_rules_to_the_out_file(tmp_path: Path) -> None:
     out = tmp_path / "rules.yaml"
     assert main(["slo", "generate", "-i", str(conformance_file(SLOTH / "in-multifile.yaml")), "-o", str(out)]) == 0
-    assert parsed(out) == sloth_golden("multifile")
+    assert rule_groups(out.read_text()) == [group for d in sloth_golden("multifile") for group in d["groups"]]
 
 
 def test_generate_without_out_prints_the_rules(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["slo", "generate", "--input", str(conformance_file(SLOTH / "in-base.yaml"))]) == 0
-    printed = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d is not None]
-    assert printed == sloth_golden("base")
+    assert rule_groups(capsys.readouterr().out) == sloth_golden("base")[0]["groups"]
 
 
 def test_generate_a_directory_mirrors_it_file_by_file(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 import yaml
-from slo_conformance import SLOTH, VERSION, conformance_file, sloth_golden
+from slo_conformance import SLOTH, VERSION, conformance_file, rule_groups, sloth_golden
 
 from ballast.slo import RuleOptions, document_rules, load_paths, render_rule_files
 from ballast.slo.errors import SpecError
@@ -24,10 +24,16 @@ def test_generated_rules_equal_sloths_golden_after_parsing(name: str) -> None:
     loaded = load_paths([conformance_file(SLOTH / f"in-{name}.yaml")], DAYS_30)
     assert loaded.errors == []
     rendered = render_rule_files([document_rules(g, RuleOptions(version=VERSION)) for g in loaded.groups], VERSION)
-    generated = [document for document in yaml.safe_load_all(rendered) if document is not None]
-    golden = sloth_golden(name)
-    assert [g["name"] for d in generated for g in d["groups"]] == [g["name"] for d in golden for g in d["groups"]]
+    generated = rule_groups(rendered)
+    golden = [group for document in sloth_golden(name) for group in document["groups"]]
+    assert [g["name"] for g in generated] == [g["name"] for g in golden]
     assert generated == golden  # names, expressions (to the character), labels, annotations, order
+
+
+def test_the_rules_of_every_spec_in_a_file_go_into_one_document_prometheus_reads_whole() -> None:
+    loaded = load_paths([conformance_file(SLOTH / "in-multifile.yaml")], DAYS_30)
+    rendered = render_rule_files([document_rules(g, RuleOptions(version=VERSION)) for g in loaded.groups], VERSION)
+    assert len([d for d in yaml.safe_load_all(rendered) if d is not None]) == 1
 
 
 @pytest.mark.parametrize(

@@ -99,7 +99,7 @@ def _generate(args: argparse.Namespace) -> tuple[dict[str, list[RuleDocument]], 
 def _write(args: argparse.Namespace, by_file: dict[str, list[RuleDocument]]) -> None:
     release = version("ballast-libs")
     if not args.input.is_dir():
-        text = "".join(render_rule_files(documents, release) for documents in by_file.values())
+        text = render_rule_files([document for documents in by_file.values() for document in documents], release)
         if args.out is None:
             sys.stdout.write(text)
         else:
