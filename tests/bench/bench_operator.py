@@ -34,10 +34,9 @@ an Event, its watches). The latency line shows the one step both paths take in s
 each Service's cluster IP under one lock (writing an IPAddress object per Service), so Services are created one after
 another, at a rate that falls as the API server gets busier. The reconciler does not let that line pace its other
 children: a reconcile leaves a slow write under way (ballast.reconciler.writes), so Deployments reach Kubernetes
-ahead of their Services and close together, as in the raw burst. Kubernetes' own controllers do far more work for
-Deployments that arrive one by one: the raw objects created at 10 per second cost the control plane 1.6 times the CPU
-of the same burst (3.5 Deployment status writes and 1.5 conflicts per Deployment against 2.0 and 1.0), and a
-reconciler that waited for each Service handed Deployments over at that pace.
+ahead of their Services and close together, as in the raw burst; a reconciler that waited for each Service would hand
+Deployments over at that line's pace. (Deployments that arrive one by one also get more status writes and conflicts
+from Kubernetes' controllers, at about the same CPU: `make bench-arrival` compares the two.)
 The line `converge_ratio with a reconciler using no CPU` takes the reconciler's own CPU out of the operator phase
 (its wall time scaled by the CPU the other processes used): what the control plane's work for the WebApps and their
 children leaves to win by making the reconciler cheaper.
@@ -317,9 +316,12 @@ async def raw_baseline(api: Any, spaces: list[str], n: int, rate: float | None =
         path = resource_for(obj).collection(obj["metadata"]["namespace"])
         return lambda: send_json(api, "POST", path, body=obj)
 
+    slots = asyncio.Semaphore(CONCURRENCY)  # paced requests the API server holds wait here, not in the HTTP pool
+
     async def create_pair(deployment: dict[str, Any], service: dict[str, Any]) -> None:
-        await create(deployment)()
-        await create(service)()
+        for obj in (deployment, service):
+            async with slots:
+                await create(obj)()
 
     started = time.monotonic()
     if rate is None:

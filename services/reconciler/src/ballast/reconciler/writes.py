@@ -3,9 +3,8 @@
 The API server writes some children in single file: a Service's cluster IP is allocated under one lock, one
 IPAddress object at a time. A reconcile that waited for every child would hold its worker in that line, so in a
 burst every worker stands behind the Service lock and the Deployments reach Kubernetes at the Services' pace, one by
-one. Kubernetes' own controllers then do far more work per Deployment than for Deployments that arrive together
-(each event a sync of its own instead of one sync for several; measured: the same Deployments and Services created
-at 10 per second cost the control plane 1.6 times the CPU of the same objects created at once).
+one: the whole burst converges at that line's pace. (Kubernetes' own controllers also write a Deployment's status
+more often when Deployments arrive one by one, at about the same CPU: `make bench-arrival`.)
 
 So a reconcile waits a short `patience` for its writes and leaves the slow ones under way: its worker moves on, and
 the WebApp's key is queued again when each write ends, for a reconcile that takes up the result. Each child kind
