@@ -1,0 +1,317 @@
+"""The ServiceLevelObjective API: what the API server accepts and defaults, what it refuses naming the field, and the
+columns `kubectl get slo` shows."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import yaml
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from ballast.events.contracts.slo import BurnTier
+from ballast.kube.client import api_client
+from ballast.kube.install import install, load_manifests
+from ballast.slo import (
+    AlertTier,
+    CalendarUnit,
+    CalendarWindow,
+    EventRatioSli,
+    LatencySli,
+    RollingWindow,
+    Timeslices,
+    WebAppAvailabilitySli,
+)
+from ballast.slo_engine.api import GROUP, SLOS, VERSION, ServiceLevelObjectiveSpec, to_objective
+from ballast.testing.kube import assert_refused_naming
+
+cluster = pytest.mark.cluster
+
+CRD_FILE = Path(__file__).resolve().parents[3] / "deploy" / "crds" / "servicelevelobjectives.platform.example.com.yaml"
+
+EVENTS = {
+    "eventRatio": {
+        "errorQuery": 'sum(rate(http_requests_total{job="shop",code=~"5.."}[{{.window}}]))',
+        "totalQuery": 'sum(rate(http_requests_total{job="shop"}[{{.window}}]))',
+    }
+}
+GOOD: dict[str, Any] = {
+    "service": "shop",
+    "objective": 99.9,
+    "window": {"duration": "30d"},
+    "sli": EVENTS,
+    "alerting": {"name": "ShopHighErrorRate"},
+}
+
+FULL: dict[str, Any] = {
+    "service": "shop",
+    "description": "checkout answers",
+    "objective": 99.5,
+    "window": {"type": "Calendar", "duration": "1M", "timeZone": "Europe/Berlin"},
+    "budgetingMethod": "Timeslices",
+    "timeSlices": {"window": "1m", "target": 0.95},
+    "sli": {"latency": {"histogram": "http_request_duration_seconds", "selector": 'job="shop"', "threshold": "0.25"}},
+    "alerting": {
+        "labels": {"team": "shop"},
+        "annotations": {"runbook": "https://runbooks.example.com/shop"},
+        "page": {"name": "ShopPage", "labels": {"severity": "critical"}},
+        "ticket": {"enabled": False},
+    },
+    "minRequestRate": 0.5,
+    "budgetPolicy": {"freezeDeploysBelowPercent": 10, "pauseChaosWhilePaging": True},
+    "labels": {"tier": "frontend"},
+}
+
+
+def slo(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ServiceLevelObjective",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def crd_schema() -> dict[str, Any]:
+    (crd,) = yaml.safe_load_all(CRD_FILE.read_text())
+    (version,) = crd["spec"]["versions"]
+    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def undescribed(schema: dict[str, Any], path: str) -> list[str]:
+    """Fields without a description (what `kubectl explain` shows), by path; the root's metadata may not have one."""
+    missing = []
+    for name, prop in schema.get("properties", {}).items():
+        here = f"{path}.{name}"
+        if not prop.get("description") and here != ".metadata":
+            missing.append(here)
+        missing += undescribed(prop, here)
+    for nested in ("items", "additionalProperties"):
+        if isinstance(schema.get(nested), dict):
+            missing += undescribed(schema[nested], f"{path}[]")
+    return missing
+
+
+def test_every_field_is_described() -> None:
+    schema = crd_schema()
+    assert schema.get("description"), "the kind itself"
+    assert undescribed(schema, "") == []
+
+
+def spec_fields(schema: dict[str, Any], path: str = "") -> set[str]:
+    fields = set()
+    for name, prop in schema.get("properties", {}).items():
+        fields |= {f"{path}{name}"} | spec_fields(prop, f"{path}{name}.")
+    return fields
+
+
+def model_fields(model: type[Any], path: str = "") -> set[str]:
+    fields = set()
+    for name, field in model.model_fields.items():
+        here = f"{path}{field.alias or name}"
+        fields.add(here)
+        for arg in [field.annotation, *getattr(field.annotation, "__args__", ())]:
+            if isinstance(arg, type) and hasattr(arg, "model_fields"):
+                fields |= model_fields(arg, f"{here}.")
+    return fields
+
+
+def test_the_spec_model_has_the_crds_fields() -> None:
+    assert model_fields(ServiceLevelObjectiveSpec) == spec_fields(crd_schema()["properties"]["spec"])
+
+
+def test_an_slo_object_reads_into_the_library_model() -> None:
+    minimal = to_objective("shop-ns", "shop", ServiceLevelObjectiveSpec.model_validate(GOOD))
+    assert (minimal.id, minimal.objective, minimal.window) == (
+        "shop-shop",
+        99.9,
+        RollingWindow(length=timedelta(days=30)),
+    )
+    assert isinstance(minimal.sli, EventRatioSli)
+    assert minimal.alerting.alert_name(BurnTier.PAGE) == "ShopHighErrorRate"
+    assert minimal.alerting.page.enabled
+    assert minimal.alerting.ticket.enabled
+
+    full = to_objective("shop-ns", "full", ServiceLevelObjectiveSpec.model_validate(FULL))
+    assert full.window == CalendarWindow(unit=CalendarUnit.MONTH, time_zone="Europe/Berlin")
+    assert full.budgeting == Timeslices(slice_window=timedelta(minutes=1), slice_target=0.95)
+    assert full.sli == LatencySli(histogram="http_request_duration_seconds", selector='job="shop"', le="0.25")
+    assert full.alerting.page == AlertTier(name="ShopPage", labels={"severity": "critical"})
+    assert not full.alerting.ticket.enabled
+    assert (full.min_request_rate, full.policy.freeze_deploys_below_percent) == (0.5, 10)
+
+    availability = GOOD | {"sli": {"webAppAvailability": {"webApp": "shop"}}}
+    read = to_objective("shop-ns", "avail", ServiceLevelObjectiveSpec.model_validate(availability))
+    assert read.sli == WebAppAvailabilitySli(namespace="shop-ns", webapp="shop")
+
+
+def test_without_alerting_no_tier_alerts() -> None:
+    spec = ServiceLevelObjectiveSpec.model_validate({k: v for k, v in GOOD.items() if k != "alerting"})
+    alerting = to_objective("shop-ns", "quiet", spec).alerting
+    assert not alerting.page.enabled
+    assert not alerting.ticket.enabled
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def slo_api(kubeconfig_path: Path) -> None:
+    api = await api_client(str(kubeconfig_path))
+    try:
+        await install(api, load_manifests(CRD_FILE))
+    finally:
+        await api.close()
+
+
+@pytest.fixture
+async def custom(kube_api: client.ApiClient, slo_api: None) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(kube_api)
+
+
+@cluster
+async def test_a_minimal_slo_is_accepted_with_the_defaults_filled_in(
+    custom: client.CustomObjectsApi, namespace: str
+) -> None:
+    created = await custom.create_namespaced_custom_object(GROUP, VERSION, namespace, SLOS, slo("shop", GOOD))
+    assert created["spec"] == {
+        **GOOD,
+        "window": {"type": "Rolling", "duration": "30d"},
+        "budgetingMethod": "Occurrences",
+        "alerting": {"name": "ShopHighErrorRate", "page": {"enabled": True}, "ticket": {"enabled": True}},
+    }
+
+
+@cluster
+async def test_a_full_slo_is_accepted(custom: client.CustomObjectsApi, namespace: str) -> None:
+    await custom.create_namespaced_custom_object(GROUP, VERSION, namespace, SLOS, slo("full", FULL))
+    availability = GOOD | {"sli": {"webAppAvailability": {"webApp": "shop"}}}
+    await custom.create_namespaced_custom_object(GROUP, VERSION, namespace, SLOS, slo("avail", availability))
+
+
+def without(key: str) -> dict[str, Any]:
+    return {k: v for k, v in GOOD.items() if k != key}
+
+
+@cluster
+@pytest.mark.parametrize(
+    ("spec", "field", "reason"),
+    [
+        (without("service"), "spec.service", "Required value"),
+        (GOOD | {"objective": 0}, "spec.objective", "should be greater than 0"),
+        (GOOD | {"objective": 100}, "spec.objective", "should be less than 100"),
+        (GOOD | {"window": {"duration": "30 days"}}, "spec.window.duration", "should match"),
+        (GOOD | {"window": {"duration": "1M"}}, "spec.window.duration", "a rolling window has a fixed length"),
+        (GOOD | {"window": {"duration": "7d", "timeZone": "UTC"}}, "spec.window.timeZone", "only a Calendar window"),
+        (GOOD | {"budgetingMethod": "Slices"}, "spec.budgetingMethod", "Unsupported value"),
+        (GOOD | {"budgetingMethod": "Timeslices"}, "spec.timeSlices", "need timeSlices.window"),
+        (
+            GOOD | {"budgetingMethod": "Timeslices", "timeSlices": {"window": "1m"}},
+            "spec.timeSlices.target",
+            "needs the good ratio a slice must reach",
+        ),
+        (GOOD | {"timeSlices": {"window": "1m"}}, "spec.timeSlices", "only Timeslices and RatioTimeslices"),
+        (GOOD | {"sli": {}}, "spec.sli", "exactly one SLI kind is required"),
+        (
+            GOOD | {"sli": EVENTS | {"rawErrorRatio": {"errorRatioQuery": "x[{{.window}}]"}}},
+            "spec.sli",
+            "exactly one SLI kind is required",
+        ),
+        (
+            GOOD | {"sli": {"eventRatio": {"totalQuery": "sum(rate(x[{{.window}}]))"}}},
+            "spec.sli.eventRatio",
+            "exactly one of errorQuery and goodQuery",
+        ),
+        (
+            GOOD
+            | {"sli": {"eventRatio": {"errorQuery": "sum(rate(e[5m]))", "totalQuery": "sum(rate(t[{{.window}}]))"}}},
+            "spec.sli.eventRatio.errorQuery",
+            "must contain the {{.window}} placeholder",
+        ),
+        (
+            GOOD | {"sli": {"eventRatio": {"errorQuery": "q[{{.window}}]", "totalQuery": "q[{{.window}}]"}}},
+            "spec.sli.eventRatio.totalQuery",
+            "must differ from errorQuery",
+        ),
+        (
+            GOOD | {"sli": {"rawErrorRatio": {"errorRatioQuery": "ratio"}}},
+            "spec.sli.rawErrorRatio.errorRatioQuery",
+            "must contain the {{.window}} placeholder",
+        ),
+        (
+            GOOD | {"sli": {"latency": {"histogram": "http_seconds", "threshold": "fast"}}},
+            "spec.sli.latency.threshold",
+            "should match",
+        ),
+        (without("alerting") | {"alerting": {}}, "spec.alerting.page.name", "the page tier is enabled but has no"),
+        (
+            without("alerting") | {"alerting": {"page": {"name": "ShopPage"}}},
+            "spec.alerting.ticket.name",
+            "the ticket tier is enabled but has no",
+        ),
+        (GOOD | {"alerting": {"name": "shop errors"}}, "spec.alerting.name", "should match"),
+        (
+            GOOD | {"sli": {"webAppAvailability": {"webApp": "shop"}}, "minRequestRate": 1},
+            "spec.minRequestRate",
+            "needs an SLI with a total request rate",
+        ),
+        (GOOD | {"minRequestRate": 0}, "spec.minRequestRate", "should be greater than 0"),
+        (
+            GOOD | {"budgetPolicy": {"freezeDeploysBelowPercent": 101}},
+            "spec.budgetPolicy.freezeDeploysBelowPercent",
+            "should be less than or equal to 100",
+        ),
+    ],
+    ids=[
+        "no-service",
+        "objective-zero",
+        "objective-hundred",
+        "malformed-window",
+        "rolling-month",
+        "rolling-time-zone",
+        "unknown-budgeting-method",
+        "timeslices-without-slices",
+        "timeslices-without-target",
+        "occurrences-with-slices",
+        "no-sli-kind",
+        "two-sli-kinds",
+        "no-error-or-good-query",
+        "query-without-window",
+        "error-query-equals-total",
+        "raw-without-window",
+        "malformed-latency-threshold",
+        "page-unnamed",
+        "ticket-unnamed",
+        "malformed-alert-name",
+        "min-rate-without-total",
+        "min-rate-zero",
+        "freeze-above-hundred",
+    ],
+)
+async def test_an_invalid_slo_is_refused_naming_the_field(
+    custom: client.CustomObjectsApi, namespace: str, spec: dict[str, Any], field: str, reason: str
+) -> None:
+    with pytest.raises(ApiException) as refused:
+        await custom.create_namespaced_custom_object(GROUP, VERSION, namespace, SLOS, slo("bad", spec))
+    assert_refused_naming(refused.value, field, reason)
+
+
+@cluster
+async def test_kubectl_get_slo_shows_service_objective_window_budget_and_burning_tier(
+    kube_api: client.ApiClient, slo_api: None
+) -> None:
+    crd = await client.ApiextensionsV1Api(kube_api).read_custom_resource_definition(f"{SLOS}.{GROUP}")
+    assert crd.spec.names.short_names == ["slo"]
+    assert crd.spec.scope == "Namespaced"
+    (version,) = crd.spec.versions
+    assert version.subresources.status is not None
+    assert [(c.name, c.json_path) for c in version.additional_printer_columns if not c.priority] == [
+        ("Service", ".spec.service"),
+        ("Objective", ".spec.objective"),
+        ("Window", ".spec.window.duration"),
+        ("Budget", ".status.budgetRemaining"),
+        ("Burning", ".status.firingTiers[0]"),
+        ("Age", ".metadata.creationTimestamp"),
+    ]
