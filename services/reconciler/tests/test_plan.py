@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ballast.reconciler.api import WebApp
+from ballast.reconciler.children import slim_child
 from ballast.reconciler.plan import Applied, child_type, fingerprint, is_repair, plan_children, version
 from ballast.reconciler.render import render
 
@@ -83,3 +84,16 @@ def test_a_repair_is_a_write_of_the_same_intent_that_changed_the_child() -> None
     assert is_repair(left, None, stored(manifest, 1, "14")), "deleted, created again"
     assert not is_repair(left, None, stored(manifest, 1, "10")), "a cache behind our own create"
     assert not is_repair(None, stored(manifest, 1, "10"), stored(manifest, 2, "11")), "a new intent is no repair"
+
+
+def test_a_child_without_generation_is_judged_by_its_content_from_the_slim_cache() -> None:
+    service = next(m for m in render(webapp(), service_monitors=False) if m["kind"] == "Service")
+    as_written = stored(service, None, "10") | {"status": {"loadBalancer": {}}}
+    cached = slim_child(stored(service, None, "10"))
+    assert "spec" not in cached, "the cache keeps a digest, not the spec"
+    assert not is_repair((None, "10"), cached, as_written), "same content: status and apiVersion/kind do not count"
+    edited = stored(service, None, "11")
+    edited["spec"] = {**service["spec"], "type": "NodePort"}
+    assert is_repair((None, "10"), slim_child(edited), as_written), "someone changed the spec: put back"
+    deployment = next(m for m in render(webapp(), service_monitors=False) if m["kind"] == "Deployment")
+    assert set(slim_child(stored(deployment, 1, "10"))) == {"metadata"}, "a generation stands for the content"

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.cluster
 THIRD_PARTY_CRDS = Path(
     os.environ.get("BALLAST_THIRD_PARTY_CRDS", Path(__file__).resolve().parents[4] / "shared" / "crds")
 )
+MERGE_PATCH: dict[str, Any] = {"_content_type": "application/merge-patch+json"}
 SERVICE_MONITOR_CRD = THIRD_PARTY_CRDS / "prometheus-operator" / "monitoring.coreos.com_servicemonitors.yaml"
 
 
@@ -66,7 +67,7 @@ async def test_service_monitors_follow_the_crd_and_the_spec(kube_api: Any, platf
             WEBAPPS,
             "web",
             {"spec": {"monitoring": {"enabled": False}}},
-            _content_type="application/merge-patch+json",
+            **MERGE_PATCH,
         )
 
         async def pruned() -> bool:

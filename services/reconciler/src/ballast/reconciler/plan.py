@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from ballast.reconciler.children import ChildType
+from ballast.reconciler.children import ChildType, content_digest
 
 Manifest = dict[str, Any]
 Version = tuple[int | None, str]  # (generation, resourceVersion) of a child right after we wrote it
@@ -80,11 +80,11 @@ def plan_children(
 
 
 def spec_changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
-    """Whether an apply changed the object itself, not only its status or bookkeeping."""
+    """Whether an apply changed the object itself, not only its status or bookkeeping. `before` may be the slim
+    cached copy (children.slim_child), `after` the object the write returned."""
     if "generation" in before.get("metadata", {}):
         return bool(before["metadata"]["generation"] != after["metadata"].get("generation"))
-    strip = ("metadata", "status")
-    return {k: v for k, v in before.items() if k not in strip} != {k: v for k, v in after.items() if k not in strip}
+    return content_digest(before) != content_digest(after)
 
 
 def is_repair(left: Version | None, before: Mapping[str, Any] | None, written: Mapping[str, Any]) -> bool:
