@@ -44,6 +44,7 @@ async def test_manifests_are_denied_warned_or_allowed_by_the_policies_in_the_dir
     gate = services(
         "ballast.policy_gate",
         nats_url=nats_server.url,
+        BALLAST_HTTPS_PORT="0",
         BALLAST_CLUSTER=cluster,
         BALLAST_OPA_BINARY=str(opa_binary),
         BALLAST_POLICY_DIR=str(write_policies(tmp_path / "policies")),
@@ -125,7 +126,11 @@ async def test_a_manifest_without_a_name_is_a_bad_request(
 ) -> None:
     cluster = unique("gate")
     gate = services(
-        "ballast.policy_gate", nats_url=nats_server.url, BALLAST_CLUSTER=cluster, BALLAST_OPA_BINARY=str(opa_binary)
+        "ballast.policy_gate",
+        nats_url=nats_server.url,
+        BALLAST_HTTPS_PORT="0",
+        BALLAST_CLUSTER=cluster,
+        BALLAST_OPA_BINARY=str(opa_binary),
     )
     await gate.wait_status("/readyz", 200)
     with pytest.raises(EndpointCallError) as refused:
@@ -151,6 +156,7 @@ async def test_an_opa_run_beside_the_gate_that_restarts_is_given_the_policies_ag
         gate = services(
             "ballast.policy_gate",
             nats_url=nats_server.url,
+            BALLAST_HTTPS_PORT="0",
             BALLAST_CLUSTER=cluster,
             BALLAST_OPA_URL=sidecar.url,
             BALLAST_POLICY_DIR=str(write_policies(tmp_path / "policies")),
@@ -195,6 +201,7 @@ async def test_the_gates_own_opa_killed_is_restarted_with_the_policies(
     gate = services(
         "ballast.policy_gate",
         nats_url=nats_server.url,
+        BALLAST_HTTPS_PORT="0",
         BALLAST_CLUSTER=cluster,
         BALLAST_OPA_BINARY=str(opa_binary),
         BALLAST_POLICY_DIR=str(write_policies(tmp_path / "policies")),

@@ -36,6 +36,14 @@ class PlatformService:
         """Its port in `ballast.runtime.ports`, shifted by `--http-port-base` (8081 leaves them as they are)."""
         return PORTS[self.name].health - DEFAULT_HTTP_PORT_BASE + base
 
+    def env(self, base: int) -> dict[str, str]:
+        """Its ports, shifted alike: a demo beside `ballast up` must not ask for the same webhook port either."""
+        env = {"BALLAST_HTTP_PORT": str(self.health_port(base))}
+        webhook = PORTS[self.name].webhook
+        if webhook is not None:
+            env["BALLAST_HTTPS_PORT"] = str(webhook - DEFAULT_HTTP_PORT_BASE + base)
+        return env
+
 
 SERVICES = (
     PlatformService("reconciler", "ballast.reconciler", needs_cluster=True),
@@ -154,7 +162,7 @@ def up(
             with log.open("ab") as out:
                 proc = subprocess.Popen(
                     [sys.executable, "-m", service.module],
-                    env=env | {"BALLAST_HTTP_PORT": str(service.health_port(http_port_base))},
+                    env=env | service.env(http_port_base),
                     stdout=out,
                     stderr=subprocess.STDOUT,
                 )

@@ -1,4 +1,4 @@
-"""Wiring of the policy-gate service: its settings and the handlers it registers with the runtime."""
+"""Wiring of the policy-gate service: its settings, the bus check and the admission webhook it serves."""
 
 from __future__ import annotations
 
@@ -8,14 +8,21 @@ from pydantic import DirectoryPath, Field, FilePath, model_validator
 
 from ballast.bus import Bus
 from ballast.events.contracts.policy import POLICY_CHECK, PolicyCheckRequest
+from ballast.policy_gate.admission import admission_routes
 from ballast.policy_gate.gate import Gate
-from ballast.runtime import PORTS, ServiceApp, ServiceSettings
+from ballast.runtime import PORTS, HttpsSettings, ServiceApp
 
 NAME = "policy-gate"
 
 
-class PolicyGateSettings(ServiceSettings):
+class PolicyGateSettings(HttpsSettings):
     http_port: int = Field(default=PORTS[NAME].health, ge=0, le=65535)
+    https_port: int = Field(
+        default=cast(int, PORTS[NAME].webhook),  # the gate's entry there has one
+        ge=0,
+        le=65535,
+        description="the admission webhook; 0 picks a free port",
+    )
     opa_binary: FilePath | None = Field(default=None, description="the opa the gate runs itself on 127.0.0.1")
     opa_url: str | None = Field(default=None, pattern=r"^https?://", description="an OPA run beside the gate")
     policy_dir: DirectoryPath | None = Field(
@@ -49,5 +56,6 @@ def build(settings: PolicyGateSettings) -> ServiceApp:
         return await gate.value.check(cast(PolicyCheckRequest, request))
 
     app.serve(POLICY_CHECK, check)
+    app.https(admission_routes(lambda: gate.value))
     app.background(lambda bus, stop: gate.value.supervise(bus, stop))
     return app

@@ -1,4 +1,5 @@
-"""The gate: the policy engine on its OPA, loaded from the policy files, and the bus check it answers.
+"""The gate: the policy engine on its OPA, loaded from the policy files, and the one evaluation path (`judge`) that
+the bus check and the admission webhook share.
 
 OPA is either run here (`BALLAST_OPA_BINARY`: a managed process on 127.0.0.1, restarted with everything pushed again
 before the gate counts as ready) or someone else's (`BALLAST_OPA_URL`: a sidecar in the chart).
@@ -11,6 +12,7 @@ import contextlib
 import hashlib
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ from ballast.policy import (
     OpaUnavailable,
     PolicyEngine,
     Review,
+    Violation,
     load_policies,
     read_policies,
     review_admission_request,
@@ -116,32 +119,53 @@ class Gate:
         else:
             await self.engine.client.close()
 
-    async def check(self, request: PolicyCheckRequest) -> PolicyCheckResponse:
-        """`svc.policy.check`: each manifest judged (workloads also as the pods they create); denied if any
-        violation's action is deny. Every manifest's verdict goes to the decision log."""
+    async def judge(
+        self,
+        reviews: Sequence[Review],
+        refs: Sequence[ManifestRef],
+        *,
+        source: DecisionSource,
+        request_uid: str,
+        operation: Operation,
+        requested_by: str,
+    ) -> list[list[Violation]]:
+        """The one evaluation path of the bus check and the admission webhook: each review's violations (workloads
+        also judged as the pods they create), each object's verdict in the decision log. Raises `OpaError` when the
+        engine cannot answer: the caller's failure policy decides then."""
         started = time.perf_counter()
-        refs = [_manifest_ref(index, m) for index, m in enumerate(request.manifests)]
-        reviews = [_review(request.operation, m) for m in request.manifests]
-        try:
-            verdicts = await self.engine.review(reviews)
-        except OpaError as exc:  # unreachable, or refusing what it was asked: the caller's failure policy decides
-            raise EndpointError(503, f"the policy engine is unavailable: {exc}") from exc
+        verdicts = await self.engine.review(reviews)
         latency_ms = (time.perf_counter() - started) * 1000
-        request_uid = hashlib.sha256(request.model_dump_json().encode()).hexdigest()
         self.decisions.record(
             [
                 self.decisions.decision(
-                    source=DecisionSource.BUS,
+                    source=source,
                     request_uid=request_uid,
-                    operation=request.operation,
+                    operation=operation,
                     obj=ref,
-                    requested_by=request.requested_by,
+                    requested_by=requested_by,
                     violations=violations,
                     latency_ms=latency_ms,
                 )
                 for ref, violations in zip(refs, verdicts, strict=True)
             ]
         )
+        return verdicts
+
+    async def check(self, request: PolicyCheckRequest) -> PolicyCheckResponse:
+        """`svc.policy.check`: each manifest judged; denied if any violation's action is deny."""
+        refs = [_manifest_ref(index, m) for index, m in enumerate(request.manifests)]
+        reviews = [_review(request.operation, m) for m in request.manifests]
+        try:
+            verdicts = await self.judge(
+                reviews,
+                refs,
+                source=DecisionSource.BUS,
+                request_uid=hashlib.sha256(request.model_dump_json().encode()).hexdigest(),
+                operation=request.operation,
+                requested_by=request.requested_by,
+            )
+        except OpaError as exc:  # unreachable, or refusing what it was asked: the caller's failure policy decides
+            raise EndpointError(503, f"the policy engine is unavailable: {exc}") from exc
         found = [
             PolicyViolation(
                 policy=v.constraint.key,
