@@ -116,3 +116,9 @@ CHILD_KINDS: tuple[ChildKind, ...] = (
     ChildKind(SERVICE_MONITOR, optional=True),
 )
 CHILD_TYPES: frozenset[ChildType] = frozenset(kind.type for kind in CHILD_KINDS)
+_SLIM_BY_TYPE = {kind.type: kind.slim for kind in CHILD_KINDS}
+
+
+def slim(obj: dict[str, Any]) -> dict[str, Any]:
+    """A child as its kind is cached."""
+    return _SLIM_BY_TYPE[(obj["apiVersion"], obj["kind"])](obj)

@@ -19,11 +19,11 @@ from ballast.kube.apply import apply, delete
 from ballast.kube.conditions import find_condition
 from ballast.kube.controller import TerminalError
 from ballast.kube.errors import ApiError
-from ballast.kube.informer import strip_managed_fields
 from ballast.kube.memory import Memory
 from ballast.kube.resource import WEBAPP, resource_for
 from ballast.kube.rest import KubeApi
 from ballast.reconciler.api import WebApp
+from ballast.reconciler.children import slim
 from ballast.reconciler.memory import WebAppKey, WebAppRecord, Written
 from ballast.reconciler.plan import Applied, child_type, is_repair, plan_children, version
 from ballast.reconciler.render import MANAGED_BY, render
@@ -61,9 +61,9 @@ class ReconcileReport:
 
 
 async def write_child(api: KubeApi, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Applies one child. The result is read for its version and spec only; in a burst thousands wait to be taken up,
-    and managed fields are most of each."""
-    return strip_managed_fields(await apply(api, manifest, field_manager=FIELD_MANAGER))
+    """Applies one child; the result is kept as the cache keeps its kind (in a burst thousands wait to be taken up,
+    and the plan reads no more of them than of the cached ones)."""
+    return slim(await apply(api, manifest, field_manager=FIELD_MANAGER))
 
 
 class WebAppReconciler:
