@@ -5,7 +5,7 @@ SHELL := /bin/bash
 
 UV_VERSION := 0.13.8
 # Trust the machine's certificate store (where site or proxy CAs are installed), as pip and go do here.
-export UV_NATIVE_TLS ?= true
+export UV_SYSTEM_CERTS ?= true
 PYTHON ?= python3.11
 UV := $(shell command -v uv 2>/dev/null)
 ifeq ($(UV),)
