@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 
 from ballast.bus import Bus
+from ballast.kube.pacing import until_any
 from ballast.runtime import ServiceApp, ServiceSettings
 from ballast.testing import NatsServer, eventually
 
@@ -38,23 +39,14 @@ class Ballot:
     async def run(self, lead: Callable[[asyncio.Event], Coroutine[Any, Any, None]], stop: asyncio.Event) -> None:
         self.campaigning.set()
         while True:
-            await _first(self._granted, stop)
+            await until_any(self._granted, stop)
             if stop.is_set():
                 return
             lost = asyncio.Event()
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(lead(lost))
-                await _first(self._revoked, stop)
+                await until_any(self._revoked, stop)
                 lost.set()
-
-
-async def _first(*events: asyncio.Event) -> None:
-    waits = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for wait in waits:
-            wait.cancel()
 
 
 @asynccontextmanager

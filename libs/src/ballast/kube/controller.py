@@ -25,6 +25,7 @@ from typing import Any, Generic, TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ballast.kube.informer import Informer, WatchEvent
+from ballast.kube.pacing import until_any
 from ballast.kube.predicate import Predicate
 from ballast.kube.workqueue import DURATION_BUCKETS, ShutDown, WorkQueue, WorkQueueMetrics
 
@@ -118,18 +119,8 @@ class Controller(Generic[K]):
 
     async def synced(self, stop: asyncio.Event) -> bool:
         """Waits until every watched source has synced (True) or `stop` is set first (False)."""
-
-        async def every_source() -> None:
-            for source in self._sources:
-                await source.synced.wait()
-
-        waiting = asyncio.ensure_future(every_source())
-        stopped = asyncio.ensure_future(stop.wait())
-        try:
-            await asyncio.wait([waiting, stopped], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiting.cancel()
-            stopped.cancel()
+        for source in self._sources:
+            await until_any(source.synced, stop)
         return not stop.is_set() and all(source.synced.is_set() for source in self._sources)
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -12,3 +12,13 @@ async def pause(stop: asyncio.Event, seconds: float) -> None:
             await stop.wait()
     except TimeoutError:
         pass
+
+
+async def until_any(*events: asyncio.Event) -> None:
+    """Waits until one of `events` is set (a condition or a shutdown, whichever comes first)."""
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()

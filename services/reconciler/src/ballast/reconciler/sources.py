@@ -18,6 +18,7 @@ from typing import Any
 
 from ballast.kube.handler import controller_owner, first_of, label_value
 from ballast.kube.informer import Informer, WatchHandler
+from ballast.kube.pacing import until_any
 from ballast.kube.resource import CUSTOM_RESOURCE_DEFINITION, DEPLOYMENT, POD, SERVICE_MONITOR, TENANT, WEBAPP
 from ballast.kube.rest import KubeApi
 from ballast.reconciler.children import CHILD_KINDS, ChildKind, ChildType, slim_pod
@@ -80,7 +81,7 @@ class WebAppSources:
     async def settled(self, stop: asyncio.Event) -> bool:
         """Waits until it is known whether the optional kinds are served (and, where they are, their caches have
         synced); False if `stop` came first."""
-        await _until_any(self._settled, stop)
+        await until_any(self._settled, stop)
         return self._settled.is_set()
 
     def on_optional_kinds(self, changed: Callable[[], None]) -> None:
@@ -110,14 +111,14 @@ class WebAppSources:
     async def run_optional_kinds(self, stop: asyncio.Event) -> None:
         """Runs the ServiceMonitor informer while its CRD is Established."""
         kind = next(kind for kind in CHILD_KINDS if kind.resource is SERVICE_MONITOR)
-        await _until_any(self.service_monitor_crd.synced, stop)
+        await until_any(self.service_monitor_crd.synced, stop)
         while not stop.is_set():
             self._crd_changed.clear()  # before looking: a change from here on wakes the wait below
             if self._crd_established():
                 await self._watch_optional(kind, stop)
             else:
                 self._settled.set()
-                await _until_any(self._crd_changed, stop)
+                await until_any(self._crd_changed, stop)
 
     async def _watch_optional(self, kind: ChildKind, stop: asyncio.Event) -> None:
         """Watches the kind until its CRD goes or `stop`. Monitoring is rendered only once its cache has synced, so
@@ -132,7 +133,7 @@ class WebAppSources:
                 self._crd_changed.clear()
                 if stop.is_set() or not self._crd_established():
                     return
-                await _until_any(informer.synced, self._crd_changed, stop)
+                await until_any(informer.synced, self._crd_changed, stop)
             self._settled.set()
             self.children[kind.type] = informer
             self.service_monitors_enabled = True
@@ -142,7 +143,7 @@ class WebAppSources:
                 self._crd_changed.clear()
                 if not self._crd_established():
                     return
-                await _until_any(self._crd_changed, stop)
+                await until_any(self._crd_changed, stop)
         finally:
             ended.set()
             await running
@@ -151,11 +152,3 @@ class WebAppSources:
                 log.info("%s removed: no longer rendering %s", kind.resource.name, kind.resource.kind)
                 self._on_optional_kinds()
 
-
-async def _until_any(*events: asyncio.Event) -> None:
-    waits = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for wait in waits:
-            wait.cancel()
