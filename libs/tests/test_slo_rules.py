@@ -85,7 +85,7 @@ def generate(objective: ServiceLevelObjective, **options: object) -> list[RuleGr
         ({"window": {"kind": "calendar", "unit": "month", "time_zone": "Mars/Olympus"}}, "not an IANA time zone"),
         ({"sli": {"kind": "latency", "histogram": "h", "le": "fast"}}, "not a bucket bound"),
         ({"sli": {"kind": "event_ratio", "total_query": "t"}}, "exactly one of error_query and good_query"),
-        ({"policy": {"freeze_deploys_below_percent": 120}}, "less than or equal to 100"),
+        ({"policy": {"freeze_deploys_below_percent": 100}}, "less than 100"),
     ],
 )
 def test_the_model_rejects_what_cannot_be_meant(changes: dict[str, object], message: str) -> None:

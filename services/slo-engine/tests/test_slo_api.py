@@ -259,9 +259,9 @@ def without(key: str) -> dict[str, Any]:
         ),
         (GOOD | {"minRequestRate": 0}, "spec.minRequestRate", "should be greater than 0"),
         (
-            GOOD | {"budgetPolicy": {"freezeDeploysBelowPercent": 101}},
+            GOOD | {"budgetPolicy": {"freezeDeploysBelowPercent": 100}},
             "spec.budgetPolicy.freezeDeploysBelowPercent",
-            "should be less than or equal to 100",
+            "should be less than 100",
         ),
     ],
     ids=[
@@ -287,7 +287,7 @@ def without(key: str) -> dict[str, Any]:
         "malformed-alert-name",
         "min-rate-without-total",
         "min-rate-zero",
-        "freeze-above-hundred",
+        "freeze-at-hundred",
     ],
 )
 async def test_an_invalid_slo_is_refused_naming_the_field(

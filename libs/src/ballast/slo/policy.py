@@ -11,7 +11,7 @@ class ErrorBudgetPolicy(BaseModel):
     freeze_deploys_below_percent: float | None = Field(
         default=None,
         ge=0,
-        le=100,
-        description="non-hotfix deploys are frozen while less than this % of the budget is left; None never freezes",
+        lt=100,  # at 100 every spent drop would freeze: an always-on freeze is no budget policy
+        description="non-hotfix deploys are frozen while at most this % of the budget is left; None never freezes",
     )
     pause_chaos_while_paging: bool = Field(default=False, description="no chaos experiment runs while a page fires")

@@ -157,7 +157,7 @@ class AlertingSpec(ApiModel):
 
 
 class BudgetPolicy(ApiModel):
-    freeze_deploys_below_percent: float | None = Field(default=None, ge=0, le=100)
+    freeze_deploys_below_percent: float | None = Field(default=None, ge=0, lt=100)
     pause_chaos_while_paging: bool = False
 
 

@@ -1,0 +1,252 @@
+"""The live evaluator's core: from an SLO's error ratios per window to its budget, burning tiers and the transitions
+since its previous state.
+
+Pure: the caller measures (from Prometheus, or from cluster facts), keeps the state and publishes the transitions.
+A tier fires while either of its conditions holds, a condition holding when both its short and its long window
+burn faster than its factor (Sloth's comparison, `ratio > factor x budget`, so the engine and the generated rules
+agree at the boundary). Factors scale with the period's actual length: a calendar month has 28 to 31 days.
+
+A transition is dated by the measurement it was seen in, and its event id is made of the SLO, what changed and that
+date: evaluating the same measurement again (a redelivery, a restart that replays it) finds no transition, and a
+transition told twice carries one id, which the bus keeps once. A measurement older than the state is ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Self
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from ballast.events.contracts.slo import (
+    AlertState,
+    BudgetExhausted,
+    BudgetRecovered,
+    BurnAlert,
+    BurnTier,
+    SloEvent,
+    SloRef,
+    SloState,
+    WindowBurn,
+    WindowRate,
+    burn_event,
+)
+from ballast.slo.alert_windows import AlertWindows, BurnWindow
+from ballast.slo.budget import budget_remaining, burn_rate, time_to_exhaustion
+from ballast.slo.durations import format_duration
+from ballast.slo.objective import ServiceLevelObjective
+from ballast.slo.periods import period_at
+
+ErrorRatio = float
+
+
+class Counts(BaseModel):
+    """Events over a window: bad of total."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bad: float = Field(ge=0)
+    total: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _bad_within_total(self) -> Self:
+        if self.bad > self.total:
+            raise ValueError(f"bad {self.bad} exceeds total {self.total}")
+        return self
+
+    @property
+    def error_ratio(self) -> ErrorRatio:
+        """bad / total; a window without events has no errors."""
+        return self.bad / self.total if self.total > 0 else 0.0
+
+
+class Measurement(BaseModel):
+    """An SLO's figures at one instant: the error ratio over every alert window and over its budget period so far."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    at: AwareDatetime = Field(description="the instant the figures describe; transitions are dated by it")
+    windows: dict[timedelta, ErrorRatio] = Field(description="the error ratio over each alert window, 0 to 1")
+    period: ErrorRatio = Field(ge=0, le=1, description="the error ratio since the budget period's start")
+    request_rate: float | None = Field(
+        default=None, ge=0, description="requests/s over the shortest window, for the SLO's minimum request rate"
+    )
+
+    @model_validator(mode="after")
+    def _ratios(self) -> Self:
+        for window, ratio in self.windows.items():
+            if not 0 <= ratio <= 1:
+                raise ValueError(f"the {format_duration(window)} error ratio {ratio} is not within 0 and 1")
+        return self
+
+    @classmethod
+    def from_counts(
+        cls, at: AwareDatetime, windows: Mapping[timedelta, Counts], period: Counts, request_rate: float | None = None
+    ) -> Self:
+        ratios = {window: counts.error_ratio for window, counts in windows.items()}
+        return cls(at=at, windows=ratios, period=period.error_ratio, request_rate=request_rate)
+
+
+class BudgetState(BaseModel):
+    """Where an SLO stood at its last evaluation: what the next evaluation compares with, and what status reports."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    slo: SloRef
+    objective: float
+    period_start: AwareDatetime = Field(description="the start of the budget period evaluated")
+    period: timedelta = Field(description="the budget period's length")
+    evaluated_at: AwareDatetime
+    budget_remaining: float = Field(le=1)
+    burn_rates: tuple[WindowRate, ...]
+    firing: dict[BurnTier, AwareDatetime] = Field(default_factory=dict, description="tier -> firing since")
+    exhausted_since: AwareDatetime | None = None
+    time_to_exhaustion: timedelta | None = None
+
+    def status(self) -> SloState:
+        return SloState(
+            slo=self.slo,
+            objective=self.objective,
+            period=self.period,
+            budget_remaining=self.budget_remaining,
+            burn_rates=self.burn_rates,
+            firing=tuple(tier for tier in BurnTier if tier in self.firing),
+            budget_exhausted=self.exhausted_since is not None,
+            time_to_exhaustion=self.time_to_exhaustion,
+            evaluated_at=self.evaluated_at,
+        )
+
+
+@dataclass(frozen=True)
+class Transition:
+    """An event to publish once: its type, its id (the same whenever the same transition is seen) and payload."""
+
+    event: SloEvent
+    id: str
+    payload: BurnAlert | BudgetExhausted | BudgetRecovered
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    state: BudgetState
+    transitions: tuple[Transition, ...]
+
+
+def exhaustion_threshold(slo: ServiceLevelObjective) -> float:
+    """Budget left at or below which it counts as exhausted: the policy's freeze level, or 0 (all spent)."""
+    percent = slo.policy.freeze_deploys_below_percent
+    return 0.0 if percent is None else percent / 100
+
+
+def evaluate(
+    slo: ServiceLevelObjective,
+    namespace: str,
+    cluster: str,
+    windows: AlertWindows,
+    measurement: Measurement,
+    previous: BudgetState | None,
+) -> Evaluation:
+    """The SLO's state at `measurement.at` and the transitions from `previous` (None: never evaluated)."""
+    if previous is not None and measurement.at <= previous.evaluated_at:
+        return Evaluation(previous, ())
+    missing = [w for w in windows.windows() if w not in measurement.windows]
+    if missing:
+        names = ", ".join(format_duration(w) for w in missing)
+        raise ValueError(f"the measurement of SLO {namespace}/{slo.name} has no error ratio over {names}")
+
+    at = measurement.at
+    period = period_at(slo.window, at)
+    budget = slo.error_budget
+    ref = SloRef(namespace=namespace, name=slo.name, service=slo.service)
+    remaining = budget_remaining(measurement.period, budget)
+    # The page tier's long window (1h in the Workbook's table): recent enough to follow a change in burn, long enough
+    # not to swing with every scrape.
+    tte = time_to_exhaustion(
+        remaining, burn_rate(measurement.windows[windows.page.quick.long_window], budget), period.length
+    )
+
+    def burns(condition: BurnWindow) -> WindowBurn:
+        return WindowBurn(
+            short_window=condition.short_window,
+            long_window=condition.long_window,
+            factor=condition.factor(period.length),
+            short_burn_rate=burn_rate(measurement.windows[condition.short_window], budget),
+            long_burn_rate=burn_rate(measurement.windows[condition.long_window], budget),
+        )
+
+    def holds(condition: BurnWindow) -> bool:
+        threshold = condition.factor(period.length) * budget
+        return (
+            measurement.windows[condition.short_window] > threshold
+            and measurement.windows[condition.long_window] > threshold
+        )
+
+    quiet = (
+        slo.min_request_rate is not None
+        and measurement.request_rate is not None
+        and measurement.request_rate < slo.min_request_rate
+    )
+    was_firing = previous.firing if previous is not None else {}
+    firing: dict[BurnTier, AwareDatetime] = {}
+    transitions: list[Transition] = []
+    for tier in BurnTier:
+        conditions = windows.tier(tier)
+        fires = slo.alerting.tier(tier).enabled and not quiet and (holds(conditions.quick) or holds(conditions.slow))
+        if fires:
+            firing[tier] = was_firing.get(tier, at)
+        if fires == (tier in was_firing):
+            continue
+        change = AlertState.FIRING if fires else AlertState.RESOLVED
+        alert = BurnAlert(
+            cluster=cluster,
+            slo=ref,
+            tier=tier,
+            state=change,
+            since=at,
+            objective=slo.objective,
+            period=period.length,
+            windows=(burns(conditions.quick), burns(conditions.slow)),
+            budget_remaining=remaining,
+            time_to_exhaustion=tte,
+        )
+        transitions.append(
+            Transition(burn_event(tier, change), f"{namespace}/{slo.name}:{tier}:{change}:{at.isoformat()}", alert)
+        )
+
+    threshold = exhaustion_threshold(slo)
+    exhausted = remaining <= threshold
+    was_exhausted_since = previous.exhausted_since if previous is not None else None
+    was_exhausted = was_exhausted_since is not None
+    exhausted_since = (was_exhausted_since or at) if exhausted else None
+    if exhausted != was_exhausted:
+        kind = BudgetExhausted if exhausted else BudgetRecovered
+        event = SloEvent.BUDGET_EXHAUSTED if exhausted else SloEvent.BUDGET_RECOVERED
+        payload = kind(
+            cluster=cluster,
+            slo=ref,
+            objective=slo.objective,
+            period=period.length,
+            budget_remaining=remaining,
+            threshold=threshold,
+            freeze_deploys=slo.policy.freeze_deploys_below_percent is not None,
+            at=at,
+        )
+        transitions.append(Transition(event, f"{namespace}/{slo.name}:{event}:{at.isoformat()}", payload))
+
+    state = BudgetState(
+        slo=ref,
+        objective=slo.objective,
+        period_start=period.start,
+        period=period.length,
+        evaluated_at=at,
+        budget_remaining=remaining,
+        burn_rates=tuple(
+            WindowRate(window=w, burn_rate=burn_rate(measurement.windows[w], budget)) for w in windows.windows()
+        ),
+        firing=firing,
+        exhausted_since=exhausted_since,
+        time_to_exhaustion=tte,
+    )
+    return Evaluation(state, tuple(transitions))

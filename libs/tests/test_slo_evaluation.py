@@ -1,0 +1,248 @@
+"""The live evaluator's core: burn per window, multi-window tiers, budget, time to exhaustion, and transitions told
+once with ids that repeat for the same transition; and the calendar periods budgets are counted over."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from pydantic import ValidationError
+
+from ballast.events.contracts.slo import BudgetExhausted, BurnAlert, BurnTier, SloEvent
+from ballast.slo import (
+    Alerting,
+    AlertTier,
+    CalendarUnit,
+    CalendarWindow,
+    ErrorBudgetPolicy,
+    EventRatioSli,
+    RollingWindow,
+    ServiceLevelObjective,
+    workbook_windows,
+)
+from ballast.slo.durations import parse_duration
+from ballast.slo.evaluation import BudgetState, Counts, Evaluation, Measurement, evaluate
+from ballast.slo.periods import Period, period_at
+
+DAYS_30 = timedelta(days=30)
+WINDOWS = workbook_windows(DAYS_30)
+T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+MINUTE = timedelta(minutes=1)
+
+
+def objective(**changes: object) -> ServiceLevelObjective:
+    fields: dict[str, object] = {
+        "service": "shop",
+        "name": "availability",
+        "objective": 99.9,
+        "window": RollingWindow(length=DAYS_30),
+        "sli": EventRatioSli(error_query="e[{{.window}}]", total_query="t[{{.window}}]"),
+        "alerting": Alerting(name="ShopErrors", page=AlertTier(), ticket=AlertTier()),
+    }
+    return ServiceLevelObjective.model_validate(fields | changes)
+
+
+SLO = objective()
+
+
+def measured(at: datetime, ratio: float = 0.0, period: float = 0.0, **by_window: float) -> Measurement:
+    """Every window at `ratio` but those named (`m5=0.1`, `h1=…`, `h6`, `m30`, `h2`, `d1`, `d3`)."""
+    names = {"m5": "5m", "m30": "30m", "h1": "1h", "h2": "2h", "h6": "6h", "d1": "1d", "d3": "3d"}
+    ratios = {w: ratio for w in WINDOWS.windows()}
+    ratios |= {parse_duration(names[key]): value for key, value in by_window.items()}
+    return Measurement(at=at, windows=ratios, period=period)
+
+
+def run(measurement: Measurement, previous: BudgetState | None = None, slo: ServiceLevelObjective = SLO) -> Evaluation:
+    return evaluate(slo, "shop-ns", "local", WINDOWS, measurement, previous)
+
+
+def events(evaluation: Evaluation) -> list[tuple[SloEvent, str]]:
+    return [(t.event, t.id) for t in evaluation.transitions]
+
+
+def test_ten_percent_errors_fire_both_tiers_with_their_burn_rates() -> None:
+    result = run(measured(T0, 0.1, period=0.0005))
+    stamp = T0.isoformat()
+    assert events(result) == [
+        (SloEvent.PAGE_BURN_FIRING, f"shop-ns/availability:page:firing:{stamp}"),
+        (SloEvent.TICKET_BURN_FIRING, f"shop-ns/availability:ticket:firing:{stamp}"),
+    ]
+    page = result.transitions[0].payload
+    assert isinstance(page, BurnAlert)
+    assert [(w.factor, round(w.short_burn_rate), round(w.long_burn_rate)) for w in page.windows] == [
+        (14.4, 100, 100),
+        (6, 100, 100),
+    ]
+    assert page.budget_remaining == pytest.approx(0.5)
+    # half the budget left at 100x: 0.5 x 720 h / 100 = 3.6 h
+    assert page.time_to_exhaustion == pytest.approx(timedelta(hours=3.6), abs=timedelta(seconds=1))
+    state = result.state
+    assert state.firing == {BurnTier.PAGE: T0, BurnTier.TICKET: T0}
+    assert [round(r.burn_rate) for r in state.burn_rates] == [100] * 7
+    assert state.status().firing == (BurnTier.PAGE, BurnTier.TICKET)
+
+
+def test_a_tier_needs_both_its_windows_above_the_factor() -> None:
+    # A burst that ended: the 1h window still burns at 20x (> 14.4) but the 5m window is clean.
+    ended = run(measured(T0, 0.0, h1=0.02))
+    assert ended.state.firing == {}
+    # A fresh burst: the 5m window burns at 50x but the 1h window only at 10x.
+    fresh = run(measured(T0, 0.0, m5=0.05, h1=0.01))
+    assert fresh.state.firing == {}
+    # Both above: the page's quick condition holds.
+    assert run(measured(T0, 0.0, m5=0.0145, h1=0.0145)).state.firing == {BurnTier.PAGE: T0}
+
+
+def test_an_error_ratio_of_exactly_the_budget_fires_the_ticket_as_sloths_rules_do() -> None:
+    # Sloth's budget for 99.9 is 0.0009999999999999432, so 0.001 is above 1 x budget (notes/slo.md §1.3).
+    result = run(measured(T0, 0.0, h6=0.001, d3=0.001))
+    assert result.state.firing == {BurnTier.TICKET: T0}
+    assert run(measured(T0, 0.0, h6=0.00099, d3=0.00099)).state.firing == {}
+
+
+def test_a_transition_is_told_once_and_the_same_measurement_again_tells_nothing() -> None:
+    first = run(measured(T0, 0.1))
+    still = run(measured(T0 + MINUTE, 0.1), first.state)
+    assert still.transitions == ()
+    assert still.state.firing == {BurnTier.PAGE: T0, BurnTier.TICKET: T0}  # firing since the first
+
+    cleared_at = T0 + 2 * MINUTE
+    cleared = run(measured(cleared_at, 0.0), still.state)
+    assert events(cleared) == [
+        (SloEvent.PAGE_BURN_RESOLVED, f"shop-ns/availability:page:resolved:{cleared_at.isoformat()}"),
+        (SloEvent.TICKET_BURN_RESOLVED, f"shop-ns/availability:ticket:resolved:{cleared_at.isoformat()}"),
+    ]
+    assert cleared.state.firing == {}
+    # Replayed (a redelivery, or a restart from a state already past it): nothing new, the state stands.
+    assert run(measured(cleared_at, 0.1), cleared.state) == Evaluation(cleared.state, ())
+    assert run(measured(T0, 0.1), cleared.state) == Evaluation(cleared.state, ())
+    # Without the stored state the same transition gets the same id, which the bus keeps once.
+    assert events(run(measured(T0, 0.1))) == events(first)
+
+
+def test_the_budget_is_exhausted_and_recovers_once_each() -> None:
+    spent = run(measured(T0, period=0.0011))
+    assert events(spent) == [(SloEvent.BUDGET_EXHAUSTED, f"shop-ns/availability:budget_exhausted:{T0.isoformat()}")]
+    assert spent.state.budget_remaining == pytest.approx(-0.1)
+    assert spent.state.status().budget_exhausted
+    assert spent.state.time_to_exhaustion is None  # nothing left to last
+
+    later = run(measured(T0 + MINUTE, period=0.0012), spent.state)
+    assert later.transitions == ()
+    assert later.state.exhausted_since == T0
+
+    back_at = T0 + 2 * MINUTE
+    back = run(measured(back_at, period=0.0009), later.state)
+    assert events(back) == [(SloEvent.BUDGET_RECOVERED, f"shop-ns/availability:budget_recovered:{back_at.isoformat()}")]
+    assert back.state.exhausted_since is None
+
+
+def test_the_policys_freeze_level_counts_as_exhausted() -> None:
+    slo = objective(policy=ErrorBudgetPolicy(freeze_deploys_below_percent=25))
+    result = run(measured(T0, period=0.0008), slo=slo)  # 20 % left
+    (transition,) = result.transitions
+    assert isinstance(transition.payload, BudgetExhausted)
+    assert (transition.payload.threshold, transition.payload.freeze_deploys) == (0.25, True)
+    assert run(measured(T0, period=0.0007), slo=slo).transitions == ()  # 30 % left
+
+
+def test_time_to_exhaustion_follows_the_one_hour_burn() -> None:
+    # 60 % left, burning 2x over the last hour: 0.6 x 30 d / 2 = 9 d.
+    state = run(measured(T0, 0.0, period=0.0004, h1=0.002)).state
+    assert state.time_to_exhaustion == pytest.approx(timedelta(days=9), abs=timedelta(seconds=1))
+    assert run(measured(T0, 0.0, period=0.0004)).state.time_to_exhaustion is None  # nothing burns
+
+
+def test_below_the_minimum_request_rate_no_tier_fires() -> None:
+    slo = objective(min_request_rate=1.0)
+    busy = run(Measurement(at=T0, windows=dict.fromkeys(WINDOWS.windows(), 0.1), period=0, request_rate=5), slo=slo)
+    assert set(busy.state.firing) == {BurnTier.PAGE, BurnTier.TICKET}
+    quiet_at = T0 + MINUTE
+    quiet = Measurement(at=quiet_at, windows=dict.fromkeys(WINDOWS.windows(), 0.1), period=0, request_rate=0.2)
+    assert [t.event for t in run(quiet, busy.state, slo=slo).transitions] == [
+        SloEvent.PAGE_BURN_RESOLVED,
+        SloEvent.TICKET_BURN_RESOLVED,
+    ]
+
+
+def test_a_disabled_tier_never_fires() -> None:
+    slo = objective(alerting=Alerting(name="ShopErrors", page=AlertTier(), ticket=AlertTier(enabled=False)))
+    assert run(measured(T0, 0.1), slo=slo).state.firing == {BurnTier.PAGE: T0}
+
+
+def test_a_measurement_without_an_alert_window_is_refused_naming_it() -> None:
+    partial = Measurement(at=T0, windows={timedelta(minutes=5): 0.0, timedelta(hours=1): 0.0}, period=0)
+    with pytest.raises(ValueError, match=r"shop-ns/availability has no error ratio over 30m, 2h, 6h, 1d, 3d"):
+        run(partial)
+
+
+def test_counts_give_ratios_and_bad_input_is_refused() -> None:
+    at = Measurement.from_counts(T0, {w: Counts(bad=1, total=4) for w in WINDOWS.windows()}, Counts(bad=0, total=0))
+    assert set(at.windows.values()) == {0.25}
+    assert at.period == 0.0  # no events, no errors
+    with pytest.raises(ValidationError, match=r"bad 5\.0 exceeds total 4\.0"):
+        Counts(bad=5, total=4)
+    with pytest.raises(ValidationError, match=r"the 5m error ratio 1\.5 is not within 0 and 1"):
+        Measurement(at=T0, windows={timedelta(minutes=5): 1.5}, period=0)
+
+
+def test_a_calendar_month_scales_the_factors_with_its_length() -> None:
+    slo = objective(window=CalendarWindow(unit=CalendarUnit.MONTH))
+    alert = run(measured(T0, 0.1), slo=slo).transitions[0].payload
+    assert isinstance(alert, BurnAlert)
+    assert alert.period == timedelta(days=31)  # December
+    assert alert.windows[0].factor == pytest.approx(14.88)  # 2 % of 744 h in 1 h
+
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+@pytest.mark.parametrize(
+    ("window", "at", "expected"),
+    [
+        (
+            CalendarWindow(unit=CalendarUnit.MONTH, time_zone="Europe/Berlin"),
+            datetime(2026, 11, 30, 23, 30, tzinfo=UTC),  # already December in Berlin
+            (datetime(2026, 12, 1, tzinfo=BERLIN), datetime(2027, 1, 1, tzinfo=BERLIN)),
+        ),
+        (
+            CalendarWindow(unit=CalendarUnit.WEEK),
+            datetime(2026, 12, 3, 9, tzinfo=UTC),  # a Thursday
+            (datetime(2026, 11, 30, tzinfo=UTC), datetime(2026, 12, 7, tzinfo=UTC)),
+        ),
+        (
+            CalendarWindow(unit=CalendarUnit.QUARTER),
+            datetime(2026, 12, 3, tzinfo=UTC),
+            (datetime(2026, 10, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC)),
+        ),
+        (
+            CalendarWindow(count=2, unit=CalendarUnit.WEEK, start=datetime(2026, 11, 4, tzinfo=UTC)),
+            datetime(2026, 12, 3, tzinfo=UTC),
+            (datetime(2026, 12, 2, tzinfo=UTC), datetime(2026, 12, 16, tzinfo=UTC)),
+        ),
+        (
+            CalendarWindow(count=6, unit=CalendarUnit.MONTH, start=datetime(2026, 2, 1, tzinfo=UTC)),
+            datetime(2026, 12, 3, tzinfo=UTC),
+            (datetime(2026, 8, 1, tzinfo=UTC), datetime(2027, 2, 1, tzinfo=UTC)),
+        ),
+        (
+            RollingWindow(length=DAYS_30),
+            T0,
+            (T0 - DAYS_30, T0),
+        ),
+    ],
+    ids=["month-in-zone", "week-from-monday", "quarter", "fortnight-from-start", "half-year-from-start", "rolling"],
+)
+def test_the_period_an_instant_falls_in(
+    window: CalendarWindow | RollingWindow, at: datetime, expected: tuple[datetime, datetime]
+) -> None:
+    assert period_at(window, at) == Period(*expected)
+
+
+def test_a_calendar_day_across_a_clock_change_has_its_real_length() -> None:
+    window = CalendarWindow(unit=CalendarUnit.DAY, time_zone="Europe/Berlin")
+    assert period_at(window, datetime(2026, 3, 29, 12, tzinfo=UTC)).length == timedelta(hours=23)
+    with pytest.raises(ValueError, match="has no time zone"):
+        period_at(window, datetime(2026, 3, 29, 12))
