@@ -1,6 +1,7 @@
 """The Helm chart (deploy/helm/ballast) with the real helm: it lints, renders the reconciler hardened and with exactly
 the RBAC the reconciler's tests prove sufficient, installs the same API as `ballast up` and the tests, and installs
-into a real API server that enforces the restricted Pod Security Standard; helm warns about none of it."""
+into a real API server that enforces the restricted Pod Security Standard, and renders the policy-gate's admission
+webhook as shipped with only safe failure policies and timeouts; helm warns about none of it."""
 
 from __future__ import annotations
 
@@ -137,3 +138,66 @@ async def test_installs_into_a_cluster_enforcing_restricted_pod_security(kube_ap
     finally:
         await asyncio.to_thread(helm, "uninstall", release, "-n", namespace, kubeconfig=kubeconfig_path)
         await core.delete_namespace(namespace)
+
+
+# --- the policy-gate's admission webhook ----------------------------------------------------------------------------
+
+
+def shipped_webhook() -> dict[str, Any]:
+    config: dict[str, Any] = yaml.safe_load((DEPLOY / "webhooks" / "policy-gate.yaml").read_text())
+    return config
+
+
+def webhook(*values: str, namespace: str = "ballast-system") -> dict[str, Any]:
+    docs = render("policyGate.webhook.enabled=true", *values, namespace=namespace)
+    (hook,) = find(docs, "ValidatingWebhookConfiguration")["webhooks"]
+    return dict(hook)
+
+
+def test_the_policy_gate_webhook_is_off_by_default_until_the_chart_deploys_the_gate() -> None:
+    assert not [d for d in render() if d["kind"] == "ValidatingWebhookConfiguration"]
+
+
+def test_the_policy_gate_webhook_is_the_shipped_one_for_the_release() -> None:
+    (expected,) = shipped_webhook()["webhooks"]
+    hook = webhook("policyGate.webhook.caBundle=Q0E=", namespace="platform")
+    assert hook["rules"] == expected["rules"]
+    assert (hook["sideEffects"], hook["admissionReviewVersions"]) == ("None", ["v1"])
+    assert (hook["failurePolicy"], hook["timeoutSeconds"]) == ("Ignore", 2)
+    assert hook["clientConfig"] == {
+        "caBundle": "Q0E=",
+        "service": {"name": "ballast-policy-gate", "namespace": "platform", "path": "/validate", "port": 443},
+    }
+    (excluded,) = hook["namespaceSelector"]["matchExpressions"]
+    assert excluded == {
+        "key": "kubernetes.io/metadata.name",
+        "operator": "NotIn",
+        "values": ["kube-system", "kube-public", "kube-node-lease", "platform"],
+    }
+
+
+def test_the_policy_gate_webhook_fails_closed_when_asked() -> None:
+    hook = webhook("policyGate.webhook.failurePolicy=Fail", "policyGate.webhook.timeoutSeconds=1")
+    assert (hook["failurePolicy"], hook["timeoutSeconds"]) == ("Fail", 1)
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("policyGate.webhook.failurePolicy=Open", "policyGate.webhook.failurePolicy must be Ignore or Fail, not Open"),
+        ("policyGate.webhook.timeoutSeconds=5", "policyGate.webhook.timeoutSeconds must be 1 or 2"),
+    ],
+)
+def test_unsafe_webhook_values_are_refused_at_render(value: str, says: str) -> None:
+    command = [str(tool("helm")), "template", "ballast", str(CHART), "--kube-version", KUBE_VERSION]
+    command += ["--set", "policyGate.webhook.enabled=true", "--set", value]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode != 0
+    assert says in done.stderr, done.stderr
+
+
+def test_the_deploy_directory_links_the_charts_webhook_file() -> None:
+    link = DEPLOY / "webhooks" / "policy-gate.yaml"
+    assert link.is_symlink()
+    assert link.resolve() == (CHART / "files" / "policy-gate-webhook.yaml").resolve()
+    assert Path(link.readlink()).parts[0] == ".."  # relative, so the checkout can move
