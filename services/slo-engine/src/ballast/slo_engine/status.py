@@ -1,0 +1,69 @@
+"""`svc.slo.status`: every SLO's last evaluated state, answered from memory kept current by a watch on the bucket.
+
+Any replica answers, leader or not: the bucket is the one record, and a watch delivers each stored state to every
+replica's view. Until the watch has delivered what was stored when it started, the view answers 503 rather than a
+partial list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from pydantic import BaseModel
+
+from ballast.bus.endpoints import EndpointError
+from ballast.bus.kv import CaughtUp, KeyValue, Watch
+from ballast.events.contracts.slo import SloState, SloStatusRequest, SloStatusResponse
+from ballast.slo.evaluation import BudgetState
+from ballast.slo_engine.budgets import StoredBudget
+
+
+class StatusView:
+    def __init__(self) -> None:
+        self._states: dict[str, BudgetState] = {}
+        self.caught_up = asyncio.Event()
+
+    async def follow(self, kv: KeyValue[StoredBudget], stop: asyncio.Event) -> None:
+        """Applies the bucket's changes until `stop` is set."""
+        async with kv.watch() as changes:
+            following = asyncio.ensure_future(self._apply(changes))
+            stopping = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait({following, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                following.cancel()
+                stopping.cancel()
+            if following.done() and not following.cancelled():
+                following.result()  # a watch that ended by itself ended with an error: raise it
+
+    async def _apply(self, changes: Watch[StoredBudget]) -> None:
+        async for change in changes:
+            if isinstance(change, CaughtUp):
+                self.caught_up.set()
+            elif change.value is None:
+                self._states.pop(change.key, None)
+            else:
+                self._states[change.key] = change.value.state
+
+    def answer(self, request: SloStatusRequest) -> SloStatusResponse:
+        matching = [
+            state.status()
+            for state in self._states.values()
+            if (request.namespace is None or state.slo.namespace == request.namespace)
+            and (request.service is None or state.slo.service == request.service)
+            and (request.name is None or state.slo.name == request.name)
+        ]
+        if request.burning_only:
+            matching = [s for s in matching if s.firing or s.budget_exhausted]
+        return SloStatusResponse(slos=tuple(sorted(matching, key=_by_name)))
+
+    async def handle(self, request: BaseModel) -> SloStatusResponse:
+        """The endpoint handler."""
+        assert isinstance(request, SloStatusRequest)  # the endpoint validated it against its spec
+        if not self.caught_up.is_set():
+            raise EndpointError(503, "the SLO states are still loading; ask again shortly")
+        return self.answer(request)
+
+
+def _by_name(state: SloState) -> tuple[str, str]:
+    return state.slo.namespace, state.slo.name
