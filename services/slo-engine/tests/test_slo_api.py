@@ -4,18 +4,15 @@ columns `kubectl get slo` shows."""
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 import yaml
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
+from slo_fixtures import CRD_FILE, slo_api  # noqa: F401  (fixture)
 
 from ballast.events.contracts.slo import BurnTier
-from ballast.kube.client import api_client
-from ballast.kube.install import install, load_manifests
 from ballast.slo import (
     AlertTier,
     CalendarUnit,
@@ -31,7 +28,6 @@ from ballast.testing.kube import assert_refused_naming
 
 cluster = pytest.mark.cluster
 
-CRD_FILE = Path(__file__).resolve().parents[3] / "deploy" / "crds" / "servicelevelobjectives.platform.example.com.yaml"
 
 EVENTS = {
     "eventRatio": {
@@ -155,15 +151,6 @@ def test_without_alerting_no_tier_alerts() -> None:
     alerting = to_objective("shop-ns", "quiet", spec).alerting
     assert not alerting.page.enabled
     assert not alerting.ticket.enabled
-
-
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def slo_api(kubeconfig_path: Path) -> None:
-    api = await api_client(str(kubeconfig_path))
-    try:
-        await install(api, load_manifests(CRD_FILE))
-    finally:
-        await api.close()
 
 
 @pytest.fixture

@@ -1,0 +1,126 @@
+"""The SLO controller: reads each ServiceLevelObjective into the library model and writes its budget to the status.
+
+A reconcile runs when an SLO's spec changes and when its budget state in the bucket does (`budget_changed`); it
+writes the status only when it differs. An object that the CRD accepts but the model refuses (an unknown time zone,
+say) gets Ready False with the reason and is not evaluated. A deleted SLO's budget state is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from ballast.events.contracts.slo import BurnTier
+from ballast.kube.apply import apply
+from ballast.kube.conditions import Condition, ConditionStatus, set_condition
+from ballast.kube.controller import Controller, ControllerMetrics, Result
+from ballast.kube.handler import own_key
+from ballast.kube.informer import Informer, ObjectKey
+from ballast.kube.predicate import generation_changed
+from ballast.kube.resource import Resource
+from ballast.kube.rest import KubeApi
+from ballast.slo import ServiceLevelObjective
+from ballast.slo.durations import format_duration
+from ballast.slo.evaluation import BudgetState
+from ballast.slo_engine.api import GROUP, KIND, SLOS, VERSION, ServiceLevelObjectiveSpec, to_objective
+from ballast.slo_engine.budgets import BudgetBook
+
+SLO = Resource(GROUP, VERSION, SLOS, KIND)
+FIELD_MANAGER = "ballast-slo-engine"
+
+
+def _reason(error: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'spec'}: {e['msg']}" for e in error.errors())
+
+
+def slo_status(obj: dict[str, Any], state: BudgetState | None, refused: str | None, now: datetime) -> dict[str, Any]:
+    """The status the object should have: its budget figures and Ready, Burning and BudgetExhausted conditions."""
+    old = obj.get("status") or {}
+    conditions = [Condition.model_validate(c) for c in old.get("conditions", [])]
+    generation = obj["metadata"].get("generation")
+
+    def condition(type_: str, status: bool | ConditionStatus, reason: str, message: str) -> None:
+        nonlocal conditions
+        conditions = set_condition(conditions, type_, status, reason, message, observed_generation=generation, now=now)
+
+    status: dict[str, Any] = {"observedGeneration": generation}
+    if refused is not None:
+        condition("Ready", False, "InvalidSpec", refused)
+    elif state is None:
+        condition("Ready", "Unknown", "AwaitingEvaluation", "no measurement evaluated yet")
+    else:
+        condition("Ready", True, "Evaluated", "the budget is evaluated")
+        firing = [tier for tier in BurnTier if tier in state.firing]
+        status |= {
+            # Rounded for people (kubectl prints every digit); svc.slo.status has the exact figure.
+            "budgetRemaining": round(state.budget_remaining, 4),
+            "burnRates": [
+                {"window": format_duration(rate.window), "burnRate": rate.burn_rate} for rate in state.burn_rates
+            ],
+            "firingTiers": [str(tier) for tier in firing],
+            "evaluatedAt": state.evaluated_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        }
+        if state.time_to_exhaustion is not None and state.time_to_exhaustion >= timedelta(seconds=1):
+            status["timeToExhaustion"] = format_duration(
+                timedelta(seconds=int(state.time_to_exhaustion.total_seconds()))
+            )
+        if firing:
+            condition("Burning", True, f"{firing[0].capitalize()}BurnFiring", f"firing: {', '.join(firing)}")
+        else:
+            condition("Burning", False, "NotBurning", "no tier fires")
+        exhausted = state.exhausted_since is not None
+        condition(
+            "BudgetExhausted",
+            exhausted,
+            "BudgetExhausted" if exhausted else "BudgetLeft",
+            f"{state.budget_remaining:.2%} of the error budget left",
+        )
+    status["conditions"] = [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in conditions]
+    return status
+
+
+class SloController:
+    def __init__(self, api: KubeApi, book: BudgetBook, metrics: ControllerMetrics, *, workers: int = 4) -> None:
+        self._api = api
+        self._book = book
+        self.slos = Informer(api, SLO)
+        self.controller: Controller[ObjectKey] = Controller("slo", self.reconcile, metrics, workers=workers)
+        self.controller.watch(self.slos, own_key, generation_changed)
+        # The SLOs that read into the model, by key: what the evaluator evaluates.
+        self.objectives: dict[ObjectKey, ServiceLevelObjective] = {}
+
+    def budget_changed(self, namespace: str, name: str) -> None:
+        self.controller.enqueue((namespace, name))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self.slos.run(stop))
+            tasks.create_task(self.controller.run(stop))
+
+    async def reconcile(self, key: ObjectKey) -> Result:
+        namespace, name = key
+        obj = self.slos.store.get(key)
+        if obj is None:
+            self.objectives.pop(key, None)
+            await self._book.forget(namespace, name)
+            return Result()
+        refused: str | None = None
+        try:
+            self.objectives[key] = to_objective(namespace, name, ServiceLevelObjectiveSpec.model_validate(obj["spec"]))
+        except ValidationError as error:
+            self.objectives.pop(key, None)
+            refused = _reason(error)
+        state = await self._book.state(namespace, name) if refused is None else None
+        status = slo_status(obj, state, refused, datetime.now(UTC).replace(microsecond=0))
+        if status != obj.get("status"):
+            body = {
+                "apiVersion": SLO.api_version,
+                "kind": KIND,
+                "metadata": {"name": name, "namespace": namespace},
+                "status": status,
+            }
+            await apply(self._api, body, field_manager=FIELD_MANAGER, subresource="status", resource=SLO)
+        return Result()
