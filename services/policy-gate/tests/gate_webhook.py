@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 
 from ballast.local.nats_server import free_port
-from ballast.runtime.certificates import self_signed
+from ballast.local.policy_webhook import write_certificate
 from ballast.testing import ServiceProcess
 
 
@@ -37,21 +37,17 @@ class GateWebhook:
 
 
 def start_gate(services: Callable[..., ServiceProcess], tls_dir: Path, *, nats_url: str, **env: str) -> GateWebhook:
-    tls_dir.mkdir(parents=True, exist_ok=True)
-    made = self_signed("policy-gate")
-    cert, key = tls_dir / "tls.crt", tls_dir / "tls.key"
-    cert.write_bytes(made.cert_pem)
-    key.write_bytes(made.key_pem)
+    tls = write_certificate(tls_dir)
     port = free_port()
     process = services(
         "ballast.policy_gate",
         nats_url=nats_url,
         BALLAST_HTTPS_PORT=str(port),
-        BALLAST_TLS_CERT_FILE=str(cert),
-        BALLAST_TLS_KEY_FILE=str(key),
+        BALLAST_TLS_CERT_FILE=str(tls.cert),
+        BALLAST_TLS_KEY_FILE=str(tls.key),
         **env,
     )
-    return GateWebhook(process, f"https://127.0.0.1:{port}/validate", made.ca_pem, cert, key)
+    return GateWebhook(process, f"https://127.0.0.1:{port}/validate", tls.ca_pem, tls.cert, tls.key)
 
 
 def admission_review(obj: dict[str, Any], *, operation: str = "CREATE", user: str = "alice") -> dict[str, Any]:

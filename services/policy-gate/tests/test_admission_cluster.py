@@ -23,7 +23,8 @@ from gate_webhook import GateWebhook, start_gate
 from policies import DEPLOYMENTS, constraint
 
 from ballast.kube.errors import ApiError
-from ballast.kube.rest import send, send_json
+from ballast.kube.rest import send
+from ballast.local.policy_webhook import local_configuration, register, unregister
 from ballast.runtime.certificates import self_signed
 from ballast.testing import NatsServer, ServiceProcess, eventually
 
@@ -33,7 +34,6 @@ REPOSITORY = Path(__file__).resolve().parents[3]
 SHIPPED_WEBHOOK = REPOSITORY / "deploy" / "webhooks" / "policy-gate.yaml"
 CONFORMANCE = Path(os.environ.get("BALLAST_CONFORMANCE") or REPOSITORY.parent / "shared" / "conformance")
 REQUIRED_LABELS = CONFORMANCE / "gatekeeper-library" / "library" / "general" / "requiredlabels" / "template.yaml"
-WEBHOOKS = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
 MARGIN = 3.0  # seconds past the webhook's timeout that the API server may take to answer on its own
 
 
@@ -75,35 +75,20 @@ class Registration:
 
     def __init__(self, kube_api: Any, gate: GateWebhook, namespace: str) -> None:
         self.api = kube_api
-        self.namespace = namespace
-        self.config: dict[str, Any] = yaml.safe_load(SHIPPED_WEBHOOK.read_text())
+        self.config = local_configuration(SHIPPED_WEBHOOK, gate.url, gate.ca_pem)
         self.config["metadata"]["name"] = f"policy-gate-{uuid.uuid4().hex[:8]}"
         (hook,) = self.config["webhooks"]
-        hook["clientConfig"] = {"url": gate.url, "caBundle": base64.b64encode(gate.ca_pem).decode()}
         # Everything else as shipped (the NotIn on system namespaces stays): other tests share the API server.
         hook["namespaceSelector"]["matchLabels"] = {"kubernetes.io/metadata.name": namespace}
-        self.hook = hook
-
-    @property
-    def path(self) -> str:
-        return f"{WEBHOOKS}/{self.config['metadata']['name']}"
+        self.hook: dict[str, Any] = hook
 
     async def apply(self, **changes: Any) -> None:
-        """Registers (or re-registers) the webhook and waits until the API server calls it."""
+        """Registers the webhook with `changes`; the API server uses it a moment later, not at once."""
         self.hook.update(changes)
-        try:
-            current = await send_json(self.api, "GET", self.path)
-        except ApiError as exc:
-            if exc.status != 404:
-                raise
-            await send_json(self.api, "POST", WEBHOOKS, body=self.config)
-        else:
-            self.config["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-            await send_json(self.api, "PUT", self.path, body=self.config)
-            del self.config["metadata"]["resourceVersion"]
+        await register(self.api, self.config)
 
     async def delete(self) -> None:
-        await send_json(self.api, "DELETE", self.path)
+        await unregister(self.api, self.config["metadata"]["name"])
 
 
 async def refusal(kube_api: Any, namespace: str, obj: dict[str, Any], **options: bool) -> ApiError | None:

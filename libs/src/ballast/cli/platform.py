@@ -14,14 +14,19 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from ballast.local.nats_server import NatsServer
 from ballast.local.tools import tool
 from ballast.runtime.ports import PORTS
+
+if TYPE_CHECKING:
+    from ballast.kube.rest import KubeApi
+    from ballast.local.policy_webhook import LocalCertificate
 
 DEFAULT_HTTP_PORT_BASE = min(ports.health for ports in PORTS.values())
 
@@ -101,12 +106,49 @@ def _install_platform_api(kubeconfig: Path) -> str:
     return ", ".join(f.name for f in files)
 
 
+GATE_WEBHOOK = DEPLOY / "webhooks" / "policy-gate.yaml"
+
+
+def _on_cluster(kubeconfig: Path, work: Callable[[KubeApi], Awaitable[None]]) -> None:
+    import asyncio
+
+    from ballast.kube.client import api_client
+
+    async def run() -> None:
+        api = await api_client(str(kubeconfig))
+        async with api:
+            await work(api)
+
+    asyncio.run(run())
+
+
+def _register_gate_webhook(kubeconfig: Path, url: str, ca_pem: bytes) -> str:
+    """The shipped policy-gate webhook, calling the local gate at `url`; its name."""
+    from ballast.local.policy_webhook import local_configuration, register
+
+    configuration = local_configuration(GATE_WEBHOOK, url, ca_pem)
+    _on_cluster(kubeconfig, lambda api: register(api, configuration))
+    return str(configuration["metadata"]["name"])
+
+
+def _unregister_gate_webhook(kubeconfig: Path, name: str) -> None:
+    from ballast.local.policy_webhook import unregister
+
+    _on_cluster(kubeconfig, lambda api: unregister(api, name))
+
+
 class _Stop(Exception):
     pass
 
 
 def _raise_stop(signum: int, _: FrameType | None) -> None:
     raise _Stop(signal.Signals(signum).name)
+
+
+def _tls_env(service: PlatformService, tls: LocalCertificate | None) -> dict[str, str]:
+    if tls is None or service.name != "policy-gate":
+        return {}
+    return {"BALLAST_TLS_CERT_FILE": str(tls.cert), "BALLAST_TLS_KEY_FILE": str(tls.key)}
 
 
 @dataclass(frozen=True)
@@ -137,6 +179,8 @@ def up(
     nats = NatsServer(store_dir=root / "nats", port=nats_port)
     control_plane = None
     services: list[tuple[PlatformService, subprocess.Popen[bytes]]] = []
+    gate_tls = None  # the certificate of the gate whose admission webhook ballast up registers
+    gate_webhook: str | None = None
     try:
         _say(f"starting NATS JetStream on {nats.url}")
         nats.start()
@@ -152,6 +196,12 @@ def up(
             _say(f"cluster ready at {control_plane.server}")
             installed = _install_platform_api(control_plane.kubeconfig_path)
             _say(f"installed {installed}")
+            # A gate with policies judges the cluster's writes too; TLS files of the user's own are left alone.
+            gate_judges = "BALLAST_POLICY_DIR" in env and "BALLAST_TLS_CERT_FILE" not in env
+            if (only is None or "policy-gate" in only) and gate_judges:
+                from ballast.local.policy_webhook import write_certificate
+
+                gate_tls = write_certificate(root / "policy-gate-tls")
         for service in SERVICES:
             if only is not None and service.name not in only:
                 continue
@@ -162,7 +212,7 @@ def up(
             with log.open("ab") as out:
                 proc = subprocess.Popen(
                     [sys.executable, "-m", service.module],
-                    env=env | service.env(http_port_base),
+                    env=env | service.env(http_port_base) | _tls_env(service, gate_tls),
                     stdout=out,
                     stderr=subprocess.STDOUT,
                 )
@@ -171,6 +221,11 @@ def up(
             port = service.health_port(http_port_base)
             _wait_ready(service, port, proc, logs / f"{service.name}.log", timeout=60)
             _say(f"{service.name:<13} ready  http://127.0.0.1:{port}/metrics  log {logs / service.name}.log")
+        if gate_tls is not None and control_plane is not None:
+            gate = next(service for service, _ in services if service.name == "policy-gate")
+            url = f"https://127.0.0.1:{gate.env(http_port_base)['BALLAST_HTTPS_PORT']}/validate"
+            gate_webhook = _register_gate_webhook(control_plane.kubeconfig_path, url, gate_tls.ca_pem)
+            _say(f"admission webhook {gate_webhook} calls the policy-gate at {url}")
         _say(f"platform up in {time.monotonic() - started:.1f}s; NATS {nats.url}")
         if control_plane is not None:
             _say(f"export KUBECONFIG={control_plane.kubeconfig_path}")
@@ -193,6 +248,11 @@ def up(
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if gate_webhook is not None and control_plane is not None:
+            try:  # before the gate stops: the cluster's writes stop waiting for it
+                _unregister_gate_webhook(control_plane.kubeconfig_path, gate_webhook)
+            except Exception as exc:
+                _say(f"admission webhook {gate_webhook} not removed: {exc}")
         for _, proc in services:
             if proc.poll() is None:
                 proc.terminate()
