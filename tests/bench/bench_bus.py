@@ -12,8 +12,9 @@ cost per event much less. throughput_ratio is bus/raw events per second, cpu_rat
 Latency: publish->handled at a fixed offered rate of 1,000 events/s for S seconds, the producer in its own process
 (as a producing service would be) stamping ce-time just before each publish, the consumer measuring from it when the
 event is in hand (decoded and validated). Through the bus: its publisher, and its consumer's handler. Through raw
-nats-py: js.publish, and a durable pull consumer fetching one message per request (a larger fetch batch waits for the
-batch to fill or its timeout, which would measure the batch, not the path), on the same server, one after the other.
+nats-py: js.publish, and a durable push consumer whose callback checks, validates and acks each message as it arrives
+(nats-py's lowest-latency path: a pull consumer's fetch waits for its batch to fill or time out, which would measure
+the batch, not the path), on the same server, one after the other.
 
     python tests/bench/bench_bus.py [--events N] [--rounds R] [--latency-seconds S]
 """
@@ -31,6 +32,7 @@ from datetime import UTC, datetime
 
 import nats
 import nats.errors
+from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig
 from prometheus_client import CollectorRegistry
 
@@ -212,34 +214,30 @@ async def latency_run(url: str, rate: int, seconds: float) -> list[float]:
 
 
 async def raw_latency_run(url: str, rate: int, seconds: float) -> list[float]:
-    """publish->handled through raw nats-py: ce-time to the message checked and validated, one fetch per message."""
+    """publish->handled through raw nats-py: ce-time to the message checked and validated, on a push consumer (nats-py
+    hands each message to the callback as it arrives: its lowest-latency path)."""
     nc = await nats.connect(url, name="bench-raw-latency")
     js = nc.jetstream()
-    await js.add_consumer(
-        "K8S_EVENTS",
-        ConsumerConfig(durable_name="bench-raw-latency", filter_subject="evt.k8s.rawlat.>",
-                       ack_policy=AckPolicy.EXPLICIT),
-    )  # fmt: skip
-    sub = await js.pull_subscribe_bind(durable="bench-raw-latency", stream="K8S_EVENTS")
     count = int(rate * seconds)
     expected_type = k8s_event_type("Deployment", "updated")
     latencies: list[float] = []
+    done = asyncio.Event()
 
-    async def consume() -> None:
-        while len(latencies) < count:
-            try:
-                (msg,) = await sub.fetch(1, timeout=1)
-            except TimeoutError:
-                continue
-            assert msg.headers is not None
-            assert msg.headers["ce-type"] == expected_type
-            ObservedObject.model_validate_json(msg.data)
-            latencies.append((datetime.now(UTC) - datetime.fromisoformat(msg.headers["ce-time"])).total_seconds())
-            await msg.ack()
+    async def handle(msg: Msg) -> None:
+        assert msg.headers is not None
+        assert msg.headers["ce-type"] == expected_type
+        ObservedObject.model_validate_json(msg.data)
+        latencies.append((datetime.now(UTC) - datetime.fromisoformat(msg.headers["ce-time"])).total_seconds())
+        await msg.ack()
+        if len(latencies) >= count:
+            done.set()
 
-    consumer = asyncio.create_task(consume())
+    sub = await js.subscribe(
+        "evt.k8s.rawlat.>", durable="bench-raw-latency", stream="K8S_EVENTS", cb=handle, manual_ack=True
+    )
     await produce(url, "raw", rate, count)
-    await asyncio.wait_for(consumer, 60)
+    await asyncio.wait_for(done.wait(), 60)
+    await sub.unsubscribe()
     await nc.close()
     return latencies
 
