@@ -151,4 +151,3 @@ class WebAppSources:
                 self.service_monitors_enabled = False
                 log.info("%s removed: no longer rendering %s", kind.resource.name, kind.resource.kind)
                 self._on_optional_kinds()
-
