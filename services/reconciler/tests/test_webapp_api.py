@@ -34,7 +34,7 @@ from ballast.reconciler.api import (
     WebAppStatus,
 )
 from ballast.reconciler.status import webapp_status
-from ballast.testing.kube import absent, api_status, assert_refused_naming
+from ballast.testing.kube import absent, api_status, assert_refused_naming, crd_schema, undescribed
 from ballast.testing.waiting import eventually
 
 cluster = pytest.mark.cluster
@@ -51,13 +51,6 @@ def tenant(name: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- the models mirror the CRDs (no cluster) ---
-
-
-def crd_schema(path: Path) -> dict[str, Any]:
-    (crd,) = yaml.safe_load_all(path.read_text())
-    (version,) = crd["spec"]["versions"]
-    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
-    return schema
 
 
 def with_nested_defaults(value: Any, schema: dict[str, Any]) -> Any:
@@ -122,21 +115,6 @@ def test_the_spec_models_have_the_crds_fields_required_fields_and_defaults(
 def test_the_status_model_has_the_crds_fields() -> None:
     status_schema = crd_schema(CRD_FILES[0])["properties"]["status"]
     assert model_shape(WebAppStatus).keys() == schema_shape(status_schema).keys()
-
-
-def undescribed(schema: dict[str, Any], path: str) -> list[str]:
-    """The fields under `schema` without a description (which `kubectl explain` shows), by path. The root's
-    `metadata` may carry nothing but its type (the API server refuses more); `kubectl explain` describes ObjectMeta."""
-    missing = []
-    for name, prop in schema.get("properties", {}).items():
-        here = f"{path}.{name}"
-        if not prop.get("description") and here != ".metadata":
-            missing.append(here)
-        missing += undescribed(prop, here)
-    for nested in ("items", "additionalProperties"):
-        if isinstance(schema.get(nested), dict):
-            missing += undescribed(schema[nested], f"{path}[]")
-    return missing
 
 
 @pytest.mark.parametrize("crd_file", CRD_FILES, ids=["webapp", "tenant"])

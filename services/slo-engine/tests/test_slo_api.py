@@ -7,7 +7,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from slo_fixtures import CRD_FILE, slo_api  # noqa: F401  (fixture)
@@ -24,7 +23,7 @@ from ballast.slo import (
     WebAppAvailabilitySli,
 )
 from ballast.slo_engine.api import GROUP, SLOS, VERSION, ServiceLevelObjectiveSpec, to_objective
-from ballast.testing.kube import assert_refused_naming
+from ballast.testing.kube import assert_refused_naming, crd_schema, undescribed
 
 cluster = pytest.mark.cluster
 
@@ -72,29 +71,8 @@ def slo(name: str, spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def crd_schema() -> dict[str, Any]:
-    (crd,) = yaml.safe_load_all(CRD_FILE.read_text())
-    (version,) = crd["spec"]["versions"]
-    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
-    return schema
-
-
-def undescribed(schema: dict[str, Any], path: str) -> list[str]:
-    """Fields without a description (what `kubectl explain` shows), by path; the root's metadata may not have one."""
-    missing = []
-    for name, prop in schema.get("properties", {}).items():
-        here = f"{path}.{name}"
-        if not prop.get("description") and here != ".metadata":
-            missing.append(here)
-        missing += undescribed(prop, here)
-    for nested in ("items", "additionalProperties"):
-        if isinstance(schema.get(nested), dict):
-            missing += undescribed(schema[nested], f"{path}[]")
-    return missing
-
-
 def test_every_field_is_described() -> None:
-    schema = crd_schema()
+    schema = crd_schema(CRD_FILE)
     assert schema.get("description"), "the kind itself"
     assert undescribed(schema, "") == []
 
@@ -118,7 +96,7 @@ def model_fields(model: type[Any], path: str = "") -> set[str]:
 
 
 def test_the_spec_model_has_the_crds_fields() -> None:
-    assert model_fields(ServiceLevelObjectiveSpec) == spec_fields(crd_schema()["properties"]["spec"])
+    assert model_fields(ServiceLevelObjectiveSpec) == spec_fields(crd_schema(CRD_FILE)["properties"]["spec"])
 
 
 def test_an_slo_object_reads_into_the_library_model() -> None:

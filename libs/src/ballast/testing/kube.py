@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import yaml
 
 from ballast.kube.errors import ApiError
 from ballast.local.controlplane import ControlPlane, ControlPlaneError
@@ -60,6 +61,29 @@ def assert_refused_naming(exc: ApiException | ApiError, field: str, reason: str)
     assert f"{field}: " in status["message"], status["message"]
     assert reason in status["message"], status["message"]
     assert field in {cause.get("field") for cause in status["details"]["causes"]}
+
+
+def crd_schema(path: Path) -> dict[str, Any]:
+    """The openAPIV3Schema of the one version a CRD file declares."""
+    (crd,) = yaml.safe_load_all(path.read_text())
+    (version,) = crd["spec"]["versions"]
+    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def undescribed(schema: dict[str, Any], path: str = "") -> list[str]:
+    """The fields under `schema` without a description (which `kubectl explain` shows), by path. The root's
+    `metadata` may carry nothing but its type (the API server refuses more); `kubectl explain` describes ObjectMeta."""
+    missing = []
+    for name, prop in schema.get("properties", {}).items():
+        here = f"{path}.{name}"
+        if not prop.get("description") and here != ".metadata":
+            missing.append(here)
+        missing += undescribed(prop, here)
+    for nested in ("items", "additionalProperties"):
+        if isinstance(schema.get(nested), dict):
+            missing += undescribed(schema[nested], f"{path}[]")
+    return missing
 
 
 async def absent(read: Callable[[], Awaitable[object]]) -> bool:
