@@ -29,7 +29,8 @@ _V1 = "openslo/v1"
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _DURATION = re.compile(r"^(\d+)([mhdwMQY])$")
 _FIXED = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
-_CALENDAR = {
+# OpenSLO's duration units as a calendar window's `duration` spells them (the SLO CRD spells them the same way).
+CALENDAR_UNITS = {
     "m": CalendarUnit.MINUTE,
     "h": CalendarUnit.HOUR,
     "d": CalendarUnit.DAY,
@@ -139,7 +140,7 @@ class _TimeWindow(_Part):
         start = self.calendar.start_time
         if start.tzinfo is None:
             start = start.replace(tzinfo=ZoneInfo(zone))
-        return CalendarWindow(count=count, unit=_CALENDAR[unit], start=start, time_zone=zone)
+        return CalendarWindow(count=count, unit=CALENDAR_UNITS[unit], start=start, time_zone=zone)
 
 
 class _Objective(_Part):

@@ -17,7 +17,6 @@ from ballast.slo import (
     Alerting,
     AlertTier,
     Budgeting,
-    CalendarUnit,
     CalendarWindow,
     ErrorBudgetPolicy,
     EventRatioSli,
@@ -33,23 +32,13 @@ from ballast.slo import (
     WebAppAvailabilitySli,
 )
 from ballast.slo.durations import parse_duration
+from ballast.slo.openslo_v1 import CALENDAR_UNITS
 
 GROUP = "platform.example.com"
 VERSION = "v1"
 API_VERSION = f"{GROUP}/{VERSION}"
 SLOS = "servicelevelobjectives"
 KIND = "ServiceLevelObjective"
-
-# OpenSLO's duration units as the window's `duration` spells them.
-_CALENDAR_UNITS = {
-    "m": CalendarUnit.MINUTE,
-    "h": CalendarUnit.HOUR,
-    "d": CalendarUnit.DAY,
-    "w": CalendarUnit.WEEK,
-    "M": CalendarUnit.MONTH,
-    "Q": CalendarUnit.QUARTER,
-    "Y": CalendarUnit.YEAR,
-}
 
 
 class ApiModel(BaseModel):
@@ -73,7 +62,7 @@ class Window(ApiModel):
             return RollingWindow(length=parse_duration(self.duration))
         return CalendarWindow(
             count=int(self.duration[:-1]),
-            unit=_CALENDAR_UNITS[self.duration[-1]],
+            unit=CALENDAR_UNITS[self.duration[-1]],
             start=self.start,
             time_zone=self.time_zone or "UTC",
         )
