@@ -2,6 +2,10 @@
 baseline), on one local control plane (kwok nodes), in the same run.
 
     python tests/bench/bench_operator.py [--webapps N] [--per-namespace K] [--workers W]
+    BENCH_RECONCILER_PYTHON=/other/checkout/.venv/bin/python python tests/bench/bench_operator.py ...
+
+The second form runs the reconciler of another checkout (its interpreter's `ballast.reconciler`) under this harness:
+a change's before and after, measured by the same phases against the same baseline.
 
 The apps are spread over namespaces of PER_NAMESPACE (100) each, as a platform's tenants hold them, in both paths:
 Kubernetes' own controllers scan a whole namespace on every sync (the ReplicaSets of a Deployment, the pods and
@@ -551,7 +555,9 @@ async def main(n: int, workers: int, per_namespace: int) -> None:
                 "BALLAST_WORKERS": str(workers),
             }
             reconciler = await asyncio.create_subprocess_exec(
-                sys.executable,
+                # Another checkout's interpreter measures that checkout's reconciler with this harness: the
+                # before-and-after figures of a change, from the same phases and the same baseline.
+                os.environ.get("BENCH_RECONCILER_PYTHON", sys.executable),
                 "-m",
                 "ballast.reconciler",
                 env=env,
