@@ -6,6 +6,7 @@ webhook as shipped with only safe failure policies and timeouts; helm warns abou
 from __future__ import annotations
 
 import asyncio
+import base64
 import subprocess
 import uuid
 from pathlib import Path
@@ -58,20 +59,21 @@ def test_the_chart_lints() -> None:
 
 def test_the_reconciler_gets_exactly_the_shipped_rbac_and_a_lease_in_its_namespace() -> None:
     docs = render(namespace="platform")
-    assert find(docs, "ClusterRole")["rules"] == shipped("ClusterRole")["rules"]
-    role = find(docs, "Role")
+    assert find(docs, "ClusterRole", "ballast-reconciler")["rules"] == shipped("ClusterRole")["rules"]
+    role = find(docs, "Role", "ballast-reconciler-leader-election")
     assert role["metadata"]["namespace"] == "platform"
     assert role["rules"] == shipped("Role")["rules"]
-    subjects = find(docs, "ClusterRoleBinding")["subjects"]
+    subjects = find(docs, "ClusterRoleBinding", "ballast-reconciler")["subjects"]
     assert subjects == [{"kind": "ServiceAccount", "name": "ballast-reconciler", "namespace": "platform"}]
-    env = {e["name"]: e for e in find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    deployment = find(docs, "Deployment", "ballast-reconciler")
+    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["BALLAST_LEASE_NAMESPACE"]["value"] == "platform"
     assert env["BALLAST_IDENTITY"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
 
 
 def test_the_reconciler_runs_restricted_with_a_standby() -> None:
     docs = render()
-    deployment = find(docs, "Deployment")
+    deployment = find(docs, "Deployment", "ballast-reconciler")
     pod = deployment["spec"]["template"]["spec"]
     assert deployment["spec"]["replicas"] == 2
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -84,8 +86,9 @@ def test_the_reconciler_runs_restricted_with_a_standby() -> None:
     }
     assert container["image"] == "registry.example.com/ballast/reconciler:0.1.0"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert find(docs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
-    assert not [d for d in render("reconciler.replicas=1") if d["kind"] == "PodDisruptionBudget"]
+    assert find(docs, "PodDisruptionBudget", "ballast-reconciler")["spec"]["maxUnavailable"] == 1
+    budgets = [d["metadata"]["name"] for d in render("reconciler.replicas=1") if d["kind"] == "PodDisruptionBudget"]
+    assert "ballast-reconciler" not in budgets
 
 
 API_KINDS = {"CustomResourceDefinition", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
@@ -115,29 +118,76 @@ async def test_installs_into_a_cluster_enforcing_restricted_pod_security(kube_ap
     from kubernetes_asyncio import client
 
     namespace = f"ballast-{uuid.uuid4().hex[:8]}"
-    labels = {"pod-security.kubernetes.io/enforce": "restricted"}
+    # Enforce refuses a non-restricted Pod; warn answers a Deployment whose pod template is not restricted with a
+    # Warning (which helm would print, and helm() fails on anything printed to stderr).
+    labels = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn", "audit")}
     core = client.CoreV1Api(kube_api)
     await core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace, labels=labels)))
     release = f"b{uuid.uuid4().hex[:8]}"
-    # The admission policy is cluster-wide and other suites may have installed it outside Helm: leave it out here.
-    install = ["install", release, str(CHART), "-n", namespace, "--set", "admissionPolicy.enabled=false"]
+    # The admission policy is cluster-wide and other suites may have installed it outside Helm: leave it out here. The
+    # gate's webhook too: registered, it would send every other suite's writes to a gate the fake nodes cannot run
+    # (its configuration is checked by rendering, and the same file against the real API server by the gate's tests).
+    values = ["admissionPolicy.enabled=false", "policyGate.webhook.enabled=false"]
+    install = ["install", release, str(CHART), "-n", namespace, *[a for v in values for a in ("--set", v)]]
     await asyncio.to_thread(helm, *install, "--wait=false", kubeconfig=kubeconfig_path)
     try:
         apps = client.AppsV1Api(kube_api)
+        rendered = [d for d in render(*values, namespace=namespace) if d["kind"] == "Deployment"]
+        assert {d["metadata"]["name"] for d in rendered} == {f"ballast-{s}" for s in ("reconciler", *SERVICES)}
 
         async def available() -> bool:
-            deployment = await apps.read_namespaced_deployment("ballast-reconciler", namespace)
-            return bool(deployment.status.available_replicas == 2)
+            for deployment in rendered:
+                status = (await apps.read_namespaced_deployment(deployment["metadata"]["name"], namespace)).status
+                if status.available_replicas != 2:
+                    return False
+            return True
 
         # Pods admitted under restricted Pod Security (the local fake nodes then report them running).
-        await eventually(available, timeout=60, what="the reconciler's two replicas available")
+        await eventually(available, timeout=120, what="every service's two replicas available")
         extensions = client.ApiextensionsV1Api(kube_api)
         for crd in ("webapps.platform.example.com", "tenants.platform.example.com"):
             conditions = (await extensions.read_custom_resource_definition(crd)).status.conditions
             assert any(c.type == "Established" and c.status == "True" for c in conditions)
+
+        # Each pod template, asked again without helm: a Deployment draws no warning, its Pod is admitted.
+        for deployment in rendered:
+            status, warnings, body = await dry_run(apps.create_namespaced_deployment, namespace, renamed(deployment))
+            assert (status, warnings) == (201, []), body
+            status, warnings, body = await dry_run(core.create_namespaced_pod, namespace, pod_of(deployment))
+            assert (status, warnings) == (201, []), body
+        # ...and the same check does refuse a template that is not restricted.
+        loose = renamed(rendered[0])
+        loose["spec"]["template"]["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
+        status, warnings, _ = await dry_run(apps.create_namespaced_deployment, namespace, loose)
+        assert status == 201
+        assert any("allowPrivilegeEscalation" in w for w in warnings), warnings
+        status, _, body = await dry_run(core.create_namespaced_pod, namespace, pod_of(loose))
+        assert status == 403
+        assert "violates PodSecurity" in body, body
     finally:
         await asyncio.to_thread(helm, "uninstall", release, "-n", namespace, kubeconfig=kubeconfig_path)
         await core.delete_namespace(namespace)
+
+
+async def dry_run(create: Any, namespace: str, body: dict[str, Any]) -> tuple[int, list[str], str]:
+    """The API server's answer to a create that stores nothing: status, Warning headers, body."""
+    response = await create(namespace, body, dry_run="All", _preload_content=False)
+    try:
+        return response.status, list(response.headers.getall("Warning", [])), await response.text()
+    finally:
+        response.release()
+
+
+def renamed(deployment: dict[str, Any]) -> dict[str, Any]:
+    copy = yaml.safe_load(yaml.safe_dump(deployment))
+    copy["metadata"]["name"] += "-check"
+    return dict(copy)
+
+
+def pod_of(deployment: dict[str, Any]) -> dict[str, Any]:
+    template = deployment["spec"]["template"]
+    metadata = {"name": deployment["metadata"]["name"] + "-pod-check", "labels": template["metadata"]["labels"]}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": template["spec"]}
 
 
 # --- the policy-gate's admission webhook ----------------------------------------------------------------------------
@@ -154,8 +204,34 @@ def webhook(*values: str, namespace: str = "ballast-system") -> dict[str, Any]:
     return dict(hook)
 
 
-def test_the_policy_gate_webhook_is_off_by_default_until_the_chart_deploys_the_gate() -> None:
-    assert not [d for d in render() if d["kind"] == "ValidatingWebhookConfiguration"]
+def test_the_policy_gate_webhook_is_registered_with_the_gate_and_trusts_the_charts_certificate() -> None:
+    from cryptography import x509
+
+    docs = render(namespace="platform")
+    (hook,) = find(docs, "ValidatingWebhookConfiguration")["webhooks"]
+    secret = find(docs, "Secret", "ballast-policy-gate-tls")
+    assert secret["type"] == "kubernetes.io/tls"
+    ca = x509.load_pem_x509_certificate(base64.b64decode(hook["clientConfig"]["caBundle"]))
+    served = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
+    served.verify_directly_issued_by(ca)  # raises unless the CA the API server trusts signed what the gate serves
+    names = served.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "ballast-policy-gate.platform.svc" in names.get_values_for_type(x509.DNSName)
+    # Not without the gate, and not when asked not to.
+    for values in (["policyGate.enabled=false"], ["policyGate.webhook.enabled=false"]):
+        assert not [d for d in render(*values) if d["kind"] == "ValidatingWebhookConfiguration"]
+
+
+def test_with_its_own_certificate_secret_the_gate_gets_no_generated_one_and_the_webhook_an_injected_ca() -> None:
+    docs = render(
+        "policyGate.tls.existingSecret=gate-serving",
+        "policyGate.webhook.annotations.cert-manager\\.io/inject-ca-from=ballast-system/gate-serving",
+    )
+    assert not [d for d in docs if d["kind"] == "Secret"]
+    config = find(docs, "ValidatingWebhookConfiguration")
+    assert config["metadata"]["annotations"] == {"cert-manager.io/inject-ca-from": "ballast-system/gate-serving"}
+    assert "caBundle" not in config["webhooks"][0]["clientConfig"]
+    volumes = {v["name"]: v for v in pod_spec(docs, "policy-gate")["volumes"]}
+    assert volumes["tls"]["secret"]["secretName"] == "gate-serving"
 
 
 def test_the_policy_gate_webhook_is_the_shipped_one_for_the_release() -> None:
@@ -201,3 +277,342 @@ def test_the_deploy_directory_links_the_charts_webhook_file() -> None:
     assert link.is_symlink()
     assert link.resolve() == (CHART / "files" / "policy-gate-webhook.yaml").resolve()
     assert Path(link.readlink()).parts[0] == ".."  # relative, so the checkout can move
+
+
+# --- the services beside the reconciler ------------------------------------------------------------------------------
+
+SERVICES = ("slo-engine", "policy-gate", "chaos-runner", "incident-bot")
+VALUES_KEY = {"slo-engine": "sloEngine", "policy-gate": "policyGate", "chaos-runner": "chaosRunner",
+              "incident-bot": "incidentBot"}  # fmt: skip
+READ = ("get", "list", "watch")
+WRITE = ("create", "update", "patch", "delete")
+LEASE_RULES = [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}]
+
+# What each service may do, cluster-wide: (API group, resource, resourceNames) -> verbs. Written out here so that a
+# change to files/<service>-rbac.yaml has to be made twice, on purpose.
+CLUSTER_GRANTS: dict[str, dict[tuple[str, str, tuple[str, ...]], tuple[str, ...]]] = {
+    "slo-engine": {
+        ("platform.example.com", "servicelevelobjectives", ()): READ,
+        ("platform.example.com", "webapps", ()): READ,
+        ("platform.example.com", "servicelevelobjectives/status", ()): ("get", "patch", "update"),
+        ("monitoring.coreos.com", "prometheusrules", ()): READ + WRITE,
+        ("apiextensions.k8s.io", "customresourcedefinitions", ("prometheusrules.monitoring.coreos.com",)): READ,
+    },
+    "policy-gate": {
+        ("templates.gatekeeper.sh", "constrainttemplates", ()): READ,
+        ("templates.gatekeeper.sh", "constrainttemplates/status", ()): ("get", "patch", "update"),
+        ("constraints.gatekeeper.sh", "*", ()): READ,
+        ("constraints.gatekeeper.sh", "*/status", ()): ("get", "patch", "update"),
+        ("apiextensions.k8s.io", "customresourcedefinitions", ()): (*READ, "create", "update", "patch"),
+        # policyGate.rbac.watch, by default
+        ("", "namespaces", ()): READ,
+        ("apps", "deployments", ()): READ,
+        ("platform.example.com", "webapps", ()): READ,
+    },
+    "chaos-runner": {
+        ("platform.example.com", "chaosexperiments", ()): (*READ, "patch", "update"),
+        ("platform.example.com", "chaosexperiments/status", ()): ("get", "patch", "update"),
+        ("platform.example.com", "webapps", ()): (*READ, "patch"),
+        ("apps", "deployments", ()): READ,
+        ("apps", "deployments/scale", ()): ("get", "patch", "update"),
+        ("", "pods", ()): (*READ, "delete"),
+        ("", "pods/eviction", ()): ("create",),
+        ("", "nodes", ()): ("get", "list", "patch"),
+        ("", "namespaces", ()): READ,
+        ("litmuschaos.io", "chaosengines", ()): READ + WRITE,
+        ("litmuschaos.io", "chaosresults", ()): READ,
+    },
+}
+
+
+def grants(rules: list[dict[str, Any]]) -> dict[tuple[str, str, tuple[str, ...]], tuple[str, ...]]:
+    """Rules flattened to one entry per (group, resource, names); a pair granted twice would hide an over-grant."""
+    flat: dict[tuple[str, str, tuple[str, ...]], tuple[str, ...]] = {}
+    for rule in rules:
+        assert set(rule) <= {"apiGroups", "resources", "resourceNames", "verbs"}, rule
+        assert "*" not in rule["verbs"], rule
+        assert "*" not in rule["apiGroups"], rule
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                key = (group, resource, tuple(rule.get("resourceNames", ())))
+                assert key not in flat, f"{key} granted twice"
+                flat[key] = tuple(rule["verbs"])
+    return flat
+
+
+def pod_spec(docs: list[dict[str, Any]], service: str) -> dict[str, Any]:
+    spec: dict[str, Any] = find(docs, "Deployment", f"ballast-{service}")["spec"]["template"]["spec"]
+    return spec
+
+
+def container(docs: list[dict[str, Any]], service: str) -> dict[str, Any]:
+    (found,) = [c for c in pod_spec(docs, service)["containers"] if c["name"] == service]
+    return dict(found)
+
+
+def env_of(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def owned_by(docs: list[dict[str, Any]], service: str) -> list[tuple[str, str]]:
+    """The service's objects: named for it (ballast-<service>…, <release>-<service>) or bound to its ServiceAccount."""
+    owned = []
+    for doc in docs:
+        subjects = [subject.get("name") for subject in doc.get("subjects", [])]
+        if service in doc["metadata"]["name"] or f"ballast-{service}" in subjects:
+            owned.append((doc["kind"], doc["metadata"]["name"]))
+    return owned
+
+
+def test_every_service_is_in_the_chart_by_default() -> None:
+    docs = render()
+    for service in SERVICES:
+        kinds = {kind for kind, _ in owned_by(docs, service)}
+        assert {"Deployment", "ServiceAccount", "Service", "PodDisruptionBudget", "NetworkPolicy"} <= kinds, service
+        assert find(docs, "Deployment", f"ballast-{service}")["spec"]["replicas"] == 2
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_service_switched_off_leaves_nothing_behind_and_the_chart_still_lints(service: str) -> None:
+    value = f"{VALUES_KEY[service]}.enabled=false"
+    helm("lint", "--strict", str(CHART), "--kube-version", KUBE_VERSION, "--set", value)
+    docs = render(value)
+    assert owned_by(docs, service) == []
+    # The others are all still there.
+    for other in set(SERVICES) - {service}:
+        find(docs, "Deployment", f"ballast-{other}")
+
+
+@pytest.mark.parametrize("service", ["reconciler", *SERVICES])
+def test_every_pod_runs_under_the_restricted_pod_security_standard(service: str) -> None:
+    pod = pod_spec(render(), service)
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532  # the images' USER
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert not {"hostNetwork", "hostPID", "hostIPC", "hostUsers"} & set(pod)
+    for volume in pod.get("volumes", []):
+        assert set(volume) - {"name"} <= {"emptyDir", "secret", "configMap", "projected"}, volume
+    for each in pod["containers"]:
+        assert each["securityContext"] == {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        }, each["name"]
+        assert not [p for p in each.get("ports", []) if "hostPort" in p]
+        assert each["resources"]["requests"]
+        assert each["resources"]["limits"]
+        assert each["livenessProbe"]
+        assert each["readinessProbe"]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_probes_and_ports_are_the_services_own(service: str) -> None:
+    from ballast.runtime import PORTS
+
+    docs = render()
+    main = container(docs, service)
+    ports = {p["name"]: p["containerPort"] for p in main["ports"]}
+    env = env_of(main)
+    assert ports["http"] == PORTS[service].health
+    assert env["BALLAST_HTTP_PORT"] == str(PORTS[service].health)
+    assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    if PORTS[service].webhook is None:
+        assert set(ports) == {"http"}
+    else:
+        assert ports["https"] == PORTS[service].webhook
+        assert env["BALLAST_HTTPS_PORT"] == str(PORTS[service].webhook)
+    assert main["image"] == f"registry.example.com/ballast/{service}:0.1.0"
+    assert env["BALLAST_IDENTITY"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    # The Service reaches the same named ports.
+    service_ports = {p["name"]: p["targetPort"] for p in find(docs, "Service", f"ballast-{service}")["spec"]["ports"]}
+    assert set(service_ports.values()) <= set(ports)
+
+
+@pytest.mark.parametrize("service", ["slo-engine", "policy-gate", "chaos-runner"])
+def test_each_services_rbac_grants_exactly_its_listed_verbs(service: str) -> None:
+    docs = render(namespace="platform")
+    role = find(docs, "ClusterRole", f"ballast-{service}")
+    assert grants(role["rules"]) == CLUSTER_GRANTS[service]
+    # The one copy of the rules: what deploy/rbac/<service>.yaml (linked into the chart) holds, less the values' part.
+    files = list(yaml.safe_load_all((DEPLOY / "rbac" / f"{service}.yaml").read_text()))
+    (shipped_role,) = [d for d in files if d["kind"] == "ClusterRole"]
+    assert role["rules"][: len(shipped_role["rules"])] == shipped_role["rules"]
+    binding = find(docs, "ClusterRoleBinding", f"ballast-{service}")
+    assert binding["roleRef"]["name"] == f"ballast-{service}"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": f"ballast-{service}", "namespace": "platform"}]
+
+
+@pytest.mark.parametrize("service", ["slo-engine", "chaos-runner"])
+def test_the_leaders_hold_a_lease_in_the_release_namespace_only(service: str) -> None:
+    docs = render(namespace="platform")
+    role = find(docs, "Role", f"ballast-{service}-leader-election")
+    assert role["metadata"]["namespace"] == "platform"
+    assert role["rules"] == LEASE_RULES
+    binding = find(docs, "RoleBinding", f"ballast-{service}-leader-election")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": f"ballast-{service}", "namespace": "platform"}]
+    assert env_of(container(docs, service))["BALLAST_LEASE_NAMESPACE"] == "platform"
+
+
+def test_the_policy_gate_and_the_incident_bot_hold_no_lease() -> None:
+    docs = render()
+    roles = [d["metadata"]["name"] for d in docs if d["kind"] in ("Role", "RoleBinding")]
+    assert not [name for name in roles if "policy-gate" in name or "incident-bot" in name]
+
+
+def test_the_policy_gate_watches_only_the_kinds_named_in_values_and_never_everything() -> None:
+    docs = render(
+        "policyGate.rbac.watch[0].apiGroups[0]=networking.k8s.io", "policyGate.rbac.watch[0].resources[0]=ingresses"
+    )
+    flat = grants(find(docs, "ClusterRole", "ballast-policy-gate")["rules"])
+    assert flat[("networking.k8s.io", "ingresses", ())] == READ
+    assert ("", "namespaces", ()) not in flat  # the list replaces the default
+    command = [str(tool("helm")), "template", "ballast", str(CHART), "--kube-version", KUBE_VERSION]
+    command += ["--set", "policyGate.rbac.watch[0].apiGroups[0]=", "--set", "policyGate.rbac.watch[0].resources[0]=*"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode != 0
+    assert "policyGate.rbac.watch[0]: name the API groups and resources the gate reads" in done.stderr
+
+
+def test_the_chaos_runner_loses_its_litmus_rules_when_litmus_is_off() -> None:
+    flat = grants(find(render("chaosRunner.litmus.enabled=false"), "ClusterRole", "ballast-chaos-runner")["rules"])
+    expected = {key: verbs for key, verbs in CLUSTER_GRANTS["chaos-runner"].items() if key[0] != "litmuschaos.io"}
+    assert flat == expected
+
+
+def test_the_incident_bot_has_no_kubernetes_api_access_at_all() -> None:
+    docs = render()
+    assert find(docs, "ServiceAccount", "ballast-incident-bot")["automountServiceAccountToken"] is False
+    assert pod_spec(docs, "incident-bot")["automountServiceAccountToken"] is False
+    bound = [d for d in docs if "incident-bot" in str(d.get("subjects", "")) or "incident-bot" in str(d.get("roleRef"))]
+    assert bound == []
+    # Nor a way out to the API server beyond Slack's HTTPS: no rule on the API server's own port.
+    policy = find(docs, "NetworkPolicy", "ballast-incident-bot")
+    egress_ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
+    assert egress_ports == {53, 4222, 443}
+
+
+def test_slack_credentials_come_from_a_secret_and_never_from_values() -> None:
+    docs = render("incidentBot.slack.existingSecret=ballast-slack")
+    env = env_of(container(docs, "incident-bot"))
+    assert env["BALLAST_SLACK_SIGNING_SECRET"] == {"secretKeyRef": {"name": "ballast-slack", "key": "signing-secret"}}
+    assert env["BALLAST_SLACK_BOT_TOKEN"] == {"secretKeyRef": {"name": "ballast-slack", "key": "bot-token"}}
+    assert "BALLAST_SLACK_BOT_TOKEN" not in env_of(container(render(), "incident-bot"))
+    for key in ("botToken", "signingSecret"):
+        command = [str(tool("helm")), "template", "ballast", str(CHART), "--kube-version", KUBE_VERSION]
+        done = subprocess.run(
+            [*command, "--set", f"incidentBot.slack.{key}=xoxb-123"], capture_output=True, text=True, check=False
+        )
+        assert done.returncode != 0
+        assert f"incidentBot.slack.{key}: a secret does not go into values" in done.stderr
+        assert "xoxb-123" not in done.stderr
+
+
+def test_the_policy_gate_runs_opa_beside_it_on_the_pods_loopback() -> None:
+    docs = render()
+    pod = pod_spec(docs, "policy-gate")
+    (opa,) = [c for c in pod["containers"] if c["name"] == "opa"]
+    assert "--addr=127.0.0.1:8181" in opa["args"]
+    assert "--v0-compatible" in opa["args"]
+    assert [p["containerPort"] for p in opa["ports"]] == [8282]  # diagnostics (health) only, not the API
+    assert opa["readinessProbe"]["httpGet"] == {"path": "/health", "port": "opa-diagnostic"}
+    env = env_of(container(docs, "policy-gate"))
+    assert env["BALLAST_OPA_URL"] == "http://127.0.0.1:8181"
+    assert (env["BALLAST_TLS_CERT_FILE"], env["BALLAST_TLS_KEY_FILE"]) == (
+        "/etc/ballast/tls/tls.crt",
+        "/etc/ballast/tls/tls.key",
+    )
+    # A directory mount: the kubelet swaps a rotated Secret in place only there, and the gate reloads the files.
+    (mount,) = [m for m in container(docs, "policy-gate")["volumeMounts"] if m["name"] == "tls"]
+    assert "subPath" not in mount
+    # The Service the webhook configuration calls.
+    ports = find(docs, "Service", "ballast-policy-gate")["spec"]["ports"]
+    assert {"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP"} in ports
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_disruption_budget_keeps_one_replica_while_there_are_two(service: str) -> None:
+    budget = find(render(), "PodDisruptionBudget", f"ballast-{service}")
+    assert budget["spec"]["minAvailable"] == 1
+    assert budget["spec"]["selector"]["matchLabels"] == {
+        "app.kubernetes.io/part-of": "ballast",
+        "app.kubernetes.io/name": service,
+    }
+    # One replica cannot keep one through a drain: no budget that would block the drain forever.
+    single = render(f"{VALUES_KEY[service]}.replicas=1")
+    assert not [
+        d for d in single if d["kind"] == "PodDisruptionBudget" and d["metadata"]["name"] == f"ballast-{service}"
+    ]
+
+
+# Ports each service's pods accept traffic on, and which of them from the API server (webhooks).
+INGRESS = {"slo-engine": {8082}, "policy-gate": {8443, 8083}, "chaos-runner": {8084}, "incident-bot": {8444, 8085}}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_network_policies_let_in_only_callers_and_out_only_what_is_used(service: str) -> None:
+    docs = render("networkPolicy.apiServer.peers[0].ipBlock.cidr=10.0.0.1/32")
+    policy = find(docs, "NetworkPolicy", f"ballast-{service}")["spec"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == service
+    ingress = {p["port"]: rule.get("from") for rule in policy["ingress"] for p in rule["ports"]}
+    assert set(ingress) == INGRESS[service]
+    prometheus = [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}]
+    from ballast.runtime import PORTS
+
+    assert ingress[PORTS[service].health] == prometheus
+    egress = {(p["protocol"], p["port"]): rule.get("to") for rule in policy["egress"] for p in rule["ports"]}
+    assert egress[("UDP", 53)][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
+    assert egress[("TCP", 4222)][0]["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "nats"}}
+    api_server = [{"ipBlock": {"cidr": "10.0.0.1/32"}}]
+    if service == "incident-bot":
+        assert ("TCP", 6443) not in egress
+    else:
+        assert egress[("TCP", 443)] == egress[("TCP", 6443)] == api_server
+    if service == "policy-gate":
+        assert ingress[8443] == api_server  # admission reviews only from the API server
+
+
+def test_network_policies_can_be_left_to_the_cluster() -> None:
+    assert not [d for d in render("networkPolicy.enabled=false") if d["kind"] == "NetworkPolicy"]
+
+
+def test_the_slo_engine_reaches_prometheus_only_when_told_where() -> None:
+    def prometheus_egress(*values: str) -> list[int]:
+        policy = find(render(*values), "NetworkPolicy", "ballast-slo-engine")["spec"]
+        return [p["port"] for rule in policy["egress"] for p in rule["ports"] if p["port"] not in (53, 4222, 443, 6443)]
+
+    assert prometheus_egress() == []
+    assert prometheus_egress("sloEngine.prometheus.url=http://prometheus.monitoring.svc:9090") == [9090]
+    docs = render("sloEngine.prometheus.url=http://prometheus.monitoring.svc:9090")
+    assert env_of(container(docs, "slo-engine"))["BALLAST_PROMETHEUS_URL"] == "http://prometheus.monitoring.svc:9090"
+
+
+def test_a_services_values_reach_its_pods() -> None:
+    docs = render(
+        "chaosRunner.image=mirror.example/chaos:dev",
+        "chaosRunner.extraEnv[0].name=HTTPS_PROXY",
+        "chaosRunner.extraEnv[0].value=http://proxy.example:3128",
+        "chaosRunner.resources.limits.memory=1Gi",
+        "chaosRunner.replicas=3",
+    )
+    main = container(docs, "chaos-runner")
+    assert main["image"] == "mirror.example/chaos:dev"
+    assert env_of(main)["HTTPS_PROXY"] == "http://proxy.example:3128"
+    assert main["resources"]["limits"]["memory"] == "1Gi"
+    assert find(docs, "Deployment", "ballast-chaos-runner")["spec"]["replicas"] == 3
+
+
+def test_replicas_spread_over_nodes_and_zones() -> None:
+    for service in SERVICES:
+        spread = pod_spec(render(), service)["topologySpreadConstraints"]
+        assert [c["topologyKey"] for c in spread] == ["kubernetes.io/hostname", "topology.kubernetes.io/zone"]
+        assert all(c["labelSelector"]["matchLabels"]["app.kubernetes.io/name"] == service for c in spread)
+
+
+@pytest.mark.parametrize("service", ["slo-engine", "policy-gate", "chaos-runner"])
+def test_the_deploy_directory_links_each_services_rbac_file(service: str) -> None:
+    link = DEPLOY / "rbac" / f"{service}.yaml"
+    assert link.is_symlink()
+    assert Path(link.readlink()).parts[0] == ".."
+    assert link.resolve() == (CHART / "files" / f"{service}-rbac.yaml").resolve()
