@@ -40,14 +40,10 @@ app.kubernetes.io/name: {{ . }}
 {{- default (include "ballast.image" (list $root $service)) $values.image -}}
 {{- end }}
 
-{{- /* Where the replicas run: spread over nodes and zones (a standby on the leader's node dies with it), unless the
-values set their own affinity or spread. */ -}}
+{{- /* Where the replicas run: spread over nodes and zones (a standby on the leader's node dies with it) unless the
+values give their own topologySpreadConstraints; affinity, nodeSelector and tolerations from the values. */ -}}
 {{- define "ballast.placement" -}}
 {{- $service := index . 0 -}}{{- $values := index . 1 -}}
-{{- if $values.affinity }}
-affinity:
-  {{- toYaml $values.affinity | nindent 2 }}
-{{- end }}
 topologySpreadConstraints:
 {{- if $values.topologySpreadConstraints }}
   {{- toYaml $values.topologySpreadConstraints | nindent 2 }}
@@ -60,6 +56,10 @@ topologySpreadConstraints:
       matchLabels:
         {{- include "ballast.selectorLabels" $service | nindent 8 }}
 {{- end }}
+{{- end }}
+{{- with $values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- with $values.nodeSelector }}
 nodeSelector:
@@ -227,7 +227,7 @@ spec:
 {{- end }}
 
 {{- define "ballast.np.busEgress" -}}
-{{- $np := .Values.networkPolicy }}
+{{- $np := .Values.networkPolicy -}}
 # Cluster DNS.
 - to:
     {{- toYaml $np.dns | nindent 4 }}
@@ -244,16 +244,16 @@ spec:
 {{- end }}
 
 {{- define "ballast.np.apiServerEgress" -}}
-{{- $np := .Values.networkPolicy }}
-# The Kubernetes API server.
-- {{- with $np.apiServer.peers }}
-  to:
-    {{- toYaml . | nindent 4 }}
-  {{- end }}
-  ports:
+{{- $np := .Values.networkPolicy -}}
+# The Kubernetes API server (networkPolicy.apiServer.peers; none given: any address, these ports only).
+- ports:
     {{- range $np.apiServer.ports }}
     - {protocol: TCP, port: {{ . }}}
     {{- end }}
+  {{- with $np.apiServer.peers }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 {{- end }}
 
 {{- /* A refusal at render for a secret put into values: it would be stored in the release, readable by anyone who can
