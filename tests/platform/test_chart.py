@@ -284,50 +284,56 @@ def test_the_deploy_directory_links_the_charts_webhook_file() -> None:
 SERVICES = ("slo-engine", "policy-gate", "chaos-runner", "incident-bot")
 VALUES_KEY = {"slo-engine": "sloEngine", "policy-gate": "policyGate", "chaos-runner": "chaosRunner",
               "incident-bot": "incidentBot"}  # fmt: skip
-READ = ("get", "list", "watch")
-WRITE = ("create", "update", "patch", "delete")
+Grants = dict[tuple[str, str, tuple[str, ...]], frozenset[str]]
+READ = frozenset({"get", "list", "watch"})
+WRITE = frozenset({"create", "update", "patch", "delete"})
+STATUS = frozenset({"get", "patch", "update"})
 LEASE_RULES = [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}]
+
+
+def verbs(*names: str) -> frozenset[str]:
+    return frozenset(names)
+
 
 # What each service may do, cluster-wide: (API group, resource, resourceNames) -> verbs. Written out here so that a
 # change to files/<service>-rbac.yaml has to be made twice, on purpose.
-CLUSTER_GRANTS: dict[str, dict[tuple[str, str, tuple[str, ...]], tuple[str, ...]]] = {
+CLUSTER_GRANTS: dict[str, Grants] = {
     "slo-engine": {
-        ("platform.example.com", "servicelevelobjectives", ()): READ,
         ("platform.example.com", "webapps", ()): READ,
-        ("platform.example.com", "servicelevelobjectives/status", ()): ("get", "patch", "update"),
-        ("monitoring.coreos.com", "prometheusrules", ()): READ + WRITE,
+        ("platform.example.com", "servicelevelobjectives", ()): READ | verbs("create", "delete"),
+        ("platform.example.com", "servicelevelobjectives/status", ()): STATUS,
+        ("monitoring.coreos.com", "prometheusrules", ()): READ | WRITE,
         ("apiextensions.k8s.io", "customresourcedefinitions", ("prometheusrules.monitoring.coreos.com",)): READ,
     },
     "policy-gate": {
         ("templates.gatekeeper.sh", "constrainttemplates", ()): READ,
-        ("templates.gatekeeper.sh", "constrainttemplates/status", ()): ("get", "patch", "update"),
+        ("templates.gatekeeper.sh", "constrainttemplates/status", ()): STATUS,
         ("constraints.gatekeeper.sh", "*", ()): READ,
-        ("constraints.gatekeeper.sh", "*/status", ()): ("get", "patch", "update"),
-        ("apiextensions.k8s.io", "customresourcedefinitions", ()): (*READ, "create", "update", "patch"),
-        # policyGate.rbac.watch, by default
+        ("constraints.gatekeeper.sh", "*/status", ()): STATUS,
+        ("apiextensions.k8s.io", "customresourcedefinitions", ()): verbs("get", "create", "update", "delete"),
         ("", "namespaces", ()): READ,
+        ("apps", "replicasets", ()): verbs("list"),
+        # get for the budget freeze, list and watch from policyGate.rbac.watch's default (audit)
         ("apps", "deployments", ()): READ,
         ("platform.example.com", "webapps", ()): READ,
     },
     "chaos-runner": {
-        ("platform.example.com", "chaosexperiments", ()): (*READ, "patch", "update"),
-        ("platform.example.com", "chaosexperiments/status", ()): ("get", "patch", "update"),
-        ("platform.example.com", "webapps", ()): (*READ, "patch"),
-        ("apps", "deployments", ()): READ,
-        ("apps", "deployments/scale", ()): ("get", "patch", "update"),
-        ("", "pods", ()): (*READ, "delete"),
-        ("", "pods/eviction", ()): ("create",),
-        ("", "nodes", ()): ("get", "list", "patch"),
-        ("", "namespaces", ()): READ,
-        ("litmuschaos.io", "chaosengines", ()): READ + WRITE,
-        ("litmuschaos.io", "chaosresults", ()): READ,
+        ("platform.example.com", "chaosexperiments", ()): READ,
+        ("platform.example.com", "chaosexperiments/status", ()): STATUS,
+        ("", "pods", ()): verbs("get", "list", "delete"),
+        ("", "pods/eviction", ()): verbs("create"),
+        ("", "nodes", ()): verbs("get", "list", "patch"),
+        ("apps", "deployments", ()): verbs("get", "list", "patch"),
+        ("", "namespaces", ()): verbs("get"),
+        ("litmuschaos.io", "chaosengines", ()): verbs("get", "create", "patch"),
+        ("litmuschaos.io", "chaosresults", ()): verbs("get"),
     },
 }
 
 
-def grants(rules: list[dict[str, Any]]) -> dict[tuple[str, str, tuple[str, ...]], tuple[str, ...]]:
-    """Rules flattened to one entry per (group, resource, names); a pair granted twice would hide an over-grant."""
-    flat: dict[tuple[str, str, tuple[str, ...]], tuple[str, ...]] = {}
+def grants(rules: list[dict[str, Any]]) -> Grants:
+    """Rules flattened to the verbs granted per (group, resource, names), whichever rules grant them."""
+    flat: dict[tuple[str, str, tuple[str, ...]], set[str]] = {}
     for rule in rules:
         assert set(rule) <= {"apiGroups", "resources", "resourceNames", "verbs"}, rule
         assert "*" not in rule["verbs"], rule
@@ -335,9 +341,8 @@ def grants(rules: list[dict[str, Any]]) -> dict[tuple[str, str, tuple[str, ...]]
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
                 key = (group, resource, tuple(rule.get("resourceNames", ())))
-                assert key not in flat, f"{key} granted twice"
-                flat[key] = tuple(rule["verbs"])
-    return flat
+                flat.setdefault(key, set()).update(rule["verbs"])
+    return {key: frozenset(granted) for key, granted in flat.items()}
 
 
 def pod_spec(docs: list[dict[str, Any]], service: str) -> dict[str, Any]:
@@ -445,7 +450,7 @@ def test_each_services_rbac_grants_exactly_its_listed_verbs(service: str) -> Non
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": f"ballast-{service}", "namespace": "platform"}]
 
 
-@pytest.mark.parametrize("service", ["slo-engine", "chaos-runner"])
+@pytest.mark.parametrize("service", ["slo-engine", "policy-gate"])
 def test_the_leaders_hold_a_lease_in_the_release_namespace_only(service: str) -> None:
     docs = render(namespace="platform")
     role = find(docs, "Role", f"ballast-{service}-leader-election")
@@ -456,10 +461,28 @@ def test_the_leaders_hold_a_lease_in_the_release_namespace_only(service: str) ->
     assert env_of(container(docs, service))["BALLAST_LEASE_NAMESPACE"] == "platform"
 
 
-def test_the_policy_gate_and_the_incident_bot_hold_no_lease() -> None:
+def test_the_chaos_runner_and_the_incident_bot_hold_no_lease() -> None:
     docs = render()
     roles = [d["metadata"]["name"] for d in docs if d["kind"] in ("Role", "RoleBinding")]
-    assert not [name for name in roles if "policy-gate" in name or "incident-bot" in name]
+    assert not [name for name in roles if "chaos-runner" in name or "incident-bot" in name]
+    # Runs are owned through heartbeats in KV instead; the runner's own namespace is never a target.
+    assert env_of(container(render(namespace="platform"), "chaos-runner"))["BALLAST_NAMESPACE"] == "platform"
+
+
+def test_the_policy_gate_without_the_cluster_gets_no_api_access() -> None:
+    docs = render("policyGate.watchCluster=false")
+    assert find(docs, "ServiceAccount", "ballast-policy-gate")["automountServiceAccountToken"] is False
+    assert pod_spec(docs, "policy-gate")["automountServiceAccountToken"] is False
+    assert [kind for kind, _ in owned_by(docs, "policy-gate") if "Role" in kind] == []
+    assert "BALLAST_WATCH_CLUSTER" not in env_of(container(docs, "policy-gate"))
+    policy = find(docs, "NetworkPolicy", "ballast-policy-gate")["spec"]
+    assert {p["port"] for rule in policy["egress"] for p in rule["ports"]} == {53, 4222}
+    # With it (the default): the cluster, the audit's settings and the sync kinds.
+    docs = render("policyGate.syncKinds={networking.k8s.io/v1/Ingress,v1/Service}")
+    env = env_of(container(docs, "policy-gate"))
+    assert env["BALLAST_WATCH_CLUSTER"] == "true"
+    assert env["BALLAST_SYNC_KINDS"] == "networking.k8s.io/v1/Ingress,v1/Service"
+    assert (env["BALLAST_AUDIT_INTERVAL"], env["BALLAST_CONSTRAINT_VIOLATIONS_LIMIT"]) == ("60", "20")
 
 
 def test_the_policy_gate_watches_only_the_kinds_named_in_values_and_never_everything() -> None:
@@ -468,7 +491,8 @@ def test_the_policy_gate_watches_only_the_kinds_named_in_values_and_never_everyt
     )
     flat = grants(find(docs, "ClusterRole", "ballast-policy-gate")["rules"])
     assert flat[("networking.k8s.io", "ingresses", ())] == READ
-    assert ("", "namespaces", ()) not in flat  # the list replaces the default
+    # The list replaces the default: what is left of WebApps and Deployments is the freeze's get.
+    assert flat[("platform.example.com", "webapps", ())] == flat[("apps", "deployments", ())] == verbs("get")
     command = [str(tool("helm")), "template", "ballast", str(CHART), "--kube-version", KUBE_VERSION]
     command += ["--set", "policyGate.rbac.watch[0].apiGroups[0]=", "--set", "policyGate.rbac.watch[0].resources[0]=*"]
     done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
@@ -497,16 +521,25 @@ def test_the_incident_bot_has_no_kubernetes_api_access_at_all() -> None:
 def test_slack_credentials_come_from_a_secret_and_never_from_values() -> None:
     docs = render("incidentBot.slack.existingSecret=ballast-slack")
     env = env_of(container(docs, "incident-bot"))
-    assert env["BALLAST_SLACK_SIGNING_SECRET"] == {"secretKeyRef": {"name": "ballast-slack", "key": "signing-secret"}}
     assert env["BALLAST_SLACK_BOT_TOKEN"] == {"secretKeyRef": {"name": "ballast-slack", "key": "bot-token"}}
-    assert "BALLAST_SLACK_BOT_TOKEN" not in env_of(container(render(), "incident-bot"))
-    for key in ("botToken", "signingSecret"):
+    # HTTP mode needs the signing secret, Socket Mode the app token: whichever the Secret holds.
+    assert env["BALLAST_SLACK_SIGNING_SECRET"] == {
+        "secretKeyRef": {"name": "ballast-slack", "key": "signing-secret", "optional": True}
+    }
+    assert env["BALLAST_SLACK_APP_TOKEN"] == {
+        "secretKeyRef": {"name": "ballast-slack", "key": "app-token", "optional": True}
+    }
+    assert not {"BALLAST_SLACK_BOT_TOKEN", "BALLAST_WEBHOOK_TOKEN"} & set(env_of(container(render(), "incident-bot")))
+    env = env_of(container(render("incidentBot.webhookAuth.existingSecret=hooks"), "incident-bot"))
+    assert env["BALLAST_WEBHOOK_TOKEN"] == {"secretKeyRef": {"name": "hooks", "key": "token", "optional": True}}
+    assert env["BALLAST_PAGERDUTY_ROUTING_KEY"]["secretKeyRef"]["name"] == "hooks"
+    for key in ("slack.botToken", "slack.signingSecret", "slack.appToken", "webhookAuth.token", "webhookAuth.password"):
         command = [str(tool("helm")), "template", "ballast", str(CHART), "--kube-version", KUBE_VERSION]
         done = subprocess.run(
-            [*command, "--set", f"incidentBot.slack.{key}=xoxb-123"], capture_output=True, text=True, check=False
+            [*command, "--set", f"incidentBot.{key}=xoxb-123"], capture_output=True, text=True, check=False
         )
         assert done.returncode != 0
-        assert f"incidentBot.slack.{key}: a secret does not go into values" in done.stderr
+        assert f"incidentBot.{key}: a secret does not go into values" in done.stderr
         assert "xoxb-123" not in done.stderr
 
 
