@@ -1,7 +1,10 @@
 """The Helm chart (deploy/helm/ballast) with the real helm: it lints, renders the reconciler hardened and with exactly
 the RBAC the reconciler's tests prove sufficient, installs the same API as `ballast up` and the tests, and installs
 into a real API server that enforces the restricted Pod Security Standard, and renders the policy-gate's admission
-webhook as shipped with only safe failure policies and timeouts; helm warns about none of it."""
+webhook as shipped with only safe failure policies and timeouts; helm warns about none of it. The slo-engine,
+policy-gate, chaos-runner and incident-bot are in it too, each switchable off, restricted, with exactly the RBAC listed
+here, its ports from ballast.runtime.ports, a PDB and a NetworkPolicy; all of them install into a real API server
+whose namespace enforces the restricted standard, their pod templates admitted without warnings."""
 
 from __future__ import annotations
 
