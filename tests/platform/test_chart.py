@@ -146,7 +146,7 @@ async def test_installs_into_a_cluster_enforcing_restricted_pod_security(kube_ap
             return True
 
         # Pods admitted under restricted Pod Security (the local fake nodes then report them running).
-        await eventually(available, timeout=120, what="every service's two replicas available")
+        await eventually(available, timeout=120, interval=0.5, what="every service's two replicas available")
         extensions = client.ApiextensionsV1Api(kube_api)
         for crd in ("webapps.platform.example.com", "tenants.platform.example.com"):
             conditions = (await extensions.read_custom_resource_definition(crd)).status.conditions
