@@ -654,3 +654,21 @@ def test_the_deploy_directory_links_each_services_rbac_file(service: str) -> Non
     assert link.is_symlink()
     assert Path(link.readlink()).parts[0] == ".."
     assert link.resolve() == (CHART / "files" / f"{service}-rbac.yaml").resolve()
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("sloEngine.replicas=two", "at '/sloEngine/replicas': got string, want integer"),
+        ("incidentBot.enabled=maybe", "at '/incidentBot/enabled': got string, want boolean"),
+        ("chaosRunner.extraEnv[0].name=BALLAST_SHUTDOWN_GRACE", "at '/chaosRunner/extraEnv/0/value'"),
+        ("policyGate.audit.violationsLimit=1000", "at '/policyGate/audit/violationsLimit'"),
+    ],
+)
+def test_values_of_the_wrong_shape_are_refused_naming_the_key(value: str, says: str) -> None:
+    command = [str(tool("helm")), "template", "ballast", str(CHART), "--kube-version", KUBE_VERSION, "--set", value]
+    if "extraEnv" in value:
+        command += ["--set", "chaosRunner.extraEnv[0].value=5"]  # a number: env values are strings
+    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode != 0
+    assert says in done.stderr, done.stderr
