@@ -322,7 +322,7 @@ CLUSTER_GRANTS: dict[str, Grants] = {
     },
     "chaos-runner": {
         ("platform.example.com", "chaosexperiments", ()): READ,
-        ("platform.example.com", "chaosexperiments/status", ()): STATUS,
+        ("platform.example.com", "chaosexperiments/status", ()): verbs("patch"),
         ("", "pods", ()): verbs("get", "list", "delete"),
         ("", "pods/eviction", ()): verbs("create"),
         ("", "nodes", ()): verbs("get", "list", "patch"),
