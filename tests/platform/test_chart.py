@@ -310,9 +310,9 @@ CLUSTER_GRANTS: dict[str, Grants] = {
     },
     "policy-gate": {
         ("templates.gatekeeper.sh", "constrainttemplates", ()): READ,
-        ("templates.gatekeeper.sh", "constrainttemplates/status", ()): STATUS,
+        ("templates.gatekeeper.sh", "constrainttemplates/status", ()): verbs("patch"),
         ("constraints.gatekeeper.sh", "*", ()): READ,
-        ("constraints.gatekeeper.sh", "*/status", ()): STATUS,
+        ("constraints.gatekeeper.sh", "*/status", ()): verbs("patch"),
         ("apiextensions.k8s.io", "customresourcedefinitions", ()): verbs("get", "create", "update", "delete"),
         ("", "namespaces", ()): READ,
         ("apps", "replicasets", ()): verbs("list"),
