@@ -289,8 +289,6 @@ VALUES_KEY = {"slo-engine": "sloEngine", "policy-gate": "policyGate", "chaos-run
               "incident-bot": "incidentBot"}  # fmt: skip
 Grants = dict[tuple[str, str, tuple[str, ...]], frozenset[str]]
 READ = frozenset({"get", "list", "watch"})
-WRITE = frozenset({"create", "update", "patch", "delete"})
-STATUS = frozenset({"get", "patch", "update"})
 LEASE_RULES = [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}]
 
 
@@ -304,9 +302,9 @@ CLUSTER_GRANTS: dict[str, Grants] = {
     "slo-engine": {
         ("platform.example.com", "webapps", ()): READ,
         ("platform.example.com", "servicelevelobjectives", ()): READ | verbs("create", "delete"),
-        ("platform.example.com", "servicelevelobjectives/status", ()): STATUS,
-        ("monitoring.coreos.com", "prometheusrules", ()): READ | WRITE,
-        ("apiextensions.k8s.io", "customresourcedefinitions", ("prometheusrules.monitoring.coreos.com",)): READ,
+        ("platform.example.com", "servicelevelobjectives/status", ()): verbs("patch"),
+        ("monitoring.coreos.com", "prometheusrules", ()): verbs("get", "list", "create", "patch", "delete"),
+        ("apiextensions.k8s.io", "customresourcedefinitions", ("prometheusrules.monitoring.coreos.com",)): verbs("get"),
     },
     "policy-gate": {
         ("templates.gatekeeper.sh", "constrainttemplates", ()): READ,
