@@ -124,7 +124,35 @@ class IncidentChannels:
                     metadata=card_metadata(current),
                 )
             )
+        if self._announce_channel and not thread.announced:
+            await self._announce(current, thread)
         return thread
+
+    async def _announce(self, incident: IncidentTransition, thread: SlackThread) -> None:
+        """Tells the announcement channel once: the flag is set (compare-and-set) before the post, so of two handlers
+        only one posts; a failed post clears it again for the retry."""
+        assert self._announce_channel is not None
+        assert thread.channel is not None
+        key = _key(incident.incident_id)
+        while True:
+            entry = await self._threads.get(key)
+            if entry is None or entry.value is None or entry.value.announced:
+                return
+            try:
+                await self._threads.update(key, entry.value.model_copy(update={"announced": True}), entry.revision)
+                break
+            except RevisionConflict:
+                continue
+        try:
+            await _slack(
+                self._client.chat_postMessage(
+                    channel=self._announce_channel, text=announcement(incident, thread.channel)
+                )
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self._record(incident.incident_id, lambda t: t.model_copy(update={"announced": False}))
+            raise
 
     async def escalated(self, escalation: IncidentEscalated) -> None:
         thread = await self._thread_of(escalation.incident_id)
@@ -238,17 +266,7 @@ class IncidentChannels:
             )
             ts = str(posted["ts"])
         thread = thread.model_copy(update={"ts": ts})
-        revision = await self._threads.update(key, thread, revision)
-        if self._announce_channel and not thread.announced:
-            # Told once; a crash between this post and the write below would tell it twice, which a second line in
-            # the announcement channel survives (the card is what must stay single).
-            await _slack(
-                self._client.chat_postMessage(
-                    channel=self._announce_channel, text=announcement(incident, thread.channel)
-                )
-            )
-            thread = thread.model_copy(update={"announced": True})
-            await self._threads.update(key, thread, revision)
+        await self._threads.update(key, thread, revision)
         return thread
 
     async def _make_channel(self, incident: IncidentTransition) -> str:
