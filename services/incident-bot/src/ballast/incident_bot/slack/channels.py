@@ -338,7 +338,7 @@ class IncidentChannels:
 
 
 def _key(incident_id: str) -> str:
-    key = incident_id.replace(" ", "_")
+    key = incident_id
     if not key or key[0] == "." or key[-1] == "." or not all(c.isalnum() or c in "-/_=." for c in key):
         raise Reject(f"incident id {incident_id!r} cannot be a key of the {SLACK_THREADS.name} bucket")
     return key
