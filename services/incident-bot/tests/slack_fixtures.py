@@ -150,13 +150,14 @@ def recorded_events(cluster: str | None = None) -> list[tuple[str, Envelope[Base
     (a test's own, on a shared nats-server)."""
     events = []
     for record in json.loads(RECORDED.read_text()):
-        subject, data = record["subject"], record["data"]
-        if cluster is not None:
+        subject, headers, data = record["subject"], record["headers"], record["data"]
+        if cluster is not None:  # the source too: the stream de-duplicates by source and id
+            headers = {**headers, "ce-source": headers["ce-source"].replace("/clusters/prod/", f"/clusters/{cluster}/")}
             parts = subject.split(".")
             parts[2] = cluster
             subject = ".".join(parts)
             data = {**data, "cluster": cluster}
-        events.append((subject, decode(record["headers"], json.dumps(data).encode(), REGISTRY)))
+        events.append((subject, decode(headers, json.dumps(data).encode(), REGISTRY)))
     return events
 
 

@@ -23,6 +23,10 @@ def slack_routes(app: Callable[[], AsyncApp | None], path: str = DEFAULT_PATH) -
         bolt = app()
         if bolt is None:
             raise web.HTTPServiceUnavailable(text="the Slack bot is starting")
+        stamp = request.headers.get("X-Slack-Request-Timestamp")
+        if stamp is not None and not stamp.isdigit():
+            # Bolt's verifier would raise on it and answer 500; a request that is not Slack's gets 401 like the rest.
+            return web.json_response({"error": "invalid request"}, status=401)
         response = await bolt.async_dispatch(await to_bolt_request(request))
         return await to_aiohttp_response(response)
 
