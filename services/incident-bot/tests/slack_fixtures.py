@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -246,12 +245,3 @@ class BotServer:
         }
         body = interaction_body(payload)
         return await self.post(body, signed_headers(SIGNING_SECRET, body))
-
-
-async def served(app: AsyncApp, slack: SlackApi) -> AsyncIterator[BotServer]:
-    server = BotServer(app, slack)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()

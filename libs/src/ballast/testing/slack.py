@@ -177,7 +177,7 @@ class SlackApi:
             return _error("invalid_name_specials")
         if self.channel_named(name) is not None:
             return _error("name_taken")
-        is_private = str(args.get("is_private", "false")).lower() == "true"
+        is_private = str(args.get("is_private", "false")).lower() in ("true", "1")
         channel = Channel(self._new_id("C"), name, is_private, BOT_USER_ID, {BOT_USER_ID})
         self.channels[channel.id] = channel
         return _ok(channel=self._channel_object(channel))

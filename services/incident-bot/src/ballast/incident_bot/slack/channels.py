@@ -30,7 +30,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from ballast.bus import Delivery, KeyExists, KeyValue, Reject, RetryLater, RevisionConflict
 from ballast.events.catalogue import PLATFORM_EVENTS, BucketSpec, ConsumerSpec
-from ballast.events.contracts.incident import IncidentEscalated, IncidentTransition
+from ballast.events.contracts.incident import IncidentEscalated, IncidentFacts, IncidentTransition
 from ballast.incident_bot.desk import IncidentDesk, IncidentNotFound
 from ballast.incident_bot.slack.cards import (
     CARD_EVENT_TYPE,
@@ -106,6 +106,12 @@ class IncidentChannels:
             await self.show(data)
         elif isinstance(data, IncidentEscalated):
             await self.escalated(data)
+        elif isinstance(data, IncidentFacts) and self._desk is not None:
+            # Any other news of an incident (a severity or commander change): the card shows the desk's record.
+            try:
+                await self.show(await self._desk.get(data.incident_id))
+            except IncidentNotFound:
+                raise RetryLater(f"{data.incident_id}: not in the incident store yet") from None
         # PostmortemPublished: the writer posts its own document (`post_postmortem`).
 
     async def show(self, incident: IncidentTransition) -> SlackThread:
