@@ -82,6 +82,7 @@ async def consuming(
     bus: Bus, cluster: str, channels: IncidentChannels, unique: Callable[[str], str]
 ) -> AsyncIterator[None]:
     """The bot's consumer of the test's cluster, retrying fast."""
+    await bus.ensure_streams([PLATFORM_EVENTS])
     spec = ConsumerSpec(
         durable=unique("incident-slack-"),
         stream=PLATFORM_EVENTS.name,
