@@ -162,10 +162,11 @@ def recorded_events(cluster: str | None = None) -> list[tuple[str, Envelope[Base
 
 def recorded_incident(cluster: str = "prod") -> IncidentTransition:
     """INC-7 as the desk has it at the end of the recording: resolved."""
-    last = [e for _, e in recorded_events(cluster) if isinstance(e.data, IncidentTransition)]
-    resolved = [e.data for e in last if e.data.incident_id == "INC-7"][-1]
-    assert isinstance(resolved, IncidentTransition)
-    return resolved
+    records = []
+    for _, event in recorded_events(cluster):
+        if isinstance(event.data, IncidentTransition) and event.data.incident_id == "INC-7":
+            records.append(event.data)
+    return records[-1]
 
 
 def web_client(slack: SlackApi) -> AsyncWebClient:

@@ -111,6 +111,11 @@ def card_of(slack: SlackApi, channel_name: str) -> dict[str, Any] | None:
     return channel.messages[0]
 
 
+def shows(slack: SlackApi, text: str) -> Callable[[], bool]:
+    """Whether INC-1's card reads `text…` now."""
+    return lambda: str((card_of(slack, "inc-1-checkout") or {}).get("text", "")).startswith(text)
+
+
 def opened_id(record: IncidentTransition) -> str:
     return f"{record.incident_id}:{record.status}:{record.opened_at.isoformat()}"
 
@@ -160,12 +165,7 @@ async def test_the_card_follows_every_transition(slack: SlackApi, desk: DictDesk
     for change in (desk.acknowledge, desk.mitigate, desk.resolve):
         moved = await change("INC-1", by="slack:U0BOB")
         await publish(moved, f"INC-1:{moved.status}")
-        await eventually(
-            lambda status=moved.status: (
-                (card_of(slack, "inc-1-checkout") or {}).get("text", "").startswith(f"INC-1 [high] {status}")
-            ),
-            what=f"the card showing {moved.status}",
-        )
+        await eventually(shows(slack, f"INC-1 [high] {moved.status}"), what=f"the card showing {moved.status}")
     assert len(slack.calls_to("chat.postMessage")) == 1
     assert len(slack.calls_to("chat.update")) == 3
 
@@ -178,10 +178,7 @@ async def test_transitions_arriving_together_or_out_of_order_make_one_card_showi
     acknowledged = await desk.acknowledge("INC-1", by="slack:U0BOB")
     await publish(acknowledged, "INC-1:acknowledged")  # before the opening, as a concurrent handler may see them
     await publish(record, opened_id(record))
-    await eventually(
-        lambda: (card_of(slack, "inc-1-checkout") or {}).get("text", "").startswith("INC-1 [high] acknowledged"),
-        what="the card showing the latest state",
-    )
+    await eventually(shows(slack, "INC-1 [high] acknowledged"), what="the card showing the latest state")
     await eventually(lambda: len(slack.calls_to("chat.update")) >= 1, what="both events handled")
     assert len(slack.calls_to("conversations.create")) == 1
     assert len(slack.calls_to("chat.postMessage")) == 1

@@ -71,7 +71,12 @@ class Help:
 
 Command = Declare | Acknowledge | Mitigate | Resolve | SetSeverity | Status | WritePostmortem | Help
 
-_ONE_ID = {"ack": Acknowledge, "acknowledge": Acknowledge, "mitigate": Mitigate, "resolve": Resolve}
+_ONE_ID: dict[str, type[Acknowledge | Mitigate | Resolve]] = {
+    "ack": Acknowledge,
+    "acknowledge": Acknowledge,
+    "mitigate": Mitigate,
+    "resolve": Resolve,
+}
 
 
 def parse(text: str) -> Command:

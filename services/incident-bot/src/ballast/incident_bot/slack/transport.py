@@ -37,8 +37,8 @@ async def run_socket_mode(app: AsyncApp, app_token: str, stop: asyncio.Event) ->
     """Receives Slack's requests over Socket Mode until `stop`. The client reconnects by itself when Slack rotates
     or drops the connection; Bolt skips signature checks here (the socket is authenticated by the app token)."""
     handler = AsyncSocketModeHandler(app, app_token)
-    await handler.connect_async()
+    await handler.connect_async()  # type: ignore[no-untyped-call]  # slack_bolt leaves it unannotated
     try:
         await stop.wait()
     finally:
-        await handler.close_async()
+        await handler.close_async()  # type: ignore[no-untyped-call]
