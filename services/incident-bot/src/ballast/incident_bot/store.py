@@ -144,9 +144,12 @@ class IncidentStore:
                 await self._claim(stored, signal.match_keys())
             return outcome, incident_id
 
+    def _claim_key(self, match_key: str) -> str:
+        return claim_key(key_digest(f"{self.cluster}|{match_key}"))  # clusters sharing a bus share no incidents
+
     async def _find(self, signal: Signal) -> str | None:
         for match_key in signal.match_keys():
-            entry = await self._claims.get(claim_key(key_digest(match_key)))
+            entry = await self._claims.get(self._claim_key(match_key))
             if entry is not None and entry.value is not None:
                 return entry.value.incident_id
         return None
@@ -176,7 +179,7 @@ class IncidentStore:
 
     async def _take_claim(self, incident_id: str, match_key: str) -> str | None:
         """Claims `match_key` for `incident_id`; the id of the active incident holding it already, if any."""
-        key = claim_key(key_digest(match_key))
+        key = self._claim_key(match_key)
         while True:
             try:
                 await self._claims.create(key, Claim(incident_id=incident_id, match_key=match_key))
@@ -207,7 +210,7 @@ class IncidentStore:
                 )
 
     async def _release(self, incident_id: str, match_key: str) -> None:
-        key = claim_key(key_digest(match_key))
+        key = self._claim_key(match_key)
         entry = await self._claims.get(key)
         if entry is not None and entry.value is not None and entry.value.incident_id == incident_id:
             with contextlib.suppress(KvConflict):
