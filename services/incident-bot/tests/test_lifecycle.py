@@ -4,6 +4,7 @@ the resolve hold against flapping, escalation levels and their deadlines."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -15,10 +16,18 @@ from ballast.events.contracts.incident import (
     IncidentTransition,
     Severity,
 )
+from ballast.incident_bot.app import IncidentBotSettings
 from ballast.incident_bot.changes import Outcome, entered, escalated, hold_ended, joined, next_deadline, opened
-from ballast.incident_bot.escalation import EscalationConfig, EscalationLevel, EscalationPolicy, due_escalation
+from ballast.incident_bot.escalation import (
+    EscalationConfig,
+    EscalationLevel,
+    EscalationPolicy,
+    due_escalation,
+    load_escalation,
+)
 from ballast.incident_bot.lifecycle import InvalidTransition, advance, transition_id
 from ballast.incident_bot.signals import Signal, SignalState
+from ballast.runtime import ConfigError, load_settings
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
@@ -193,3 +202,16 @@ def test_escalation_config_is_checked_when_loaded() -> None:
     )
     assert config.policy_for(Severity.CRITICAL, "postgres") == "db"
     assert config.policy_for(Severity.HIGH, "postgres") == "default"
+
+
+def test_a_bad_escalation_file_stops_the_service_naming_the_variable_and_the_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = tmp_path / "escalation.yaml"
+    good.write_text("policies:\n  default:\n    levels:\n      - {after: 5m, notify: [secondary]}\n")
+    assert load_escalation(good).policies["default"].levels[0].after == 5 * MINUTE
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("policies:\n  default:\n    levels:\n      - {after: 5 minutes, notify: [secondary]}\n")
+    monkeypatch.setenv("BALLAST_ESCALATION_FILE", str(bad))
+    with pytest.raises(ConfigError, match=r"BALLAST_ESCALATION_FILE: .*policies\.default\.levels\.0\.after"):
+        load_settings(IncidentBotSettings)

@@ -86,11 +86,13 @@ async def test_repeated_burn_events_open_one_incident_that_pauses_chaos_and_reso
             await publish_burn(bus, cluster, service, BurnTier.PAGE, AlertState.FIRING, T0 + timedelta(minutes=minute))
         await publish_burn(bus, cluster, service, BurnTier.TICKET, AlertState.FIRING, T0)
 
-        async def handled() -> float | None:
-            value = running.registry.get_sample_value(
-                "ballast_incident_signals_total", {"source": "slo", "outcome": "duplicate"}
-            )
-            return value if value == 4 else None
+        def handled() -> bool:
+            def count(outcome: str) -> float | None:
+                return running.registry.get_sample_value(
+                    "ballast_incident_signals_total", {"source": "slo", "outcome": outcome}
+                )
+
+            return (count("opened"), count("duplicate"), count("joined")) == (1, 4, 1)
 
         await eventually(handled, what="the repeated burns handled")
         (incident,) = [i for i in await running.store.open_incidents() if i.service == service]

@@ -17,23 +17,34 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Self
+from typing import Annotated, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from ballast.events.contracts.incident import IncidentTransition, Severity
 from ballast.incident_bot.lifecycle import is_active
+from ballast.slo.durations import parse_duration
 
 DEFAULT_POLICY = "default"
+
+
+def _prometheus_duration(value: object) -> object:
+    """`5m`, `1h30m` as Prometheus writes them; numbers (seconds) and ISO 8601 (`PT5M`) are left to pydantic."""
+    if isinstance(value, str) and not value.upper().startswith("P"):
+        return parse_duration(value)
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_prometheus_duration)]
 
 
 class EscalationLevel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    after: timedelta = Field(gt=timedelta(0), description="unacknowledged this long since opening: notify")
+    after: Duration = Field(gt=timedelta(0), description="unacknowledged this long since opening: notify")
     notify: tuple[str, ...] = Field(min_length=1, description="targets: users, schedules, channels")
-    repeat_every: timedelta | None = Field(default=None, gt=timedelta(0), description="re-notify this level")
+    repeat_every: Duration | None = Field(default=None, gt=timedelta(0), description="re-notify this level")
     repeats: int = Field(default=0, ge=0, description="how many times repeat_every re-notifies")
 
 
