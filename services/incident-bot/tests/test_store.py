@@ -157,7 +157,7 @@ async def test_the_lifecycle_through_the_desk_publishes_each_transition_once(
         closed = await running.store.close(declared.incident_id, by="ana")
         assert closed.closed_at is not None
         events = await incident_events(bus, cluster)
-        assert [name for name, _ in events] == ["opened", "acknowledged", "mitigated", "resolved", "closed"]
+        assert [name for name, _ in events] == ["opened", "acknowledged", "updated", "mitigated", "resolved", "closed"]
         assert events[1][1] == f"{declared.incident_id}:acknowledged:{acked.acknowledged_at.isoformat()}"
         assert running.registry.get_sample_value(
             "ballast_incident_time_to_acknowledge_seconds_count", {"severity": "high"}
@@ -205,6 +205,7 @@ async def test_a_lost_bucket_is_rebuilt_from_the_incident_stream(
         async with running_store(bus, cluster) as running:
             first = await running.store.declare(title="api slow", service="api", severity=Severity.MEDIUM, by="ana")
             await running.store.acknowledge(first.incident_id, by="bo")
+            await running.store.set_severity(first.incident_id, Severity.CRITICAL, by="bo")
             second = await running.store.declare(title="db full", service="db", severity=Severity.HIGH, by="ana")
             await running.store.resolve(second.incident_id, by="bo")
             before = {i.incident_id: i for i in running.store.query(IncidentQuery(include_resolved=True))}
@@ -214,7 +215,8 @@ async def test_a_lost_bucket_is_rebuilt_from_the_incident_stream(
             assert after == before
             third = await running.store.declare(title="cache cold", service="cache", severity=Severity.LOW, by="ana")
             assert third.incident_id == "INC-3"  # numbering goes on after the restored ones
-            assert (await running.store.get(first.incident_id)).status is IncidentStatus.ACKNOWLEDGED
+            restored = await running.store.get(first.incident_id)
+            assert (restored.status, restored.severity) == (IncidentStatus.ACKNOWLEDGED, Severity.CRITICAL)
     finally:
         await bus.close()
 

@@ -31,6 +31,7 @@ class IncidentEvent(enum.StrEnum):
     MITIGATED = "mitigated"
     RESOLVED = "resolved"
     CLOSED = "closed"
+    UPDATED = "updated"
     ESCALATED = "escalated"
     POSTMORTEM_PUBLISHED = "postmortem_published"
 
@@ -122,6 +123,17 @@ class IncidentTransition(IncidentFacts):
         return self
 
 
+class IncidentUpdated(IncidentFacts):
+    """An incident's severity or commander changed while its status did not (the facts as they stand after).
+
+    Event id: `<incident_id>:updated:<at>`.
+    """
+
+    commander: str | None = Field(default=None, description="the incident commander after the change")
+    changed_by: str | None = Field(default=None, description="who made the change; None when the bot did")
+    at: AwareDatetime = Field(description="when the change was made")
+
+
 class IncidentEscalated(IncidentFacts):
     """Nobody acknowledged an incident in time: the next level of its escalation policy was notified.
 
@@ -155,6 +167,7 @@ INCIDENT_EVENT_TYPES: tuple[EventSpec, ...] = (
     platform_event(AREA, IncidentEvent.MITIGATED, IncidentTransition, "An incident's impact stopped."),
     platform_event(AREA, IncidentEvent.RESOLVED, IncidentTransition, "An incident's cause was fixed."),
     platform_event(AREA, IncidentEvent.CLOSED, IncidentTransition, "An incident's follow-up is done."),
+    platform_event(AREA, IncidentEvent.UPDATED, IncidentUpdated, "An incident's severity or commander changed."),
     platform_event(AREA, IncidentEvent.ESCALATED, IncidentEscalated, "An unacknowledged incident was escalated."),
     platform_event(
         AREA, IncidentEvent.POSTMORTEM_PUBLISHED, PostmortemPublished, "An incident's postmortem was published."

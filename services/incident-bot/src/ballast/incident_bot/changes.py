@@ -16,6 +16,8 @@ from ballast.events.contracts.incident import (
     IncidentSource,
     IncidentStatus,
     IncidentTransition,
+    IncidentUpdated,
+    Severity,
     incident_event_type,
     incident_subject,
     transition_event,
@@ -70,6 +72,44 @@ def chaos_pause_out(record: IncidentTransition, *, paused: bool) -> Outgoing:
         ce_subject=record.incident_id,
         data=command.model_dump(mode="json"),
     )
+
+
+def updated(
+    stored: StoredIncident,
+    *,
+    at: datetime,
+    by: str | None,
+    severity: Severity | None = None,
+    commander: str | None = None,
+) -> StoredIncident | None:
+    """`stored` with a new severity or commander, told as an `updated` event; None when neither changes."""
+    record = stored.record
+    changes: dict[str, object] = {}
+    if severity is not None and severity is not record.severity:
+        changes["severity"] = severity
+    if commander is not None and commander != record.commander:
+        changes["commander"] = commander
+    if not changes:
+        return None
+    record = record.model_copy(update=changes | {"changed_by": by})
+    event = IncidentUpdated(
+        cluster=record.cluster,
+        incident_id=record.incident_id,
+        service=record.service,
+        namespace=record.namespace,
+        severity=record.severity,
+        commander=record.commander,
+        changed_by=by,
+        at=at,
+    )
+    out = Outgoing(
+        subject=incident_subject(record.cluster, record.namespace, IncidentEvent.UPDATED),
+        ce_type=incident_event_type(IncidentEvent.UPDATED),
+        id=f"{record.incident_id}:updated:{at.isoformat()}",
+        ce_subject=record.incident_id,
+        data=event.model_dump(mode="json"),
+    )
+    return stored.model_copy(update={"record": record, "unpublished": (*stored.unpublished, out)})
 
 
 def opened(
@@ -131,14 +171,14 @@ def joined(
         alerts[signal.fingerprint] = AlertMark(
             source=signal.source, title=signal.title, firing=True, since=mark.since if mark and mark.firing else at
         )
-        record = stored.record.model_copy(update={"severity": severity})
-        update: dict[str, object] = {"alerts": alerts, "record": record}
+        base = updated(stored, at=at, by=None, severity=severity) or stored  # a worse alert raises the severity
+        update: dict[str, object] = {"alerts": alerts}
         outcome = Outcome.JOINED if mark is None or not mark.firing else Outcome.DUPLICATE
         if stored.resolve_due_at is not None:
             update["resolve_due_at"] = None
             update["flaps_suppressed"] = stored.flaps_suppressed + 1
             outcome = Outcome.REFIRED
-        return stored.model_copy(update=update), outcome
+        return base.model_copy(update=update), outcome
     if mark is None or not mark.firing:
         return None, Outcome.DUPLICATE
     alerts[signal.fingerprint] = mark.model_copy(update={"firing": False, "since": at})

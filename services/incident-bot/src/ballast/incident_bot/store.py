@@ -31,6 +31,7 @@ from ballast.events.contracts.incident import (
     IncidentSource,
     IncidentStatus,
     IncidentTransition,
+    IncidentUpdated,
     Severity,
 )
 from ballast.events.envelope import new_event
@@ -43,6 +44,7 @@ from ballast.incident_bot.changes import (
     joined,
     next_deadline,
     opened,
+    updated,
 )
 from ballast.incident_bot.desk import IncidentNotFound
 from ballast.incident_bot.escalation import EscalationConfig
@@ -277,23 +279,11 @@ class IncidentStore:
         return await self.enter(incident_id, IncidentStatus.CLOSED, by=by)
 
     async def set_severity(self, incident_id: str, severity: Severity, *, by: str) -> IncidentTransition:
-        def change(stored: StoredIncident) -> StoredIncident | None:
-            if stored.record.severity is severity:
-                return None
-            record = stored.record.model_copy(update={"severity": severity, "changed_by": by})
-            return stored.model_copy(update={"record": record})
-
-        stored, _ = await self._mutate(incident_id, change)
+        stored, _ = await self._mutate(incident_id, lambda s: updated(s, at=self._clock(), by=by, severity=severity))
         return stored.record
 
     async def assign_commander(self, incident_id: str, commander: str, *, by: str) -> IncidentTransition:
-        def change(stored: StoredIncident) -> StoredIncident | None:
-            if stored.record.commander == commander:
-                return None
-            record = stored.record.model_copy(update={"commander": commander, "changed_by": by})
-            return stored.model_copy(update={"record": record})
-
-        stored, _ = await self._mutate(incident_id, change)
+        stored, _ = await self._mutate(incident_id, lambda s: updated(s, at=self._clock(), by=by, commander=commander))
         return stored.record
 
     async def get(self, incident_id: str) -> IncidentTransition:
@@ -489,6 +479,10 @@ class IncidentStore:
                 latest[data.incident_id] = data
             elif isinstance(data, IncidentEscalated) and data.cluster == self.cluster:
                 levels[data.incident_id] = max(levels.get(data.incident_id, 0), data.level)
+            elif isinstance(data, IncidentUpdated) and data.incident_id in latest and data.cluster == self.cluster:
+                latest[data.incident_id] = latest[data.incident_id].model_copy(
+                    update={"severity": data.severity, "commander": data.commander, "changed_by": data.changed_by}
+                )
         restored = []
         highest = 0
         for incident_id, record in latest.items():
