@@ -81,8 +81,9 @@ async def test_alerts_posted_to_alertmanager_open_incidents_as_its_route_groups_
 
         await eventually(both_groups_in, timeout=30, what="one incident per Alertmanager group")
         by_group = incidents()
-        assert by_group[disk].group_key is not None
-        assert f'alertname="{disk}"' in by_group[disk].group_key
+        group_key = by_group[disk].group_key
+        assert group_key is not None
+        assert f'alertname="{disk}"' in group_key
         assert by_group[disk].incident_id != by_group[latency].incident_id
 
         now = datetime.now(UTC)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -53,6 +54,7 @@ def burn_alert(tier: BurnTier = BurnTier.PAGE, state: AlertState = AlertState.FI
             ),
         ),
         budget_remaining=left,
+        time_to_exhaustion=None,
     )
 
 
@@ -132,7 +134,7 @@ def test_degraded_opens_reconciled_resolves_aborted_chaos_and_hotfix_overrides_f
     assert signal_of(decision(None), "io.ballast.policy.allowed.v1", T0) is None
 
 
-AM_PAYLOAD = {
+AM_PAYLOAD: dict[str, Any] = {
     "version": "4",
     "groupKey": '{}/{severity="page"}:{alertname="CheckoutErrors"}',
     "truncatedAlerts": 0,

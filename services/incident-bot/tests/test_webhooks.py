@@ -66,7 +66,7 @@ async def ingest(bus: Bus, cluster: str) -> AsyncIterator[Ingest]:
 
 
 def alertmanager_payload(service: str, status: str = "firing", fingerprint: str = "c0ffee") -> dict[str, Any]:
-    payload = copy.deepcopy(AM_PAYLOAD)
+    payload: dict[str, Any] = copy.deepcopy(AM_PAYLOAD)
     payload["status"] = status
     payload["groupKey"] = f'{{}}/{{severity="page"}}:{{service="{service}"}}'
     alert = payload["alerts"][0]
