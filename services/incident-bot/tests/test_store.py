@@ -77,7 +77,7 @@ async def test_repeated_burn_events_open_one_incident_that_pauses_chaos_and_reso
         spec = signals_consumer(cluster, unique("signals"))
         await bus.ensure_consumer(spec)
         consumer = Consumer(
-            bus.js, spec, signal_handler(running.store.handle), registry=bus.catalogue.registry,
+            bus.js, spec, signal_handler(running.store.handle, cluster), registry=bus.catalogue.registry,
             metrics=BusMetrics(CollectorRegistry()),
         )  # fmt: skip
         consuming = asyncio.create_task(consumer.run(grace=5))
@@ -259,7 +259,7 @@ async def test_a_malformed_event_is_dead_lettered_with_a_reason_and_the_next_one
         await bus.ensure_consumer(spec)
         dead = await bus.nc.subscribe(dead_letter_subject(spec.durable))
         consumer = Consumer(
-            bus.js, spec, signal_handler(running.store.handle), registry=bus.catalogue.registry,
+            bus.js, spec, signal_handler(running.store.handle, cluster), registry=bus.catalogue.registry,
             metrics=BusMetrics(CollectorRegistry()),
         )  # fmt: skip
         consuming = asyncio.create_task(consumer.run(grace=5))

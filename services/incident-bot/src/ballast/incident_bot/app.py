@@ -86,7 +86,7 @@ def build(settings: IncidentBotSettings) -> ServiceApp:
 
     app.background(run_store)
 
-    app.consume(INCIDENT_SIGNALS, signal_handler(lambda signal: store.value.handle(signal)))
+    app.consume(INCIDENT_SIGNALS, signal_handler(lambda signal: store.value.handle(signal), settings.cluster))
     for spec, handler in incident_endpoints(lambda: store.value):
         app.serve(spec, handler)
     credentials = WebhookCredentials(

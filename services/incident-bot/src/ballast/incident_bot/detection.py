@@ -124,11 +124,14 @@ def signal_of(payload: BaseModel, ce_type: str, at: datetime) -> Signal | None:
 SignalSink = Callable[[Signal], Awaitable[tuple[Outcome, str | None]]]
 
 
-def signal_handler(sink: SignalSink) -> Callable[[Delivery], Awaitable[None]]:
-    """The consumer's handler: an event that is not one detection reads is dead-lettered with the reason."""
+def signal_handler(sink: SignalSink, cluster: str) -> Callable[[Delivery], Awaitable[None]]:
+    """The consumer's handler for `cluster`'s events (a bus shared by clusters carries others', which their own bots
+    handle); an event that is not one detection reads is dead-lettered with the reason."""
 
     async def handle(delivery: Delivery) -> None:
         event = delivery.event
+        if getattr(event.data, "cluster", cluster) != cluster:
+            return
         try:
             signal = signal_of(event.data, event.type, event.time)
         except ValueError as exc:  # a payload valid for its schema but not as a signal (e.g. an empty name)
