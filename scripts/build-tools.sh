@@ -10,6 +10,7 @@ KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
 OPA_VERSION=${OPA_VERSION:-v1.22.3}
 HELM_VERSION=${HELM_VERSION:-v3.22.0}
 PROMETHEUS_VERSION=${PROMETHEUS_VERSION:-v0.316.0}   # Go module version of Prometheus 3.16
+ALERTMANAGER_VERSION=${ALERTMANAGER_VERSION:-v0.35.0}
 
 CACHE_ROOT=${BALLAST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ballast}
 GO_VERSION=$(go env GOVERSION)
@@ -103,6 +104,29 @@ build_tool helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm \
   "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 build_tool promtool github.com/prometheus/prometheus "$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/promtool \
   "-X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION/v0./3.}"
+
+# Alertmanager embeds its web UI from ui/app/dist, which the module zip leaves out (it is built with npm): it is built
+# from a writable copy of the module with a one-page placeholder there. The API and webhooks do not need the UI.
+build_alertmanager() {
+  have alertmanager "$ALERTMANAGER_VERSION" && { log "alertmanager $ALERTMANAGER_VERSION: cached"; return; }
+  step=alertmanager
+  local src="$WORK_DIR/alertmanager-$ALERTMANAGER_VERSION" module
+  cd "$WORK_DIR"
+  log "alertmanager $ALERTMANAGER_VERSION: fetching github.com/prometheus/alertmanager"
+  module=$(go mod download -json "github.com/prometheus/alertmanager@$ALERTMANAGER_VERSION" 2>"$WORK_DIR/$step.log" \
+    | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')
+  [ -d "$module" ] || { log "no module directory for alertmanager@$ALERTMANAGER_VERSION"; false; }
+  rm -rf "$src" && cp -r "$module" "$src" && chmod -R u+w "$src"
+  mkdir -p "$src/ui/app/dist"
+  echo '<!doctype html><title>Alertmanager</title><p>UI not built; use the API.</p>' > "$src/ui/app/dist/index.html"
+  log "alertmanager $ALERTMANAGER_VERSION: compiling ./cmd/alertmanager"
+  (cd "$src" && go build -trimpath \
+    -ldflags="-s -w -X github.com/prometheus/common/version.Version=${ALERTMANAGER_VERSION#v}" \
+    -o "$BIN_DIR/alertmanager" ./cmd/alertmanager) >>"$WORK_DIR/$step.log" 2>&1
+  stamp alertmanager "$ALERTMANAGER_VERSION"
+  log "alertmanager $ALERTMANAGER_VERSION: built"
+}
+build_alertmanager
 
 # kwok needs its stage definitions; the module zip ships the fast ones kwokctl embeds.
 step=kwok-stages

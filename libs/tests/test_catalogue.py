@@ -10,7 +10,7 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -200,6 +200,10 @@ EXAMPLES: dict[type[BaseModel], BaseModel] = {
         opened_at=AT,
         acknowledged_at=AT + timedelta(minutes=3),
     ),
+    incident.IncidentUpdated: incident.IncidentUpdated(**INCIDENT, commander="carol", changed_by="bob", at=AT),
+    incident.IncidentQuery: incident.IncidentQuery(service="web", include_resolved=True),
+    incident.IncidentRef: incident.IncidentRef(incident_id="INC-42"),
+    incident.IncidentAction: incident.IncidentAction(incident_id="INC-42", by="bob"),
     incident.IncidentEscalated: incident.IncidentEscalated(
         **INCIDENT, level=1, notified=("team-web-lead",), unacknowledged_for=timedelta(minutes=5), at=AT
     ),
@@ -213,6 +217,9 @@ EXAMPLES: dict[type[BaseModel], BaseModel] = {
         generated_at=AT,
     ),
 }
+EXAMPLES[incident.IncidentList] = incident.IncidentList(
+    incidents=(cast(incident.IncidentTransition, EXAMPLES[incident.IncidentTransition]),)
+)
 
 
 def _event(spec: EventSpec) -> tuple[dict[str, str], bytes]:
@@ -279,7 +286,11 @@ def test_commands_are_cloudevents_on_the_commands_stream() -> None:
     for spec in CATALOGUE.commands:
         assert re.fullmatch(r"io\.ballast\.cmd\.[a-z_.]+\.v\d+", spec.ce_type), spec.ce_type
         assert CATALOGUE.stream_for(spec.subject).name == "COMMANDS"
-    assert {endpoint.subject for endpoint in CATALOGUE.endpoints} == {"svc.policy.check", "svc.slo.status"}
+    assert {endpoint.subject for endpoint in CATALOGUE.endpoints} == {
+        "svc.policy.check",
+        "svc.slo.status",
+        *(f"svc.incident.{name}" for name in ("list", "show", "ack", "mitigate", "resolve")),
+    }
 
 
 def test_subject_builders_follow_the_design() -> None:

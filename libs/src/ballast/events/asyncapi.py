@@ -42,6 +42,17 @@ def _channel_id(address: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", _PARAM.sub(r"\1", address)).strip("_")
 
 
+def _filter_matches(pattern: str, address: str) -> bool:
+    """Whether the filter subject `pattern` takes in every message of `address` (whose parameters are `*`)."""
+    pattern_tokens, address_tokens = pattern.split("."), address.split(".")
+    for index, token in enumerate(pattern_tokens):
+        if token == ">":
+            return len(address_tokens) > index
+        if index >= len(address_tokens) or (token != "*" and token != address_tokens[index]):
+            return False
+    return len(pattern_tokens) == len(address_tokens)
+
+
 def _example_address(template: str) -> str:
     return _PARAM.sub("x", template)
 
@@ -123,11 +134,15 @@ def build(catalogue: Catalogue = CATALOGUE) -> dict[str, Any]:
         }
     for consumer in catalogue.consumers:
         for subject in consumer.filter_subjects:
-            operations[f"consume_{consumer.durable}_{_channel_id(subject)}"] = {
-                "action": "receive",
-                "summary": f"{consumer.description} (durable {consumer.durable} on {consumer.stream})",
-                "channel": {"$ref": f"#/channels/{_channel_id(subject)}"},
-            }
+            # A filter is a subject with wildcards: it receives on every channel whose address it matches.
+            for channel_id, channel in channels.items():
+                if not _filter_matches(subject, _PARAM.sub("*", channel["address"])):
+                    continue
+                operations[f"consume_{consumer.durable}_{channel_id}"] = {
+                    "action": "receive",
+                    "summary": f"{consumer.description} (durable {consumer.durable} on {consumer.stream})",
+                    "channel": {"$ref": f"#/channels/{channel_id}"},
+                }
     schemas["CloudEventHeaders"] = _CE_HEADERS_SCHEMA
     return {
         "asyncapi": "3.0.0",

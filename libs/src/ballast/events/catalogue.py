@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from ballast.events.contracts.chaos import CHAOS_COMMANDS, CHAOS_EVENT_TYPES
-from ballast.events.contracts.incident import INCIDENT_EVENT_TYPES
+from ballast.events.contracts.incident import INCIDENT_ENDPOINTS, INCIDENT_EVENT_TYPES
 from ballast.events.contracts.k8s import K8S_EVENT_TYPES
 from ballast.events.contracts.policy import POLICY_CHECK, POLICY_EVENT_TYPES
 from ballast.events.contracts.reconcile import RECONCILE_EVENT_TYPES
@@ -156,7 +156,7 @@ EVENT_TYPES: tuple[EventSpec, ...] = (
     *INCIDENT_EVENT_TYPES,
 )
 COMMAND_TYPES: tuple[EventSpec, ...] = CHAOS_COMMANDS
-ENDPOINTS: tuple[EndpointSpec, ...] = (POLICY_CHECK, SLO_STATUS)
+ENDPOINTS: tuple[EndpointSpec, ...] = (POLICY_CHECK, SLO_STATUS, *INCIDENT_ENDPOINTS)
 
 REGISTRY = TypeRegistry((*EVENT_TYPES, *COMMAND_TYPES))
 
@@ -164,7 +164,24 @@ REGISTRY = TypeRegistry((*EVENT_TYPES, *COMMAND_TYPES))
 # --- consumers -----------------------------------------------------------------------------------------------------
 # Each service declares its durables here as its domain logic lands; tests and benchmarks build their own specs.
 
-CONSUMERS: tuple[ConsumerSpec, ...] = ()
+INCIDENT_SIGNALS = ConsumerSpec(
+    durable="incident-bot-signals",
+    stream=PLATFORM_EVENTS.name,
+    filter_subjects=(
+        "evt.slo.*.*.page_burn_firing",
+        "evt.slo.*.*.page_burn_resolved",
+        "evt.slo.*.*.ticket_burn_firing",
+        "evt.slo.*.*.ticket_burn_resolved",
+        "evt.reconcile.*.*.degraded",
+        "evt.reconcile.*.*.reconciled",  # a degraded WebApp's recovery
+        "evt.chaos.*.*.aborted",
+        "evt.policy.*.*.allowed",  # hotfix overrides are allowed (or warned) decisions with an override reason
+        "evt.policy.*.*.warned",
+    ),
+    description="The incident-bot's detection: burn tiers, degraded WebApps, aborted chaos runs, hotfix overrides.",
+)
+
+CONSUMERS: tuple[ConsumerSpec, ...] = (INCIDENT_SIGNALS,)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Self
 from pydantic import AwareDatetime, Field, model_validator
 
 from ballast.events.contracts.common import Payload, platform_event, platform_event_type, platform_subject
-from ballast.events.registry import EventSpec
+from ballast.events.registry import EndpointSpec, EventSpec
 
 AREA = "incident"
 
@@ -31,6 +31,7 @@ class IncidentEvent(enum.StrEnum):
     MITIGATED = "mitigated"
     RESOLVED = "resolved"
     CLOSED = "closed"
+    UPDATED = "updated"
     ESCALATED = "escalated"
     POSTMORTEM_PUBLISHED = "postmortem_published"
 
@@ -102,6 +103,12 @@ class IncidentTransition(IncidentFacts):
     mitigated_at: AwareDatetime | None = Field(default=None, description="when the impact stopped")
     resolved_at: AwareDatetime | None = Field(default=None, description="when the cause was fixed")
     closed_at: AwareDatetime | None = Field(default=None, description="when the follow-up was done")
+    time_to_acknowledge: timedelta | None = Field(
+        default=None, ge=timedelta(0), description="acknowledged_at - opened_at (this incident's share of MTTA)"
+    )
+    time_to_resolve: timedelta | None = Field(
+        default=None, ge=timedelta(0), description="resolved_at - opened_at (this incident's share of MTTR)"
+    )
 
     @model_validator(mode="after")
     def _status_has_its_time(self) -> Self:
@@ -114,6 +121,17 @@ class IncidentTransition(IncidentFacts):
         if entered.get(self.status, self.opened_at) is None:
             raise ValueError(f"status {self.status} needs {self.status}_at")
         return self
+
+
+class IncidentUpdated(IncidentFacts):
+    """An incident's severity or commander changed while its status did not (the facts as they stand after).
+
+    Event id: `<incident_id>:updated:<at>`.
+    """
+
+    commander: str | None = Field(default=None, description="the incident commander after the change")
+    changed_by: str | None = Field(default=None, description="who made the change; None when the bot did")
+    at: AwareDatetime = Field(description="when the change was made")
 
 
 class IncidentEscalated(IncidentFacts):
@@ -149,8 +167,58 @@ INCIDENT_EVENT_TYPES: tuple[EventSpec, ...] = (
     platform_event(AREA, IncidentEvent.MITIGATED, IncidentTransition, "An incident's impact stopped."),
     platform_event(AREA, IncidentEvent.RESOLVED, IncidentTransition, "An incident's cause was fixed."),
     platform_event(AREA, IncidentEvent.CLOSED, IncidentTransition, "An incident's follow-up is done."),
+    platform_event(AREA, IncidentEvent.UPDATED, IncidentUpdated, "An incident's severity or commander changed."),
     platform_event(AREA, IncidentEvent.ESCALATED, IncidentEscalated, "An unacknowledged incident was escalated."),
     platform_event(
         AREA, IncidentEvent.POSTMORTEM_PUBLISHED, PostmortemPublished, "An incident's postmortem was published."
     ),
+)
+
+
+# --- svc.incident.* ------------------------------------------------------------------------------------------------
+
+
+class IncidentQuery(Payload):
+    """Which incidents to list; every filter left out matches all."""
+
+    include_resolved: bool = Field(default=False, description="also resolved and closed incidents")
+    service: str | None = Field(default=None, description="only incidents about this service")
+    status: IncidentStatus | None = Field(default=None, description="only incidents in this status")
+
+
+class IncidentList(Payload):
+    """The incidents a query names, oldest first."""
+
+    incidents: tuple[IncidentTransition, ...] = Field(description="each incident's record as it stands")
+
+
+class IncidentRef(Payload):
+    """One incident by its id."""
+
+    incident_id: str = Field(min_length=1, description="the incident's id, e.g. INC-42")
+
+
+class IncidentAction(IncidentRef):
+    """A person moving an incident along its lifecycle."""
+
+    by: str = Field(min_length=1, description="who acts (a user name); recorded as changed_by")
+
+
+def _endpoint(name: str, request: type[Payload], response: type[Payload], description: str) -> EndpointSpec:
+    return EndpointSpec(service="incident", name=name, request=request, response=response, description=description)
+
+
+INCIDENT_LIST = _endpoint("list", IncidentQuery, IncidentList, "The incidents a query names, oldest first.")
+INCIDENT_SHOW = _endpoint("show", IncidentRef, IncidentTransition, "One incident's record; 404 for an unknown id.")
+INCIDENT_ACK = _endpoint("ack", IncidentAction, IncidentTransition, "Acknowledge an incident; 409 if it is past that.")
+INCIDENT_MITIGATE = _endpoint(
+    "mitigate", IncidentAction, IncidentTransition, "Mark an incident's impact stopped; 409 if it is past that."
+)
+INCIDENT_RESOLVE = _endpoint("resolve", IncidentAction, IncidentTransition, "Resolve an incident; 409 if it is closed.")
+INCIDENT_ENDPOINTS: tuple[EndpointSpec, ...] = (
+    INCIDENT_LIST,
+    INCIDENT_SHOW,
+    INCIDENT_ACK,
+    INCIDENT_MITIGATE,
+    INCIDENT_RESOLVE,
 )

@@ -1,0 +1,553 @@
+"""The incident store: incidents in the `incidents` bucket, changed by signals, people and the deadline timer.
+
+It implements the `IncidentDesk` seam (Slack and the CLI's endpoints call it) and takes the signals every door
+produces. Every change is a compare-and-set on the incident's key: two replicas (or a replica and a redelivery) never
+both apply one change, and the loser re-reads and decides again, usually that there is nothing left to do. The events
+a change causes are stored with it, then published (ids fixed by the change: a repeat is stored once in the stream),
+then cleared; a process stopped in between leaves them for the next change or the next start.
+
+Active incidents hold claims on their match keys (see `signals`). A signal with no active incident opens one: the
+record first, then the claims; a replica that loses the race for a claim drops its record (nothing of it was
+published) and joins the winner. Claims are released when the incident resolves, so a later signal opens a new one.
+
+Every replica keeps a view of the bucket (a KV watch) for listing and for the deadline timer, which sleeps until the
+earliest escalation or resolve hold is due, or until a change moves it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterable, Callable
+from datetime import UTC, datetime, timedelta
+
+from ballast.bus.kv import CaughtUp, KeyExists, KeyValue, KvConflict
+from ballast.bus.publisher import Publisher
+from ballast.bus.reader import StoredEvent
+from ballast.events.contracts.incident import (
+    IncidentEscalated,
+    IncidentQuery,
+    IncidentSource,
+    IncidentStatus,
+    IncidentTransition,
+    IncidentUpdated,
+    Severity,
+)
+from ballast.events.envelope import new_event
+from ballast.events.registry import TypeRegistry
+from ballast.incident_bot.changes import (
+    Outcome,
+    entered,
+    escalated,
+    hold_ended,
+    joined,
+    next_deadline,
+    opened,
+    updated,
+)
+from ballast.incident_bot.desk import IncidentNotFound
+from ballast.incident_bot.escalation import EscalationConfig
+from ballast.incident_bot.lifecycle import is_active
+from ballast.incident_bot.metrics import IncidentMetrics
+from ballast.incident_bot.records import (
+    COUNTER_KEY,
+    INCIDENT_PREFIX,
+    AlertMark,
+    Claim,
+    IncidentCounter,
+    Outgoing,
+    StoredIncident,
+    claim_key,
+    incident_key,
+    incident_number,
+)
+from ballast.incident_bot.signals import Signal, SignalState, key_digest, service_key
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class IncidentStore:
+    def __init__(
+        self,
+        records: KeyValue[StoredIncident],
+        claims: KeyValue[Claim],
+        counter: KeyValue[IncidentCounter],
+        publisher: Publisher,
+        registry: TypeRegistry,
+        *,
+        cluster: str,
+        escalation: EscalationConfig,
+        resolve_hold: timedelta,
+        metrics: IncidentMetrics,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._records = records
+        self._claims = claims
+        self._counter = counter
+        self._publisher = publisher
+        self._registry = registry
+        self.cluster = cluster
+        self.source = f"/clusters/{cluster}/incident-bot"
+        self.escalation = escalation
+        self.resolve_hold = resolve_hold
+        self.metrics = metrics
+        self._clock = clock
+        self._view: dict[str, StoredIncident] = {}
+        self.caught_up = asyncio.Event()
+        self._moved = asyncio.Event()  # a change that may move the timer's next deadline
+        # Signals are handled one at a time per replica: matching and opening must see each other's claims. Across
+        # replicas the claims' compare-and-set decides.
+        self._signals = asyncio.Lock()
+
+    # --- signals ---------------------------------------------------------------------------------------------------
+
+    async def handle(self, signal: Signal) -> tuple[Outcome, str | None]:
+        """Opens, joins, resolves or acknowledges an incident from `signal`; the outcome and the incident's id."""
+        async with self._signals:
+            outcome, incident_id = await self._handle(signal)
+        self.metrics.signals.labels(signal.source.value, outcome.value).inc()
+        return outcome, incident_id
+
+    async def _handle(self, signal: Signal) -> tuple[Outcome, str | None]:
+        while True:
+            incident_id = await self._find(signal)
+            if incident_id is None:
+                if signal.state is not SignalState.FIRING:
+                    return Outcome.IGNORED, None
+                opened_id = await self._open(signal, signal.match_keys())
+                if opened_id is None:
+                    continue  # another replica opened one for the same thing meanwhile: join it
+                return Outcome.OPENED, opened_id
+            outcome = Outcome.DUPLICATE
+
+            def join(stored: StoredIncident) -> StoredIncident | None:
+                nonlocal outcome
+                if not is_active(stored.record.status):
+                    return None
+                changed, outcome = joined(stored, signal, at=self._clock(), hold=self.resolve_hold)
+                return changed
+
+            try:
+                stored, _ = await self._mutate(incident_id, join)
+            except IncidentNotFound:
+                await self._drop_claims(incident_id, signal.match_keys())
+                continue
+            if not is_active(stored.record.status) and outcome not in (Outcome.RESOLVED,):
+                await self._drop_claims(incident_id, signal.match_keys())
+                continue  # its incident resolved meanwhile: the signal is about a new one
+            if signal.state is SignalState.FIRING:
+                await self._claim(stored, signal.match_keys())
+            return outcome, incident_id
+
+    def _claim_key(self, match_key: str) -> str:
+        return claim_key(key_digest(f"{self.cluster}|{match_key}"))  # clusters sharing a bus share no incidents
+
+    async def _find(self, signal: Signal) -> str | None:
+        for match_key in signal.match_keys():
+            entry = await self._claims.get(self._claim_key(match_key))
+            if entry is not None and entry.value is not None:
+                return entry.value.incident_id
+        return None
+
+    async def _open(self, signal: Signal, match_keys: tuple[str, ...]) -> str | None:
+        """Opens an incident for `signal` and returns its id; None if another replica just opened one for it."""
+        incident_id = f"INC-{await self._next_number()}"
+        policy = self.escalation.policy_for(signal.severity, signal.service)
+        stored = opened(self.cluster, incident_id, signal, at=self._clock(), policy=policy, claims=match_keys)
+        key = incident_key(incident_id)
+        revision = await self._records.create(key, stored)
+        taken: list[str] = []
+        for match_key in match_keys:
+            held_by = await self._take_claim(incident_id, match_key)
+            if held_by is not None:  # another replica's incident for the same thing: ours was never published
+                for mine in taken:
+                    await self._release(incident_id, mine)
+                await self._records.delete(key, revision)
+                return None
+            taken.append(match_key)
+        self.metrics.opened.labels(signal.source.value, signal.severity.value).inc()
+        self.metrics.transitions.labels(IncidentStatus.OPEN.value).inc()
+        self._seen(stored)
+        await self._flush(key, stored, revision)
+        log.info("incident opened", extra={"incident": incident_id, "service": signal.service, "source": signal.source})
+        return incident_id
+
+    async def _take_claim(self, incident_id: str, match_key: str) -> str | None:
+        """Claims `match_key` for `incident_id`; the id of the active incident holding it already, if any."""
+        key = self._claim_key(match_key)
+        while True:
+            try:
+                await self._claims.create(key, Claim(incident_id=incident_id, match_key=match_key))
+                return None
+            except KeyExists:
+                entry = await self._claims.get(key)
+                if entry is None or entry.value is None:
+                    continue  # released meanwhile
+                holder = entry.value.incident_id
+                if holder == incident_id:
+                    return None
+                if await self._is_active(holder):
+                    return holder
+                with contextlib.suppress(KvConflict):  # left by an incident that resolved before releasing it
+                    await self._claims.delete(key, entry.revision)
+
+    async def _claim(self, stored: StoredIncident, match_keys: tuple[str, ...]) -> None:
+        """A signal that joined holds its keys for the incident too, so that its resolution finds it."""
+        new = tuple(k for k in match_keys if k not in stored.claims)
+        if not new:
+            return
+        kept = [k for k in new if await self._take_claim(stored.incident_id, k) is None]
+        if kept:
+            with contextlib.suppress(IncidentNotFound):
+                await self._mutate(
+                    stored.incident_id,
+                    lambda s: s.model_copy(update={"claims": s.claims + tuple(k for k in kept if k not in s.claims)}),
+                )
+
+    async def _release(self, incident_id: str, match_key: str) -> None:
+        key = self._claim_key(match_key)
+        entry = await self._claims.get(key)
+        if entry is not None and entry.value is not None and entry.value.incident_id == incident_id:
+            with contextlib.suppress(KvConflict):
+                await self._claims.delete(key, entry.revision)
+
+    async def _drop_claims(self, incident_id: str, match_keys: tuple[str, ...]) -> None:
+        for match_key in match_keys:
+            await self._release(incident_id, match_key)
+
+    async def _is_active(self, incident_id: str) -> bool:
+        entry = await self._records.get(incident_key(incident_id))
+        return entry is not None and entry.value is not None and is_active(entry.value.record.status)
+
+    async def _next_number(self) -> int:
+        while True:
+            entry = await self._counter.get(COUNTER_KEY)
+            try:
+                if entry is None or entry.value is None:
+                    await self._counter.create(COUNTER_KEY, IncidentCounter(last=1))
+                    return 1
+                number = entry.value.last + 1
+                await self._counter.update(COUNTER_KEY, IncidentCounter(last=number), entry.revision)
+                return number
+            except KvConflict:
+                continue
+
+    # --- the desk (IncidentDesk) -----------------------------------------------------------------------------------
+
+    async def declare(self, *, title: str, service: str, severity: Severity, by: str) -> IncidentTransition:
+        """Opens an incident a person declared; it joins nothing and claims only its own fingerprint."""
+        number = await self._next_number()
+        signal = Signal(
+            source=IncidentSource.SLACK,
+            state=SignalState.FIRING,
+            fingerprint=f"declared:INC-{number}",
+            service=service,
+            joins_service=False,
+            severity=severity,
+            title=title,
+            at=self._clock(),
+            by=by,
+        )
+        incident_id = f"INC-{number}"
+        policy = self.escalation.policy_for(severity, service)
+        stored = opened(self.cluster, incident_id, signal, at=signal.at, policy=policy, claims=())
+        key = incident_key(incident_id)
+        revision = await self._records.create(key, stored)
+        self.metrics.opened.labels(IncidentSource.SLACK.value, severity.value).inc()
+        self.metrics.transitions.labels(IncidentStatus.OPEN.value).inc()
+        self._seen(stored)
+        await self._flush(key, stored, revision)
+        return stored.record
+
+    async def acknowledge(self, incident_id: str, *, by: str) -> IncidentTransition:
+        return await self.enter(incident_id, IncidentStatus.ACKNOWLEDGED, by=by)
+
+    async def mitigate(self, incident_id: str, *, by: str) -> IncidentTransition:
+        return await self.enter(incident_id, IncidentStatus.MITIGATED, by=by)
+
+    async def resolve(self, incident_id: str, *, by: str) -> IncidentTransition:
+        return await self.enter(incident_id, IncidentStatus.RESOLVED, by=by)
+
+    async def close(self, incident_id: str, *, by: str) -> IncidentTransition:
+        return await self.enter(incident_id, IncidentStatus.CLOSED, by=by)
+
+    async def set_severity(self, incident_id: str, severity: Severity, *, by: str) -> IncidentTransition:
+        stored, _ = await self._mutate(incident_id, lambda s: updated(s, at=self._clock(), by=by, severity=severity))
+        return stored.record
+
+    async def assign_commander(self, incident_id: str, commander: str, *, by: str) -> IncidentTransition:
+        stored, _ = await self._mutate(incident_id, lambda s: updated(s, at=self._clock(), by=by, commander=commander))
+        return stored.record
+
+    async def get(self, incident_id: str) -> IncidentTransition:
+        entry = await self._records.get(incident_key(incident_id)) if _valid_id(incident_id) else None
+        if entry is None or entry.value is None:
+            raise IncidentNotFound(incident_id)
+        return entry.value.record
+
+    async def open_incidents(self) -> list[IncidentTransition]:
+        return self.query(IncidentQuery())
+
+    def query(self, query: IncidentQuery) -> list[IncidentTransition]:
+        """From this replica's view of the bucket, oldest first."""
+        found = [
+            stored.record
+            for stored in self._view.values()
+            if (query.include_resolved or is_active(stored.record.status))
+            and (query.service is None or stored.record.service == query.service)
+            and (query.status is None or stored.record.status is query.status)
+        ]
+        return sorted(found, key=lambda r: (r.opened_at, r.incident_id))
+
+    async def enter(self, incident_id: str, status: IncidentStatus, *, by: str | None) -> IncidentTransition:
+        """Moves the incident to `status`; `InvalidTransition` for a step back, `IncidentNotFound` for no such id."""
+        stored, _ = await self._mutate(incident_id, lambda s: entered(s, status, at=self._clock(), by=by))
+        return stored.record
+
+    # --- the deadline timer ----------------------------------------------------------------------------------------
+
+    async def run_deadlines(self, stop: asyncio.Event) -> None:
+        """Until `stop`: escalates unacknowledged incidents and ends resolve holds when they are due, sleeping until
+        the earliest deadline or until a change moves it."""
+        await self.caught_up.wait()
+        while not stop.is_set():
+            self._moved.clear()
+            now = self._clock()
+            soonest: datetime | None = None
+            for stored in list(self._view.values()):
+                policy = self.escalation.policies.get(stored.policy) or self.escalation.policies["default"]
+                due = next_deadline(stored, policy)
+                if due is None:
+                    continue
+                if due <= now:
+                    await self._on_due(stored.incident_id)
+                    continue  # the change moves the deadline; the view holds the new one next round
+                soonest = due if soonest is None or due < soonest else soonest
+            delay = None if soonest is None else max((soonest - self._clock()).total_seconds(), 0.0)
+            moved = asyncio.ensure_future(self._moved.wait())
+            stopping = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait({moved, stopping}, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                moved.cancel()
+                stopping.cancel()
+
+    async def _on_due(self, incident_id: str) -> None:
+        def change(stored: StoredIncident) -> StoredIncident | None:
+            now = self._clock()
+            policy = self.escalation.policies.get(stored.policy) or self.escalation.policies["default"]
+            after_hold = hold_ended(stored, at=now)
+            if after_hold is not None:
+                return after_hold
+            return escalated(stored, policy, at=now)
+
+        try:
+            await self._mutate(incident_id, change)
+        except IncidentNotFound:
+            self._view.pop(incident_id, None)
+        except Exception:  # one incident's trouble must not stop the timer for the others
+            log.exception("deadline of %s failed; retrying at the next round", incident_id)
+
+    # --- state, events and the view --------------------------------------------------------------------------------
+
+    async def _mutate(
+        self, incident_id: str, change: Callable[[StoredIncident], StoredIncident | None]
+    ) -> tuple[StoredIncident, bool]:
+        """Applies `change` with compare-and-set until it sticks; the stored incident after it, and whether it
+        changed. Publishes the events the change caused."""
+        if not _valid_id(incident_id):
+            raise IncidentNotFound(incident_id)
+        key = incident_key(incident_id)
+        while True:
+            entry = await self._records.get(key)
+            if entry is None or entry.value is None:
+                raise IncidentNotFound(incident_id)
+            before = entry.value
+            after = change(before)
+            if after is None:
+                if before.unpublished:
+                    await self._flush(key, before, entry.revision)
+                return before, False
+            try:
+                revision = await self._records.update(key, after, entry.revision)
+            except KvConflict:
+                continue
+            break
+        self._count(before, after)
+        self._seen(after)
+        await self._flush(key, after, revision)
+        if is_active(before.record.status) and not is_active(after.record.status):
+            await self._drop_claims(incident_id, after.claims)
+        return after, True
+
+    def _count(self, before: StoredIncident, after: StoredIncident) -> None:
+        record = after.record
+        if record.status is not before.record.status:
+            self.metrics.transitions.labels(record.status.value).inc()
+            if record.status is IncidentStatus.ACKNOWLEDGED and record.time_to_acknowledge is not None:
+                self.metrics.time_to_acknowledge.labels(record.severity.value).observe(
+                    record.time_to_acknowledge.total_seconds()
+                )
+            if record.status is IncidentStatus.RESOLVED and record.time_to_resolve is not None:
+                self.metrics.time_to_resolve.labels(record.severity.value).observe(
+                    record.time_to_resolve.total_seconds()
+                )
+        if after.escalation_level > before.escalation_level:
+            self.metrics.escalations.inc(after.escalation_level - before.escalation_level)
+        if after.flaps_suppressed > before.flaps_suppressed:
+            self.metrics.flaps_suppressed.inc()
+
+    async def _flush(self, key: str, stored: StoredIncident, revision: int) -> None:
+        """Publishes what `stored` holds unpublished, then stores it without them."""
+        if not stored.unpublished:
+            return
+        await self.publish(stored.unpublished)
+        # A conflict means a newer change was stored, which published these (same ids) before its own.
+        with contextlib.suppress(KvConflict):
+            await self._records.update(key, stored.model_copy(update={"unpublished": ()}), revision)
+
+    async def publish(self, outgoing: tuple[Outgoing, ...]) -> None:
+        envelopes = []
+        for out in outgoing:
+            data = self._registry[out.ce_type].model.model_validate(out.data)
+            envelope = new_event(out.ce_type, self.source, data, subject=out.ce_subject, event_id=out.id)
+            envelopes.append((out.subject, envelope))
+        await self._publisher.publish_all(envelopes)
+
+    def _seen(self, stored: StoredIncident) -> None:
+        self._view[stored.incident_id] = stored
+        self.metrics.active.set(sum(1 for s in self._view.values() if is_active(s.record.status)))
+        self._moved.set()
+
+    async def follow(self, stop: asyncio.Event) -> None:
+        """Keeps the view current from a watch on the bucket until `stop`."""
+        async with self._records.watch(f"{INCIDENT_PREFIX}>") as changes:
+
+            async def apply() -> None:
+                async for change in changes:
+                    if isinstance(change, CaughtUp):
+                        self.caught_up.set()
+                        self._moved.set()
+                    elif change.value is None:
+                        self._view.pop(change.key.removeprefix(INCIDENT_PREFIX), None)
+                        self._moved.set()
+                    elif change.value.record.cluster == self.cluster:  # a bus shared by clusters: only ours
+                        self._seen(change.value)
+
+            following = asyncio.ensure_future(apply())
+            stopping = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait({following, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                following.cancel()
+                stopping.cancel()
+            if following.done() and not following.cancelled():
+                following.result()  # a watch that ended by itself ended with an error: raise it
+
+    async def recover(self) -> None:
+        """At start, once the view caught up: publishes what a stopped process left unpublished, and makes sure every
+        active incident holds its claims (a process stopped between writing an incident and claiming)."""
+        for stored in list(self._view.values()):
+            if stored.unpublished:
+                with contextlib.suppress(IncidentNotFound):
+                    await self._mutate(stored.incident_id, lambda s: None)
+            if is_active(stored.record.status):
+                for match_key in stored.claims:
+                    await self._take_claim(stored.incident_id, match_key)
+
+    async def restore(self, events: AsyncIterable[StoredEvent]) -> list[str]:
+        """Rebuilds incidents missing from the bucket (lost, or never written there) from their events, in stream
+        order: each transition carries the whole record, escalations the level reached. Active ones get back their
+        claims and a firing mark for the alert that opened them. Returns the ids restored."""
+        latest: dict[str, IncidentTransition] = {}
+        levels: dict[str, int] = {}
+        async for stored_event in events:
+            event = stored_event.event
+            if event is None:
+                log.warning("skipping a malformed incident event at sequence %d: %s", stored_event.sequence,
+                            stored_event.error)  # fmt: skip
+                continue
+            data = event.data
+            if isinstance(data, IncidentTransition) and data.cluster == self.cluster:
+                latest[data.incident_id] = data
+            elif isinstance(data, IncidentEscalated) and data.cluster == self.cluster:
+                levels[data.incident_id] = max(levels.get(data.incident_id, 0), data.level)
+            elif isinstance(data, IncidentUpdated) and data.incident_id in latest and data.cluster == self.cluster:
+                latest[data.incident_id] = latest[data.incident_id].model_copy(
+                    update={"severity": data.severity, "commander": data.commander, "changed_by": data.changed_by}
+                )
+        restored = []
+        highest = 0
+        for incident_id, record in latest.items():
+            highest = max(highest, incident_number(incident_id) or 0)
+            key = incident_key(incident_id)
+            if await self._records.get(key) is not None:
+                continue
+            active = is_active(record.status)
+            claims = [f"fp:{record.fingerprint}"]
+            if record.group_key:
+                claims.append(f"group:{record.group_key}")
+            if record.source is not IncidentSource.SLACK:
+                claims.append(service_key(record.namespace, record.service))
+            stored = StoredIncident(
+                record=record,
+                alerts={
+                    record.fingerprint: AlertMark(
+                        source=record.source, title=record.title, firing=active, since=record.opened_at
+                    )
+                },
+                claims=tuple(claims) if active else (),
+                policy=self.escalation.policy_for(record.severity, record.service),
+                escalation_level=levels.get(incident_id, 0),
+            )
+            with contextlib.suppress(KeyExists):  # another replica restored it meanwhile
+                await self._records.create(key, stored)
+                restored.append(incident_id)
+                self._seen(stored)
+            if active:
+                for match_key in stored.claims:
+                    await self._take_claim(incident_id, match_key)
+        await self._raise_counter(highest)
+        if restored:
+            log.warning("restored %d incidents from the incident stream", len(restored), extra={"ids": restored})
+        return restored
+
+    async def _raise_counter(self, highest: int) -> None:
+        while True:
+            entry = await self._counter.get(COUNTER_KEY)
+            try:
+                if entry is None or entry.value is None:
+                    await self._counter.create(COUNTER_KEY, IncidentCounter(last=highest))
+                elif entry.value.last < highest:
+                    await self._counter.update(COUNTER_KEY, IncidentCounter(last=highest), entry.revision)
+                return
+            except KvConflict:
+                continue
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until `stop`: follows the bucket, recovers what a stopped process left once caught up, runs the timer."""
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self.follow(stop))
+            caught_up = asyncio.ensure_future(self.caught_up.wait())
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({caught_up, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            caught_up.cancel()
+            stopping.cancel()
+            if stop.is_set():
+                return
+            await self.recover()
+            tasks.create_task(self.run_deadlines(stop))
+
+    def view(self) -> dict[str, StoredIncident]:
+        return dict(self._view)
+
+
+def _valid_id(incident_id: str) -> bool:
+    return bool(incident_id) and all(c.isalnum() or c in "-_" for c in incident_id)
