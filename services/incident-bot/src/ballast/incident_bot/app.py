@@ -16,6 +16,7 @@ from ballast.incident_bot.endpoints import incident_endpoints
 from ballast.incident_bot.escalation import EscalationConfigError, load_escalation
 from ballast.incident_bot.metrics import IncidentMetrics
 from ballast.incident_bot.records import Claim, IncidentCounter, StoredIncident
+from ballast.incident_bot.slack.service import SlackSettings, wire_slack
 from ballast.incident_bot.store import IncidentStore
 from ballast.incident_bot.webhooks import WebhookCredentials, webhook_routes
 from ballast.runtime import PORTS, HttpsSettings, ServiceApp
@@ -23,13 +24,13 @@ from ballast.runtime import PORTS, HttpsSettings, ServiceApp
 NAME = "incident-bot"
 
 
-class IncidentBotSettings(HttpsSettings):
+class IncidentBotSettings(HttpsSettings, SlackSettings):
     http_port: int = Field(default=PORTS[NAME].health, ge=0, le=65535)
     https_port: int = Field(
         default=cast(int, PORTS[NAME].webhook),  # the bot's entry there has one
         ge=0,
         le=65535,
-        description="Alertmanager, PagerDuty and Falco webhooks; 0 picks a free port",
+        description="Alertmanager, PagerDuty, Falco and Slack webhooks; 0 picks a free port",
     )
     escalation_file: FilePath | None = Field(
         default=None, description="escalation policies (YAML or JSON); unset: the built-in default"
@@ -95,5 +96,7 @@ def build(settings: IncidentBotSettings) -> ServiceApp:
         password=settings.webhook_password,
         pagerduty_routing_key=settings.pagerduty_routing_key,
     )
-    app.https(webhook_routes(lambda: store.value, credentials))
+    # After the store: the Slack bot opens with the desk the store is.
+    slack = wire_slack(app, settings, lambda: store.value, cluster=settings.cluster)
+    app.https([*webhook_routes(lambda: store.value, credentials), *slack])
     return app
