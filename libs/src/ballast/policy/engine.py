@@ -202,16 +202,21 @@ class PolicyEngine:
         return await self.review(reviews)
 
     async def review(
-        self, reviews: Sequence[Review], *, inventories: Sequence[dict[str, Any]] | None = None
+        self,
+        reviews: Sequence[Review],
+        *,
+        inventories: Sequence[dict[str, Any]] | None = None,
+        expand: bool = True,
     ) -> list[list[Violation]]:
-        """The violations of each review, in order. `inventories` (one per review) stand in for `data.inventory`."""
+        """The violations of each review, in order. `inventories` (one per review) stand in for `data.inventory`.
+        `expand=False` judges the objects alone (an audit, which finds the pods a workload made in the cluster)."""
         verdicts: list[list[Violation]] = [[] for _ in reviews]
         all_reviews = list(reviews)
         review_inventories = list(inventories) if inventories is not None else None
         checks: list[_Check] = []
         for owner, review in enumerate(reviews):
             self._checks_for(owner, owner, review, None, checks, verdicts)
-            for expansion in self.expansions.values():
+            for expansion in self.expansions.values() if expand else ():
                 if review.object is None or not expansion.applies_to(review.object):
                     continue
                 try:
