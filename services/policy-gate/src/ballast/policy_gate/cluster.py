@@ -45,7 +45,10 @@ class Cluster:
         if key not in self._resources:
             group, _, version = api_version.rpartition("/")
             path = f"/apis/{api_version}" if group else f"/api/{version}"
-            body = await send_json(self.api, "GET", path)
+            try:
+                body = await send_json(self.api, "GET", path)
+            except NotFound:
+                raise LookupError(f"{api_version} is not served by the API server") from None
             for found in body.get("resources") or []:
                 if found.get("kind") == kind and "/" not in found.get("name", ""):
                     self._resources[key] = Resource(group, version, found["name"], kind, bool(found.get("namespaced")))

@@ -150,7 +150,9 @@ class Gate:
         return await self.cluster.previous_images(namespace, webapp) if self.cluster is not None else None
 
     async def freeze_at_admission(self, review: Review) -> FreezeVerdict:
-        """The error-budget policy on a WebApp created or updated through the API server."""
+        """The error-budget policy on a WebApp created or updated through the API server (a deletion is no deploy)."""
+        if review.request.get("operation") == "DELETE":
+            return FreezeVerdict()
         return await judge_webapp(self.freezes, review.object, review.old_object, self._previous_images)
 
     async def supervise(self, _: Bus, stop: asyncio.Event) -> None:

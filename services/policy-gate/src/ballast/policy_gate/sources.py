@@ -58,14 +58,15 @@ class ClusterPolicies:
         self.controller.watch(self.templates, own_key, generation_changed)
         self._kinds: dict[str, str] = {}  # template name -> the kind loaded for it
         self._watches: dict[str, _ConstraintWatch] = {}  # kind -> its constraints' informer
-        self._initial: set[str] | None = None  # the templates listed at start, not yet reconciled once
+        self._seen: set[str] = set()  # templates reconciled at least once (loaded or refused)
         self._tasks: asyncio.TaskGroup | None = None
 
     def readiness(self) -> str | None:
         if not self.templates.synced.is_set():
             return "ConstraintTemplates not listed yet"
-        if self._initial:
-            return f"ConstraintTemplates not loaded yet: {', '.join(sorted(self._initial))}"
+        pending = {name for _, name in self.templates.store} - self._seen
+        if pending:
+            return f"ConstraintTemplates not loaded yet: {', '.join(sorted(pending))}"
         waiting = [kind for kind, watch in self._watches.items() if not watch.informer.synced.is_set()]
         return f"constraints not listed yet: {', '.join(sorted(waiting))}" if waiting else None
 
@@ -74,8 +75,6 @@ class ClusterPolicies:
             self._tasks = tasks
             tasks.create_task(self.templates.run(stop))
             tasks.create_task(self.controller.run(stop))
-            await self.templates.synced.wait()
-            self._initial = {name for _, name in self.templates.store}
             await stop.wait()
             for watch in self._watches.values():
                 watch.stop.set()
@@ -85,8 +84,7 @@ class ClusterPolicies:
         try:
             return await self._sync(name)
         finally:
-            if self._initial is not None:
-                self._initial.discard(name)
+            self._seen.add(name)
 
     async def _sync(self, name: str) -> Result:
         obj = self.templates.store.get(("", name))

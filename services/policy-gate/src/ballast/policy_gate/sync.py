@@ -2,10 +2,11 @@
 lays them out (`cluster[apiVersion][kind][name]`, `namespace[ns][apiVersion][kind][name]`).
 
 The kinds come from Gatekeeper `Config` objects in the policy files (`spec.sync.syncOnly: [{group, version, kind}]`)
-and from `BALLAST_SYNC_KINDS` (`apiVersion/Kind`, comma-separated). Each is resolved by discovery and watched; changes
-are pushed to OPA as one document, at most every PUSH_INTERVAL (a burst of changes is one push). Until every kind
-is listed and pushed once, the gate is not ready: a referential policy judged on a half-filled inventory would allow
-what it should deny (a duplicate Ingress host, say).
+and from `BALLAST_SYNC_KINDS` (`apiVersion/Kind`, comma-separated). Each is resolved by discovery and watched; a kind
+the API server does not serve (the extensions/v1beta1 Ingress the library's sync.yaml still names) is skipped with a
+warning, as Gatekeeper skips it. Changes are pushed to OPA as one document, at most every PUSH_INTERVAL (a burst of
+changes is one push). Until every kind is listed and pushed once, the gate is not ready: a referential policy judged
+on a half-filled inventory would allow what it should deny (a duplicate Ingress host, say).
 """
 
 from __future__ import annotations
@@ -44,27 +45,26 @@ class Inventory:
         self._informers: list[Informer] = []
         self._dirty = asyncio.Event()
         self.pushed = asyncio.Event()
-        self.problem: str | None = None
 
     def readiness(self) -> str | None:
-        if self.problem is not None:
-            return self.problem
         return None if self.pushed.is_set() or not self.kinds else "inventory not synced yet"
 
     async def run(self, stop: asyncio.Event) -> None:
         if not self.kinds:
             return
-        while not stop.is_set():
+        resources = []
+        pending = list(self.kinds)
+        while pending and not stop.is_set():
+            api_version, kind = pending[0]
             try:
-                resources = [await self._cluster.resource(v, k) for v, k in self.kinds]
-                break
-            except Exception as exc:  # a kind not served (yet: its CRD may come) keeps the gate unready, saying so
-                self.problem = f"sync kinds not resolved: {exc}"
-                log.warning("%s; retrying", self.problem)
-                await pause(stop, 5.0)
-        else:
-            return
-        self.problem = None
+                resources.append(await self._cluster.resource(api_version, kind))
+            except LookupError as exc:  # as Gatekeeper: a kind the API server does not serve is not synced
+                log.warning("not synced: %s", exc)
+            except Exception as exc:  # the API server away: discovery is asked again
+                log.warning("discovery of %s/%s failed (%s); retrying", api_version, kind, exc)
+                await pause(stop, 2.0)
+                continue
+            pending.pop(0)
         self._informers = [Informer(self._cluster.api, r) for r in resources]
         for informer in self._informers:
             informer.subscribe(lambda *_: self._dirty.set())
