@@ -31,6 +31,7 @@ from ballast.bus import Bus
 from ballast.events.catalogue import PLATFORM_EVENTS
 from ballast.events.contracts.policy import ERROR_BUDGET_FREEZE, EnforcementAction
 from ballast.events.contracts.slo import BudgetExhausted, BudgetRecovered, SloEvent, SloRef, slo_subject
+from ballast.kube.pacing import pause
 from ballast.policy import Constraint, Match, Violation
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,16 @@ class FreezeBook:
         return [f for f in self._freezes.values() if f.slo.namespace == namespace and f.slo.service in (name, service)]
 
     async def follow(self, bus: Bus, cluster: str, stop: asyncio.Event) -> None:
-        """Replays the stored transitions (then `caught_up` is set) and follows new ones until `stop`."""
+        """Replays the stored transitions (then `caught_up` is set) and follows new ones until `stop`; a read that
+        fails (NATS away at start) is started again: replaying what is known changes nothing."""
+        while not stop.is_set():
+            try:
+                await self._replay_and_follow(bus, cluster, stop)
+            except Exception:
+                log.exception("reading evt.slo failed; reading again")
+                await pause(stop, 1.0)
+
+    async def _replay_and_follow(self, bus: Bus, cluster: str, stop: asyncio.Event) -> None:
         subjects = [slo_subject(cluster, "*", e) for e in (SloEvent.BUDGET_EXHAUSTED, SloEvent.BUDGET_RECOVERED)]
         info = await bus.js.stream_info(PLATFORM_EVENTS.name)
         last = info.state.last_seq
