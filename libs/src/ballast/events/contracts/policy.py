@@ -92,8 +92,8 @@ class ConstraintResult(Payload):
 class PolicyDecision(Payload):
     """What the gate decided about one object, with why and how fast.
 
-    Event id: `<source>:<request_uid>:<kind>/<namespace>/<name>`; a repeated identical bus check has the same
-    request_uid, so it is logged once.
+    Event id: `<source>:<request_uid>:<kind>/<namespace>/<name>:<decision>`; a repeated identical bus check with the
+    same verdict is logged once, and one whose verdict changed (a freeze began or ended) is logged again.
     """
 
     cluster: str = Field(description="the cluster's name")

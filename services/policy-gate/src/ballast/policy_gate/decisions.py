@@ -98,7 +98,7 @@ class DecisionLog:
             self.source,
             payload,
             subject=f"{obj.kind}/{where}",
-            event_id=f"{source}:{request_uid}:{obj.kind}/{obj.namespace or ''}/{obj.name}",
+            event_id=f"{source}:{request_uid}:{obj.kind}/{obj.namespace or ''}/{obj.name}:{payload.decision}",
         )
         return policy_subject(self.cluster, obj.namespace, decision_event(payload.decision)), event
 

@@ -90,7 +90,9 @@ class FreezeBook:
             self._freezes[key] = Freeze(
                 transition.slo, transition.at, transition.budget_remaining, transition.threshold
             )
-            log.warning("error budget freeze", extra={"slo": f"{key[0]}/{key[1]}", "service": transition.slo.service})
+            log.warning(
+                "error budget freeze", extra={"slo": f"{key[0]}/{key[1]}", "slo_service": transition.slo.service}
+            )
         elif self._freezes.pop(key, None) is not None:
             log.info("error budget freeze lifted", extra={"slo": f"{key[0]}/{key[1]}"})
 
