@@ -6,9 +6,11 @@ ran).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from ballast.kube import Informer, KubeApi, NotFound
+from ballast.kube.informer import strip_managed_fields
 from ballast.kube.resource import DEPLOYMENT, NAMESPACE, WEBAPP, Resource
 from ballast.kube.rest import send_json
 
@@ -20,17 +22,22 @@ INSTANCE_LABEL = "app.kubernetes.io/instance"
 LOOKUP_TIMEOUT = 1.0  # seconds; a lookup on the admission path must leave the webhook's 2 s room to answer
 
 
-def keep_metadata(obj: dict[str, Any]) -> dict[str, Any]:
-    """Of a Namespace, what match reads (its name and labels) and what `namespaceObject` shows."""
-    metadata = obj.get("metadata") or {}
-    metadata.pop("managedFields", None)
-    return obj
+def typed(resource: Resource) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """An informer transform: a list's items carry no apiVersion and kind (watch events do); policies and the
+    inventory's layout read them, so they are put back. managedFields go, as in every cache."""
+
+    def transform(obj: dict[str, Any]) -> dict[str, Any]:
+        obj.setdefault("apiVersion", resource.api_version)
+        obj.setdefault("kind", resource.kind)
+        return strip_managed_fields(obj)
+
+    return transform
 
 
 class Cluster:
     def __init__(self, api: KubeApi) -> None:
         self.api = api
-        self.namespaces = Informer(api, NAMESPACE, transform=keep_metadata)
+        self.namespaces = Informer(api, NAMESPACE, transform=typed(NAMESPACE))
         self._resources: dict[tuple[str, str], Resource] = {}
 
     def namespace(self, name: str | None) -> dict[str, Any] | None:

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from ballast.kube import Informer
 from ballast.kube.pacing import pause, until_any
 from ballast.policy import PolicyEngine
-from ballast.policy_gate.cluster import Cluster
+from ballast.policy_gate.cluster import Cluster, typed
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class Inventory:
                 await pause(stop, 2.0)
                 continue
             pending.pop(0)
-        self._informers = [Informer(self._cluster.api, r) for r in resources]
+        self._informers = [Informer(self._cluster.api, r, transform=typed(r)) for r in resources]
         for informer in self._informers:
             informer.subscribe(lambda *_: self._dirty.set())
         async with asyncio.TaskGroup() as tasks:
