@@ -75,5 +75,9 @@ bench-arrival: dev tools ## N (or DEPLOYMENTS) Deployments+Services (500) at onc
 bench-cluster: dev tools ## control plane start-up, 10-replica deployment readiness, memory
 	$(RUN)/python tests/bench/bench_cluster.py
 
+.PHONY: bench-policy
+bench-policy: dev tools ## N (or 2000) policy-gate decisions on the bus and at admission vs the same queries to raw OPA
+	$(RUN)/python tests/bench/bench_policy.py --decisions $(if $(filter command line,$(origin N)),$(N),2000)
+
 clean: ## remove the environment, tox envs and local state (not the tool cache)
 	rm -rf $(VENV) .tox .ballast .mypy_cache .ruff_cache .pytest_cache

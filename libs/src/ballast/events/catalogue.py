@@ -142,7 +142,12 @@ CHAOS_RUNS = BucketSpec(
     history=5,
     max_age=timedelta(days=30),
 )
-BUCKETS: tuple[BucketSpec, ...] = (SLO_BUDGETS, INCIDENTS, CHAOS_RUNS)
+POLICY_GATE = BucketSpec(
+    name="policy-gate",
+    description="When a policy-gate was last alive, per cluster: a gate coming back audits what was admitted "
+    "while none was.",
+)
+BUCKETS: tuple[BucketSpec, ...] = (SLO_BUDGETS, INCIDENTS, CHAOS_RUNS, POLICY_GATE)
 
 
 # --- event types, commands, endpoints -------------------------------------------------------------------------------

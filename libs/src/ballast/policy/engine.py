@@ -202,16 +202,44 @@ class PolicyEngine:
         return await self.review(reviews)
 
     async def review(
-        self, reviews: Sequence[Review], *, inventories: Sequence[dict[str, Any]] | None = None
+        self,
+        reviews: Sequence[Review],
+        *,
+        inventories: Sequence[dict[str, Any]] | None = None,
+        expand: bool = True,
     ) -> list[list[Violation]]:
-        """The violations of each review, in order. `inventories` (one per review) stand in for `data.inventory`."""
+        """The violations of each review, in order. `inventories` (one per review) stand in for `data.inventory`.
+        `expand=False` judges the objects alone (an audit, which finds the pods a workload made in the cluster)."""
         verdicts: list[list[Violation]] = [[] for _ in reviews]
+        all_reviews, review_inventories, checks = self._plan(reviews, inventories, expand, verdicts)
+        if checks:
+            for check, result in zip(checks, await self._run(checks, all_reviews, review_inventories), strict=True):
+                for found in result:
+                    verdicts[check.owner].append(_violation(check, found))
+        return verdicts
+
+    def prepared_query(self, reviews: Sequence[Review]) -> tuple[str, dict[str, Any]] | None:
+        """The query and input `review` sends OPA for these reviews in one call (None when no constraint matches):
+        what a benchmark sends OPA straight to compare with the gate's own path."""
+        verdicts: list[list[Violation]] = [[] for _ in reviews]
+        all_reviews, _, checks = self._plan(reviews, None, True, verdicts)
+        return (_QUERY, self._body(checks, all_reviews, None)) if checks else None
+
+    def _plan(
+        self,
+        reviews: Sequence[Review],
+        inventories: Sequence[dict[str, Any]] | None,
+        expand: bool,
+        verdicts: list[list[Violation]],
+    ) -> tuple[list[Review], list[dict[str, Any]] | None, list[_Check]]:
+        """The reviews with the resources their workloads generate, their inventories, and the (review, matching
+        constraint) checks; a match that cannot be decided goes to `verdicts` as a violation."""
         all_reviews = list(reviews)
         review_inventories = list(inventories) if inventories is not None else None
         checks: list[_Check] = []
         for owner, review in enumerate(reviews):
             self._checks_for(owner, owner, review, None, checks, verdicts)
-            for expansion in self.expansions.values():
+            for expansion in self.expansions.values() if expand else ():
                 if review.object is None or not expansion.applies_to(review.object):
                     continue
                 try:
@@ -230,11 +258,7 @@ class PolicyEngine:
                 if review_inventories is not None:
                     review_inventories.append(review_inventories[owner])
                 self._checks_for(len(all_reviews) - 1, owner, all_reviews[-1], expansion, checks, verdicts)
-        if checks:
-            for check, result in zip(checks, await self._run(checks, all_reviews, review_inventories), strict=True):
-                for found in result:
-                    verdicts[check.owner].append(_violation(check, found))
-        return verdicts
+        return all_reviews, review_inventories, checks
 
     def _checks_for(
         self,
@@ -278,6 +302,16 @@ class PolicyEngine:
     async def _query(
         self, checks: list[_Check], reviews: list[Review], inventories: list[dict[str, Any]] | None
     ) -> list[list[dict[str, Any]]]:
+        body = self._body(checks, reviews, inventories)
+        bindings = await self.client.query(_QUERY if inventories is None else _QUERY_WITH_INVENTORY, body)
+        results: list[list[dict[str, Any]]] = [[] for _ in checks]
+        for index, found in bindings[0]["violations"] if bindings else []:
+            if isinstance(found, dict) and "msg" in found:  # Gatekeeper's hook drops results without a msg
+                results[index].append(found)
+        return results
+
+    @staticmethod
+    def _body(checks: list[_Check], reviews: list[Review], inventories: list[dict[str, Any]] | None) -> dict[str, Any]:
         used = sorted({c.review for c in checks})
         position = {r: i for i, r in enumerate(used)}
         body: dict[str, Any] = {
@@ -289,12 +323,7 @@ class PolicyEngine:
         }
         if inventories is not None:
             body["inventories"] = [inventories[r] for r in used]
-        bindings = await self.client.query(_QUERY if inventories is None else _QUERY_WITH_INVENTORY, body)
-        results: list[list[dict[str, Any]]] = [[] for _ in checks]
-        for index, found in bindings[0]["violations"] if bindings else []:
-            if isinstance(found, dict) and "msg" in found:  # Gatekeeper's hook drops results without a msg
-                results[index].append(found)
-        return results
+        return body
 
 
 def _rule_name(head: dict[str, Any]) -> str:

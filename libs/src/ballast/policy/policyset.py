@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ballast.policy.constraints import API_GROUP as CONSTRAINTS_GROUP
 from ballast.policy.constraints import Constraint, ConstraintError
@@ -15,6 +16,20 @@ from ballast.policy.expansion import ExpansionError, ExpansionTemplate
 from ballast.policy.templates import ConstraintTemplate, TemplateError
 
 SUFFIXES = (".yaml", ".yml", ".json")
+CONFIG_GROUP = "config.gatekeeper.sh"
+
+
+def sync_only(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """The kinds Gatekeeper's `Config` syncs into `data.inventory` (`spec.sync.syncOnly`), as (apiVersion, kind)."""
+    entries = (((config.get("spec") or {}).get("sync") or {}).get("syncOnly")) or []
+    kinds = []
+    for index, entry in enumerate(entries):
+        version, kind = (entry or {}).get("version"), (entry or {}).get("kind")
+        if not version or not kind:
+            raise DocumentError(f"Config spec.sync.syncOnly[{index}] needs a version and a kind")
+        group = (entry or {}).get("group") or ""
+        kinds.append((f"{group}/{version}" if group else str(version), str(kind)))
+    return kinds
 
 
 @dataclass
@@ -22,6 +37,7 @@ class PolicySet:
     templates: list[ConstraintTemplate] = field(default_factory=list)
     constraints: list[Constraint] = field(default_factory=list)
     expansions: list[ExpansionTemplate] = field(default_factory=list)
+    sync: list[tuple[str, str]] = field(default_factory=list)  # (apiVersion, kind) a Config's syncOnly names
     problems: list[str] = field(default_factory=list)  # what could not be read or loaded, one line each
 
 
@@ -54,12 +70,14 @@ def read_policies(paths: Iterable[Path]) -> PolicySet:
                     policies.templates.append(ConstraintTemplate.from_manifest(document))
                 elif kind == "ExpansionTemplate":
                     policies.expansions.append(ExpansionTemplate.from_manifest(document))
+                elif kind == "Config" and group == CONFIG_GROUP:
+                    policies.sync.extend(sync_only(document))
                 elif group == CONSTRAINTS_GROUP:
                     policies.constraints.append(Constraint.from_manifest(document))
                 else:
                     raise DocumentError(
                         f"{document.get('apiVersion')} {kind} is not a ConstraintTemplate, "
-                        "constraint or ExpansionTemplate"
+                        "constraint, ExpansionTemplate or Config"
                     )
             except (DocumentError, TemplateError, ConstraintError, ExpansionError) as exc:
                 policies.problems.append(f"{path}: {exc}")

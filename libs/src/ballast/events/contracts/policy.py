@@ -22,6 +22,7 @@ from ballast.events.contracts.common import (
 from ballast.events.registry import EndpointSpec, EventSpec
 
 AREA = "policy"
+ERROR_BUDGET_FREEZE = "ErrorBudgetFreeze"  # the constraint kind of a change refused by an exhausted error budget
 
 
 class EnforcementAction(enum.StrEnum):
@@ -91,8 +92,8 @@ class ConstraintResult(Payload):
 class PolicyDecision(Payload):
     """What the gate decided about one object, with why and how fast.
 
-    Event id: `<source>:<request_uid>:<kind>/<namespace>/<name>`; a repeated identical bus check has the same
-    request_uid, so it is logged once.
+    Event id: `<source>:<request_uid>:<kind>/<namespace>/<name>:<decision>`; a repeated identical bus check with the
+    same verdict is logged once, and one whose verdict changed (a freeze began or ended) is logged again.
     """
 
     cluster: str = Field(description="the cluster's name")
@@ -115,8 +116,10 @@ class PolicyDecision(Payload):
 
     @model_validator(mode="after")
     def _decision_follows_constraints(self) -> Self:
+        # A hotfix overrides the error-budget freeze only, never another policy's denial.
         actions = {c.enforcement_action for c in self.constraints}
-        if EnforcementAction.DENY in actions and self.override_reason is None:
+        denials = [c for c in self.constraints if c.enforcement_action is EnforcementAction.DENY]
+        if any(c.kind != ERROR_BUDGET_FREEZE or self.override_reason is None for c in denials):
             expected = Decision.DENIED
         elif EnforcementAction.WARN in actions:
             expected = Decision.WARNED

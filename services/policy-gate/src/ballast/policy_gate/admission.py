@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 from aiohttp import web
@@ -20,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ballast.events.contracts.common import ManifestRef
 from ballast.events.contracts.policy import DecisionSource, EnforcementAction, Operation
 from ballast.policy import OpaError, ReviewError, Violation, review_admission_request
-from ballast.policy_gate.gate import Gate
+from ballast.policy_gate.gate import Gate, Judgement
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +82,16 @@ def subject_ref(request: AdmissionRequest, subject: dict[str, Any]) -> ManifestR
     return ManifestRef(api_version=api_version, kind=kind, namespace=request.namespace or None, name=str(name))
 
 
-def admission_response(uid: str, violations: Sequence[Violation]) -> dict[str, Any]:
+def admission_response(uid: str, judgement: Judgement) -> dict[str, Any]:
     def worded(v: Violation) -> str:
         return f"[{v.constraint.name}] {v.message}"
 
-    denials = [worded(v) for v in violations if v.enforcement_action is EnforcementAction.DENY]
-    warnings = [worded(v) for v in violations if v.enforcement_action is EnforcementAction.WARN]
+    denials = [worded(v) for v in judgement.denials]
+    warnings = [worded(v) for v in judgement.violations if v.enforcement_action is EnforcementAction.WARN]
+    warnings += [
+        f"[{v.constraint.name}] admitted as a hotfix ({judgement.override_reason}) despite: {v.message}"
+        for v in judgement.overridden
+    ]
     response: dict[str, Any] = {"uid": uid, "allowed": not denials}
     if denials:
         response["status"] = {"code": 403, "reason": "Forbidden", "message": "\n".join(denials)}
@@ -99,25 +104,30 @@ def admission_routes(gate: Callable[[], Gate]) -> list[web.RouteDef]:
     """The webhook's routes; `gate` gives the open gate (the HTTPS server starts after it has opened)."""
 
     async def validate(http: web.Request) -> web.Response:
+        started = time.perf_counter()
+        the_gate = gate()
         try:
             review, raw = parse_review(await http.read())
-            judged = review_admission_request(raw)
+            judged = review_admission_request(raw, namespace=the_gate.namespace(review.request.namespace))
             ref = subject_ref(review.request, judged.subject)
         except (MalformedReview, ReviewError) as exc:
             raise web.HTTPBadRequest(text=f"malformed AdmissionReview: {exc}") from exc
         request = review.request
         try:
-            (violations,) = await gate().judge(
+            freeze = await the_gate.freeze_at_admission(judged)
+            (judgement,) = await the_gate.judge(
                 [judged],
                 [ref],
                 source=DecisionSource.ADMISSION,
                 request_uid=request.uid,
                 operation=Operation(request.operation.lower()),
                 requested_by=request.user_info.username,
+                freezes=[freeze],
+                started=started,
             )
         except OpaError as exc:
             log.warning("admission review %s not judged: %s", request.uid, exc)
             raise web.HTTPServiceUnavailable(text=f"the policy engine is unavailable: {exc}") from exc
-        return web.json_response(admission_response(request.uid, violations))
+        return web.json_response(admission_response(request.uid, judgement))
 
     return [web.post(VALIDATE_PATH, validate)]

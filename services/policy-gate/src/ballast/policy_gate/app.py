@@ -1,15 +1,27 @@
-"""Wiring of the policy-gate service: its settings, the bus check and the admission webhook it serves."""
+"""Wiring of the policy-gate service: its settings, the bus check, the admission webhook, the error-budget state and,
+with the cluster watched, Namespaces, ConstraintTemplates and constraints, the sync inventory and the audit."""
 
 from __future__ import annotations
 
-from typing import Any, Self, cast
+import asyncio
+from typing import Annotated, Any, Self, cast
 
-from pydantic import DirectoryPath, Field, FilePath, model_validator
+from pydantic import DirectoryPath, Field, FilePath, field_validator, model_validator
+from pydantic_settings import NoDecode
 
 from ballast.bus import Bus
+from ballast.events.catalogue import POLICY_GATE
 from ballast.events.contracts.policy import POLICY_CHECK, PolicyCheckRequest
+from ballast.kube import ControllerMetrics
+from ballast.kube.client import api_client
+from ballast.kube.leader import LeaderElector, default_identity
+from ballast.kube.pacing import pause
 from ballast.policy_gate.admission import admission_routes
+from ballast.policy_gate.audit import Alive, Auditor, Heartbeat
+from ballast.policy_gate.cluster import Cluster
 from ballast.policy_gate.gate import Gate
+from ballast.policy_gate.sources import ClusterPolicies
+from ballast.policy_gate.sync import Inventory, parse_sync_kinds
 from ballast.runtime import PORTS, HttpsSettings, ServiceApp
 
 NAME = "policy-gate"
@@ -26,18 +38,84 @@ class PolicyGateSettings(HttpsSettings):
     opa_binary: FilePath | None = Field(default=None, description="the opa the gate runs itself on 127.0.0.1")
     opa_url: str | None = Field(default=None, pattern=r"^https?://", description="an OPA run beside the gate")
     policy_dir: DirectoryPath | None = Field(
-        default=None, description="ConstraintTemplates, constraints and ExpansionTemplates (YAML/JSON, recursively)"
+        default=None,
+        description="ConstraintTemplates, constraints, ExpansionTemplates and Gatekeeper Configs (YAML/JSON)",
     )
+    watch_cluster: bool = Field(
+        default=False,
+        description="read Namespaces, ConstraintTemplates, constraints and sync kinds from the cluster, and audit it",
+    )
+    kubeconfig: str | None = Field(default=None, description="path; unset: KUBECONFIG, then in-cluster config")
+    sync_kinds: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="comma-separated apiVersion/Kind kept in data.inventory, e.g. networking.k8s.io/v1/Ingress",
+    )
+    audit_interval: float = Field(default=60.0, ge=0, description="seconds between audits; 0: no periodic audit")
+    audit_chunk_size: int = Field(default=500, ge=1, le=10000, description="objects per list request")
+    constraint_violations_limit: int = Field(default=20, ge=0, le=500, description="violations kept per constraint")
+    lease_namespace: str = "kube-system"
+    lease_name: str = "ballast-policy-gate-audit"
+    identity: str = Field(default_factory=default_identity)
+
+    @field_validator("sync_kinds", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return tuple(k.strip() for k in value.split(",") if k.strip()) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _one_opa(self) -> Self:
         if (self.opa_binary is None) == (self.opa_url is None):
             raise ValueError("set exactly one of BALLAST_OPA_BINARY (run OPA here) and BALLAST_OPA_URL (use that OPA)")
+        parse_sync_kinds(self.sync_kinds)  # a malformed entry stops start-up naming it
+        if self.sync_kinds and not self.watch_cluster:
+            raise ValueError("BALLAST_SYNC_KINDS needs BALLAST_WATCH_CLUSTER=true")
         return self
+
+
+class ClusterParts:
+    """What the gate runs against the cluster, made once the gate is open (they feed its engine)."""
+
+    def __init__(self, settings: PolicyGateSettings, gate: Gate, metrics: ControllerMetrics) -> None:
+        assert gate.cluster is not None
+        self.cluster = gate.cluster
+        self.policies = ClusterPolicies(gate.cluster.api, gate.engine, metrics, settings.identity)
+        self.inventory = Inventory(
+            gate.cluster, gate.engine, [*parse_sync_kinds(settings.sync_kinds), *gate.sync_kinds]
+        )
+        self.auditor = Auditor(
+            gate.cluster,
+            gate.engine,
+            gate.decisions.publisher,
+            settings.cluster,
+            chunk_size=settings.audit_chunk_size,
+            violations_limit=settings.constraint_violations_limit,
+        )
+
+    def readiness(self) -> str | None:
+        if not self.cluster.namespaces.synced.is_set():
+            return "Namespaces not listed yet"
+        return self.policies.readiness() or self.inventory.readiness()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self.cluster.namespaces.run(stop))
+            tasks.create_task(self.policies.run(stop))
+            tasks.create_task(self.inventory.run(stop))
 
 
 def build(settings: PolicyGateSettings) -> ServiceApp:
     app = ServiceApp(NAME, settings)
+    controller_metrics = ControllerMetrics(app.registry)
+    api = None
+    if settings.watch_cluster:
+
+        async def open_api(_: Bus) -> Any:
+            return await api_client(settings.kubeconfig)
+
+        async def close_api(client: Any) -> None:
+            await client.close()
+
+        api = app.lifespan("kubernetes", open_api, close_api)
 
     async def open_gate(bus: Bus) -> Gate:
         return await Gate.open(
@@ -47,6 +125,7 @@ def build(settings: PolicyGateSettings) -> ServiceApp:
             opa_url=settings.opa_url,
             policy_dir=settings.policy_dir,
             wait=settings.connect_wait,
+            cluster_view=Cluster(api.value) if api is not None else None,
         )
 
     gate = app.lifespan("gate", open_gate, Gate.close)
@@ -58,4 +137,33 @@ def build(settings: PolicyGateSettings) -> ServiceApp:
     app.serve(POLICY_CHECK, check)
     app.https(admission_routes(lambda: gate.value))
     app.background(lambda bus, stop: gate.value.supervise(bus, stop))
+    app.background(lambda bus, stop: gate.value.freezes.follow(bus, settings.cluster, stop))
+    if api is None:
+        return app
+
+    async def open_parts(_: Bus) -> ClusterParts:
+        return ClusterParts(settings, gate.value, controller_metrics)
+
+    async def open_heartbeat(bus: Bus) -> Heartbeat:
+        return Heartbeat(await bus.kv(POLICY_GATE, Alive), settings.cluster, settings.identity)
+
+    parts = app.lifespan("cluster", open_parts)
+    heartbeat = app.lifespan("heartbeat", open_heartbeat)
+    app.readiness("cluster", lambda: parts.value.readiness() if parts.is_open else None)
+    app.background(lambda _, stop: parts.value.run(stop))
+    app.background(lambda _, stop: heartbeat.value.run(stop))
+
+    def election() -> LeaderElector:
+        return LeaderElector(
+            api.value, namespace=settings.lease_namespace, name=settings.lease_name, identity=settings.identity
+        )
+
+    async def audit(_: Bus, lost: asyncio.Event) -> None:
+        while parts.value.readiness() is not None:  # an audit before the constraints are loaded would find nothing
+            await pause(lost, 0.2)
+            if lost.is_set():
+                return
+        await parts.value.auditor.run(lost, interval=settings.audit_interval, heartbeat=heartbeat.value)
+
+    app.lead(election, audit)
     return app

@@ -17,6 +17,7 @@ from ballast.bus.publisher import Publisher
 from ballast.events import Envelope, new_event
 from ballast.events.contracts.common import ManifestRef
 from ballast.events.contracts.policy import (
+    ERROR_BUDGET_FREEZE,
     ConstraintResult,
     Decision,
     DecisionSource,
@@ -32,9 +33,14 @@ from ballast.policy import Violation
 log = logging.getLogger(__name__)
 
 
-def verdict(violations: Sequence[Violation]) -> Decision:
+def verdict(violations: Sequence[Violation], override_reason: str | None = None) -> Decision:
+    """As `PolicyDecision` requires: a hotfix reason overrides error-budget freezes, never another denial."""
     actions = {v.enforcement_action for v in violations}
-    if EnforcementAction.DENY in actions:
+    if any(
+        v.enforcement_action is EnforcementAction.DENY
+        and (v.constraint.kind != ERROR_BUDGET_FREEZE or override_reason is None)
+        for v in violations
+    ):
         return Decision.DENIED
     if EnforcementAction.WARN in actions:
         return Decision.WARNED
@@ -57,7 +63,7 @@ class DecisionLog:
     def __init__(self, publisher: Publisher, cluster: str) -> None:
         self.cluster = cluster
         self.source = f"/clusters/{cluster}/policy-gate"
-        self._publisher = publisher
+        self.publisher = publisher
         self._publishing: set[asyncio.Task[None]] = set()
 
     def decision(
@@ -70,6 +76,7 @@ class DecisionLog:
         requested_by: str,
         violations: Sequence[Violation],
         latency_ms: float,
+        override_reason: str | None = None,
     ) -> tuple[str, Envelope[BaseModel]]:
         """The event of one object's verdict and its subject."""
         payload = PolicyDecision(
@@ -79,8 +86,9 @@ class DecisionLog:
             operation=operation,
             object=obj,
             requested_by=requested_by,
-            decision=verdict(violations),
+            decision=verdict(violations, override_reason),
             constraints=constraint_results(violations),
+            override_reason=override_reason,
             latency_ms=latency_ms,
             at=_now(),
         )
@@ -90,7 +98,7 @@ class DecisionLog:
             self.source,
             payload,
             subject=f"{obj.kind}/{where}",
-            event_id=f"{source}:{request_uid}:{obj.kind}/{obj.namespace or ''}/{obj.name}",
+            event_id=f"{source}:{request_uid}:{obj.kind}/{obj.namespace or ''}/{obj.name}:{payload.decision}",
         )
         return policy_subject(self.cluster, obj.namespace, decision_event(payload.decision)), event
 
@@ -101,7 +109,7 @@ class DecisionLog:
 
     async def _publish(self, events: list[tuple[str, Envelope[BaseModel]]]) -> None:
         try:
-            await self._publisher.publish_all(events)
+            await self.publisher.publish_all(events)
         except Exception:  # the verdict was given; a lost log entry must not become a failed check
             log.exception("decision log: %d decisions not published", len(events))
 

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,16 +41,60 @@ from ballast.policy import (
     review_admission_request,
     review_object,
 )
+from ballast.policy_gate.cluster import Cluster
 from ballast.policy_gate.decisions import DecisionLog
+from ballast.policy_gate.freeze import (
+    FREEZE_KIND,
+    FreezeBook,
+    FreezeVerdict,
+    containers_run,
+    judge_change,
+    judge_webapp,
+    rendered_deployments,
+)
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Judgement:
+    """One object's verdict: what it violates, and the hotfix reason that overrode an error-budget freeze, if any."""
+
+    violations: list[Violation] = field(default_factory=list)
+    override_reason: str | None = None
+
+    @property
+    def denials(self) -> list[Violation]:
+        """The violations that refuse it (a freeze a hotfix overrode does not)."""
+        return [
+            v
+            for v in self.violations
+            if v.enforcement_action is EnforcementAction.DENY
+            and not (self.override_reason is not None and v.constraint.kind == FREEZE_KIND)
+        ]
+
+    @property
+    def overridden(self) -> list[Violation]:
+        if self.override_reason is None:
+            return []
+        return [v for v in self.violations if v.constraint.kind == FREEZE_KIND]
+
+
 class Gate:
-    def __init__(self, engine: PolicyEngine, decisions: DecisionLog, opa: ManagedOpa | None) -> None:
+    def __init__(
+        self,
+        engine: PolicyEngine,
+        decisions: DecisionLog,
+        opa: ManagedOpa | None,
+        freezes: FreezeBook | None = None,
+        cluster: Cluster | None = None,
+    ) -> None:
         self.engine = engine
         self.decisions = decisions
         self.opa = opa
+        self.freezes = freezes or FreezeBook()
+        self.cluster = cluster
+        self.sync_kinds: list[tuple[str, str]] = []  # what the policy files' Gatekeeper Configs sync
         self._external_problem: str | None = None
 
     @classmethod
@@ -62,6 +107,7 @@ class Gate:
         opa_url: str | None,
         policy_dir: Path | None,
         wait: float,
+        cluster_view: Cluster | None = None,
     ) -> Gate:
         decisions = DecisionLog(bus.publisher, cluster)
         if opa_binary is not None:
@@ -74,9 +120,10 @@ class Gate:
             engine = PolicyEngine(OpaClient(opa_url), WORKLOAD_EXPANSIONS)
             await _wait_healthy(engine.client, wait)
             await engine.restore(engine.client)
-        gate = cls(engine, decisions, opa)
+        gate = cls(engine, decisions, opa, FreezeBook(), cluster_view)
         if policy_dir is not None:
             policies = read_policies([policy_dir])
+            gate.sync_kinds = list(policies.sync)
             for problem in await load_policies(engine, policies):
                 log.error("policy refused: %s", problem)
             log.info(
@@ -92,7 +139,21 @@ class Gate:
     def readiness(self) -> str | None:
         if self.opa is not None and not self.opa.ready:
             return "opa restarting"
+        if not self.freezes.caught_up.is_set():
+            return "error budget state not read yet"
         return self._external_problem
+
+    def namespace(self, name: str | None) -> dict[str, Any] | None:
+        return self.cluster.namespace(name) if self.cluster is not None else None
+
+    async def _previous_images(self, namespace: str, webapp: str) -> set[str] | None:
+        return await self.cluster.previous_images(namespace, webapp) if self.cluster is not None else None
+
+    async def freeze_at_admission(self, review: Review) -> FreezeVerdict:
+        """The error-budget policy on a WebApp created or updated through the API server (a deletion is no deploy)."""
+        if review.request.get("operation") == "DELETE":
+            return FreezeVerdict()
+        return await judge_webapp(self.freezes, review.object, review.old_object, self._previous_images)
 
     async def supervise(self, _: Bus, stop: asyncio.Event) -> None:
         if self.opa is not None:
@@ -128,12 +189,19 @@ class Gate:
         request_uid: str,
         operation: Operation,
         requested_by: str,
-    ) -> list[list[Violation]]:
+        freezes: Sequence[FreezeVerdict] | None = None,
+        started: float | None = None,
+    ) -> list[Judgement]:
         """The one evaluation path of the bus check and the admission webhook: each review's violations (workloads
-        also judged as the pods they create), each object's verdict in the decision log. Raises `OpaError` when the
-        engine cannot answer: the caller's failure policy decides then."""
-        started = time.perf_counter()
-        verdicts = await self.engine.review(reviews)
+        also judged as the pods they create) with the error-budget policy's verdict (`freezes`, one per review),
+        each object's verdict in the decision log. Raises `OpaError` when the engine cannot answer: the caller's
+        failure policy decides then."""
+        started = time.perf_counter() if started is None else started
+        found = await self.engine.review(reviews)
+        verdicts = [
+            Judgement([*violations, *freeze.violations], freeze.override_reason)
+            for violations, freeze in zip(found, freezes or [FreezeVerdict()] * len(found), strict=True)
+        ]
         latency_ms = (time.perf_counter() - started) * 1000
         self.decisions.record(
             [
@@ -143,18 +211,29 @@ class Gate:
                     operation=operation,
                     obj=ref,
                     requested_by=requested_by,
-                    violations=violations,
+                    violations=judgement.violations,
+                    override_reason=judgement.override_reason,
                     latency_ms=latency_ms,
                 )
-                for ref, violations in zip(refs, verdicts, strict=True)
+                for ref, judgement in zip(refs, verdicts, strict=True)
             ]
         )
         return verdicts
 
     async def check(self, request: PolicyCheckRequest) -> PolicyCheckResponse:
-        """`svc.policy.check`: each manifest judged; denied if any violation's action is deny."""
+        """`svc.policy.check`: each manifest judged; denied if any violation's action is deny (an error-budget freeze
+        overridden by a hotfix aside)."""
+        started = time.perf_counter()
         refs = [_manifest_ref(index, m) for index, m in enumerate(request.manifests)]
-        reviews = [_review(request.operation, m) for m in request.manifests]
+        reviews = [
+            _review(request.operation, m, self.namespace((m.get("metadata") or {}).get("namespace") or None))
+            for m in request.manifests
+        ]
+        try:
+            freezes = await self.freeze_on_bus(request)
+        except Exception as exc:  # a lookup the freeze needs failed: the caller's failure policy decides
+            log.warning("error-budget policy not judged: %s", exc)
+            raise EndpointError(503, f"the error-budget policy could not be judged: {exc}") from exc
         try:
             verdicts = await self.judge(
                 reviews,
@@ -163,6 +242,8 @@ class Gate:
                 request_uid=hashlib.sha256(request.model_dump_json().encode()).hexdigest(),
                 operation=request.operation,
                 requested_by=request.requested_by,
+                freezes=freezes,
+                started=started,
             )
         except OpaError as exc:  # unreachable, or refusing what it was asked: the caller's failure policy decides
             raise EndpointError(503, f"the policy engine is unavailable: {exc}") from exc
@@ -173,11 +254,51 @@ class Gate:
                 message=v.message,
                 enforcement_action=v.enforcement_action,
             )
-            for ref, violations in zip(refs, verdicts, strict=True)
-            for v in violations
+            for ref, judgement in zip(refs, verdicts, strict=True)
+            for v in judgement.violations
         ]
-        allowed = all(v.enforcement_action is not EnforcementAction.DENY for v in found)
-        return PolicyCheckResponse(allowed=allowed, violations=found)
+        return PolicyCheckResponse(allowed=not any(j.denials for j in verdicts), violations=found)
+
+    async def freeze_on_bus(self, request: PolicyCheckRequest) -> list[FreezeVerdict]:
+        """The error-budget policy on rendered manifests: a WebApp's Deployment that would run another image or
+        environment than the live one is a deploy (a resync, a repair or a scale is not). Needs the cluster (the
+        live Deployment, the WebApp's hotfix annotation); without it the bus check leaves the freeze to admission."""
+        verdicts = [FreezeVerdict() for _ in request.manifests]
+        if self.cluster is None or request.operation is Operation.DELETE:
+            return verdicts
+        namespace = request.namespace
+        if not self.freezes.in_namespace(namespace):
+            return verdicts
+        positions = {id(m): i for i, m in enumerate(request.manifests)}
+        for owner, rendered in rendered_deployments(request.manifests):
+            webapp = await self.cluster.webapp(namespace, owner)
+            if webapp is None:
+                continue
+            metadata = webapp.get("metadata") or {}
+            freezes = self.freezes.for_webapp(namespace, owner, metadata.get("labels") or {})
+            if not freezes:
+                continue
+            new_runs = containers_run(_pod_spec(rendered))
+            live = await self.cluster.deployment(namespace, owner)
+            old_runs = containers_run(_pod_spec(live)) if live is not None else None
+            if old_runs == new_runs:
+                continue
+            image_only = old_runs is not None and [(n, e) for n, _, e in old_runs] == [(n, e) for n, _, e in new_runs]
+            verdicts[positions[id(rendered)]] = await judge_change(
+                freezes,
+                namespace=namespace,
+                name=owner,
+                annotations=metadata.get("annotations") or {},
+                new_images={str(image) for _, image, _ in new_runs},
+                image_only=image_only,
+                previous_images=self._previous_images,
+            )
+        return verdicts
+
+
+def _pod_spec(deployment: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
+    return spec
 
 
 def _manifest_ref(index: int, manifest: dict[str, Any]) -> ManifestRef:
@@ -188,12 +309,12 @@ def _manifest_ref(index: int, manifest: dict[str, Any]) -> ManifestRef:
     return ManifestRef(api_version=api_version, kind=kind, namespace=metadata.get("namespace"), name=str(name))
 
 
-def _review(operation: Operation, manifest: dict[str, Any]) -> Review:
+def _review(operation: Operation, manifest: dict[str, Any], namespace: dict[str, Any] | None) -> Review:
     # What the API server would send for it: applying creates or updates (judged as a CREATE, so that no
     # update-only exemption applies to what may be new), deleting reviews the object as the old object.
     if operation is Operation.DELETE:
-        return review_admission_request({"operation": "DELETE", "oldObject": manifest})
-    return review_object(manifest, operation="CREATE")
+        return review_admission_request({"operation": "DELETE", "oldObject": manifest}, namespace=namespace)
+    return review_object(manifest, operation="CREATE", namespace=namespace)
 
 
 async def _wait_healthy(client: OpaClient, wait: float) -> None:

@@ -1,0 +1,357 @@
+"""The gate reading its policies from the real control plane: ConstraintTemplates watched, the constraint CRD generated
+with the template's parameters schema (the API server refuses bad parameters), a template with a Rego error refused on
+its status without harming the others; namespaceSelector decided from watched Namespaces; a referential policy fed
+from the sync config's kinds; the audit in chunks writing capped violations to the constraint's status and all of them
+to the bus; and the audit at once of what was written while no gate was alive."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from gate_cluster import (  # noqa: F401  (gate_crds: fixture)
+    LIBRARY,
+    ClusterObjects,
+    cluster_objects,
+    gate_crds,
+    library_template,
+    start_cluster_gate,
+    stored_events,
+    unique_kind,
+)
+from policies import BROKEN, template
+
+from ballast.bus import Bus
+from ballast.events.catalogue import POLICY_GATE
+from ballast.events.contracts.policy import (
+    POLICY_CHECK,
+    AuditTrigger,
+    AuditViolation,
+    PolicyCheckRequest,
+    PolicyCheckResponse,
+)
+from ballast.kube.errors import ApiError
+from ballast.kube.rest import send_json
+from ballast.policy import ConstraintTemplate
+from ballast.policy.crds import constraint_crd
+from ballast.policy_gate.audit import Alive, alive_key, written_since
+from ballast.testing import NatsServer, ServiceProcess, eventually
+
+pytestmark = pytest.mark.cluster
+CONSTRAINTS = "/apis/constraints.gatekeeper.sh/v1beta1"
+
+
+def deployment(namespace: str, name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    pod = {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "web", "image": "nginx"}]}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": name}}, "template": pod},
+    }
+
+
+def ingress(namespace: str, name: str, host: str) -> dict[str, Any]:
+    backend = {"service": {"name": "web", "port": {"number": 80}}}
+    path = {"path": "/", "pathType": "Prefix", "backend": backend}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"rules": [{"host": host, "http": {"paths": [path]}}]},
+    }
+
+
+async def check(bus: Bus, cluster: str, namespace: str, manifest: dict[str, Any]) -> PolicyCheckResponse:
+    request = PolicyCheckRequest(cluster=cluster, namespace=namespace, manifests=[manifest], requested_by="test")
+    answer = await bus.request(POLICY_CHECK, request, timeout=10)
+    assert isinstance(answer, PolicyCheckResponse)
+    return answer
+
+
+def required_labels(kind: str, name: str, match: dict[str, Any], action: str = "deny") -> dict[str, Any]:
+    return {
+        "apiVersion": "constraints.gatekeeper.sh/v1beta1",
+        "kind": kind,
+        "metadata": {"name": name},
+        "spec": {"enforcementAction": action, "match": match, "parameters": {"labels": [{"key": "owner"}]}},
+    }
+
+
+async def created(objects: ClusterObjects, name: str) -> dict[str, Any] | None:
+    status = (await objects.template(name)).get("status") or {}
+    return status if "created" in status else None
+
+
+async def test_templates_and_constraints_from_the_cluster_as_gatekeeper_reads_them(
+    nats_server: NatsServer,
+    services: Callable[..., ServiceProcess],
+    bus: Bus,
+    kube_api: Any,
+    kubeconfig_path: Path,
+    opa_binary: Path,
+    tmp_path: Path,
+    namespace: str,
+    gate_crds: None,
+    cluster_objects: ClusterObjects,
+) -> None:
+    cluster = f"c{uuid.uuid4().hex[:8]}"
+    kind = unique_kind("K8sRequiredLabels")
+    await cluster_objects.create_template(library_template("requiredlabels", kind))
+    gate = start_cluster_gate(
+        services,
+        tmp_path,
+        nats_url=nats_server.url,
+        kubeconfig=kubeconfig_path,
+        opa_binary=opa_binary,
+        cluster=cluster,
+        namespace=namespace,
+        BALLAST_AUDIT_INTERVAL="0",
+    )
+    await gate.process.wait_status("/readyz", 200, timeout=60)
+    status = await eventually(lambda: created(cluster_objects, kind.lower()), timeout=20, what="template status")
+    assert status["created"] is True
+    assert status["byPod"][0]["errors"] == []
+    crd = await send_json(
+        kube_api,
+        "GET",
+        f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{kind.lower()}.constraints.gatekeeper.sh",
+    )
+    assert crd["spec"]["names"]["categories"] == ["constraint", "constraints"]
+
+    # The parameters schema is the template's: the API server refuses what it does not allow.
+    plural = f"{CONSTRAINTS}/{kind.lower()}"
+    match = {"kinds": [{"apiGroups": ["apps"], "kinds": ["Deployment"]}], "namespaces": [namespace]}
+    bad = required_labels(kind, "bad", match)
+    bad["spec"]["parameters"] = {"labels": "owner"}
+    with pytest.raises(ApiError) as refused:
+        await send_json(kube_api, "POST", plural, body=bad)
+    assert refused.value.status == 422
+    assert "spec.parameters.labels" in refused.value.message
+    await send_json(kube_api, "POST", plural, body=required_labels(kind, "must-have-owner", match))
+
+    async def denied() -> PolicyCheckResponse | None:
+        answer = await check(bus, cluster, namespace, deployment(namespace, "bare"))
+        return None if answer.allowed else answer
+
+    answer = await eventually(denied, timeout=20, what="the constraint from the cluster in force")
+    assert [(v.policy, v.message) for v in answer.violations] == [
+        (f"{kind}/must-have-owner", 'you must provide labels: {"owner"}')
+    ]
+
+    # A template OPA refuses: the compiler's message on its status; the other template still judges.
+    broken_kind = unique_kind("K8sBroken")
+    await cluster_objects.create_template(template(broken_kind, BROKEN))
+    broken = await eventually(lambda: created(cluster_objects, broken_kind.lower()), timeout=20, what="refusal")
+    assert broken["created"] is False
+    (error,) = broken["byPod"][0]["errors"]
+    assert f"templates/{broken_kind}/rego:4: rego_type_error: undefined function no_such_function" in error["message"]
+    assert not (await check(bus, cluster, namespace, deployment(namespace, "bare"))).allowed
+
+    # namespaceSelector, from the watched Namespaces: no longer a failure for lack of the Namespace.
+    await send_json(kube_api, "DELETE", f"{plural}/must-have-owner")
+    gold = required_labels(kind, "gold-needs-owner", match | {"namespaceSelector": {"matchLabels": {"tier": "gold"}}})
+    await send_json(kube_api, "POST", plural, body=gold)
+
+    async def old_one_gone() -> bool:
+        answer = await check(bus, cluster, namespace, deployment(namespace, "bare"))
+        return all(v.policy != f"{kind}/must-have-owner" for v in answer.violations)
+
+    await eventually(old_one_gone, timeout=20, what="the deleted constraint gone")
+    unlabelled = await check(bus, cluster, namespace, deployment(namespace, "bare"))
+    assert unlabelled.violations == [], "the namespace is not gold: not matched (and no failure for lack of it)"
+    await send_json(
+        kube_api,
+        "PATCH",
+        f"/api/v1/namespaces/{namespace}",
+        headers={"Content-Type": "application/merge-patch+json"},
+        body={"metadata": {"labels": {"tier": "gold"}}},
+    )
+
+    async def gold_applies() -> PolicyCheckResponse | None:
+        answer = await check(bus, cluster, namespace, deployment(namespace, "bare"))
+        return None if answer.allowed else answer
+
+    answer = await eventually(gold_applies, timeout=20, what="the namespace's new label seen")
+    assert [v.policy for v in answer.violations] == [f"{kind}/gold-needs-owner"]
+
+    # The template deleted: its constraint kind goes with it.
+    await send_json(kube_api, "DELETE", f"/apis/templates.gatekeeper.sh/v1/constrainttemplates/{kind.lower()}")
+
+    async def gone() -> bool:
+        return (await check(bus, cluster, namespace, deployment(namespace, "bare"))).allowed
+
+    await eventually(gone, timeout=20, what="the template's constraints gone with it")
+
+
+async def test_a_referential_policy_reads_the_synced_inventory(
+    nats_server: NatsServer,
+    services: Callable[..., ServiceProcess],
+    bus: Bus,
+    kube_api: Any,
+    kubeconfig_path: Path,
+    opa_binary: Path,
+    tmp_path: Path,
+    namespace: str,
+    gate_crds: None,
+    cluster_objects: ClusterObjects,
+) -> None:
+    cluster = f"c{uuid.uuid4().hex[:8]}"
+    kind = unique_kind("K8sUniqueIngressHost")
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    # From files this time, with the library's own sync config (which also names kinds no longer served).
+    library = library_template("uniqueingresshost", kind)
+    constraint = {
+        "apiVersion": "constraints.gatekeeper.sh/v1beta1",
+        "kind": kind,
+        "metadata": {"name": "unique-hosts"},
+        "spec": {"match": {"kinds": [{"apiGroups": ["networking.k8s.io"], "kinds": ["Ingress"]}]}},
+    }
+    sync = (LIBRARY / "general" / "uniqueingresshost" / "sync.yaml").read_text()
+    (policies / "policies.yaml").write_text(yaml.safe_dump_all([library, constraint]))
+    (policies / "sync.yaml").write_text(sync)
+    host = f"{uuid.uuid4().hex[:8]}.shop.example.com"
+    await send_json(
+        kube_api,
+        "POST",
+        f"/apis/networking.k8s.io/v1/namespaces/{namespace}/ingresses",
+        body=ingress(namespace, "a", host),
+    )
+    gate = start_cluster_gate(
+        services,
+        tmp_path,
+        nats_url=nats_server.url,
+        kubeconfig=kubeconfig_path,
+        opa_binary=opa_binary,
+        cluster=cluster,
+        namespace=namespace,
+        BALLAST_POLICY_DIR=str(policies),
+        BALLAST_AUDIT_INTERVAL="0",
+    )
+    await gate.process.wait_status("/readyz", 200, timeout=60)
+    assert "not synced: extensions/v1beta1 is not served" in gate.process.log()
+    answer = await check(bus, cluster, "other", ingress("other", "b", host))
+    assert not answer.allowed
+    assert [v.message for v in answer.violations] == [f"ingress host conflicts with an existing ingress <{host}>"]
+    assert (await check(bus, cluster, namespace, ingress(namespace, "a", host))).allowed, "itself is no conflict"
+
+    second = f"{uuid.uuid4().hex[:8]}.shop.example.com"
+    assert (await check(bus, cluster, "other", ingress("other", "b", second))).allowed
+    await send_json(
+        kube_api,
+        "POST",
+        f"/apis/networking.k8s.io/v1/namespaces/{namespace}/ingresses",
+        body=ingress(namespace, "c", second),
+    )
+
+    async def conflicts() -> bool:
+        return not (await check(bus, cluster, "other", ingress("other", "b", second))).allowed
+
+    await eventually(conflicts, timeout=10, what="a new Ingress in the inventory")
+
+
+async def test_the_audit_caps_the_status_puts_every_violation_on_the_bus_and_covers_an_outage(
+    nats_server: NatsServer,
+    services: Callable[..., ServiceProcess],
+    bus: Bus,
+    kube_api: Any,
+    kubeconfig_path: Path,
+    opa_binary: Path,
+    tmp_path: Path,
+    namespace: str,
+    gate_crds: None,
+    cluster_objects: ClusterObjects,
+) -> None:
+    cluster = f"c{uuid.uuid4().hex[:8]}"
+    kind = unique_kind("K8sRequiredLabels")
+    await cluster_objects.create_template(library_template("requiredlabels", kind))
+    deployments = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+    for name in ("one", "two", "three"):
+        await send_json(kube_api, "POST", deployments, body=deployment(namespace, name))
+    await send_json(kube_api, "POST", deployments, body=deployment(namespace, "labelled", {"owner": "me"}))
+    # The last gate of this cluster was seen alive a minute ago: everything written since was admitted unjudged.
+    await bus.ensure_streams()
+    await bus.ensure_buckets()
+    heartbeats = await bus.kv(POLICY_GATE, Alive)
+    await heartbeats.put(alive_key(cluster), Alive(at=datetime.now(UTC) - timedelta(minutes=1), gate="gone"))
+    # The constraint exists before the gate starts (the outage audit runs once the constraints are loaded): its CRD
+    # made here as the gate makes it.
+    library = library_template("requiredlabels", kind)
+    await send_json(
+        kube_api,
+        "POST",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+        body=constraint_crd(ConstraintTemplate.from_manifest(library)),
+    )
+    match = {"kinds": [{"apiGroups": ["apps"], "kinds": ["Deployment"]}], "namespaces": [namespace]}
+
+    async def constraint_created() -> bool:
+        try:
+            await send_json(
+                kube_api, "POST", f"{CONSTRAINTS}/{kind.lower()}", body=required_labels(kind, "owner", match)
+            )
+        except ApiError as exc:
+            if exc.status in (404, 429, 503):  # the CRD not served yet
+                return False
+            raise
+        return True
+
+    await eventually(constraint_created, timeout=30, interval=0.1, what="the constraint created")
+
+    gate = start_cluster_gate(
+        services,
+        tmp_path,
+        nats_url=nats_server.url,
+        kubeconfig=kubeconfig_path,
+        opa_binary=opa_binary,
+        cluster=cluster,
+        namespace=namespace,
+        BALLAST_AUDIT_INTERVAL="1",
+        BALLAST_AUDIT_CHUNK_SIZE="2",
+        BALLAST_CONSTRAINT_VIOLATIONS_LIMIT="2",
+    )
+    await gate.process.wait_status("/readyz", 200, timeout=60)
+
+    async def audited() -> dict[str, Any] | None:
+        constraint = await send_json(kube_api, "GET", f"{CONSTRAINTS}/{kind.lower()}/owner")
+        status = constraint.get("status") or {}
+        return status if status.get("totalViolations") == 3 else None
+
+    status = await eventually(audited, timeout=30, what="the audit's totals on the constraint")
+    assert len(status["violations"]) == 2, "capped at BALLAST_CONSTRAINT_VIOLATIONS_LIMIT"
+    first = status["violations"][0]
+    assert first["kind"] == "Deployment"
+    assert first["group"] == "apps"
+    assert first["namespace"] == namespace
+    assert first["enforcementAction"] == "deny"
+    assert first["message"] == 'you must provide labels: {"owner"}'
+
+    async def on_the_bus() -> dict[AuditTrigger, set[str]] | None:
+        found: dict[AuditTrigger, set[str]] = {}
+        for event in await stored_events(bus, f"evt.policy.{cluster}.{namespace}.audit_violation"):
+            assert isinstance(event.data, AuditViolation)
+            found.setdefault(event.data.trigger, set()).add(event.data.object.name)
+        return found if len(found) == 2 else None
+
+    by_trigger = await eventually(on_the_bus, timeout=30, what="outage and periodic audit violations on the bus")
+    assert by_trigger[AuditTrigger.OUTAGE_GAP] == {"one", "two", "three"}, "all three, not only the two in status"
+    assert by_trigger[AuditTrigger.PERIODIC] == {"one", "two", "three"}
+
+
+def test_written_since_reads_creation_and_every_managers_last_write() -> None:
+    since = datetime(2026, 12, 1, 12, 0, 30, 500000, tzinfo=UTC)
+    old = {"metadata": {"creationTimestamp": "2026-12-01T11:00:00Z"}}
+    assert not written_since(old, since)
+    updated = {
+        "metadata": {
+            "creationTimestamp": "2026-12-01T11:00:00Z",
+            "managedFields": [{"manager": "kubectl", "time": "2026-12-01T12:00:30Z"}],
+        }
+    }
+    assert written_since(updated, since), "the API server keeps seconds: the second of `since` counts"
