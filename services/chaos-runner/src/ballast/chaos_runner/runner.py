@@ -41,7 +41,7 @@ from ballast.chaos_runner.faults import (
     target_labels,
     target_pods,
 )
-from ballast.chaos_runner.selection import Candidate, namespace_refusal, node_plan, plan
+from ballast.chaos_runner.selection import Candidate, allowed_down, namespace_refusal, node_plan, plan
 from ballast.chaos_runner.state import (
     ChaosState,
     FaultRecord,
@@ -492,9 +492,18 @@ class Runner:
             return False
         if not objects:
             return False
-        if spec.fault.kind is FaultType.SCALE_DOWN and (spec.fault.replicas or 0) >= undo["replicas"]:
-            active.stop(Blocked(AbortReason.NOT_ALLOWED, f"the Deployment has {undo['replicas']} replicas already"))
-            return False
+        if spec.fault.kind is FaultType.SCALE_DOWN:
+            removed = undo["replicas"] - (spec.fault.replicas or 0)
+            room = allowed_down(len(pods), spec.blast_radius) - sum(1 for p in pods if not p.ready)
+            if removed <= 0 or removed > room:
+                detail = (
+                    f"the Deployment has {undo['replicas']} replicas already"
+                    if removed <= 0
+                    else f"blast radius: scaling {undo['replicas']} to {spec.fault.replicas} takes {removed} pods down,"
+                    f" {max(room, 0)} allowed"
+                )
+                active.stop(Blocked(AbortReason.NOT_ALLOWED, detail))
+                return False
         expires_at = planned_end + timedelta(seconds=self.config.fault_grace)
         fault = FaultRecord(
             sequence=sequence, kind=spec.fault.kind.contract, objects=objects, undo=undo, expires_at=expires_at
