@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from ballast.bus import Delivery, Reject, RetryLater
+from ballast.bus import Delivery, KeyValue, Reject, RetryLater
 from ballast.chaos_runner.runner import Runner
 from ballast.chaos_runner.state import CONTROL_KEY, ChaosState, Control, Hold, HoldSource, hold_key
 from ballast.events.catalogue import COMMANDS, PLATFORM_EVENTS, ConsumerSpec
@@ -56,7 +56,7 @@ class ChaosHandlers:
         self.identity = identity
 
     @property
-    def store(self):  # type: ignore[no-untyped-def]
+    def store(self) -> KeyValue[ChaosState]:
         return self.runner.store
 
     async def on_command(self, delivery: Delivery) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ballast.chaos_runner.api import Experiment, FaultType
+from ballast.chaos_runner.api import Experiment, FaultType, parse_duration
 from ballast.chaos_runner.faults import label_selector, target_labels
 from ballast.kube.resource import Resource
 
@@ -48,8 +48,6 @@ def result_name(engine: str, experiment: Experiment) -> str:
 
 
 def _seconds(text: str) -> int:
-    from ballast.chaos_runner.api import parse_duration
-
     return int(parse_duration(text).total_seconds())
 
 

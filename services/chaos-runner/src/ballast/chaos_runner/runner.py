@@ -25,7 +25,7 @@ from typing import Any
 
 import aiohttp
 
-from ballast.bus import Bus, KeyExists, KeyValue, KvConflict
+from ballast.bus import Bus, CaughtUp, KeyExists, KeyValue, KvConflict
 from ballast.chaos_runner import litmus
 from ballast.chaos_runner.api import CHAOS_EXPERIMENT, ConcurrencyPolicy, Engine, Experiment, FaultType
 from ballast.chaos_runner.checks import CheckResult, SloReader, budget_spent, check_all, over_budget
@@ -41,6 +41,8 @@ from ballast.chaos_runner.faults import (
     target_labels,
     target_pods,
 )
+from ballast.chaos_runner.schedule import CronError, due_between
+from ballast.chaos_runner.schedule import parse as parse_cron
 from ballast.chaos_runner.selection import Candidate, allowed_down, namespace_refusal, node_plan, plan
 from ballast.chaos_runner.state import (
     ChaosState,
@@ -48,7 +50,9 @@ from ballast.chaos_runner.state import (
     FaultState,
     RunPhase,
     RunRecord,
+    StopRequest,
     Touched,
+    run_id_for,
     run_key,
     stale,
     stop_key,
@@ -93,6 +97,7 @@ class RunnerConfig:
     annotation_sweep_interval: float = 30.0
     fault_grace: float = 60.0  # a fault expires this long after the run's planned end
     recovery_timeout: float = 120.0
+    schedule_interval: float = 2.0  # how often schedules are looked at: a scheduled run starts at most this late
     revert_timeout: float = 30.0
     poll_interval: float = 0.1
 
@@ -150,10 +155,12 @@ class Runner:
         self.faults = NativeFaults(api)
         self.view = ChaosView()
         self.active: dict[str, ActiveRun] = {}
-        self._reverting: set[str] = set()
+        self._reverting: set[str] = set()  # orphans this runner is taking over
+        self._claimed: set[str] = set()  # runs this runner started: never orphans, even before `active` has them
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
         self._source = f"ballast/chaos-runner/{config.cluster}"
+        self._schedules_seen_until = utcnow()  # runs due before the runner started are not made up for
 
     # --- lifecycle ------------------------------------------------------------------------------------------------
 
@@ -163,20 +170,27 @@ class Runner:
         self._session = aiohttp.ClientSession(trust_env=False)
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self._watch(stop))
-                group.create_task(self._every(stop, self.config.heartbeat_interval, self._beat))
-                group.create_task(self._every(stop, self.config.sweep_interval, self._sweep))
-                group.create_task(self._every(stop, self.config.annotation_sweep_interval, self._sweep_annotations))
+                helpers = [
+                    group.create_task(self._watch()),
+                    group.create_task(self._every(stop, self.config.heartbeat_interval, self._beat)),
+                    group.create_task(self._every(stop, self.config.sweep_interval, self._sweep)),
+                    group.create_task(
+                        self._every(stop, self.config.annotation_sweep_interval, self._sweep_annotations)
+                    ),
+                    group.create_task(self._every(stop, self.config.schedule_interval, self._tick_schedules)),
+                ]
                 await stop.wait()
                 for active in list(self.active.values()):
                     active.stop(Blocked(AbortReason.STOPPED, "the runner is shutting down"))
                 if self._tasks:
                     await asyncio.wait(set(self._tasks))
+                for helper in helpers:  # the watch ends only when cancelled
+                    helper.cancel()
         finally:
             await self._session.close()
 
     async def _every(self, stop: asyncio.Event, interval: float, job: Callable[[], Awaitable[None]]) -> None:
-        await self.view.caught_up.wait()
+        await self.view.caught_up.wait()  # a sweep judges orphans by the bucket: only once it has been read
         while not stop.is_set():
             try:
                 await job()
@@ -186,12 +200,10 @@ class Runner:
                 async with asyncio.timeout(interval):
                     await stop.wait()
 
-    async def _watch(self, stop: asyncio.Event) -> None:
+    async def _watch(self) -> None:
         async with self.store.watch(">") as changes:
             async for change in changes:
-                if stop.is_set():
-                    return
-                if not hasattr(change, "key"):
+                if isinstance(change, CaughtUp):
                     self.view.caught_up.set()
                     continue
                 self.view.apply(change.key, change.revision, change.value)
@@ -214,6 +226,7 @@ class Runner:
         trigger: RunTrigger,
         requested_by: str | None,
         dry_run: bool = False,
+        due_at: datetime | None = None,
     ) -> str | None:
         """Starts a run of the experiment in the background; returns its id (None: the experiment does not
         exist). The same token gives the same run id, so a redelivered request starts nothing new."""
@@ -222,17 +235,40 @@ class Runner:
         if obj is None:
             return None
         experiment = Experiment.from_object(obj)
-        from ballast.chaos_runner.state import run_id_for
-
         run_id = run_id_for(experiment.uid, token)
         if run_id in self.active or run_id in self.view.runs:
             return run_id
         task = asyncio.create_task(
-            self._run(experiment, run_id, trigger, requested_by, dry_run or experiment.spec.dry_run)
+            self._run(experiment, run_id, trigger, requested_by, dry_run or experiment.spec.dry_run, due_at)
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return run_id
+
+    async def _tick_schedules(self) -> None:
+        """Starts the scheduled runs due since the last look. Every replica looks; a run's id comes from the
+        experiment and the due time, so only the replica that creates its record runs it."""
+        since, now = self._schedules_seen_until, utcnow()
+        self._schedules_seen_until = now
+        listed = await send_json(self.api, "GET", CHAOS_EXPERIMENT.collection())
+        for obj in listed.get("items") or []:
+            schedule = (obj.get("spec") or {}).get("schedule") or {}
+            if not schedule or schedule.get("suspend"):
+                continue
+            metadata = obj["metadata"]
+            try:
+                due = due_between(parse_cron(schedule["cron"]), since, now)
+            except CronError as exc:
+                log.warning("ChaosExperiment %s/%s: schedule %s", metadata["namespace"], metadata["name"], exc)
+                continue
+            for moment in due:
+                await self.request(
+                    ExperimentRef(namespace=metadata["namespace"], name=metadata["name"]),
+                    token=f"schedule:{moment.isoformat()}",
+                    trigger=RunTrigger.SCHEDULE,
+                    requested_by=None,
+                    due_at=moment,
+                )
 
     def _facts(self, experiment: Experiment, run_id: str, dry_run: bool) -> dict[str, Any]:
         target = experiment.spec.target
@@ -275,18 +311,22 @@ class Runner:
         return None
 
     async def stop_run(self, run_id: str, reason: AbortReason, detail: str) -> None:
-        from ballast.chaos_runner.state import StopRequest
-
         await self.store.put(stop_key(run_id), ChaosState(StopRequest(reason=reason, detail=detail, at=utcnow())))
 
     async def _run(
-        self, experiment: Experiment, run_id: str, trigger: RunTrigger, requested_by: str | None, dry_run: bool
+        self,
+        experiment: Experiment,
+        run_id: str,
+        trigger: RunTrigger,
+        requested_by: str | None,
+        dry_run: bool,
+        due_at: datetime | None,
     ) -> None:
         facts = self._facts(experiment, run_id, dry_run)
         now = utcnow()
         await self._publish(
             ChaosEvent.SCHEDULED,
-            ExperimentScheduled(**facts, at=now, due_at=now, trigger=trigger, requested_by=requested_by),
+            ExperimentScheduled(**facts, at=now, due_at=due_at or now, trigger=trigger, requested_by=requested_by),
             f"{run_id}:scheduled",
             experiment,
         )
@@ -324,9 +364,11 @@ class Runner:
                 spec.abort.budget_left_below_percent / 100 if spec.abort.budget_left_below_percent is not None else None
             ),
         )
+        self._claimed.add(run_id)
         try:
             revision = await self.store.create(run_key(run_id), ChaosState(record))
         except KeyExists:
+            self._claimed.discard(run_id)
             return  # another replica (or an earlier delivery) runs it
         active = ActiveRun(experiment, run_id, record, revision)
         self.active[run_id] = active
@@ -343,6 +385,7 @@ class Runner:
                 await self._finish(active, facts, outcome)
             finally:
                 self.active.pop(run_id, None)
+                self._claimed.discard(run_id)
 
     # --- driving a run --------------------------------------------------------------------------------------------
 
@@ -805,7 +848,7 @@ class Runner:
         reverting their faults; reverts faults past their expiry whoever owns them."""
         now = utcnow()
         for run_id, (revision, record) in list(self.view.runs.items()):
-            if record.phase is not RunPhase.RUNNING or run_id in self.active or run_id in self._reverting:
+            if record.phase is not RunPhase.RUNNING or run_id in self._claimed or run_id in self._reverting:
                 continue
             orphaned = record.owner == self.config.identity or stale(record, now, self.config.orphan_after)
             expired = [f for f in record.open_faults if f.expires_at <= now]
