@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from ballast.chaos_runner.api import Experiment, FaultType
 from ballast.chaos_runner.selection import Candidate
-from ballast.chaos_runner.state import FaultRecord, Touched
+from ballast.chaos_runner.state import FaultRecord, FaultState, Touched
 from ballast.kube.apply import get
 from ballast.kube.errors import ApiError, NotFound
 from ballast.kube.resource import DEPLOYMENT, NAMESPACE, POD, Resource
@@ -273,7 +273,7 @@ class NativeFaults:
                 deployment = await get(self.api, DEPLOYMENT, obj.namespace, obj.name)
                 if deployment is not None and deployment["spec"].get("replicas") != fault.undo["replicas"]:
                     return f"Deployment {obj.namespace}/{obj.name} has {deployment['spec'].get('replicas')} replicas"
-            else:
+            elif fault.state is FaultState.APPLIED:  # a pod fault only recorded never removed anything
                 pod = await get(self.api, POD, obj.namespace, obj.name)
                 if (
                     pod is not None

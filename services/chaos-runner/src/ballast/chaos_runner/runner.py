@@ -291,6 +291,13 @@ class Runner:
         blocked = self.view.blocked(None, experiment.target_namespace, experiment.service, spec.abort.on_burn_tiers)
         if blocked is not None:
             return blocked
+        if experiment.target_namespace != experiment.namespace and experiment.namespace != self.config.own_namespace:
+            # Whoever may write experiments in one namespace must not reach into another through the runner's rights.
+            return Blocked(
+                AbortReason.NOT_ALLOWED,
+                f"an experiment in {experiment.namespace} may target only its own namespace "
+                f"(experiments in the runner's namespace may target others), not {experiment.target_namespace}",
+            )
         labels = await namespace_labels(self.api, experiment.target_namespace)
         if labels is None:
             return Blocked(AbortReason.NOT_ALLOWED, f"namespace {experiment.target_namespace} does not exist")
@@ -545,7 +552,8 @@ class Runner:
                     else f"blast radius: scaling {undo['replicas']} to {spec.fault.replicas} takes {removed} pods down,"
                     f" {max(room, 0)} allowed"
                 )
-                active.stop(Blocked(AbortReason.NOT_ALLOWED, detail))
+                if sequence == 1:  # later injections of an interval just skip while the radius is used up
+                    active.stop(Blocked(AbortReason.NOT_ALLOWED, detail))
                 return False
         expires_at = planned_end + timedelta(seconds=self.config.fault_grace)
         fault = FaultRecord(
@@ -714,7 +722,12 @@ class Runner:
         blocked = active.blocked
         if blocked is None:
             await self._check(active, facts, outcome, CheckStage.AFTER)
-            recovered = outcome.first_fault_at is None or outcome.recovery_seconds is not None
+            # A Litmus run's recovery is Litmus' to judge (its verdict); the runner measures native faults.
+            recovered = (
+                outcome.first_fault_at is None
+                or outcome.recovery_seconds is not None
+                or experiment.spec.engine is Engine.LITMUS
+            )
             passed = not outcome.failed_checks and recovered and reverted and outcome.litmus_verdict is not Verdict.FAIL
             verdict = Verdict.PASS if passed else Verdict.FAIL
             await self._publish(
