@@ -58,7 +58,7 @@ from ballast.events.contracts.slo import (
 from ballast.kube.client import api_client
 from ballast.kube.install import install, load_manifests
 from ballast.kube.resource import DEPLOYMENT, NAMESPACE, Resource
-from ballast.kube.rest import KubeApi, send_json
+from ballast.kube.rest import send_json
 from ballast.local.controlplane import FAKE_NODE_ANNOTATION, ControlPlane
 from ballast.local.nats_server import NatsServer
 from ballast.telemetry.metrics import BusMetrics
@@ -122,7 +122,7 @@ class Arrivals:
 
     async def on_message(self, msg: Any) -> None:
         at = time.monotonic()
-        event = decode(msg.headers, msg.data, REGISTRY)
+        event: Any = decode(msg.headers, msg.data, REGISTRY)
         kind = event.type.split(".")[3]
         self.seen.setdefault((event.data.run_id, kind), (at, event))
         self.changed.set()
@@ -170,6 +170,7 @@ async def burn(bus: Bus, service: str, state: AlertState) -> float:
             ),
         ),
         budget_remaining=0.9,
+        time_to_exhaustion=None,
     )
     event = burn_event(alert.tier, alert.state)
     started = time.monotonic()
@@ -195,7 +196,7 @@ async def wait_for(arrivals: Arrivals, predicate: Any, timeout: float, what: str
     await eventually(lambda: predicate() or None, timeout=timeout, interval=0.01, what=what)
 
 
-async def prepare(api: KubeApi, n: int) -> None:
+async def prepare(api: Any, n: int) -> None:
     await install(api, load_manifests(*CRDS))
     await send_json(
         api,

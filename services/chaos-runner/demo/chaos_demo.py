@@ -165,6 +165,7 @@ async def _script(platform: Platform) -> None:
                 ),
             ),
             budget_remaining=0.7,
+            time_to_exhaustion=None,
         )
         from ballast.events import encode, new_event
 
@@ -173,10 +174,10 @@ async def _script(platform: Platform) -> None:
                 aborted = await _until(event("aborted", "shop-scale"), "shop-scale aborted", timeout=10)
                 _say(f"   aborted ({aborted['reason']}), shop back to {await replicas('shop')} replicas")
             kind = burn_event(alert.tier, state)
-            headers, body = encode(
+            burn_headers, burn_body = encode(
                 new_event(slo_event_type(kind), "chaos-demo", alert.model_copy(update={"state": state}))
             )
-            await nc.jetstream().publish(slo_subject("local", NS, kind), body, headers=headers)
+            await nc.jetstream().publish(slo_subject("local", NS, kind), burn_body, headers=burn_headers)
 
         _say("4/5 ballast chaos stop --all: the kill switch")
 

@@ -229,6 +229,7 @@ def burn_alert(cluster: str, namespace: str, service: str, state: AlertState) ->
             ),
         ),
         budget_remaining=0.8,
+        time_to_exhaustion=None,
     )
 
 
@@ -395,12 +396,22 @@ async def test_the_kill_switch_stops_everything_running_and_refuses_new_runs(
         assert (await replicas(kube_api, namespace, "alpha"))[0] == 3
     finally:
         assert await asyncio.to_thread(cli, [*cli_args, "pause", "--resume"]) == 0
-    # Lifted: runs start again.
-    await command(bus, ChaosCommand.RUN, run_request(namespace, "alpha"))
-    await wait_event(bus, cluster, namespace, "started", count=3)
+
+    # Lifted: runs start again (the lift and a new run race through the shared consumer: ask until one starts).
+    async def runs_again() -> bool:
+        await command(bus, ChaosCommand.RUN, run_request(namespace, "alpha"))
+        events = await chaos_events(bus, cluster, namespace)
+        return sum(1 for e in events if e.type == "io.ballast.chaos.injected.v1") >= 3
+
+    await eventually(runs_again, timeout=30, interval=0.5, what="a run after the kill switch was lifted")
     await runner.stop()
-    last = (await wait_event(bus, cluster, namespace, "aborted", count=4))[3]
-    assert last.data.reason is AbortReason.STOPPED, "a runner shutting down reverts what it runs"
+
+    async def stopped() -> list[Any]:
+        events = await chaos_events(bus, cluster, namespace)
+        return [e for e in events if e.type == "io.ballast.chaos.aborted.v1" and e.data.reason is AbortReason.STOPPED]
+
+    (last,) = await eventually(stopped, timeout=10, what="the run aborted by the runner's shutdown")
+    assert "shutting down" in last.data.detail, "a runner shutting down reverts what it runs"
     assert (await replicas(kube_api, namespace, "alpha"))[0] == 3
 
 
@@ -462,7 +473,7 @@ async def test_while_an_incident_is_open_chaos_against_its_service_is_paused(
     async def runs_again() -> bool:
         await command(bus, ChaosCommand.RUN, run_request(namespace, "pay-scale"))
         events = await chaos_events(bus, cluster, namespace)
-        return sum(e.type == "io.ballast.chaos.started.v1" for e in events) >= 2
+        return sum(1 for e in events if e.type == "io.ballast.chaos.started.v1") >= 2
 
     # The resolution and a new run race on the bus: ask until one starts.
     await eventually(runs_again, timeout=30, interval=0.5, what="a run after the incident resolved")

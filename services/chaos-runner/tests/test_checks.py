@@ -22,6 +22,7 @@ def slo(*rates: tuple[timedelta, float], remaining: float = 0.5) -> SloState:
         budget_remaining=remaining,
         burn_rates=tuple(WindowRate(window=w, burn_rate=r) for w, r in rates),
         budget_exhausted=False,
+        time_to_exhaustion=None,
         evaluated_at=datetime(2026, 3, 1, tzinfo=UTC),
     )
 

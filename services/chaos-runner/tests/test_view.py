@@ -50,7 +50,7 @@ def hold(source: HoldSource, **fields: object) -> Hold:
         reason="why",
         by="someone",
         at=NOW,
-        **fields,  # type: ignore[arg-type]
+        **fields,
     )
 
 

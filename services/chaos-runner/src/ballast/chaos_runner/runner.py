@@ -491,7 +491,7 @@ class Runner:
         baseline = sum(1 for p in await self._pods(experiment) if p.ready)
         recovery: asyncio.Task[None] | None = None
         sequence = 0
-        next_injection = loop.time()
+        next_injection: float | None = loop.time()
         try:
             while not active.abort.is_set() and loop.time() < end:
                 if next_injection is not None and loop.time() >= next_injection:
