@@ -180,3 +180,11 @@ async def wait_ready(api: KubeApi, namespace: str, labels: dict[str, str], count
         return len(await ready_pods(api, namespace, labels)) >= count
 
     await eventually(enough, timeout=timeout, interval=0.1, what=f"{count} ready pods {labels} in {namespace}")
+
+
+async def runner_ready(runner: ServiceProcess, timeout: float = 30) -> None:
+    """Ready, or fail with what the runner logged."""
+    try:
+        await runner.wait_status("/readyz", 200, timeout=timeout)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{(await runner.get('/readyz'))[1]}\n{runner.log()[-3000:]}") from None

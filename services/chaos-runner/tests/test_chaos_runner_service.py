@@ -27,6 +27,7 @@ from chaos_fixtures import (
     opt_in,
     ready_pods,
     run_request,
+    runner_ready,
     start_runner,
     wait_event,
     wait_ready,
@@ -117,7 +118,7 @@ async def test_pod_delete_on_a_three_replica_webapp_recovers_and_reports_recover
         },
     )
     await reconciler.wait_status("/readyz", 200)
-    await runner.wait_status("/readyz", 200)
+    await runner_ready(runner)
     await command(bus, ChaosCommand.RUN, run_request(namespace, "shop-pod-delete"))
 
     (completed,) = await wait_event(bus, cluster, namespace, "completed")
@@ -162,7 +163,7 @@ async def test_a_blast_radius_of_34_percent_never_takes_2_of_3_pods(
             "blastRadius": {"maxPercent": 34},
         },
     )
-    await runner.wait_status("/readyz", 200)
+    await runner_ready(runner)
     await command(bus, ChaosCommand.RUN, run_request(namespace, "greedy"))
     fewest = 3
 
@@ -199,7 +200,7 @@ async def test_a_target_outside_the_allowed_namespaces_is_refused(
             "duration": "5s",
         },
     )
-    await runner.wait_status("/readyz", 200)
+    await runner_ready(runner)
     await command(bus, ChaosCommand.RUN, run_request(namespace, "outside"))
     (aborted,) = await wait_event(bus, cluster, namespace, "aborted")
     assert aborted.data.reason is AbortReason.NOT_ALLOWED
@@ -266,7 +267,7 @@ async def test_an_slo_burn_event_aborts_a_running_experiment_and_its_faults_are_
             "duration": "10m",
         },
     )
-    await runner.wait_status("/readyz", 200)
+    await runner_ready(runner)
     await command(bus, ChaosCommand.RUN, run_request(namespace, "cart-scale"))
     await wait_event(bus, cluster, namespace, "injected")
     scaled, marks = await replicas(kube_api, namespace, "cart")
@@ -323,7 +324,7 @@ async def test_a_runner_killed_mid_experiment_has_its_faults_reverted_after_rest
             "blastRadius": {"maxPercent": 100},
         },
     )
-    await runner.wait_status("/readyz", 200)
+    await runner_ready(runner)
     await command(bus, ChaosCommand.RUN, run_request(namespace, "api-cordon"))
     (injected,) = await wait_event(bus, cluster, namespace, "injected")
     (node,) = [o.name for o in injected.data.affected]
@@ -370,7 +371,7 @@ async def test_the_kill_switch_stops_everything_running_and_refuses_new_runs(
         )
     for name in names:
         await wait_ready(kube_api, namespace, {"app": name}, 3)
-    await runner.wait_status("/readyz", 200)
+    await runner_ready(runner)
     for name in names:
         await command(bus, ChaosCommand.RUN, run_request(namespace, name))
     await wait_event(bus, cluster, namespace, "injected", count=2)
@@ -455,7 +456,7 @@ async def test_while_an_incident_is_open_chaos_against_its_service_is_paused(
         "duration": "10m",
     }
     await new_experiment(kube_api, namespace, "pay-scale", spec)
-    await runner.wait_status("/readyz", 200)
+    await runner_ready(runner)
     await command(bus, ChaosCommand.RUN, run_request(namespace, "pay-scale"))
     await wait_event(bus, cluster, namespace, "injected")
 

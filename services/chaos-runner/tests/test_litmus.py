@@ -23,6 +23,7 @@ from chaos_fixtures import (
     litmus_api,  # noqa: F401  (fixture)
     opt_in,
     run_request,
+    runner_ready,
     start_runner,
     wait_event,
     wait_ready,
@@ -128,7 +129,7 @@ async def test_litmus_objects_are_accepted_followed_and_stopped(
     runner = start_runner(services, bus, kubeconfig_path, cluster)
     spec = SPEC | {"hypothesis": {"minReadyReplicas": 1, "checkIntervalSeconds": 0.5}}
     await create(kube_api, namespace, experiment("web-chaos", spec), CHAOS_EXPERIMENT)
-    await runner.wait_status("/readyz", 200)
+    await runner_ready(runner)
 
     # A run the operator completes with a passing verdict.
     await command(bus, ChaosCommand.RUN, run_request(namespace, "web-chaos"))
