@@ -17,6 +17,7 @@ SERVICES := reconciler slo-engine chaos-runner policy-gate incident-bot
 N ?= 20000
 WEBAPPS ?= 1000
 DEPLOYMENTS ?= 500
+EXPERIMENTS ?= 20
 
 .PHONY: help dev tools test lint types asyncapi demo start-platform deploy-samples cluster-up cluster-down \
 	bench-bus bench-operator bench-arrival bench-cluster clean $(addprefix test-,$(SERVICES)) test-libs test-controlplane
@@ -78,6 +79,12 @@ bench-cluster: dev tools ## control plane start-up, 10-replica deployment readin
 .PHONY: bench-policy
 bench-policy: dev tools ## N (or 2000) policy-gate decisions on the bus and at admission vs the same queries to raw OPA
 	$(RUN)/python tests/bench/bench_policy.py --decisions $(if $(filter command line,$(origin N)),$(N),2000)
+.PHONY: bench-chaos chaos-demo
+bench-chaos: dev tools ## N (or EXPERIMENTS) chaos runs (20): recovery, abort-on-burn and kill-switch latencies
+	$(RUN)/python tests/bench/bench_chaos.py --experiments $(if $(filter command line,$(origin N)),$(N),$(EXPERIMENTS))
+
+chaos-demo: dev tools ## the chaos-runner end to end on a local platform, narrated: run, recover, abort, kill switch
+	$(RUN)/python services/chaos-runner/demo/chaos_demo.py
 
 clean: ## remove the environment, tox envs and local state (not the tool cache)
 	rm -rf $(VENV) .tox .ballast .mypy_cache .ruff_cache .pytest_cache

@@ -6,6 +6,7 @@ ballast policy verify SUITE.yaml...       run gator suites against the real OPA
 ballast policy test FILE... --policy DIR  judge manifests by Gatekeeper policies (text, json, junit)
 ballast slo generate|validate -i SPECS    Sloth-compatible Prometheus rules from Sloth and OpenSLO specs
 ballast incident list|show|ack|resolve    the incident-bot's incidents over svc.incident.*
+ballast chaos run|stop|pause|list         chaos experiments through the chaos-runner (stop --all: kill switch)
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import asyncio
 import sys
 from typing import TYPE_CHECKING, Any
 
-from ballast.cli import incident, platform, slo
+from ballast.cli import chaos, incident, platform, slo
 
 if TYPE_CHECKING:
     from ballast.kube.rest import KubeApi
@@ -112,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     policy_test.add_argument("--opa", help=opa_help)
     slo.add_parser(commands)
     incident.add_parser(commands)
+    chaos.add_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "policy":
         from ballast.cli import policy as policy_cli
@@ -141,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         return slo.run(args)
     if args.command == "incident":
         return incident.run(args)
+    if args.command == "chaos":
+        return chaos.run(args)
     return _streams_ensure(args.nats_url)
 
 

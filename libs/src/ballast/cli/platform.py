@@ -54,7 +54,7 @@ SERVICES = (
     PlatformService("reconciler", "ballast.reconciler", needs_cluster=True),
     PlatformService("slo-engine", "ballast.slo_engine"),
     PlatformService("policy-gate", "ballast.policy_gate"),
-    PlatformService("chaos-runner", "ballast.chaos_runner"),
+    PlatformService("chaos-runner", "ballast.chaos_runner", needs_cluster=True),
     PlatformService("incident-bot", "ballast.incident_bot"),
 )
 

@@ -93,6 +93,8 @@ class AbortReason(enum.StrEnum):
     STOPPED = "stopped"  # a cmd.chaos.stop named it
     KILL_SWITCH = "kill_switch"  # a cmd.chaos.stop naming no experiment
     RUNNER_LOST = "runner_lost"  # the runner died mid-run; its faults were reverted when a runner started again
+    PAUSED = "paused"  # a cmd.chaos.pause holds chaos against the target's namespace or service
+    NOT_ALLOWED = "not_allowed"  # refused before any fault: namespace not opted in, blast radius, concurrency policy
 
 
 class Verdict(enum.StrEnum):
