@@ -79,6 +79,7 @@ bench-cluster: dev tools ## control plane start-up, 10-replica deployment readin
 .PHONY: bench-policy
 bench-policy: dev tools ## N (or 2000) policy-gate decisions on the bus and at admission vs the same queries to raw OPA
 	$(RUN)/python tests/bench/bench_policy.py --decisions $(if $(filter command line,$(origin N)),$(N),2000)
+
 .PHONY: bench-chaos chaos-demo
 bench-chaos: dev tools ## N (or EXPERIMENTS) chaos runs (20): recovery, abort-on-burn and kill-switch latencies
 	$(RUN)/python tests/bench/bench_chaos.py --experiments $(if $(filter command line,$(origin N)),$(N),$(EXPERIMENTS))
