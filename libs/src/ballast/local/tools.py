@@ -58,7 +58,7 @@ def _missing(what: str, where: Path) -> ToolsMissing:
 
 
 def tool(name: str) -> Path:
-    """The path of one built binary (`kube-apiserver`, `etcd`, `kwok`, `opa`, `helm`, `promtool`, ...)."""
+    """The path of one built binary (`kube-apiserver`, `etcd`, `kwok`, `opa`, `helm`, `promtool`, `prometheus`, ...)."""
     path = tools_bin_dir() / name
     if not os.access(path, os.X_OK):
         raise _missing(name, path.parent)
