@@ -5,6 +5,7 @@ ballast streams ensure --nats-url URL     create or update the catalogue's strea
 ballast policy verify SUITE.yaml...       run gator suites against the real OPA
 ballast policy test FILE... --policy DIR  judge manifests by Gatekeeper policies (text, json, junit)
 ballast slo generate|validate -i SPECS    Sloth-compatible Prometheus rules from Sloth and OpenSLO specs
+ballast traffic set NS/WEBAPP --error-rate 0.1   inject errors into the local platform's synthetic traffic
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import asyncio
 import sys
 from typing import TYPE_CHECKING, Any
 
-from ballast.cli import platform, slo
+from ballast.cli import platform, slo, traffic
 
 if TYPE_CHECKING:
     from ballast.kube.rest import KubeApi
@@ -110,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     policy_test.add_argument("--fail-on-warn", action="store_true", help="exit 1 on warnings, 2 on denials")
     policy_test.add_argument("--opa", help=opa_help)
     slo.add_parser(commands)
+    traffic.add_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "policy":
         from ballast.cli import policy as policy_cli
@@ -137,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         return _apply(args.files)
     if args.command == "slo":
         return slo.run(args)
+    if args.command == "traffic":
+        return traffic.run(args)
     return _streams_ensure(args.nats_url)
 
 
