@@ -210,7 +210,8 @@ async def _script(where: platform.Platform, state_dir: Path) -> None:
 
         _say("5/6 recover: ballast traffic reset; then a pod deleted costs 503s until replaced")
         await asyncio.to_thread(_traffic, f"{traffic_url}/webapps/{NAMESPACE}/{WEBAPP}", "DELETE")
-        pods = await send_json(api, "GET", POD.collection(NAMESPACE), query=[("labelSelector", f"app={WEBAPP}")])
+        selector = [("labelSelector", f"app.kubernetes.io/name={WEBAPP}")]
+        pods = await send_json(api, "GET", POD.collection(NAMESPACE), query=selector)
         if pods.get("items"):
             await delete(api, POD, NAMESPACE, pods["items"][0]["metadata"]["name"])
         took = await watch(lambda firing, alerting: not firing and not alerting, "recovery")
