@@ -30,7 +30,7 @@ from ballast.kube.install import install, load_manifests
 from ballast.local.nats_server import free_port
 from ballast.local.prometheus import Prometheus, ScrapeTarget
 from ballast.local.tools import ToolsMissing, tool
-from ballast.local.traffic import TrafficExporter
+from ballast.local.traffic import Faults, TrafficExporter
 from ballast.slo import (
     Alerting,
     AlertTier,
@@ -331,3 +331,14 @@ async def test_a_deleted_pod_costs_errors_until_it_is_replaced(
     await eventually(missing_replica, timeout=30, what="503s while a replica is missing")
     await eventually(lambda: serving(exporter, namespace, 2), timeout=60, what="the replica replaced")
     assert exporter.model.webapps[(namespace, "web")].shares()["503"] == 0  # replaced: no more errors
+
+
+async def test_bad_traffic_settings_are_refused_with_the_reason_and_change_nothing(
+    exporter: TrafficExporter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await traffic("set", "shop/web", "--error-rate", "0.2", "--url", exporter.url) == 0
+    assert await traffic("set", "shop/web", "--error-rate", "2", "--url", exporter.url) == 1
+    assert "errorRate" in capsys.readouterr().err
+    assert await traffic("set", "shop", "--latency-ms", "10", "--url", exporter.url) == 1
+    assert "'shop' is not NAMESPACE/WEBAPP" in capsys.readouterr().err
+    assert exporter.model.faults(("shop", "web")) == Faults(error_rate=0.2)
