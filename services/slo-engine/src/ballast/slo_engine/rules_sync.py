@@ -1,9 +1,10 @@
 """An SLO object's Prometheus rules, where Prometheus reads them: a PrometheusRule in the cluster when the
 prometheus-operator's CRD is installed, and a rule file in a directory a Prometheus loads (the local platform's).
 
-The rules are the library's Sloth-compatible ones (`ballast.slo.slo_rule_groups`) with one label more on every rule,
-`namespace`: Sloth identifies an SLO by service and name only, which two namespaces may share, and the live
-evaluator reads all SLOs' recorded series in one query and tells them apart by it.
+The rules are the library's Sloth-compatible ones (`ballast.slo.slo_rule_groups`) with one label more on every
+recorded series (and so on the alerts, which keep their series' labels), `namespace`: Sloth identifies an SLO by
+service and name only, which two namespaces may share, and the live evaluator reads all SLOs' recorded series in one
+query and tells them apart by it.
 
 `desired_prometheus_rule` and `rule_file_text` are pure; `RuleSync` writes and deletes. A PrometheusRule is named
 after its SLO, labelled as managed by the slo-engine and owned by the SLO (a controller ownerReference), so the
@@ -42,7 +43,7 @@ _MANAGED = {"app.kubernetes.io/component": "SLO", "app.kubernetes.io/managed-by"
 
 
 def slo_rules(namespace: str, objective: ServiceLevelObjective, options: RuleOptions) -> list[RuleGroup]:
-    """The SLO's rule groups, `namespace` on every rule; raises UnsupportedSlo when rules cannot express it."""
+    """The SLO's rule groups, `namespace` on every recording; raises UnsupportedSlo when rules cannot express it."""
     labelled = replace(options, extra_labels=options.extra_labels | {NAMESPACE_LABEL: namespace})
     return slo_rule_groups(objective, SpecFormat.BALLAST, labelled)
 
