@@ -18,7 +18,7 @@ pytestmark = pytest.mark.cluster
 # Run in a process of its own: `up` takes over SIGINT and SIGTERM. `then` checks the running Prometheus and prints
 # what it found.
 PROGRAM = """
-import asyncio, json, os, sys, urllib.request
+import asyncio, json, sys, urllib.request
 from pathlib import Path
 from ballast.cli import platform
 from ballast.cli.main import main as ballast
@@ -36,7 +36,6 @@ async def check(up, state):
 
     print("targets:", json.dumps(await eventually(scraped, timeout=60, interval=0.5, what="targets up")), flush=True)
     rules = state / "prometheus" / "rules"
-    print("rules dir from env:", os.environ.get("BALLAST_SLO_RULES_DIR") == str(rules), flush=True)
     (rules / "probe.yaml").write_text("groups: [{name: probe, rules: [{record: probe:up, expr: vector(1)}]}]")
 
     async def loaded():
@@ -64,7 +63,7 @@ def test_up_runs_prometheus_scraping_the_services_and_the_synthetic_traffic_and_
     done = subprocess.run([sys.executable, "-c", PROGRAM, *args], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert 'targets: {"slo-engine": "up", "synthetic-traffic": "up"}' in done.stdout, done.stdout
-    assert "rules dir from env: True" in done.stdout
+    assert f"rules from {state.resolve() / 'prometheus' / 'rules'}" in done.stdout
     assert "rule groups: ['probe']" in done.stdout
     assert "no WebApps yet" in done.stdout  # `ballast traffic show` reached the exporter through the state dir
     assert "traffic show exit: 0" in done.stdout
