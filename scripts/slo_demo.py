@@ -196,6 +196,7 @@ async def _script(where: platform.Platform, state_dir: Path) -> None:
                 await asyncio.sleep(2)
 
         _say("3/6 healthy traffic: every window recorded, nothing burning")
+        _say("    (the budget's period so far is only as long as this Prometheus has run, so errors spend it fast)")
         await watch(lambda firing, alerting: not firing and not alerting, "a calm start", timeout=60)
         for _ in range(3):
             await figures()

@@ -27,7 +27,8 @@ def test_one_query_per_distinct_window_of_all_tables() -> None:
 
 
 def test_a_measurement_needs_every_window_and_a_known_period() -> None:
-    full: dict[timedelta, float | None] = dict.fromkeys(WINDOWS.windows(), 0.002) | {WINDOWS.period: 0.0005}
+    full: dict[timedelta, float | None] = {window: 0.002 for window in WINDOWS.windows()}
+    full[WINDOWS.period] = 0.0005
     measured = Readings(AT, {SHOP: full}).measurement(SHOP, WINDOWS)
     assert measured is not None
     assert measured.at == AT
