@@ -31,7 +31,7 @@ $(UV):
 dev: $(UV) ## create the development environment from uv.lock (Python deps, nats-server)
 	$(UV) sync --locked --all-packages --python $(PYTHON)
 
-tools: ## build kube-apiserver, etcd, kwok, opa, helm, promtool from the Go module proxy (cached)
+tools: ## build kube-apiserver, etcd, kwok, opa, helm, promtool, prometheus from the Go module proxy (cached)
 	scripts/build-tools.sh
 
 test: dev tools ## lint, type-check and run every suite (the CI command)
@@ -51,6 +51,10 @@ asyncapi: dev ## regenerate docs/asyncapi.yaml from the catalogue
 
 demo: dev tools ## the operator lifecycle end to end on a local platform, narrated (then everything stops)
 	$(RUN)/ballast demo
+
+.PHONY: slo-demo
+slo-demo: dev tools ## an SLO with a real Prometheus: errors injected, page fires, budget falls, recovery (narrated)
+	$(RUN)/python scripts/slo_demo.py
 
 start-platform: dev tools ## run NATS, a local control plane and every service (Ctrl-C stops)
 	$(RUN)/ballast up

@@ -78,9 +78,9 @@ build_kubernetes() {
   log "kubernetes: $("$BIN_DIR/kube-apiserver" --version)"
 }
 
-# build_tool NAME MODULE VERSION PACKAGE [LDFLAGS]: one main package through its own wrapper module.
+# build_tool NAME MODULE VERSION PACKAGE [LDFLAGS] [TAGS]: one main package through its own wrapper module.
 build_tool() {
-  local name=$1 module=$2 version=$3 pkg=$4 ldflags=${5:-}
+  local name=$1 module=$2 version=$3 pkg=$4 ldflags=${5:-} tags=${6:-}
   have "$name" "$version" && { log "$name $version: cached"; return; }
   step=$name
   local dir="$WORK_DIR/$name-$version"
@@ -89,7 +89,7 @@ build_tool() {
   log "$name $version: resolving $module"
   go get -tool "$pkg@$version" >"$WORK_DIR/$step.log" 2>&1
   log "$name $version: compiling $pkg"
-  go build -trimpath -ldflags="-s -w $ldflags" -o "$BIN_DIR/$name" "$pkg" >>"$WORK_DIR/$step.log" 2>&1
+  go build -trimpath -tags="$tags" -ldflags="-s -w $ldflags" -o "$BIN_DIR/$name" "$pkg" >>"$WORK_DIR/$step.log" 2>&1
   stamp "$name" "$version"
   log "$name $version: built"
 }
@@ -104,6 +104,14 @@ build_tool helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm \
   "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 build_tool promtool github.com/prometheus/prometheus "$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/promtool \
   "-X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION/v0./3.}"
+# The server for the local platform: without `builtinassets` there is no web UI (the API, /metrics and the lifecycle
+# endpoints are all there), and `remove_all_sd` keeps only static, file and HTTP service discovery, which spares the
+# cloud SDKs a third of the build. Release 3.16.0 is module v0.316.0: the minor is the module minor's last digits.
+PROMETHEUS_MINOR=${PROMETHEUS_VERSION#v0.}
+PROMETHEUS_MINOR=${PROMETHEUS_MINOR%%.*}
+PROMETHEUS_RELEASE="${PROMETHEUS_MINOR:0:1}.$((10#${PROMETHEUS_MINOR:1})).${PROMETHEUS_VERSION##*.}"
+build_tool prometheus github.com/prometheus/prometheus "$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/prometheus \
+  "-X github.com/prometheus/common/version.Version=$PROMETHEUS_RELEASE" remove_all_sd
 
 # Alertmanager embeds its web UI from ui/app/dist, which the module zip leaves out (it is built with npm): it is built
 # from a writable copy of the module with a one-page placeholder there. The API and webhooks do not need the UI.

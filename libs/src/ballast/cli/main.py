@@ -7,6 +7,7 @@ ballast policy test FILE... --policy DIR  judge manifests by Gatekeeper policies
 ballast slo generate|validate -i SPECS    Sloth-compatible Prometheus rules from Sloth and OpenSLO specs
 ballast incident list|show|ack|resolve    the incident-bot's incidents over svc.incident.*
 ballast chaos run|stop|pause|list         chaos experiments through the chaos-runner (stop --all: kill switch)
+ballast traffic set NS/WEBAPP --error-rate 0.1   inject errors into the local platform's synthetic traffic
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import asyncio
 import sys
 from typing import TYPE_CHECKING, Any
 
-from ballast.cli import chaos, incident, platform, slo
+from ballast.cli import chaos, incident, platform, slo, traffic
 
 if TYPE_CHECKING:
     from ballast.kube.rest import KubeApi
@@ -114,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     slo.add_parser(commands)
     incident.add_parser(commands)
     chaos.add_parser(commands)
+    traffic.add_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "policy":
         from ballast.cli import policy as policy_cli
@@ -145,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         return incident.run(args)
     if args.command == "chaos":
         return chaos.run(args)
+    if args.command == "traffic":
+        return traffic.run(args)
     return _streams_ensure(args.nats_url)
 
 

@@ -21,10 +21,11 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from ballast.local.nats_server import NatsServer
-from ballast.local.tools import tool
+from ballast.local.tools import ToolsMissing, tool
 from ballast.runtime.ports import PORTS
 
 if TYPE_CHECKING:
+    from ballast.cli.monitoring import Monitoring
     from ballast.kube.rest import KubeApi
     from ballast.local.policy_webhook import LocalCertificate
 
@@ -155,6 +156,7 @@ def _tls_env(service: PlatformService, tls: LocalCertificate | None) -> dict[str
 class Platform:
     nats_url: str
     kubeconfig: Path | None
+    prometheus_url: str | None = None
 
 
 def up(
@@ -181,6 +183,7 @@ def up(
     services: list[tuple[PlatformService, subprocess.Popen[bytes]]] = []
     gate_tls = None  # the certificate of the gate whose admission webhook ballast up registers
     gate_webhook: str | None = None
+    monitoring: Monitoring | None = None
     try:
         _say(f"starting NATS JetStream on {nats.url}")
         nats.start()
@@ -202,6 +205,20 @@ def up(
                 from ballast.local.policy_webhook import write_certificate
 
                 gate_tls = write_certificate(root / "policy-gate-tls")
+        try:  # Prometheus scrapes the services that will run, and the synthetic traffic (with a cluster)
+            from ballast.cli.monitoring import start_monitoring
+
+            running = [
+                s for s in SERVICES if (only is None or s.name in only) and (with_cluster or not s.needs_cluster)
+            ]
+            kubeconfig = control_plane.kubeconfig_path if control_plane is not None else None
+            monitoring = start_monitoring(root, [(s.name, s.health_port(http_port_base)) for s in running], kubeconfig)
+            env |= monitoring.env
+            _say(f"Prometheus {monitoring.prometheus.url}, rules from {monitoring.prometheus.rules_dir}")
+            if monitoring.traffic_url is not None:
+                _say(f"synthetic traffic {monitoring.traffic_url}/metrics (ballast traffic set NS/WEBAPP ...)")
+        except ToolsMissing as missing:
+            _say(f"no Prometheus: {missing}")
         for service in SERVICES:
             if only is not None and service.name not in only:
                 continue
@@ -230,7 +247,8 @@ def up(
         if control_plane is not None:
             _say(f"export KUBECONFIG={control_plane.kubeconfig_path}")
         if then is not None:
-            return then(Platform(nats.url, control_plane.kubeconfig_path if control_plane else None))
+            prometheus_url = monitoring.prometheus.url if monitoring is not None else None
+            return then(Platform(nats.url, control_plane.kubeconfig_path if control_plane else None, prometheus_url))
         _say("Ctrl-C stops everything")
         while True:
             for service, proc in services:
@@ -262,6 +280,8 @@ def up(
             except subprocess.TimeoutExpired:
                 _say(f"{service.name} did not drain in 30s; killing it")
                 proc.kill()
+        if monitoring is not None:
+            monitoring.stop()
         if control_plane is not None:
             control_plane.stop()
         nats.stop()

@@ -6,6 +6,8 @@ cluster-up` and the test fixtures (this project's envtest).
 - `controlplane`: etcd, kube-apiserver, controller-manager, scheduler and kwok with fake nodes, run from those binaries.
 - `kubeconfig`: the self-contained kubeconfig the control plane writes.
 - `cluster`: `python -m ballast.local.cluster up|down`, a control plane that outlives the command.
+- `prometheus`: a Prometheus server (built by `make tools`) scraping given targets and loading a rules directory.
+- `traffic`: SYNTHETIC per-WebApp request metrics for the local platform only (kwok pods serve nothing).
 """
 
 from ballast.local.nats_server import NatsServer, find_nats_server, free_port

@@ -58,8 +58,8 @@ def _missing(what: str, where: Path) -> ToolsMissing:
 
 
 def tool(name: str) -> Path:
-    """The path of one built binary (`kube-apiserver`, `etcd`, `kwok`, `opa`, `helm`, `promtool`, `alertmanager`,
-    ...)."""
+    """The path of one built binary (`kube-apiserver`, `etcd`, `kwok`, `opa`, `helm`, `promtool`, `prometheus`,
+    `alertmanager`, ...)."""
     path = tools_bin_dir() / name
     if not os.access(path, os.X_OK):
         raise _missing(name, path.parent)

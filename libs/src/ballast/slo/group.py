@@ -15,6 +15,8 @@ class SpecFormat(enum.StrEnum):
     SLOTH_KUBERNETES = "sloth.slok.dev/v1"
     OPENSLO_V1ALPHA = "openslo/v1alpha"
     OPENSLO_V1 = "openslo/v1"
+    # Ballast's own ServiceLevelObjective objects, which the slo-engine reads from the cluster (not from files).
+    BALLAST = "platform.example.com/v1"
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ _MODES = {
     SpecFormat.SLOTH_KUBERNETES: "cli-gen-k8s",
     SpecFormat.OPENSLO_V1ALPHA: "cli-gen-openslo",
     SpecFormat.OPENSLO_V1: "cli-gen-openslo",
+    SpecFormat.BALLAST: "ballast-k8s",
 }
 
 

@@ -1,0 +1,142 @@
+"""Error ratios of every SLO from Prometheus: one instant query per window, not one per SLO.
+
+The generated recording rules (`rules_sync`) record each SLO's error ratio over every alert window and over its
+period as `slo:sli_error:ratio_rate<window>`, labelled `namespace`, `sloth_service` and `sloth_slo`. Reading
+`slo:sli_error:ratio_rate5m` returns that window's ratio for all SLOs at once, so an evaluation cycle costs as many
+queries as there are distinct windows (eight for the Workbook's table and a 30-day period) whatever the number of
+SLOs. All windows are read at the same instant (`time=`), which dates the measurement.
+
+Missing data: a window without requests records NaN (0/0); it counts as no errors, as `Counts.error_ratio` counts an
+empty window. A NaN period ratio (Sloth's period rule averages the shortest window's ratios, so one idle five
+minutes makes the whole period NaN until it leaves the period) is not guessed at: that SLO gets no measurement, and
+its budget keeps its last evaluated state rather than being reset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+
+from ballast.slo import ServiceLevelObjective
+from ballast.slo.alert_windows import AlertWindows
+from ballast.slo.durations import format_duration
+from ballast.slo.evaluation import Measurement
+from ballast.slo_engine.rules_sync import NAMESPACE_LABEL
+
+
+def sli_record(window: timedelta) -> str:
+    """The recorded series of the error ratio over `window` (Sloth's name)."""
+    return f"slo:sli_error:ratio_rate{format_duration(window)}"
+
+
+def windows_to_read(tables: Iterable[AlertWindows]) -> set[timedelta]:
+    """Every alert window and period of the SLOs' window tables: one query each."""
+    return {window for table in tables for window in (*table.windows(), table.period)}
+
+
+@dataclass(frozen=True, order=True)
+class SeriesSlo:
+    """Which SLO a recorded series belongs to: its labels. `namespace` is "" for rules from spec files."""
+
+    namespace: str
+    service: str
+    slo: str
+
+    @classmethod
+    def of(cls, namespace: str, objective: ServiceLevelObjective) -> SeriesSlo:
+        """The series key of an SLO object's rules (`rules_sync` labels them with its namespace)."""
+        return cls(namespace, objective.service, objective.name)
+
+
+class PrometheusUnavailable(RuntimeError):
+    """Prometheus did not answer, or refused a query; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Readings:
+    """The error ratios of every SLO Prometheus records, per window, at one instant; None where the ratio is NaN
+    (no requests in the window)."""
+
+    at: datetime
+    ratios: Mapping[SeriesSlo, Mapping[timedelta, float | None]]
+
+    def measurement(self, key: SeriesSlo, windows: AlertWindows) -> Measurement | None:
+        """The SLO's measurement for the evaluator; None while a window has no series or the period's ratio is NaN."""
+        ratios = self.ratios.get(key, {})
+        if any(window not in ratios for window in (*windows.windows(), windows.period)):
+            return None
+        period = ratios[windows.period]
+        if period is None:
+            return None
+        alert_windows = {window: ratios[window] or 0.0 for window in windows.windows()}
+        return Measurement(at=self.at, windows=alert_windows, period=period)
+
+
+def _ratio(value: str) -> float | None:
+    """A sample's value as a ratio: NaN (no requests) is None, and a query's overshoot is clamped into 0..1."""
+    number = float(value)
+    if math.isnan(number):
+        return None
+    return min(1.0, max(0.0, number))
+
+
+class PrometheusSource:
+    def __init__(self, url: str, *, timeout: float = 10.0, session: aiohttp.ClientSession | None = None) -> None:
+        self.url = url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._own_session = session is None
+        self._session = session
+
+    async def __aenter__(self) -> Self:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        return self
+
+    async def __aexit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
+        if self._own_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def query(self, expr: str, at: datetime) -> list[dict[str, Any]]:
+        """An instant query's vector: [{"metric": {labels}, "value": [ts, "value"]}, ...]."""
+        assert self._session is not None, "use `async with PrometheusSource(...)`"
+        params = {"query": expr, "time": f"{at.timestamp():.3f}"}
+        try:
+            async with self._session.post(f"{self.url}/api/v1/query", data=params, timeout=self._timeout) as response:
+                body = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+            raise PrometheusUnavailable(f"{self.url}: {expr}: {error!r}") from error
+        if body.get("status") != "success":
+            raise PrometheusUnavailable(f"{self.url}: {expr}: {body.get('errorType')}: {body.get('error')}")
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    async def read(self, windows: Iterable[timedelta], at: datetime | None = None) -> Readings:
+        """Every SLO's error ratio over each of `windows` at `at` (now, to the second, by default)."""
+        moment = at or datetime.now(UTC).replace(microsecond=0)
+        wanted = sorted(set(windows))
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                vectors = {w: tasks.create_task(self.query(sli_record(w), moment)) for w in wanted}
+        except* PrometheusUnavailable as failed:
+            raise failed.exceptions[0] from None  # one reason is enough: the cycle has no measurement either way
+        ratios: dict[SeriesSlo, dict[timedelta, float | None]] = {}
+        for window, task in vectors.items():
+            for sample in task.result():
+                labels = sample["metric"]
+                if "sloth_service" not in labels or "sloth_slo" not in labels:
+                    continue  # a series of that name recorded by something else
+                key = SeriesSlo(labels.get(NAMESPACE_LABEL, ""), labels["sloth_service"], labels["sloth_slo"])
+                value = _ratio(sample["value"][1])
+                per_slo = ratios.setdefault(key, {})
+                if window in per_slo and (value is None or (per_slo[window] or 0.0) >= value):
+                    continue  # two series for one SLO (rules loaded twice, other extra labels): the worse counts
+                per_slo[window] = value
+        return Readings(moment, ratios)
