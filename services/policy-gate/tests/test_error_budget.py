@@ -69,11 +69,13 @@ def recovered(namespace: str, *, at: datetime) -> BudgetRecovered:
     )
 
 
-def webapp(namespace: str, image: str, *, replicas: int = 1, **annotations: str) -> dict[str, Any]:
+def webapp(
+    namespace: str, image: str, *, replicas: int = 1, annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
     return {
         "apiVersion": "platform.example.com/v1",
         "kind": "WebApp",
-        "metadata": {"name": "web", "namespace": namespace, "annotations": annotations},
+        "metadata": {"name": "web", "namespace": namespace, "annotations": annotations or {}},
         "spec": {"image": image, "replicas": replicas},
     }
 
@@ -126,11 +128,11 @@ async def test_a_deploy_is_refused_saying_why_until_when_and_how_to_override() -
 async def test_a_hotfix_overrides_the_freeze_with_its_reason() -> None:
     book = FreezeBook()
     book.apply(exhausted("shop"))
-    hotfix = webapp("shop", f"{IMAGE}:2", **{HOTFIX_ANNOTATION: "INC-42: fix the crash loop"})
+    hotfix = webapp("shop", f"{IMAGE}:2", annotations={HOTFIX_ANNOTATION: "INC-42: fix the crash loop"})
     verdict = await judge_webapp(book, hotfix, webapp("shop", f"{IMAGE}:1"), ran())
     assert verdict.override_reason == "INC-42: fix the crash loop"
     assert [v.constraint.kind for v in verdict.violations] == ["ErrorBudgetFreeze"], "the freeze it overrode is kept"
-    blank = webapp("shop", f"{IMAGE}:2", **{HOTFIX_ANNOTATION: "  "})
+    blank = webapp("shop", f"{IMAGE}:2", annotations={HOTFIX_ANNOTATION: "  "})
     assert (await judge_webapp(book, blank, webapp("shop", f"{IMAGE}:1"), ran())).override_reason is None
 
 
@@ -294,7 +296,7 @@ async def test_the_gate_freezes_deploys_at_admission_and_on_the_bus_until_the_bu
     rollback = await admit(gate, webapp(namespace, f"{IMAGE}:1"), running)
     assert rollback["allowed"], rollback
     assert "rollback of WebApp web" in rollback["warnings"][0]
-    hotfix = webapp(namespace, f"{IMAGE}:3", **{HOTFIX_ANNOTATION: "INC-7 null pointer on checkout"})
+    hotfix = webapp(namespace, f"{IMAGE}:3", annotations={HOTFIX_ANNOTATION: "INC-7 null pointer on checkout"})
     overridden = await admit(gate, hotfix, running)
     assert overridden["allowed"]
     assert "admitted as a hotfix (INC-7 null pointer on checkout)" in overridden["warnings"][0]
