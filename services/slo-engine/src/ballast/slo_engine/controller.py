@@ -30,6 +30,7 @@ from ballast.slo_engine.budgets import BudgetBook
 
 SLO = Resource(GROUP, VERSION, SLOS, KIND)
 FIELD_MANAGER = "ballast-slo-engine"
+MAX_REFS = 10  # per cause in the status; svc.slo.status has them all
 
 
 def _reason(error: ValidationError) -> str:
@@ -63,6 +64,16 @@ def slo_status(obj: dict[str, Any], state: BudgetState | None, refused: str | No
             "firingTiers": [str(tier) for tier in firing],
             "evaluatedAt": state.evaluated_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         }
+        if state.consumption:
+            status["budgetConsumption"] = [
+                {
+                    "cause": str(part.cause),
+                    "budgetConsumed": round(part.budget_consumed, 4),
+                    "excluded": part.excluded,
+                    "refs": list(part.refs[:MAX_REFS]),
+                }
+                for part in state.consumption
+            ]
         if state.time_to_exhaustion is not None and state.time_to_exhaustion >= timedelta(seconds=1):
             status["timeToExhaustion"] = format_duration(
                 timedelta(seconds=int(state.time_to_exhaustion.total_seconds()))
