@@ -5,6 +5,7 @@ ballast streams ensure --nats-url URL     create or update the catalogue's strea
 ballast policy verify SUITE.yaml...       run gator suites against the real OPA
 ballast policy test FILE... --policy DIR  judge manifests by Gatekeeper policies (text, json, junit)
 ballast slo generate|validate -i SPECS    Sloth-compatible Prometheus rules from Sloth and OpenSLO specs
+ballast slo status|budget                 the live error budgets the slo-engine keeps (svc.slo.status)
 """
 
 from __future__ import annotations
