@@ -3,8 +3,8 @@
 A WebApp is up while its ready replicas meet the desired ones (a WebApp scaled to zero is up: nothing is missing),
 down while they fall short or its Deployment is gone, and unknown before its first fact and after it is deleted:
 unknown time is neither good nor bad. The latest fact decides, whether it came from the WebApp or from the Deployment
-it owns; a fact older than the last one applied is stale and dropped, so facts handled out of order (concurrent
-handlers, redeliveries) end in the same record.
+it owns; a fact older than the last one applied is stale and dropped: handled out of order (concurrent handlers, a
+redelivery), it must not undo the later state (what it told is then lost, at most the time between the two facts).
 
 A `WebAppRecord` is what the engine keeps per WebApp in the `slo-sli` bucket: its up/down changes (exact times, not
 samples: a WebApp up for a month is one change) and the generations it rolled out, so that budgets are computed over

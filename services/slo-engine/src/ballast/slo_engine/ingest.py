@@ -78,9 +78,9 @@ class FactIngest:
                 raise Reject(f"the reconcile outcome of WebApp {webapp.name!r} names no namespace")
             if delivery.subject.endswith(".deleted"):
                 return
-            keep_after = self._now() - self._retention
+            keep_after, generation = self._now() - self._retention, event.generation
             await self._store.update_webapp(
-                webapp.namespace, webapp.name, lambda record: record.rolled_out(event.generation, at, keep_after)
+                webapp.namespace, webapp.name, lambda record: record.rolled_out(generation, at, keep_after)
             )
             return
         window: tuple[str, CauseWindow] | None = None

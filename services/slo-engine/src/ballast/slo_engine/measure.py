@@ -32,7 +32,7 @@ def alert_windows(slo: ServiceLevelObjective, at: datetime) -> AlertWindows:
 
 
 def rollout_intervals(record: WebAppRecord, settle: timedelta, now: datetime) -> list[tuple[str, Interval]]:
-    found = []
+    found: list[tuple[str, Interval]] = []
     for rollout in record.rollouts:
         end = record.up_again(rollout.at + settle)
         found.append((f"{record.name}@{rollout.generation}", (rollout.at, min(end, now) if end else now)))
