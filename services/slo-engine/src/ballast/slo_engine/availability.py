@@ -23,7 +23,7 @@ from ballast.events.contracts.k8s import ObservedObject
 from ballast.slo.intervals import Interval, normalise
 
 # A record is one KV value (the server's default payload limit is 1 MiB; a change is ~60 bytes of JSON). Past this
-# many changes the oldest are dropped, and the engine counts it (ballast_slo_history_truncated_total).
+# many changes the oldest are dropped, and the record counts them (`truncated`).
 MAX_CHANGES = 10_000
 
 
