@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ from slo_fixtures import slo_api, start_engine  # noqa: F401  (fixture)
 
 from ballast.bus import LAST, Bus, KeyValue
 from ballast.bus.consumer import DLQ_REASON
+from ballast.cli.main import main
 from ballast.events.catalogue import DEAD_LETTERS, PLATFORM_EVENTS, SLO_ENGINE_FACTS, SLO_SLI
 from ballast.events.contracts.chaos import (
     ChaosEvent,
@@ -412,6 +414,7 @@ async def test_burn_during_a_recorded_chaos_window_is_attributed_and_can_be_kept
     kubeconfig_path: Path,
     namespace: str,
     slo_api: None,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     bus = fresh_bus
     await create_slo(kube_api, namespace, slo_object("counted", "web"))
@@ -460,4 +463,27 @@ async def test_burn_during_a_recorded_chaos_window_is_attributed_and_can_be_kept
     chaos = await eventually(in_status, timeout=60, interval=0.2, what="chaos consumption in the status")
     assert chaos["excluded"] is True
     assert chaos["refs"] == ["uid-e:2026-12-01T12:00:00Z"]
+
+    # The CLI reads the same figures (it runs its own event loop: in a thread).
+    url = fresh_nats_server.url
+    assert await asyncio.to_thread(main, ["slo", "budget", f"{namespace}/excluding", "--nats-url", url]) == 0
+    budget = capsys.readouterr().out
+    assert f"SLO {namespace}/excluding (service web): 90% over 30d" in budget
+    assert "[excluded from the budget]  (uid-e:2026-12-01T12:00:00Z)" in budget
+    assert await asyncio.to_thread(main, ["slo", "status", "-n", namespace, "--nats-url", url]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == [
+        "NAMESPACE",
+        "NAME",
+        "SERVICE",
+        "OBJECTIVE",
+        "BUDGET",
+        "BURN",
+        "1H",
+        "FIRING",
+        "EXHAUSTED",
+        "IN",
+    ]
+    assert [line.split()[1] for line in table[1:]] == ["counted", "excluding"]
+    assert await asyncio.to_thread(main, ["slo", "budget", f"{namespace}/nothing", "--nats-url", url]) == 1
     await engine.stop(timeout=30)

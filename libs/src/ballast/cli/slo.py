@@ -181,6 +181,13 @@ async def _ask(args: argparse.Namespace, request: SloStatusRequest) -> SloStatus
     return response
 
 
+def _duration(duration: timedelta | None) -> str | None:
+    """Whole seconds (the figure moves every evaluation: milliseconds are noise); None below one second."""
+    if duration is None or duration < timedelta(seconds=1):
+        return None
+    return format_duration(timedelta(seconds=int(duration.total_seconds())))
+
+
 def _percent(fraction: float) -> str:
     return f"{fraction * 100:.2f}%"
 
@@ -198,7 +205,7 @@ def _status_table(states: tuple[SloState, ...]) -> str:
                 _percent(state.budget_remaining),
                 f"{one_hour:.2f}" if one_hour is not None else "-",
                 ",".join(state.firing) or "-",
-                format_duration(state.time_to_exhaustion) if state.time_to_exhaustion else "-",
+                _duration(state.time_to_exhaustion) or "-",
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -212,8 +219,7 @@ def _budget_text(state: SloState) -> str:
         f"SLO {state.slo.namespace}/{state.slo.name} (service {state.slo.service}): {state.objective:g}% over "
         f"{format_duration(state.period)}",
         f"  budget left:   {_percent(state.budget_remaining)}" + ("  (exhausted)" if state.budget_exhausted else ""),
-        "  exhausted in:  "
-        + (format_duration(state.time_to_exhaustion) if state.time_to_exhaustion else "- (not burning)"),
+        f"  exhausted in:  {_duration(state.time_to_exhaustion) or '- (not burning)'}",
         f"  firing:        {', '.join(state.firing) or 'none'}",
         f"  evaluated at:  {state.evaluated_at.isoformat()}",
         "  burn rate per window:",
