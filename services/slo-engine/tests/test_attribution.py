@@ -5,6 +5,7 @@ alert windows. Chaos and incident windows are merged from events arriving in any
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -128,7 +129,7 @@ def test_an_open_incident_of_the_service_tags_what_burns_while_it_is_open() -> N
 def run_fact(
     kind: type[ExperimentStarted] | type[ExperimentCompleted], at: datetime
 ) -> ExperimentStarted | ExperimentCompleted:
-    common = {
+    common: dict[str, Any] = {
         "cluster": "local",
         "experiment": ExperimentRef(namespace="shop", name="kill-pods"),
         "run_id": "uid-1:2026-12-01T12:00:00Z",
@@ -154,7 +155,7 @@ def test_a_chaos_window_is_the_same_whatever_order_its_events_arrive_in_and_howe
 
 
 def incident_fact(status: IncidentStatus, at: datetime) -> IncidentTransition:
-    times = {"opened_at": T0}
+    times: dict[str, Any] = {"opened_at": T0}
     if status is IncidentStatus.MITIGATED:
         times["mitigated_at"] = at
     return IncidentTransition(

@@ -399,7 +399,7 @@ async def test_malformed_facts_are_dead_lettered_with_the_reason_and_the_next_is
 
 
 def chaos_event(kind: ChaosEvent, namespace: str, at: datetime) -> Any:
-    common = {
+    common: dict[str, Any] = {
         "cluster": CLUSTER,
         "experiment": ExperimentRef(namespace=namespace, name="kill-web"),
         "run_id": "uid-e:2026-12-01T12:00:00Z",
