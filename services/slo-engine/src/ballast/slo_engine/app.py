@@ -32,7 +32,7 @@ from ballast.slo_engine.budgets import BudgetBook, StoredBudget
 from ballast.slo_engine.causes import CauseWindow
 from ballast.slo_engine.controller import SloController
 from ballast.slo_engine.defaults import DefaultSlos
-from ballast.slo_engine.evaluator import Evaluator
+from ballast.slo_engine.evaluator import AvailabilityMeasurer, Evaluator
 from ballast.slo_engine.gauges import BudgetGauges
 from ballast.slo_engine.ingest import FactIngest
 from ballast.slo_engine.status import StatusView
@@ -125,10 +125,9 @@ def build(settings: SloEngineSettings) -> ServiceApp:
         mirror = SliMirror(store.value)
         evaluator = Evaluator(
             lambda: slos.objectives,
-            mirror,
+            [AvailabilityMeasurer(mirror, timedelta(seconds=settings.rollout_settle))],
             book.value,
             interval=settings.evaluation_interval,
-            settle=timedelta(seconds=settings.rollout_settle),
             evaluated=slos.budget_changed,
         )
         async with asyncio.TaskGroup() as tasks:
