@@ -83,6 +83,9 @@ async def test_facts_from_the_webapp_and_its_deployment_land_in_one_record(
     ]
     await ingest.on_fact(fact(namespace, 2, T0 + 3 * MINUTE, verb="deleted"))
     assert (await record(store, namespace)).changes[-1].state is Availability.UNKNOWN
+    # Its Deployment collected after it: the WebApp is gone, not down.
+    await ingest.on_fact(fact(namespace, 2, T0 + 4 * MINUTE, kind="Deployment", verb="deleted"))
+    assert (await record(store, namespace)).changes[-1].state is Availability.UNKNOWN
 
 
 async def test_replicas_writing_one_record_at_once_all_get_their_fact_in(

@@ -17,7 +17,7 @@ from ballast.events.contracts.chaos import ExperimentAborted, ExperimentComplete
 from ballast.events.contracts.incident import IncidentTransition
 from ballast.events.contracts.k8s import ObservedObject
 from ballast.events.contracts.reconcile import ReconcileOutcome
-from ballast.slo_engine.availability import availability_of, webapp_of
+from ballast.slo_engine.availability import Availability, WebAppRecord, availability_of, webapp_of
 from ballast.slo_engine.causes import CauseWindow, chaos_window, incident_window, merged
 from ballast.slo_engine.store import SliStore
 
@@ -59,12 +59,20 @@ class FactIngest:
             return  # a Deployment no WebApp owns
         if not target[0]:
             raise Reject(f"the {fact.object.kind} fact {fact.object.name!r} names no namespace")
-        state = availability_of(fact, delivery.subject.rsplit(".", 1)[-1])
+        verb = delivery.subject.rsplit(".", 1)[-1]
+        state = availability_of(fact, verb)
         if state is None:
             return
         at = self._dated(delivery)
         keep_after = self._now() - self._retention
-        await self._store.update_webapp(*target, lambda record: record.observe(at, state, keep_after))
+        collected = fact.object.kind == "Deployment" and verb == "deleted"
+
+        def apply(record: WebAppRecord) -> WebAppRecord:
+            if collected and record.changes and record.changes[-1].state is Availability.UNKNOWN:
+                return record  # the garbage collector removing a deleted WebApp's Deployment: nothing is down
+            return record.observe(at, state, keep_after)
+
+        await self._store.update_webapp(*target, apply)
 
     async def on_cause(self, delivery: Delivery) -> None:
         """A rollout, chaos or incident event from PLATFORM_EVENTS."""
