@@ -37,7 +37,7 @@ def default_slo_name(webapp: str) -> str:
 
 
 def wants_default_slo(webapp: dict[str, Any]) -> bool:
-    annotations = webapp["metadata"].get("annotations") or {}
+    annotations: dict[str, str] = webapp["metadata"].get("annotations") or {}
     return annotations.get(DEFAULT_SLO_ANNOTATION, "true").strip().lower() != "false"
 
 
