@@ -11,6 +11,7 @@ from ballast.events.contracts.common import ObjectRef
 from ballast.events.contracts.k8s import ObservedObject
 from ballast.slo_engine.availability import (
     MAX_CHANGES,
+    RECENT_FACTS,
     Availability,
     WebAppRecord,
     availability_of,
@@ -79,19 +80,26 @@ def test_the_error_ratio_is_the_downtime_over_the_observed_window() -> None:
     assert record().error_ratio(now - HOUR, now) == 0.0
 
 
-def test_a_stale_fact_is_dropped_and_a_repeat_changes_nothing() -> None:
+def test_a_repeated_fact_changes_nothing() -> None:
     history = record((T0, UP), (T0 + MINUTE, DOWN), (T0 + 30 * MINUTE, DOWN))
-    assert history.observe(T0 + 30 * MINUTE - timedelta(seconds=1), UP, LONG_AGO) is history  # older than the last
-    assert history.observe(T0 + 30 * MINUTE, DOWN, LONG_AGO) is history  # the same fact again
+    assert history.observe(T0 + 30 * MINUTE, DOWN, LONG_AGO) is history  # redelivered
     assert [(c.at, c.state) for c in history.changes] == [(T0, UP), (T0 + MINUTE, DOWN)]
     assert history.last_fact == T0 + 30 * MINUTE
 
 
-def test_a_late_fact_never_undoes_a_later_one() -> None:
-    # Handled concurrently (or redelivered), an earlier fact may land after a later one: the later one's state stays.
+def test_a_fact_handled_after_later_ones_lands_at_its_own_time() -> None:
+    # Handled concurrently (or redelivered), an earlier fact may land after later ones.
     late = record((T0, UP), (T0 + 3 * MINUTE, UP), (T0 + MINUTE, DOWN), (T0 + 2 * MINUTE, DOWN))
-    assert [(c.at, c.state) for c in late.changes] == [(T0, UP)]
+    in_order = record((T0, UP), (T0 + MINUTE, DOWN), (T0 + 2 * MINUTE, DOWN), (T0 + 3 * MINUTE, UP))
+    assert late.changes == in_order.changes
+    assert [(c.at, c.state) for c in late.changes] == [(T0, UP), (T0 + MINUTE, DOWN), (T0 + 3 * MINUTE, UP)]
     assert late.last_fact == T0 + 3 * MINUTE
+
+
+def test_past_the_recent_facts_a_fact_is_too_late_to_place() -> None:
+    history = record(*((T0 + index * MINUTE, UP if index % 2 else DOWN) for index in range(1, RECENT_FACTS + 5)))
+    assert len(history.recent) == RECENT_FACTS
+    assert history.observe(T0, UP, LONG_AGO) is history  # older than every fact kept as it came
 
 
 def test_old_changes_go_but_the_state_at_the_cutoff_stays() -> None:
@@ -103,10 +111,10 @@ def test_old_changes_go_but_the_state_at_the_cutoff_stays() -> None:
 
 def test_a_flapping_webapp_keeps_a_bounded_record_and_counts_what_it_dropped() -> None:
     history = WebAppRecord(namespace="shop", name="web")
-    flaps = MAX_CHANGES + 10
+    flaps = MAX_CHANGES + RECENT_FACTS + 10
     for index in range(flaps):
         history = history.observe(T0 + index * MINUTE, DOWN if index % 2 else UP, LONG_AGO)
-    assert len(history.changes) == MAX_CHANGES
+    assert len(history.changes) == MAX_CHANGES + RECENT_FACTS
     assert history.truncated == 10
     assert history.changes[0].at == T0 + 10 * MINUTE
 

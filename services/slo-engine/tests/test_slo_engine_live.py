@@ -22,7 +22,7 @@ from kubernetes_asyncio import client
 from prometheus_client import CollectorRegistry
 from slo_fixtures import slo_api, start_engine  # noqa: F401  (fixture)
 
-from ballast.bus import LAST, Bus, KeyValue
+from ballast.bus import LAST, Bus, CaughtUp, KeyValue
 from ballast.bus.consumer import DLQ_REASON
 from ballast.cli.main import main
 from ballast.events.catalogue import DEAD_LETTERS, PLATFORM_EVENTS, SLO_ENGINE_FACTS, SLO_SLI
@@ -54,6 +54,7 @@ from ballast.kube.apply import get
 from ballast.kube.resource import LEASE, WEBAPP
 from ballast.slo_engine.api import GROUP, SLOS, VERSION
 from ballast.slo_engine.availability import WebAppRecord
+from ballast.slo_engine.causes import CauseWindow
 from ballast.slo_engine.controller import SLO
 from ballast.slo_engine.defaults import DEFAULT_SLO_ANNOTATION
 from ballast.slo_engine.store import webapp_key
@@ -270,7 +271,9 @@ async def test_a_restart_mid_stream_keeps_the_budget(
     await webapp_fact(bus, namespace, "web", now - 20 * MINUTE, ready=2)  # 10 of 60 minutes down: 1.67x the budget
     env = {"BALLAST_DEFAULT_SLO": "false"}
     engine = start_engine(services, fresh_nats_server.url, kubeconfig_path, namespace, "before", **env)
-    before = await state_of(bus, namespace, "web-availability")
+    kv = await bus.kv(SLO_SLI, WebAppRecord)
+    await eventually(lambda: changes(kv, namespace, 3), timeout=30, interval=0.1, what="the facts handled")
+    before = await state_of(bus, namespace, "web-availability", after=datetime.now(UTC))
     assert BurnTier.PAGE in before.firing
     assert before.budget_remaining == pytest.approx(
         expected_remaining([(now - 30 * MINUTE, now - 20 * MINUTE)], first, before.evaluated_at, PAGING_BUDGET),
@@ -282,7 +285,6 @@ async def test_a_restart_mid_stream_keeps_the_budget(
     # still has them (the durable delivers each fact once).
     outage = datetime.now(UTC)
     await webapp_fact(bus, namespace, "web", outage, ready=1)
-    kv = await bus.kv(SLO_SLI, WebAppRecord)
     entry = await kv.get(webapp_key(namespace, "web"))
     assert entry is not None
     assert entry.value is not None
@@ -324,7 +326,9 @@ async def test_the_standby_continues_the_budget_when_the_leader_is_killed(
         for name in ("a", "b")
     }
     leader = await eventually(lambda: holder(kube_api, namespace), timeout=30, what="a leader")
-    before = await state_of(bus, namespace, "web-availability")
+    kv = await bus.kv(SLO_SLI, WebAppRecord)
+    await eventually(lambda: changes(kv, namespace, 2), timeout=30, interval=0.1, what="the facts handled")
+    before = await state_of(bus, namespace, "web-availability", after=datetime.now(UTC))
     assert BurnTier.PAGE in before.firing
 
     replicas[leader].kill()  # SIGKILL: no release, the lease has to expire
@@ -336,7 +340,6 @@ async def test_the_standby_continues_the_budget_when_the_leader_is_killed(
         return await holder(kube_api, namespace) == standby
 
     await eventually(standby_leads, timeout=30, interval=0.2, what="the standby holding the lease")
-    kv = await bus.kv(SLO_SLI, WebAppRecord)
     # A fact handed to the killed replica's open pull request comes back after the ack wait (30 s).
     await eventually(lambda: changes(kv, namespace, 3), timeout=60, interval=0.1, what="the recovery handled")
     after = await state_of(bus, namespace, "web-availability", after=datetime.now(UTC))
@@ -441,8 +444,26 @@ async def test_burn_during_a_recorded_chaos_window_is_attributed_and_can_be_kept
         services, fresh_nats_server.url, kubeconfig_path, namespace, "engine", BALLAST_DEFAULT_SLO="false"
     )
 
+    kv = await bus.kv(SLO_SLI, WebAppRecord)
+    causes = await bus.kv(SLO_SLI, CauseWindow)
+    await eventually(lambda: changes(kv, namespace, 3), timeout=30, interval=0.1, what="the facts handled")
+
+    async def run_ended() -> bool:
+        async with causes.watch("cause.>") as windows:
+            async for window in windows:
+                if isinstance(window, CaughtUp):
+                    return False
+                if window.value is not None and window.value.namespace == namespace and window.value.end is not None:
+                    return True
+        return False
+
+    await eventually(run_ended, timeout=30, interval=0.2, what="the chaos run recorded")
+    handled = datetime.now(UTC)
+
     async def attributed() -> dict[str, SloState] | None:
         found = await states(bus, namespace)
+        if any(state.evaluated_at <= handled for state in found.values()):
+            return None
         both = [found.get("counted"), found.get("excluding")]
         if any(s is None or BudgetCause.CHAOS not in {p.cause for p in s.consumption} for s in both):
             return None

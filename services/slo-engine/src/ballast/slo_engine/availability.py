@@ -3,8 +3,7 @@
 A WebApp is up while its ready replicas meet the desired ones (a WebApp scaled to zero is up: nothing is missing),
 down while they fall short or its Deployment is gone, and unknown before its first fact and after it is deleted:
 unknown time is neither good nor bad. The latest fact decides, whether it came from the WebApp or from the Deployment
-it owns; a fact older than the last one applied is stale and dropped: handled out of order (concurrent handlers, a
-redelivery), it must not undo the later state (what it told is then lost, at most the time between the two facts).
+it owns; a fact handled after later ones (concurrent handlers, replicas, a redelivery) is placed at its own time.
 
 A `WebAppRecord` is what the engine keeps per WebApp in the `slo-sli` bucket: its up/down changes (exact times, not
 samples: a WebApp up for a month is one change) and the generations it rolled out, so that budgets are computed over
@@ -23,8 +22,11 @@ from ballast.events.contracts.k8s import ObservedObject
 from ballast.slo.intervals import Interval, normalise
 
 # A record is one KV value (the server's default payload limit is 1 MiB; a change is ~60 bytes of JSON). Past this
-# many changes the oldest are dropped, and the record counts them (`truncated`).
+# many settled changes the oldest are dropped, and the record counts them (`truncated`).
 MAX_CHANGES = 10_000
+# Facts kept as they came: at least the facts consumer's max_ack_pending (256), the most facts that can be handled
+# between a fact's delivery and its handling, so none arrives later than this many facts after its successors.
+RECENT_FACTS = 256
 
 
 class Availability(enum.StrEnum):
@@ -73,51 +75,70 @@ class Rollout(BaseModel):
 
 
 class WebAppRecord(BaseModel):
-    """One WebApp's availability history and rollouts, oldest first."""
+    """One WebApp's availability history and rollouts, oldest first.
+
+    The latest facts are kept as they came (`recent`, by time), older ones only as changes (`settled`): facts are
+    handled concurrently, by several replicas, and a backlog spans hours, so a fact may be handled after later ones;
+    within the last RECENT_FACTS it still lands where it belongs.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     namespace: str
     name: str
-    changes: tuple[Change, ...] = ()
-    last_fact: AwareDatetime | None = Field(default=None, description="the time of the latest fact applied")
+    settled: tuple[Change, ...] = Field(default=(), description="changes before the recent facts")
+    recent: tuple[Change, ...] = Field(default=(), description="the latest facts, by time")
     rollouts: tuple[Rollout, ...] = ()
     truncated: int = Field(default=0, ge=0, description="changes dropped over MAX_CHANGES, ever")
 
+    @property
+    def changes(self) -> tuple[Change, ...]:
+        """Every change of state, oldest first: from each one's time until the next, the WebApp was in its state."""
+        merged = list(self.settled)
+        for fact in self.recent:
+            if not merged or merged[-1].state is not fact.state:
+                merged.append(fact)
+        return tuple(merged)
+
+    @property
+    def last_fact(self) -> datetime | None:
+        """The time of the latest fact applied."""
+        latest = self.recent or self.settled
+        return latest[-1].at if latest else None
+
     def observe(self, at: datetime, state: Availability, keep_after: datetime) -> Self:
-        """The record with the fact applied (itself when the fact is stale or tells nothing new)."""
-        if self.last_fact is not None and at <= self.last_fact:
-            return self  # stale, or the same fact again
-        changes = self.changes
-        if not changes or changes[-1].state is not state:
-            changes = (*changes, Change(at=at, state=state))
-        return self._trimmed(changes, self.rollouts, keep_after, last_fact=at)
+        """The record with the fact applied (itself when it was applied already, or came too late to place)."""
+        fact = Change(at=at, state=state)
+        if fact in self.recent or (self.settled and self.recent and at < self.recent[0].at):
+            return self
+        recent = sorted((*self.recent, fact), key=lambda change: change.at)
+        settled = list(self.settled)
+        while len(recent) > RECENT_FACTS:
+            _settle(settled, recent.pop(0))
+        return self._trimmed(settled, recent, self.rollouts, keep_after)
 
     def rolled_out(self, generation: int, at: datetime, keep_after: datetime) -> Self:
         """The record with a rollout of `generation` at `at` (only its first report counts)."""
         if any(r.generation == generation for r in self.rollouts):
             return self
         rollouts = tuple(sorted((*self.rollouts, Rollout(generation=generation, at=at)), key=lambda r: r.at))
-        return self._trimmed(self.changes, rollouts, keep_after, last_fact=self.last_fact)
+        return self._trimmed(list(self.settled), list(self.recent), rollouts, keep_after)
 
     def _trimmed(
-        self,
-        changes: tuple[Change, ...],
-        rollouts: tuple[Rollout, ...],
-        keep_after: datetime,
-        last_fact: datetime | None,
+        self, settled: list[Change], recent: list[Change], rollouts: tuple[Rollout, ...], keep_after: datetime
     ) -> Self:
+        while recent and recent[0].at <= keep_after:
+            _settle(settled, recent.pop(0))
         # Keep the change that held at `keep_after`: it says what the state was from there.
         first = 0
-        while first + 1 < len(changes) and changes[first + 1].at <= keep_after:
+        while first + 1 < len(settled) and settled[first + 1].at <= keep_after:
             first += 1
-        dropped = max(0, len(changes) - first - MAX_CHANGES)
-        changes = changes[first + dropped :]
+        dropped = max(0, len(settled) - first - MAX_CHANGES)
         return self.model_copy(
             update={
-                "changes": changes,
+                "settled": tuple(settled[first + dropped :]),
+                "recent": tuple(recent),
                 "rollouts": tuple(r for r in rollouts if r.at >= keep_after),
-                "last_fact": last_fact,
                 "truncated": self.truncated + dropped,
             }
         )
@@ -126,8 +147,9 @@ class WebAppRecord(BaseModel):
         """(observed, down) within [start, end): the state of the last change holds until `end`."""
         observed: list[Interval] = []
         down: list[Interval] = []
-        for index, change in enumerate(self.changes):
-            until = self.changes[index + 1].at if index + 1 < len(self.changes) else end
+        changes = self.changes
+        for index, change in enumerate(changes):
+            until = changes[index + 1].at if index + 1 < len(changes) else end
             span = (max(change.at, start), min(until, end))
             if span[0] >= span[1] or change.state is Availability.UNKNOWN:
                 continue
@@ -144,7 +166,13 @@ class WebAppRecord(BaseModel):
 
     def up_again(self, after: datetime) -> datetime | None:
         """The first moment at or after `after` the WebApp is up; None if it has not been up since."""
-        held = [c for c in self.changes if c.at <= after]
+        changes = self.changes
+        held = [c for c in changes if c.at <= after]
         if held and held[-1].state is Availability.UP:
             return after
-        return next((c.at for c in self.changes if c.at > after and c.state is Availability.UP), None)
+        return next((c.at for c in changes if c.at > after and c.state is Availability.UP), None)
+
+
+def _settle(settled: list[Change], fact: Change) -> None:
+    if not settled or settled[-1].state is not fact.state:
+        settled.append(fact)
