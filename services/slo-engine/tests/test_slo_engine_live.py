@@ -325,6 +325,8 @@ async def test_the_standby_continues_the_budget_when_the_leader_is_killed(
         name: start_engine(services, fresh_nats_server.url, kubeconfig_path, namespace, name, **env)
         for name in ("a", "b")
     }
+    for replica in replicas.values():
+        await replica.wait_status("/readyz", 200, timeout=60)
     leader = await eventually(lambda: holder(kube_api, namespace), timeout=30, what="a leader")
     kv = await bus.kv(SLO_SLI, WebAppRecord)
     await eventually(lambda: changes(kv, namespace, 2), timeout=30, interval=0.1, what="the facts handled")
