@@ -52,6 +52,7 @@ from ballast.events.contracts.slo import (
 from ballast.events.envelope import new_event
 from ballast.kube.apply import get
 from ballast.kube.resource import LEASE, WEBAPP
+from ballast.kube.rest import send_json
 from ballast.slo_engine.api import GROUP, SLOS, VERSION
 from ballast.slo_engine.availability import WebAppRecord
 from ballast.slo_engine.causes import CauseWindow
@@ -170,6 +171,13 @@ async def changes(kv: KeyValue[WebAppRecord], namespace: str, count: int) -> boo
     return entry is not None and entry.value is not None and len(entry.value.changes) == count
 
 
+async def annotate(kube_api: Any, namespace: str, webapp: str, value: str | None) -> None:
+    """Sets (None: removes) the WebApp's default-SLO annotation, by a merge patch."""
+    body = {"metadata": {"annotations": {DEFAULT_SLO_ANNOTATION: value}}}
+    headers = {"Content-Type": "application/merge-patch+json"}
+    await send_json(kube_api, "PATCH", WEBAPP.path(namespace, webapp), headers=headers, body=body)
+
+
 async def holder(kube_api: Any, namespace: str) -> str | None:
     lease = await get(kube_api, LEASE, namespace, LEASE_NAME)
     return ((lease or {}).get("spec") or {}).get("holderIdentity") or None
@@ -231,19 +239,15 @@ async def test_a_webapp_whose_pods_are_not_ready_burns_its_default_slo_and_pages
     assert firings[0].startswith(f"{namespace}/web-availability:page:firing:")
     metrics = (await engine.get("/metrics"))[1]
     assert (
-        f'ballast_slo_tier_firing{{namespace="{namespace}",slo="web-availability",service="web",tier="page"}} 1.0'
+        f'ballast_slo_tier_firing{{namespace="{namespace}",service="web",slo="web-availability",tier="page"}} 1.0'
         in metrics
     )
 
     # Annotated off: no default SLO; the annotation taken away: one; set again: gone.
     assert await default_slo("quiet-availability") is None
-    await custom.patch_namespaced_custom_object(
-        GROUP, VERSION, namespace, "webapps", "quiet", {"metadata": {"annotations": {DEFAULT_SLO_ANNOTATION: None}}}
-    )
+    await annotate(kube_api, namespace, "quiet", None)
     await eventually(lambda: default_slo("quiet-availability"), timeout=30, what="quiet's default SLO once wanted")
-    await custom.patch_namespaced_custom_object(
-        GROUP, VERSION, namespace, "webapps", "quiet", {"metadata": {"annotations": {DEFAULT_SLO_ANNOTATION: "false"}}}
-    )
+    await annotate(kube_api, namespace, "quiet", "false")
 
     async def removed() -> bool:
         return await default_slo("quiet-availability") is None
