@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from ballast.events.catalogue import CATALOGUE, Catalogue
+from ballast.events.catalogue import CATALOGUE, Catalogue, _matches
 
 _PARAM = re.compile(r"\{(\w+)\}")
 _CE_HEADERS_SCHEMA: dict[str, Any] = {
@@ -123,11 +123,15 @@ def build(catalogue: Catalogue = CATALOGUE) -> dict[str, Any]:
         }
     for consumer in catalogue.consumers:
         for subject in consumer.filter_subjects:
-            operations[f"consume_{consumer.durable}_{_channel_id(subject)}"] = {
-                "action": "receive",
-                "summary": f"{consumer.description} (durable {consumer.durable} on {consumer.stream})",
-                "channel": {"$ref": f"#/channels/{_channel_id(subject)}"},
-            }
+            # A filter with wildcards receives on every channel it matches.
+            for channel_id, channel in channels.items():
+                if not _matches(subject, _example_address(channel["address"])):
+                    continue
+                operations[f"consume_{consumer.durable}_{channel_id}"] = {
+                    "action": "receive",
+                    "summary": f"{consumer.description} (durable {consumer.durable} on {consumer.stream})",
+                    "channel": {"$ref": f"#/channels/{channel_id}"},
+                }
     schemas["CloudEventHeaders"] = _CE_HEADERS_SCHEMA
     return {
         "asyncapi": "3.0.0",
