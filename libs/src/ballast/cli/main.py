@@ -8,6 +8,7 @@ ballast slo generate|validate -i SPECS    Sloth-compatible Prometheus rules from
 ballast incident list|show|ack|resolve    the incident-bot's incidents over svc.incident.*
 ballast chaos run|stop|pause|list         chaos experiments through the chaos-runner (stop --all: kill switch)
 ballast traffic set NS/WEBAPP --error-rate 0.1   inject errors into the local platform's synthetic traffic
+ballast slo status|budget                 the live error budgets the slo-engine keeps (svc.slo.status)
 """
 
 from __future__ import annotations

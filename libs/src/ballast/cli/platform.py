@@ -53,7 +53,7 @@ class PlatformService:
 
 SERVICES = (
     PlatformService("reconciler", "ballast.reconciler", needs_cluster=True),
-    PlatformService("slo-engine", "ballast.slo_engine"),
+    PlatformService("slo-engine", "ballast.slo_engine", needs_cluster=True),
     PlatformService("policy-gate", "ballast.policy_gate"),
     PlatformService("chaos-runner", "ballast.chaos_runner", needs_cluster=True),
     PlatformService("incident-bot", "ballast.incident_bot"),

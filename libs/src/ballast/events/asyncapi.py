@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from ballast.events.catalogue import CATALOGUE, Catalogue
+from ballast.events.catalogue import CATALOGUE, Catalogue, _matches
 
 _PARAM = re.compile(r"\{(\w+)\}")
 _CE_HEADERS_SCHEMA: dict[str, Any] = {
@@ -40,17 +40,6 @@ _PARAM_DESCRIPTIONS = {
 
 def _channel_id(address: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", _PARAM.sub(r"\1", address)).strip("_")
-
-
-def _filter_matches(pattern: str, address: str) -> bool:
-    """Whether the filter subject `pattern` takes in every message of `address` (whose parameters are `*`)."""
-    pattern_tokens, address_tokens = pattern.split("."), address.split(".")
-    for index, token in enumerate(pattern_tokens):
-        if token == ">":
-            return len(address_tokens) > index
-        if index >= len(address_tokens) or (token != "*" and token != address_tokens[index]):
-            return False
-    return len(pattern_tokens) == len(address_tokens)
 
 
 def _example_address(template: str) -> str:
@@ -134,9 +123,9 @@ def build(catalogue: Catalogue = CATALOGUE) -> dict[str, Any]:
         }
     for consumer in catalogue.consumers:
         for subject in consumer.filter_subjects:
-            # A filter is a subject with wildcards: it receives on every channel whose address it matches.
+            # A filter with wildcards receives on every channel it matches.
             for channel_id, channel in channels.items():
-                if not _filter_matches(subject, _PARAM.sub("*", channel["address"])):
+                if not _matches(subject, _example_address(channel["address"])):
                     continue
                 operations[f"consume_{consumer.durable}_{channel_id}"] = {
                     "action": "receive",

@@ -131,6 +131,13 @@ SLO_BUDGETS = BucketSpec(
     description="Error-budget state per SLO: remaining budget, burn rates and the tiers firing.",
     history=5,
 )
+SLO_SLI = BucketSpec(
+    name="slo-sli",
+    description=(
+        "What the slo-engine measures budgets from, over whole SLO periods (longer than the streams keep facts): "
+        "each WebApp's availability changes and rollouts, and the chaos runs and incidents budget is attributed to."
+    ),
+)
 INCIDENTS = BucketSpec(
     name="incidents",
     description="Incident state per incident: status, timeline marks and who was told.",
@@ -147,7 +154,7 @@ POLICY_GATE = BucketSpec(
     description="When a policy-gate was last alive, per cluster: a gate coming back audits what was admitted "
     "while none was.",
 )
-BUCKETS: tuple[BucketSpec, ...] = (SLO_BUDGETS, INCIDENTS, CHAOS_RUNS, POLICY_GATE)
+BUCKETS: tuple[BucketSpec, ...] = (SLO_BUDGETS, SLO_SLI, INCIDENTS, CHAOS_RUNS, POLICY_GATE)
 
 
 # --- event types, commands, endpoints -------------------------------------------------------------------------------
@@ -169,6 +176,24 @@ REGISTRY = TypeRegistry((*EVENT_TYPES, *COMMAND_TYPES))
 # --- consumers -----------------------------------------------------------------------------------------------------
 # Each service declares its durables here as its domain logic lands; tests and benchmarks build their own specs.
 
+SLO_ENGINE_FACTS = ConsumerSpec(
+    durable="slo-engine-facts",
+    stream=K8S_EVENTS.name,
+    filter_subjects=("evt.k8s.*.*.WebApp.*", "evt.k8s.*.*.Deployment.*"),
+    description="WebApp and Deployment facts: the availability of WebApps, for their SLOs' budgets.",
+)
+SLO_ENGINE_CAUSES = ConsumerSpec(
+    durable="slo-engine-causes",
+    stream=PLATFORM_EVENTS.name,
+    filter_subjects=(
+        "evt.reconcile.>",
+        "evt.chaos.*.*.started",
+        "evt.chaos.*.*.completed",
+        "evt.chaos.*.*.aborted",
+        "evt.incident.>",
+    ),
+    description="Rollouts, chaos runs and incidents: what budget consumption is attributed to.",
+)
 INCIDENT_SIGNALS = ConsumerSpec(
     durable="incident-bot-signals",
     stream=PLATFORM_EVENTS.name,
@@ -186,7 +211,7 @@ INCIDENT_SIGNALS = ConsumerSpec(
     description="The incident-bot's detection: burn tiers, degraded WebApps, aborted chaos runs, hotfix overrides.",
 )
 
-CONSUMERS: tuple[ConsumerSpec, ...] = (INCIDENT_SIGNALS,)
+CONSUMERS: tuple[ConsumerSpec, ...] = (SLO_ENGINE_FACTS, SLO_ENGINE_CAUSES, INCIDENT_SIGNALS)
 
 
 @dataclass(frozen=True)

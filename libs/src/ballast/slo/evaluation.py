@@ -26,6 +26,7 @@ from ballast.events.contracts.slo import (
     BudgetRecovered,
     BurnAlert,
     BurnTier,
+    CauseConsumption,
     SloEvent,
     SloRef,
     SloState,
@@ -73,6 +74,9 @@ class Measurement(BaseModel):
     request_rate: float | None = Field(
         default=None, ge=0, description="requests/s over the shortest window, for the SLO's minimum request rate"
     )
+    consumption: tuple[CauseConsumption, ...] = Field(
+        default=(), description="the period's budget consumption by cause, where the SLI can tell"
+    )
 
     @model_validator(mode="after")
     def _ratios(self) -> Self:
@@ -104,6 +108,7 @@ class BudgetState(BaseModel):
     firing: dict[BurnTier, AwareDatetime] = Field(default_factory=dict, description="tier -> firing since")
     exhausted_since: AwareDatetime | None = None
     time_to_exhaustion: timedelta | None = None
+    consumption: tuple[CauseConsumption, ...] = ()
 
     def status(self) -> SloState:
         return SloState(
@@ -116,6 +121,7 @@ class BudgetState(BaseModel):
             budget_exhausted=self.exhausted_since is not None,
             time_to_exhaustion=self.time_to_exhaustion,
             evaluated_at=self.evaluated_at,
+            consumption=self.consumption,
         )
 
 
@@ -210,6 +216,7 @@ def evaluate(
             windows=(burns(conditions.quick), burns(conditions.slow)),
             budget_remaining=remaining,
             time_to_exhaustion=tte,
+            consumption=measurement.consumption,
         )
         transitions.append(
             Transition(burn_event(tier, change), f"{namespace}/{slo.name}:{tier}:{change}:{at.isoformat()}", alert)
@@ -232,6 +239,7 @@ def evaluate(
             threshold=threshold,
             freeze_deploys=slo.policy.freeze_deploys_below_percent is not None,
             at=at,
+            consumption=measurement.consumption,
         )
         transitions.append(Transition(event, f"{namespace}/{slo.name}:{event}:{at.isoformat()}", payload))
 
@@ -248,5 +256,6 @@ def evaluate(
         firing=firing,
         exhausted_since=exhausted_since,
         time_to_exhaustion=tte,
+        consumption=measurement.consumption,
     )
     return Evaluation(state, tuple(transitions))

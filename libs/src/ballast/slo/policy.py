@@ -15,3 +15,7 @@ class ErrorBudgetPolicy(BaseModel):
         description="non-hotfix deploys are frozen while at most this % of the budget is left; None never freezes",
     )
     pause_chaos_while_paging: bool = Field(default=False, description="no chaos experiment runs while a page fires")
+    exclude_chaos_burn: bool = Field(
+        default=False,
+        description="budget consumed while a chaos run was going on is kept out of the budget (still reported)",
+    )

@@ -65,6 +65,35 @@ def slo_subject(cluster: str, namespace: str, event: SloEvent) -> str:
     return platform_subject(AREA, cluster, namespace, event)
 
 
+class BudgetCause(enum.StrEnum):
+    """What was going on while budget was consumed (the consumption during several causes counts for each)."""
+
+    CHAOS = "chaos"  # a chaos run against the SLO's WebApp or namespace was between started and completed/aborted
+    ROLLOUT = "rollout"  # the WebApp was rolling out a new generation and not yet available again
+    INCIDENT = "incident"  # an incident about the SLO's service was open (until mitigated or resolved)
+    UNATTRIBUTED = "unattributed"  # none of the above
+
+
+class CauseConsumption(Payload):
+    """The error budget of the current period consumed while one cause was going on."""
+
+    cause: BudgetCause = Field(description="what was going on")
+    budget_consumed: float = Field(ge=0, description="fraction of the period's error budget consumed meanwhile")
+    refs: tuple[str, ...] = Field(
+        default=(),
+        description="which ones: chaos run ids, rollouts as <webapp>@<generation>, incident ids",
+    )
+    excluded: bool = Field(
+        default=False, description="kept out of the budget: the SLO excludes chaos-caused burn (budgetPolicy)"
+    )
+
+
+Consumption = Annotated[
+    tuple[CauseConsumption, ...],
+    Field(default=(), description="the period's budget consumption by cause; empty when the SLI cannot attribute"),
+]
+
+
 class SloRef(Payload):
     """A ServiceLevelObjective and the service it is about."""
 
@@ -100,6 +129,7 @@ class BurnAlert(Payload):
     windows: tuple[WindowBurn, ...] = Field(min_length=1, description="the tier's conditions with their burn rates")
     budget_remaining: BudgetRemaining
     time_to_exhaustion: TimeToExhaustion
+    consumption: Consumption
 
 
 class BudgetTransition(Payload):
@@ -118,6 +148,7 @@ class BudgetTransition(Payload):
     )
     freeze_deploys: bool = Field(description="whether the SLO's policy freezes non-hotfix deploys while exhausted")
     at: AwareDatetime = Field(description="when the budget crossed the threshold")
+    consumption: Consumption
 
 
 class BudgetExhausted(BudgetTransition):
@@ -200,6 +231,7 @@ class SloState(Payload):
     budget_exhausted: bool = Field(description="whether the budget is at or below the policy's threshold")
     time_to_exhaustion: TimeToExhaustion
     evaluated_at: AwareDatetime = Field(description="when these figures were computed")
+    consumption: Consumption
 
 
 class SloStatusResponse(Payload):

@@ -148,6 +148,7 @@ class AlertingSpec(ApiModel):
 class BudgetPolicy(ApiModel):
     freeze_deploys_below_percent: float | None = Field(default=None, ge=0, lt=100)
     pause_chaos_while_paging: bool = False
+    exclude_chaos_burn: bool = False
 
 
 class ServiceLevelObjectiveSpec(ApiModel):
@@ -193,6 +194,7 @@ def to_objective(namespace: str, name: str, spec: ServiceLevelObjectiveSpec) -> 
         policy=ErrorBudgetPolicy(
             freeze_deploys_below_percent=spec.budget_policy.freeze_deploys_below_percent,
             pause_chaos_while_paging=spec.budget_policy.pause_chaos_while_paging,
+            exclude_chaos_burn=spec.budget_policy.exclude_chaos_burn,
         ),
         labels=spec.labels,
     )

@@ -1,17 +1,150 @@
-"""Wiring of the slo-engine service: its settings and the handlers it registers with the runtime."""
+"""Wiring of the slo-engine service.
+
+Every replica:
+  - takes a share of the facts (shared durables `slo-engine-facts` on evt.k8s WebApp/Deployment facts and
+    `slo-engine-causes` on rollouts, chaos runs and incidents) and writes them to the `slo-sli` bucket before acking:
+    ingest scales with replicas, and a replica that dies hands its unacked facts to the others;
+  - follows the `slo-budgets` bucket to answer `svc.slo.status` and export the budget gauges on `/metrics`.
+One replica leads (a Kubernetes Lease, as the reconciler): it watches the SLOs, creates the default SLO of every
+WebApp, evaluates every SLO each interval and writes their status. Evaluation is leader-only because it runs on a
+clock, not on messages: two evaluators would do each cycle twice (the budget book's compare-and-set keeps that
+correct, but not cheap). A new leader continues from the budgets and SLI records in KV, so a failover loses nothing;
+it costs at most one lease duration of evaluations.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
+from typing import Any
+
 from pydantic import Field
 
+from ballast.bus import Bus, Delivery
+from ballast.events.catalogue import SLO_BUDGETS, SLO_ENGINE_CAUSES, SLO_ENGINE_FACTS, SLO_SLI
+from ballast.events.contracts.slo import SLO_STATUS
+from ballast.kube.client import api_client
+from ballast.kube.controller import ControllerMetrics
+from ballast.kube.leader import LeaderElector, LeaseTimings, default_identity
 from ballast.runtime import PORTS, ServiceApp, ServiceSettings
+from ballast.slo_engine.availability import WebAppRecord
+from ballast.slo_engine.budgets import BudgetBook, StoredBudget
+from ballast.slo_engine.causes import CauseWindow
+from ballast.slo_engine.controller import SloController
+from ballast.slo_engine.defaults import DefaultSlos
+from ballast.slo_engine.evaluator import AvailabilityMeasurer, Evaluator
+from ballast.slo_engine.gauges import BudgetGauges
+from ballast.slo_engine.ingest import FactIngest
+from ballast.slo_engine.status import StatusView
+from ballast.slo_engine.store import SliMirror, SliStore
 
 NAME = "slo-engine"
 
 
 class SloEngineSettings(ServiceSettings):
     http_port: int = Field(default=PORTS[NAME].health, ge=0, le=65535)
+    kubeconfig: str | None = Field(default=None, description="path; unset: KUBECONFIG, then in-cluster config")
+    lease_namespace: str = "kube-system"
+    lease_name: str = "ballast-slo-engine"
+    identity: str = Field(default_factory=default_identity)
+    lease_duration: float = Field(default=15.0, gt=0)
+    renew_deadline: float = Field(default=10.0, gt=0)
+    retry_period: float = Field(default=2.0, gt=0)
+    workers: int = Field(default=4, ge=1, le=64, description="parallel SLO status writes")
+    evaluation_interval: float = Field(default=10.0, gt=0, description="seconds between evaluations of every SLO")
+    default_slo: bool = Field(default=True, description="give every WebApp an availability SLO")
+    default_slo_objective: float = Field(default=99.5, gt=0, lt=100, description="percent, e.g. 99.5")
+    default_slo_window: str = Field(default="30d", pattern=r"^[1-9][0-9]{0,3}[mhdw]$", description="rolling")
+    rollout_settle: float = Field(
+        default=300.0, ge=0, description="seconds a rollout lasts at least (then until the WebApp is up again)"
+    )
+    sli_retention_days: int = Field(
+        default=400, ge=4, description="days of SLI history kept: at least the longest SLO period (a year: 366)"
+    )
 
 
 def build(settings: SloEngineSettings) -> ServiceApp:
-    return ServiceApp(NAME, settings)
+    app = ServiceApp(NAME, settings)
+    controller_metrics = ControllerMetrics(app.registry)
+    view = StatusView()
+    app.registry.register(BudgetGauges(view))
+    source = f"/clusters/{settings.cluster}/{NAME}"
+
+    async def open_api(_: Bus) -> Any:
+        return await api_client(settings.kubeconfig)
+
+    async def close_api(api: Any) -> None:
+        await api.close()
+
+    async def open_book(bus: Bus) -> BudgetBook:
+        kv = await bus.kv(SLO_BUDGETS, StoredBudget)
+        return BudgetBook(kv, bus.publisher, bus.catalogue.registry, settings.cluster, source)
+
+    async def open_store(bus: Bus) -> SliStore:
+        return SliStore(await bus.kv(SLO_SLI, WebAppRecord), await bus.kv(SLO_SLI, CauseWindow))
+
+    api = app.lifespan("kubernetes", open_api, close_api)
+    book = app.lifespan("budgets", open_book)
+    store = app.lifespan("sli", open_store)
+
+    async def open_ingest(_: Bus) -> FactIngest:
+        retention = timedelta(days=settings.sli_retention_days)
+        return FactIngest(store.value, cluster=settings.cluster, retention=retention)
+
+    ingest = app.lifespan("ingest", open_ingest)
+
+    async def on_fact(delivery: Delivery) -> None:
+        await ingest.value.on_fact(delivery)
+
+    async def on_cause(delivery: Delivery) -> None:
+        await ingest.value.on_cause(delivery)
+
+    app.consume(SLO_ENGINE_FACTS, on_fact)
+    app.consume(SLO_ENGINE_CAUSES, on_cause)
+
+    async def follow_budgets(bus: Bus, stop: asyncio.Event) -> None:
+        await view.follow(await bus.kv(SLO_BUDGETS, StoredBudget), stop)
+
+    app.background(follow_budgets)
+    app.serve(SLO_STATUS, view.handle)
+    app.readiness("slo-status", lambda: None if view.caught_up.is_set() else "loading the SLO states")
+
+    def election() -> LeaderElector:
+        timings = LeaseTimings(settings.lease_duration, settings.renew_deadline, settings.retry_period)
+        return LeaderElector(
+            api.value,
+            namespace=settings.lease_namespace,
+            name=settings.lease_name,
+            identity=settings.identity,
+            timings=timings,
+        )
+
+    async def lead(_: Bus, lost: asyncio.Event) -> None:
+        """One term as leader: everything here starts from the cluster and the buckets, and stops with the term."""
+        slos = SloController(api.value, book.value, controller_metrics, workers=settings.workers)
+        mirror = SliMirror(store.value)
+        evaluator = Evaluator(
+            lambda: slos.objectives,
+            [AvailabilityMeasurer(mirror, timedelta(seconds=settings.rollout_settle))],
+            book.value,
+            interval=settings.evaluation_interval,
+            evaluated=slos.budget_changed,
+        )
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(slos.run(lost))
+            tasks.create_task(mirror.follow(lost))
+            if settings.default_slo:
+                defaults = DefaultSlos(
+                    api.value,
+                    slos.slos,
+                    controller_metrics,
+                    objective=settings.default_slo_objective,
+                    window=settings.default_slo_window,
+                )
+                tasks.create_task(defaults.run(lost))
+            # Not before the SLO cache is filled: a first cycle over half the SLOs would leave the rest a cycle behind.
+            await slos.controller.synced(lost)
+            tasks.create_task(evaluator.run(lost))
+
+    app.lead(election, lead)
+    return app

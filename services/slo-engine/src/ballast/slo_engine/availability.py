@@ -1,27 +1,48 @@
 """The availability SLI of WebApps, from the cluster facts on the bus (`evt.k8s`, ObservedObject).
 
-A WebApp is up while its ready replicas meet the desired ones (a WebApp scaled to zero is up: nothing is missing).
-Its error ratio over a window is the share of the window it was down, counted only over the time it has been
-observed: before the first fact nothing is known, and unknown time is neither good nor bad. The latest fact decides,
-whether it came from the WebApp or from the Deployment it owns; a fact older than the last change is stale and
-dropped.
+A WebApp is up while its ready replicas meet the desired ones (a WebApp scaled to zero is up: nothing is missing),
+down while they fall short or its Deployment is gone, and unknown before its first fact and after it is deleted:
+unknown time is neither good nor bad. The latest fact decides, whether it came from the WebApp or from the Deployment
+it owns; a fact handled after later ones (concurrent handlers, replicas, a redelivery) is placed at its own time.
+
+A `WebAppRecord` is what the engine keeps per WebApp in the `slo-sli` bucket: its up/down changes (exact times, not
+samples: a WebApp up for a month is one change) and the generations it rolled out, so that budgets are computed over
+the whole SLO period whatever the K8S_EVENTS stream still holds, and survive restarts and failover.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+import enum
 from datetime import datetime, timedelta
+from typing import Self
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from ballast.events.contracts.k8s import ObservedObject
-from ballast.slo.evaluation import Measurement
+from ballast.slo.intervals import Interval, normalise
+
+# A record is one KV value (the server's default payload limit is 1 MiB; a change is ~60 bytes of JSON). Past this
+# many settled changes the oldest are dropped, and the record counts them (`truncated`).
+MAX_CHANGES = 10_000
+# Facts kept as they came: at least the facts consumer's max_ack_pending (256), the most facts that can be handled
+# between a fact's delivery and its handling, so none arrives later than this many facts after its successors.
+RECENT_FACTS = 256
 
 
-def is_available(fact: ObservedObject) -> bool | None:
-    """Whether the fact shows the WebApp up; None when it says nothing about replicas."""
+class Availability(enum.StrEnum):
+    UP = "up"
+    DOWN = "down"
+    UNKNOWN = "unknown"  # deleted, or not observed yet
+
+
+def availability_of(fact: ObservedObject, verb: str) -> Availability | None:
+    """What a WebApp or Deployment fact says of the WebApp; None when it says nothing about replicas."""
+    if verb == "deleted":
+        # The WebApp gone: nothing to measure from then. Its Deployment gone: nothing serves until it is replaced.
+        return Availability.UNKNOWN if fact.object.kind == "WebApp" else Availability.DOWN
     if fact.replicas is None:
-        return None
-    return (fact.ready_replicas or 0) >= fact.replicas
+        return None  # a WebApp under autoscaling: its Deployment's facts tell
+    return Availability.UP if (fact.ready_replicas or 0) >= fact.replicas else Availability.DOWN
 
 
 def webapp_of(fact: ObservedObject) -> tuple[str, str] | None:
@@ -35,40 +56,123 @@ def webapp_of(fact: ObservedObject) -> tuple[str, str] | None:
     return (target.namespace or fact.object.namespace or "", target.name)
 
 
-@dataclass
-class AvailabilityHistory:
-    """One WebApp's up/down changes, oldest first: each holds from its time until the next."""
+class Change(BaseModel):
+    """From `at` on (until the next change) the WebApp was `state`."""
 
-    changes: list[tuple[datetime, bool]] = field(default_factory=list)
-    last_fact: datetime | None = None
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
-    def observe(self, at: datetime, available: bool) -> None:
-        if self.last_fact is not None and at < self.last_fact:
-            return  # stale: a later fact was applied already
-        self.last_fact = at
-        if not self.changes or self.changes[-1][1] != available:
-            self.changes.append((at, available))
+    at: AwareDatetime
+    state: Availability
+
+
+class Rollout(BaseModel):
+    """A generation of the WebApp first reconciled at `at`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    generation: int
+    at: AwareDatetime
+
+
+class WebAppRecord(BaseModel):
+    """One WebApp's availability history and rollouts, oldest first.
+
+    The latest facts are kept as they came (`recent`, by time), older ones only as changes (`settled`): facts are
+    handled concurrently, by several replicas, and a backlog spans hours, so a fact may be handled after later ones;
+    within the last RECENT_FACTS it still lands where it belongs.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    namespace: str
+    name: str
+    settled: tuple[Change, ...] = Field(default=(), description="changes before the recent facts")
+    recent: tuple[Change, ...] = Field(default=(), description="the latest facts, by time")
+    rollouts: tuple[Rollout, ...] = ()
+    truncated: int = Field(default=0, ge=0, description="changes dropped over MAX_CHANGES, ever")
+
+    @property
+    def changes(self) -> tuple[Change, ...]:
+        """Every change of state, oldest first: from each one's time until the next, the WebApp was in its state."""
+        merged = list(self.settled)
+        for fact in self.recent:
+            if not merged or merged[-1].state is not fact.state:
+                merged.append(fact)
+        return tuple(merged)
+
+    @property
+    def last_fact(self) -> datetime | None:
+        """The time of the latest fact applied."""
+        latest = self.recent or self.settled
+        return latest[-1].at if latest else None
+
+    def observe(self, at: datetime, state: Availability, keep_after: datetime) -> Self:
+        """The record with the fact applied (itself when it was applied already, or came too late to place)."""
+        fact = Change(at=at, state=state)
+        if fact in self.recent or (self.settled and self.recent and at < self.recent[0].at):
+            return self
+        recent = sorted((*self.recent, fact), key=lambda change: change.at)
+        settled = list(self.settled)
+        while len(recent) > RECENT_FACTS:
+            _settle(settled, recent.pop(0))
+        return self._trimmed(settled, recent, self.rollouts, keep_after)
+
+    def rolled_out(self, generation: int, at: datetime, keep_after: datetime) -> Self:
+        """The record with a rollout of `generation` at `at` (only its first report counts)."""
+        if any(r.generation == generation for r in self.rollouts):
+            return self
+        rollouts = tuple(sorted((*self.rollouts, Rollout(generation=generation, at=at)), key=lambda r: r.at))
+        return self._trimmed(list(self.settled), list(self.recent), rollouts, keep_after)
+
+    def _trimmed(
+        self, settled: list[Change], recent: list[Change], rollouts: tuple[Rollout, ...], keep_after: datetime
+    ) -> Self:
+        while recent and recent[0].at <= keep_after:
+            _settle(settled, recent.pop(0))
+        # Keep the change that held at `keep_after`: it says what the state was from there.
+        first = 0
+        while first + 1 < len(settled) and settled[first + 1].at <= keep_after:
+            first += 1
+        dropped = max(0, len(settled) - first - MAX_CHANGES)
+        return self.model_copy(
+            update={
+                "settled": tuple(settled[first + dropped :]),
+                "recent": tuple(recent),
+                "rollouts": tuple(r for r in rollouts if r.at >= keep_after),
+                "truncated": self.truncated + dropped,
+            }
+        )
+
+    def spans(self, start: datetime, end: datetime) -> tuple[list[Interval], list[Interval]]:
+        """(observed, down) within [start, end): the state of the last change holds until `end`."""
+        observed: list[Interval] = []
+        down: list[Interval] = []
+        changes = self.changes
+        for index, change in enumerate(changes):
+            until = changes[index + 1].at if index + 1 < len(changes) else end
+            span = (max(change.at, start), min(until, end))
+            if span[0] >= span[1] or change.state is Availability.UNKNOWN:
+                continue
+            observed.append(span)
+            if change.state is Availability.DOWN:
+                down.append(span)
+        return normalise(observed), normalise(down)
 
     def error_ratio(self, start: datetime, end: datetime) -> float:
         """The share of the observed part of [start, end) the WebApp was down."""
-        observed = down = timedelta(0)
-        for index, (since, available) in enumerate(self.changes):
-            until = self.changes[index + 1][0] if index + 1 < len(self.changes) else end
-            overlap = min(until, end) - max(since, start)
-            if overlap > timedelta(0):
-                observed += overlap
-                if not available:
-                    down += overlap
-        return down / observed if observed > timedelta(0) else 0.0
+        observed, down = self.spans(start, end)
+        seen = sum((e - s for s, e in observed), timedelta(0))
+        return sum((e - s for s, e in down), timedelta(0)) / seen if seen > timedelta(0) else 0.0
 
-    def measurement(self, windows: Iterable[timedelta], period_start: datetime, at: datetime) -> Measurement:
-        return Measurement(
-            at=at,
-            windows={window: self.error_ratio(at - window, at) for window in windows},
-            period=self.error_ratio(period_start, at),
-        )
+    def up_again(self, after: datetime) -> datetime | None:
+        """The first moment at or after `after` the WebApp is up; None if it has not been up since."""
+        changes = self.changes
+        held = [c for c in changes if c.at <= after]
+        if held and held[-1].state is Availability.UP:
+            return after
+        return next((c.at for c in changes if c.at > after and c.state is Availability.UP), None)
 
-    def forget_before(self, cutoff: datetime) -> None:
-        """Drops what lies wholly before `cutoff`, keeping the state that held at it."""
-        while len(self.changes) > 1 and self.changes[1][0] <= cutoff:
-            self.changes.pop(0)
+
+def _settle(settled: list[Change], fact: Change) -> None:
+    if not settled or settled[-1].state is not fact.state:
+        settled.append(fact)

@@ -30,6 +30,7 @@ from ballast.slo_engine.budgets import BudgetBook
 
 SLO = Resource(GROUP, VERSION, SLOS, KIND)
 FIELD_MANAGER = "ballast-slo-engine"
+MAX_REFS = 10  # per cause in the status; svc.slo.status has them all
 
 
 def _reason(error: ValidationError) -> str:
@@ -63,6 +64,16 @@ def slo_status(obj: dict[str, Any], state: BudgetState | None, refused: str | No
             "firingTiers": [str(tier) for tier in firing],
             "evaluatedAt": state.evaluated_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         }
+        if state.consumption:
+            status["budgetConsumption"] = [
+                {
+                    "cause": str(part.cause),
+                    "budgetConsumed": round(part.budget_consumed, 4),
+                    "excluded": part.excluded,
+                    "refs": list(part.refs[:MAX_REFS]),
+                }
+                for part in state.consumption
+            ]
         if state.time_to_exhaustion is not None and state.time_to_exhaustion >= timedelta(seconds=1):
             status["timeToExhaustion"] = format_duration(
                 timedelta(seconds=int(state.time_to_exhaustion.total_seconds()))
@@ -80,6 +91,23 @@ def slo_status(obj: dict[str, Any], state: BudgetState | None, refused: str | No
         )
     status["conditions"] = [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in conditions]
     return status
+
+
+# The figures move at every evaluation while a budget burns: they are written at most this often, unless something
+# people and printer columns act on changed with them (a tier, a condition, the generation).
+STATUS_REFRESH = timedelta(seconds=30)
+FIGURES = ("budgetRemaining", "burnRates", "timeToExhaustion", "budgetConsumption", "evaluatedAt")
+
+
+def refresh_wait(old: dict[str, Any], new: dict[str, Any], now: datetime) -> float | None:
+    """Seconds to hold a status write back when only the figures changed since a recent write; None: write now."""
+    if "evaluatedAt" not in old or {k: v for k, v in old.items() if k not in FIGURES} != {
+        k: v for k, v in new.items() if k not in FIGURES
+    }:
+        return None
+    written = datetime.fromisoformat(old["evaluatedAt"])
+    left = (written + STATUS_REFRESH - now).total_seconds()
+    return left if left > 0 else None
 
 
 class SloController:
@@ -114,7 +142,11 @@ class SloController:
             self.objectives.pop(key, None)
             refused = _reason(error)
         state = await self._book.state(namespace, name) if refused is None else None
-        status = slo_status(obj, state, refused, datetime.now(UTC).replace(microsecond=0))
+        now = datetime.now(UTC)
+        status = slo_status(obj, state, refused, now.replace(microsecond=0))
+        wait = refresh_wait(obj.get("status") or {}, status, now)
+        if wait is not None:
+            return Result(requeue_after=wait)
         if status != obj.get("status"):
             body = {
                 "apiVersion": SLO.api_version,

@@ -45,6 +45,9 @@ class StatusView:
             else:
                 self._states[change.key] = change.value.state
 
+    def states(self) -> list[SloState]:
+        return [state.status() for state in self._states.values()]
+
     def answer(self, request: SloStatusRequest) -> SloStatusResponse:
         matching = [
             state.status()

@@ -1,0 +1,106 @@
+"""The bus facts the engine keeps: WebApp availability from `evt.k8s`, rollouts from `evt.reconcile`, chaos runs
+from `evt.chaos` and incidents from `evt.incident`, each written to the `slo-sli` bucket before it is acknowledged.
+
+A fact is dated by its event's time (when it was observed), not by when it is handled, so a backlog handled after a
+restart lands where it belongs. A fact dated in the future would stretch a state over time that has not happened: it
+is refused (dead-lettered with the reason), as is a fact about a WebApp that names none.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from ballast.bus.consumer import Delivery, Reject
+from ballast.events.contracts.chaos import ExperimentAborted, ExperimentCompleted, ExperimentStarted
+from ballast.events.contracts.incident import IncidentTransition
+from ballast.events.contracts.k8s import ObservedObject
+from ballast.events.contracts.reconcile import ReconcileOutcome
+from ballast.slo_engine.availability import Availability, WebAppRecord, availability_of, webapp_of
+from ballast.slo_engine.causes import CauseWindow, chaos_window, incident_window, merged
+from ballast.slo_engine.store import SliStore
+
+log = logging.getLogger(__name__)
+
+# Clocks of the machines publishing facts and of this one differ a little; more than this is a wrong date.
+MAX_CLOCK_SKEW = timedelta(minutes=2)
+
+
+class FactIngest:
+    def __init__(
+        self,
+        store: SliStore,
+        *,
+        cluster: str,
+        retention: timedelta,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._store = store
+        self._cluster = cluster
+        self._retention = retention
+        self._now = now
+
+    def _dated(self, delivery: Delivery) -> datetime:
+        at = delivery.event.time
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        if at - self._now() > MAX_CLOCK_SKEW:
+            raise Reject(f"the event is dated {at.isoformat()}, in the future: its time cannot be placed in a window")
+        return at
+
+    async def on_fact(self, delivery: Delivery) -> None:
+        """A WebApp or Deployment fact from `evt.k8s`."""
+        fact = delivery.event.data
+        if not isinstance(fact, ObservedObject) or fact.cluster != self._cluster:
+            return  # another kind (the filter lets only these through) or another cluster's fact
+        target = webapp_of(fact)
+        if target is None:
+            return  # a Deployment no WebApp owns
+        if not target[0]:
+            raise Reject(f"the {fact.object.kind} fact {fact.object.name!r} names no namespace")
+        verb = delivery.subject.rsplit(".", 1)[-1]
+        state = availability_of(fact, verb)
+        if state is None:
+            return
+        at = self._dated(delivery)
+        keep_after = self._now() - self._retention
+        collected = fact.object.kind == "Deployment" and verb == "deleted"
+
+        def apply(record: WebAppRecord) -> WebAppRecord:
+            if collected and record.changes and record.changes[-1].state is Availability.UNKNOWN:
+                return record  # the garbage collector removing a deleted WebApp's Deployment: nothing is down
+            return record.observe(at, state, keep_after)
+
+        await self._store.update_webapp(*target, apply)
+
+    async def on_cause(self, delivery: Delivery) -> None:
+        """A rollout, chaos or incident event from PLATFORM_EVENTS."""
+        event = delivery.event.data
+        if getattr(event, "cluster", self._cluster) != self._cluster:
+            return
+        if isinstance(event, ReconcileOutcome):
+            at = self._dated(delivery)
+            webapp = event.webapp
+            if not webapp.namespace:
+                raise Reject(f"the reconcile outcome of WebApp {webapp.name!r} names no namespace")
+            if delivery.subject.endswith(".deleted"):
+                return
+            keep_after, generation = self._now() - self._retention, event.generation
+            await self._store.update_webapp(
+                webapp.namespace, webapp.name, lambda record: record.rolled_out(generation, at, keep_after)
+            )
+            return
+        window: tuple[str, CauseWindow] | None = None
+        if isinstance(event, ExperimentStarted | ExperimentCompleted | ExperimentAborted):
+            if event.dry_run:
+                return  # nothing was injected
+            window = chaos_window(event)
+        elif isinstance(event, IncidentTransition):
+            window = incident_window(event)
+        if window is None:
+            return
+        key, told = window
+        if told.start is not None and told.start - self._now() > MAX_CLOCK_SKEW:
+            raise Reject(f"{told.cause} {told.ref} starts {told.start.isoformat()}, in the future")
+        await self._store.update_cause(key, lambda stored: merged(stored, told))
