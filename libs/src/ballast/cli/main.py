@@ -5,6 +5,7 @@ ballast streams ensure --nats-url URL     create or update the catalogue's strea
 ballast policy verify SUITE.yaml...       run gator suites against the real OPA
 ballast policy test FILE... --policy DIR  judge manifests by Gatekeeper policies (text, json, junit)
 ballast slo generate|validate -i SPECS    Sloth-compatible Prometheus rules from Sloth and OpenSLO specs
+ballast events tail|export|import|replay|shadow|dlq   the event flight recorder (docs/replay.md)
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import asyncio
 import sys
 from typing import TYPE_CHECKING, Any
 
-from ballast.cli import platform, slo
+from ballast.cli import events, platform, slo
 
 if TYPE_CHECKING:
     from ballast.kube.rest import KubeApi
@@ -110,7 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     policy_test.add_argument("--fail-on-warn", action="store_true", help="exit 1 on warnings, 2 on denials")
     policy_test.add_argument("--opa", help=opa_help)
     slo.add_parser(commands)
+    events.add_parser(commands)
     args = parser.parse_args(argv)
+    if args.command == "events":
+        return int(args.run(args))
     if args.command == "policy":
         from ballast.cli import policy as policy_cli
 
