@@ -17,9 +17,10 @@ SERVICES := reconciler slo-engine chaos-runner policy-gate incident-bot
 N ?= 20000
 WEBAPPS ?= 1000
 DEPLOYMENTS ?= 500
+REPLAY_EVENTS ?= 100000
 
 .PHONY: help dev tools test lint types asyncapi demo start-platform deploy-samples cluster-up cluster-down \
-	bench-bus bench-operator bench-arrival bench-cluster clean $(addprefix test-,$(SERVICES)) test-libs test-controlplane
+	bench-bus bench-operator bench-arrival bench-cluster bench-replay clean $(addprefix test-,$(SERVICES)) test-libs test-controlplane
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 22
@@ -74,6 +75,9 @@ bench-arrival: dev tools ## N (or DEPLOYMENTS) Deployments+Services (500) at onc
 
 bench-cluster: dev tools ## control plane start-up, 10-replica deployment readiness, memory
 	$(RUN)/python tests/bench/bench_cluster.py
+
+bench-replay: dev ## N (or REPLAY_EVENTS) events (100000): export, import, shadow copy vs raw nats-py read
+	$(RUN)/python tests/bench/bench_replay.py --events $(if $(filter command line,$(origin N)),$(N),$(REPLAY_EVENTS))
 
 clean: ## remove the environment, tox envs and local state (not the tool cache)
 	rm -rf $(VENV) .tox .ballast .mypy_cache .ruff_cache .pytest_cache

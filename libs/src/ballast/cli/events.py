@@ -117,8 +117,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     common.add_argument("--run", help="run id (default: a new one); the copy is SHADOW_<run>")
     common.add_argument("--keep", action="store_true", help="keep SHADOW_<run> after the run (it ages out in 24h)")
     common.add_argument("--output", "-o", choices=["text", "json"], default="text")
+    common.add_argument("--cluster", help="only this cluster's recorded events (default: every cluster's)")
     sp = kinds.add_parser(
-        "policy", parents=[connection, filters, window, common], help="decisions a candidate policy set would change"
+        "policy", parents=[connection, window, common], help="decisions a candidate policy set would change"
     )
     sp.add_argument("--policy", action="append", required=True, type=Path, help="templates and constraints")
     sp.add_argument("--opa", help="the opa binary (default: BALLAST_OPA_BINARY, else the one make tools built)")
@@ -445,7 +446,7 @@ async def _shadow_policy(args: argparse.Namespace) -> int:
             return EXIT_REFUSED
         bus = await _connect(args.nats_url)
         try:
-            copy, diff = await shadowing.policy(bus, engine, run_id, selection, keep=args.keep)
+            copy, diff = await shadowing.policy(bus, engine, run_id, selection, cluster=args.cluster, keep=args.keep)
         finally:
             await bus.close()
     header = _shadow_header(run_id, copy, args.keep, "policy", selection)
@@ -499,7 +500,9 @@ async def _shadow_slo(args: argparse.Namespace) -> int:
     candidate = Candidate(slo, namespace, "shadow", windows)
     bus = await _connect(args.nats_url)
     try:
-        copy, diff = await shadowing.slo(bus, candidate, run_id, _selection(args), step=args.step, keep=args.keep)
+        copy, diff = await shadowing.slo(
+            bus, candidate, run_id, _selection(args), step=args.step, cluster=args.cluster, keep=args.keep
+        )
     finally:
         await bus.close()
     header = _shadow_header(run_id, copy, args.keep, "slo", _selection(args))

@@ -172,7 +172,7 @@ async def copy_window(
             if loop.time() > deadline:
                 raise TimeoutError(f"the copy of {source.stream} into {shadow_stream(run)} did not finish")
             await asyncio.sleep(delay)
-            delay = min(2 * delay, 0.1)
+            delay = min(2 * delay, 0.02)
     seconds = time.monotonic() - started
     await js.update_stream(_config(run))  # the window is copied: no live events after it
     copied = (await js.stream_info(shadow_stream(run))).state.messages

@@ -53,7 +53,7 @@ def review_of(decision: PolicyDecision) -> Review:
     return review_object(manifest, operation=operation)
 
 
-def _results(violations: Sequence[Violation]) -> tuple[ConstraintResult, ...]:
+def constraint_results(violations: Sequence[Violation]) -> tuple[ConstraintResult, ...]:
     return tuple(
         ConstraintResult(
             kind=v.constraint.kind, name=v.constraint.name, enforcement_action=v.enforcement_action, message=v.message
@@ -161,7 +161,7 @@ async def diff(engine: PolicyEngine, recorded: AsyncIterator[RecordedDecision], 
 def _compare(found: PolicyDiff, item: RecordedDecision, violations: Sequence[Violation]) -> None:
     recorded = item.decision
     kept = tuple(r for r in recorded.constraints if r.kind == BUDGET_FREEZE)
-    candidate_results = (*_results(violations), *kept)
+    candidate_results = (*constraint_results(violations), *kept)
     candidate = verdict(candidate_results, recorded.override_reason)
     before = {_key(r): r for r in recorded.constraints}
     after = {_key(r): r for r in candidate_results}

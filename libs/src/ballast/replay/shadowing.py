@@ -59,15 +59,27 @@ async def _copy(bus: Bus, run: str, recorded: list[Recorded], selection: Selecti
     return await shadow.copy_window(bus.js, run, recorded, from_seq=selection.from_seq, since=selection.since)
 
 
+def _area(area: str, cluster: str | None) -> str:
+    return f"evt.{area}.{cluster}.>" if cluster else f"evt.{area}.>"
+
+
 async def policy(
-    bus: Bus, engine: PolicyEngine, run: str, selection: Selection, *, keep: bool = False
+    bus: Bus,
+    engine: PolicyEngine,
+    run: str,
+    selection: Selection,
+    *,
+    cluster: str | None = None,
+    keep: bool = False,
 ) -> tuple[ShadowCopy, shadow_policy.PolicyDiff]:
-    """The decisions recorded in the window judged again by `engine` (loaded with the candidate policies)."""
-    copy = await _copy(bus, run, [Recorded(PLATFORM_EVENTS.name, "evt.policy.>")], selection)
+    """The decisions recorded in the window (of `cluster`, or all) judged again by `engine` (loaded with the
+    candidate policies)."""
+    subjects = _area("policy", cluster)
+    copy = await _copy(bus, run, [Recorded(PLATFORM_EVENTS.name, subjects)], selection)
     try:
 
         async def decisions() -> AsyncIterator[shadow_policy.RecordedDecision]:
-            async for copied in _window(bus, run, "evt.policy.>", selection):
+            async for copied in _window(bus, run, subjects, selection):
                 if isinstance(copied.event.data, PolicyDecision):
                     yield shadow_policy.RecordedDecision(copied.sequence, copied.event.id, copied.event.data)
 
@@ -84,23 +96,25 @@ async def slo(
     selection: Selection,
     *,
     step: timedelta = timedelta(minutes=1),
+    cluster: str | None = None,
     keep: bool = False,
     now: datetime | None = None,
 ) -> tuple[ShadowCopy, shadow_slo.SloDiff]:
     """The candidate's tier alerts backtested over the facts in the window, against the alerts recorded there."""
     namespace, webapp = candidate.webapp  # refuses an SLI the bus does not carry before anything is copied
-    recorded = [Recorded(K8S_EVENTS.name, "evt.k8s.>"), Recorded(PLATFORM_EVENTS.name, "evt.slo.>")]
+    facts, alerts = _area("k8s", cluster), _area("slo", cluster)
+    recorded = [Recorded(K8S_EVENTS.name, facts), Recorded(PLATFORM_EVENTS.name, alerts)]
     copy = await _copy(bus, run, recorded, selection)
     try:
         availability = shadow_slo.Availability()
         first: datetime | None = None
-        async for copied in _window(bus, run, "evt.k8s.>", selection):
+        async for copied in _window(bus, run, facts, selection):
             fact = copied.event.data
             if isinstance(fact, ObservedObject) and shadow_slo.webapp_of(fact) == (namespace, webapp):
                 availability.observe(copied.event.time, fact)
                 first = first or copied.event.time
         transitions = []
-        async for copied in _window(bus, run, "evt.slo.>", selection):
+        async for copied in _window(bus, run, alerts, selection):
             alert = copied.event.data
             if isinstance(alert, BurnAlert) and (alert.slo.namespace, alert.slo.name) == (
                 candidate.namespace,
