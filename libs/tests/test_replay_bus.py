@@ -242,7 +242,7 @@ async def consume(
 
 async def _idle(bus: Bus, spec: ConsumerSpec) -> bool:
     info = await bus.js.consumer_info(spec.stream, spec.durable)
-    return info.num_pending == 0 and info.num_ack_pending == 0
+    return bool(info.num_pending == 0 and info.num_ack_pending == 0)
 
 
 async def test_a_replayed_event_causes_no_second_side_effect(

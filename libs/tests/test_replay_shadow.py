@@ -136,7 +136,7 @@ async def test_a_stricter_policy_reports_exactly_the_decisions_it_changes(
         )
         events.append((policy_subject(cluster, "shop", decision_event(decision.decision)), event))
     await streams.publisher.publish_all(events)
-    assert [e.data.decision for _, e in events] == [  # type: ignore[attr-defined]
+    assert [e.data.decision for _, e in events] == [
         Decision.ALLOWED,
         Decision.ALLOWED,
         Decision.DENIED,
@@ -203,6 +203,7 @@ def _alert(cluster: str, tier: BurnTier, state: AlertState, at: datetime) -> tup
         period=timedelta(days=30),
         windows=(window,),
         budget_remaining=0.9,
+        time_to_exhaustion=None,
     )
     event_type = burn_event(tier, state)
     event = new_event(
@@ -237,7 +238,10 @@ async def test_alert_backtesting_reports_what_a_candidate_slo_would_fire_or_miss
     +20m..+90m."""
     cluster = unique("slo")
     t0 = (datetime.now(UTC) - timedelta(hours=4)).replace(second=0, microsecond=0)
-    at = lambda minutes: t0 + timedelta(minutes=minutes)  # noqa: E731
+
+    def at(minutes: int) -> datetime:
+        return t0 + timedelta(minutes=minutes)
+
     await streams.publisher.publish_all(
         [
             _availability(cluster, at(0), 3, 1),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Literal
 
 import nats.errors
@@ -22,7 +22,7 @@ from ballast.replay.selection import Selection, SelectionError
 
 async def read_selection(
     bus: Bus, stream: str, selection: Selection, *, follow: bool = False
-) -> AsyncIterator[StoredEvent]:
+) -> AsyncGenerator[StoredEvent, None]:
     """The selected messages; use with `contextlib.aclosing` when the loop may end early."""
     until: int | Literal["last"] | None = selection.to_seq if selection.to_seq is not None else None
     if until is None and not follow:

@@ -12,7 +12,7 @@ Pacing comes from the stored times (see `pacing`).
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -56,7 +56,7 @@ class Recorded:
     stored: datetime
 
 
-async def from_stream(messages: AsyncIterator[StoredEvent], skipped: list[int]) -> AsyncIterator[Recorded]:
+async def from_stream(messages: AsyncIterator[StoredEvent], skipped: list[int]) -> AsyncGenerator[Recorded, None]:
     """Stored messages as replay items; those that are not CloudEvents (no ce-id/ce-source) go to `skipped`."""
     async for stored in messages:
         headers = {k.lower(): v for k, v in stored.headers.items()}
@@ -66,7 +66,7 @@ async def from_stream(messages: AsyncIterator[StoredEvent], skipped: list[int]) 
         yield Recorded(stored.sequence, stored.subject, stored.headers, stored.data, stored.time)
 
 
-async def from_file(events: Iterable[ImportedEvent]) -> AsyncIterator[Recorded]:
+async def from_file(events: Iterable[ImportedEvent]) -> AsyncGenerator[Recorded, None]:
     for event in events:
         if event.time is None:
             raise SelectionError(f"line {event.line}: no natstime, which replay paces by")
