@@ -22,6 +22,9 @@ from ballast.events.envelope import REQUIRED_HEADERS, SPEC_VERSION, _decode_valu
 STORED_AT: Final = ("natsstream", "natssubject", "natssequence", "natstime")
 _TRACE_HEADERS: Final = ("traceparent", "tracestate")
 _REQUIRED: Final = tuple(h[3:] for h in REQUIRED_HEADERS)
+_CE_HEADERS: Final = {
+    f"ce-{a}": a for a in ("specversion", "id", "source", "type", "time", "subject", "datacontenttype", "dataschema")
+}
 
 
 class NotAnEvent(ValueError):
@@ -44,16 +47,22 @@ def export_line(
     event: dict[str, Any] = {}
     trace: dict[str, str] = {}
     for name, raw in headers.items():
-        lower = name.lower()
-        if lower[:3] == "ce-":
+        attribute = _CE_HEADERS.get(name)  # the bus writes these names in lower case: one lookup (hot path)
+        if attribute is None:
+            lower = name.lower()
+            if lower[:3] != "ce-":
+                if lower in _TRACE_HEADERS:
+                    trace[lower] = raw
+                continue
+            attribute = lower[3:]
+        if "%" in raw or raw[:1] == '"':
             try:
-                event[lower[3:]] = _decode_value(raw) if raw[:1] == '"' or "%" in raw else raw
+                raw = _decode_value(raw)
             except UnicodeDecodeError as exc:
                 raise NotAnEvent(f"header {name} is not valid UTF-8: {exc}") from None
-        elif lower in _TRACE_HEADERS:
-            trace[lower] = raw
-    missing = [a for a in _REQUIRED if a not in event]
-    if missing:
+        event[attribute] = raw
+    if not ("id" in event and "source" in event and "type" in event and "specversion" in event):
+        missing = [a for a in _REQUIRED if a not in event]
         raise NotAnEvent("no " + ", ".join(f"ce-{a}" for a in missing) + " header")
     for name, value in trace.items():
         event.setdefault(name, value)
