@@ -316,3 +316,33 @@ async def test_a_dead_letter_redriven_after_a_fix_is_processed_once(
         await dead_letters.redrive(streams, [letter.sequence])  # a second redrive finds nothing to do
     await eventually(lambda: _idle(streams, spec), what="the consumer caught up")
     assert processed == [event.id]
+
+
+def test_the_replay_command_says_what_it_would_do_and_does_nothing_without_execute(
+    nats_server: NatsServer, unique: Callable[[str], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    cluster = unique("dry")
+    run = unique("d")
+    assert asyncio.run(_count(nats_server.url, f"evt.k8s.{cluster}.>")) == 0  # the streams exist
+    url = ["--nats-url", nats_server.url]
+    code = main(
+        [
+            "events",
+            "replay",
+            *url,
+            "--stream",
+            "K8S_EVENTS",
+            "--subject",
+            f"evt.k8s.{cluster}.>",
+            "--run",
+            run,
+            "--pace",
+            "10x",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert f"dry run: would replay 0 events from stream K8S_EVENTS (subjects evt.k8s.{cluster}.>)" in out
+    assert f"into stream SHADOW_{run}" in out
+    assert main(["events", "replay", *url, "--stream", "NOPE", "--execute"]) == 2
+    assert "unknown stream 'NOPE'" in capsys.readouterr().err

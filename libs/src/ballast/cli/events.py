@@ -143,7 +143,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     redrive = dlq_jobs.add_parser("redrive", parents=[connection, execute], help="publish originals again")
     redrive.add_argument("sequences", nargs="*", type=_positive, metavar="SEQ")
     redrive.add_argument("--consumer", help="every dead letter of this consumer")
-    events.set_defaults(run=run)
+    events.set_defaults(events_main=run)
 
 
 def _selection(args: argparse.Namespace) -> Selection:

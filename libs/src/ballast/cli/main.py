@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     events.add_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "events":
-        return int(args.run(args))
+        return int(args.events_main(args))
     if args.command == "policy":
         from ballast.cli import policy as policy_cli
 
