@@ -9,6 +9,7 @@ stopped or failed run reports as its resume point.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -54,9 +55,9 @@ class RawPublisher:
         if MSG_ID_HEADER not in headers:
             raise ValueError("a republished message needs its Nats-Msg-Id")
         try:
-            future: asyncio.Future[PubAck] | None = await self._js.publish_async(
-                subject, body, headers=dict(headers), wait_stall=self._ack_timeout
-            )
+            # No wait_stall: with a timeout, nats-py waits for its window in a task of its own, one loop turn and a
+            # socket write per message; the window here is smaller than nats-py's, so it never stalls.
+            future: asyncio.Future[PubAck] | None = await self._js.publish_async(subject, body, headers=dict(headers))
         except _RETRYABLE:
             future = None  # sent again, synchronously, when its turn comes
         self._in_flight.append((future, subject, body, headers))
@@ -74,12 +75,18 @@ class RawPublisher:
         future, subject, body, headers = self._in_flight[0]
         ack: PubAck | None = None
         if future is not None:
-            try:
-                ack = await asyncio.wait_for(asyncio.shield(future), self._ack_timeout)
-            except _RETRYABLE:
+            if not future.done():  # most are: acknowledgements come back in about publish order
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(future), self._ack_timeout)
+            if not future.done():
                 future.cancel()
-            except nats.js.errors.APIError as exc:  # refused (no stream for the subject, too big): not retried
-                raise PublishError(f"{subject}: {exc.description or exc}") from exc
+            elif not future.cancelled():
+                error = future.exception()
+                if error is None:
+                    ack = future.result()
+                elif not isinstance(error, _RETRYABLE) and isinstance(error, nats.js.errors.APIError):
+                    # refused (no stream for the subject, too big): sending it again cannot help
+                    raise PublishError(f"{subject}: {error.description or error}") from error
         if ack is None:
             ack = await self._store(subject, headers, body)
         self._in_flight.popleft()
