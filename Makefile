@@ -18,9 +18,10 @@ N ?= 20000
 WEBAPPS ?= 1000
 DEPLOYMENTS ?= 500
 EXPERIMENTS ?= 20
+REPLAY_EVENTS ?= 100000
 
 .PHONY: help dev tools test lint types asyncapi demo start-platform deploy-samples cluster-up cluster-down \
-	bench-bus bench-operator bench-arrival bench-cluster clean $(addprefix test-,$(SERVICES)) test-libs test-controlplane
+	bench-bus bench-operator bench-arrival bench-cluster bench-replay clean $(addprefix test-,$(SERVICES)) test-libs test-controlplane
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 22
@@ -90,6 +91,9 @@ bench-chaos: dev tools ## N (or EXPERIMENTS) chaos runs (20): recovery, abort-on
 
 chaos-demo: dev tools ## the chaos-runner end to end on a local platform, narrated: run, recover, abort, kill switch
 	$(RUN)/python services/chaos-runner/demo/chaos_demo.py
+
+bench-replay: dev ## N (or REPLAY_EVENTS) events (100000): export, import, shadow copy vs raw nats-py read
+	$(RUN)/python tests/bench/bench_replay.py --events $(if $(filter command line,$(origin N)),$(N),$(REPLAY_EVENTS))
 
 clean: ## remove the environment, tox envs and local state (not the tool cache)
 	rm -rf $(VENV) .tox .ballast .mypy_cache .ruff_cache .pytest_cache

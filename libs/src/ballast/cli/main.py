@@ -9,6 +9,7 @@ ballast incident list|show|ack|resolve    the incident-bot's incidents over svc.
 ballast chaos run|stop|pause|list         chaos experiments through the chaos-runner (stop --all: kill switch)
 ballast traffic set NS/WEBAPP --error-rate 0.1   inject errors into the local platform's synthetic traffic
 ballast slo status|budget                 the live error budgets the slo-engine keeps (svc.slo.status)
+ballast events tail|export|import|replay|shadow|dlq   the event flight recorder (docs/replay.md)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import asyncio
 import sys
 from typing import TYPE_CHECKING, Any
 
-from ballast.cli import chaos, incident, platform, slo, traffic
+from ballast.cli import chaos, events, incident, platform, slo, traffic
 
 if TYPE_CHECKING:
     from ballast.kube.rest import KubeApi
@@ -117,7 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     incident.add_parser(commands)
     chaos.add_parser(commands)
     traffic.add_parser(commands)
+    events.add_parser(commands)
     args = parser.parse_args(argv)
+    if args.command == "events":
+        return int(args.events_main(args))
     if args.command == "policy":
         from ballast.cli import policy as policy_cli
 

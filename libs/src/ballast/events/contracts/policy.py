@@ -103,6 +103,11 @@ class PolicyDecision(Payload):
     )
     operation: Operation = Field(description="what was asked to be done to the object")
     object: ManifestRef = Field(description="the object judged")
+    manifest: dict[str, Any] | None = Field(
+        default=None,
+        description="the object as it was judged (the admission request's object, or the rendered manifest), so "
+        "that replay tooling can judge it again under a candidate policy; None when not recorded",
+    )
     requested_by: str = Field(description="the user (admission) or the service (bus) asking")
     decision: Decision = Field(description="the verdict")
     constraints: tuple[ConstraintResult, ...] = Field(default=(), description="the constraints violated")
