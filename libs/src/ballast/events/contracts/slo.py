@@ -90,7 +90,7 @@ class CauseConsumption(Payload):
 
 Consumption = Annotated[
     tuple[CauseConsumption, ...],
-    Field(default=(), description="the period's budget consumption by cause; empty when the SLI cannot attribute"),
+    Field(description="the period's budget consumption by cause; empty when the SLI cannot attribute"),
 ]
 
 
@@ -129,7 +129,7 @@ class BurnAlert(Payload):
     windows: tuple[WindowBurn, ...] = Field(min_length=1, description="the tier's conditions with their burn rates")
     budget_remaining: BudgetRemaining
     time_to_exhaustion: TimeToExhaustion
-    consumption: Consumption
+    consumption: Consumption = ()  # a default here, where mypy's pydantic plugin sees it
 
 
 class BudgetTransition(Payload):
@@ -148,7 +148,7 @@ class BudgetTransition(Payload):
     )
     freeze_deploys: bool = Field(description="whether the SLO's policy freezes non-hotfix deploys while exhausted")
     at: AwareDatetime = Field(description="when the budget crossed the threshold")
-    consumption: Consumption
+    consumption: Consumption = ()  # a default here, where mypy's pydantic plugin sees it
 
 
 class BudgetExhausted(BudgetTransition):
@@ -231,7 +231,7 @@ class SloState(Payload):
     budget_exhausted: bool = Field(description="whether the budget is at or below the policy's threshold")
     time_to_exhaustion: TimeToExhaustion
     evaluated_at: AwareDatetime = Field(description="when these figures were computed")
-    consumption: Consumption
+    consumption: Consumption = ()  # a default here, where mypy's pydantic plugin sees it
 
 
 class SloStatusResponse(Payload):

@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -77,6 +78,7 @@ class DecisionLog:
         violations: Sequence[Violation],
         latency_ms: float,
         override_reason: str | None = None,
+        manifest: dict[str, Any] | None = None,
     ) -> tuple[str, Envelope[BaseModel]]:
         """The event of one object's verdict and its subject."""
         payload = PolicyDecision(
@@ -89,6 +91,7 @@ class DecisionLog:
             decision=verdict(violations, override_reason),
             constraints=constraint_results(violations),
             override_reason=override_reason,
+            manifest=manifest,
             latency_ms=latency_ms,
             at=_now(),
         )

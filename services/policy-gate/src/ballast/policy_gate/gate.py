@@ -214,8 +214,9 @@ class Gate:
                     violations=judgement.violations,
                     override_reason=judgement.override_reason,
                     latency_ms=latency_ms,
+                    manifest=review.subject,  # what replay's shadow runs judge again under a candidate policy
                 )
-                for ref, judgement in zip(refs, verdicts, strict=True)
+                for ref, judgement, review in zip(refs, verdicts, reviews, strict=True)
             ]
         )
         return verdicts
