@@ -154,7 +154,12 @@ POLICY_GATE = BucketSpec(
     description="When a policy-gate was last alive, per cluster: a gate coming back audits what was admitted "
     "while none was.",
 )
-BUCKETS: tuple[BucketSpec, ...] = (SLO_BUDGETS, SLO_SLI, INCIDENTS, CHAOS_RUNS, POLICY_GATE)
+SLACK_THREADS = BucketSpec(
+    name="incident-slack",
+    description="Each incident's Slack channel and card message, and what was posted there once.",
+    history=5,
+)
+BUCKETS: tuple[BucketSpec, ...] = (SLO_BUDGETS, SLO_SLI, INCIDENTS, SLACK_THREADS, CHAOS_RUNS, POLICY_GATE)
 
 
 # --- event types, commands, endpoints -------------------------------------------------------------------------------
@@ -210,8 +215,14 @@ INCIDENT_SIGNALS = ConsumerSpec(
     ),
     description="The incident-bot's detection: burn tiers, degraded WebApps, aborted chaos runs, hotfix overrides.",
 )
+SLACK_CARDS = ConsumerSpec(
+    durable="incident-bot-slack",
+    stream=PLATFORM_EVENTS.name,
+    filter_subjects=("evt.incident.>",),
+    description="Incident transitions and escalations shown in Slack: each incident's channel and card.",
+)
 
-CONSUMERS: tuple[ConsumerSpec, ...] = (SLO_ENGINE_FACTS, SLO_ENGINE_CAUSES, INCIDENT_SIGNALS)
+CONSUMERS: tuple[ConsumerSpec, ...] = (SLO_ENGINE_FACTS, SLO_ENGINE_CAUSES, INCIDENT_SIGNALS, SLACK_CARDS)
 
 
 @dataclass(frozen=True)

@@ -5,15 +5,13 @@ the parts, usable on their own (tests drive them against a local Slack).
 """
 
 from ballast.incident_bot.slack.bolt import COMMAND, build_slack_app
-from ballast.incident_bot.slack.channels import SLACK_CARDS, SLACK_THREADS, IncidentChannels, SlackThread
+from ballast.incident_bot.slack.channels import IncidentChannels, SlackThread
 from ballast.incident_bot.slack.service import SlackBot, SlackSettings, wire_slack
 from ballast.incident_bot.slack.transport import DEFAULT_PATH, run_socket_mode, slack_routes
 
 __all__ = [
     "COMMAND",
     "DEFAULT_PATH",
-    "SLACK_CARDS",
-    "SLACK_THREADS",
     "IncidentChannels",
     "SlackBot",
     "SlackSettings",

@@ -29,7 +29,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from ballast.bus import Delivery, KeyExists, KeyValue, Reject, RetryLater, RevisionConflict
-from ballast.events.catalogue import PLATFORM_EVENTS, BucketSpec, ConsumerSpec
+from ballast.events.catalogue import SLACK_THREADS
 from ballast.events.contracts.incident import IncidentEscalated, IncidentFacts, IncidentTransition
 from ballast.incident_bot.desk import IncidentDesk, IncidentNotFound
 from ballast.incident_bot.slack.cards import (
@@ -46,17 +46,6 @@ from ballast.incident_bot.slack.cards import (
 
 log = logging.getLogger(__name__)
 
-SLACK_THREADS = BucketSpec(
-    name="incident-slack",
-    description="Each incident's Slack channel and card message, and what was posted there once.",
-    history=5,
-)
-SLACK_CARDS = ConsumerSpec(
-    durable="incident-bot-slack",
-    stream=PLATFORM_EVENTS.name,
-    filter_subjects=("evt.incident.>",),
-    description="Incident transitions and escalations shown in Slack: each incident's channel and card.",
-)
 CLAIM_TTL = timedelta(seconds=60)  # longer than opening a channel and posting a card take, even slowly
 
 T = TypeVar("T")

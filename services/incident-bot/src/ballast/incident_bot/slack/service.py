@@ -17,11 +17,12 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from ballast.bus import Bus, Delivery
+from ballast.events.catalogue import SLACK_CARDS, SLACK_THREADS
 from ballast.events.contracts.incident import IncidentStatus, IncidentTransition
 from ballast.incident_bot.desk import IncidentDesk, IncidentNotFound
 from ballast.incident_bot.postmortem_publish import PostmortemWriter
 from ballast.incident_bot.slack.bolt import build_slack_app
-from ballast.incident_bot.slack.channels import SLACK_CARDS, SLACK_THREADS, IncidentChannels, SlackThread
+from ballast.incident_bot.slack.channels import IncidentChannels, SlackThread
 from ballast.incident_bot.slack.transport import DEFAULT_PATH, run_socket_mode, slack_routes
 from ballast.runtime import ServiceApp
 
