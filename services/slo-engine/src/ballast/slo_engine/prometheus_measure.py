@@ -13,6 +13,7 @@ could not read (and once more when it reads again) so that their status can say 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 
@@ -30,6 +31,8 @@ from ballast.slo import (
 from ballast.slo.budgeting import Timeslices
 from ballast.slo_engine.evaluator import Measured
 from ballast.slo_engine.prometheus_source import PrometheusSource, PrometheusUnavailable, SeriesSlo, windows_to_read
+
+log = logging.getLogger(__name__)
 
 
 def prometheus_windows(slo: ServiceLevelObjective, catalogue: WindowCatalogue) -> AlertWindows | None:
@@ -68,8 +71,13 @@ class PrometheusMeasurer:
         try:
             readings = await self._source.read(windows_to_read(tables.values()), at)
         except PrometheusUnavailable as error:
+            # Not raised: the evaluator would log a traceback every cycle; the transition is logged once instead.
+            if self.failing is None:
+                log.warning("reading the SLIs from Prometheus failed; their SLOs keep their last state: %s", error)
             self._health(str(error), tables)
-            raise
+            return {}
+        if self.failing is not None:
+            log.info("reading the SLIs from Prometheus again")
         self._health(None, tables)
         measured: dict[ObjectKey, Measured] = {}
         for key, windows in tables.items():
