@@ -10,14 +10,22 @@ WebApp, evaluates every SLO each interval and writes their status. Evaluation is
 clock, not on messages: two evaluators would do each cycle twice (the budget book's compare-and-set keeps that
 correct, but not cheap). A new leader continues from the budgets and SLI records in KV, so a failover loses nothing;
 it costs at most one lease duration of evaluations.
+
+With `slo_rules_dir` (a directory a Prometheus loads) the leader writes each SLO's Sloth-compatible rules there, and
+as PrometheusRule objects wherever that CRD is installed; with `prometheus_url` it measures every SLO with a PromQL
+SLI from the recorded series, one query per window for all of them. Without them only WebApp availability SLOs are
+evaluated.
 """
 
 from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
+from prometheus_client import Gauge
 from pydantic import Field
 
 from ballast.bus import Bus, Delivery
@@ -27,14 +35,18 @@ from ballast.kube.client import api_client
 from ballast.kube.controller import ControllerMetrics
 from ballast.kube.leader import LeaderElector, LeaseTimings, default_identity
 from ballast.runtime import PORTS, ServiceApp, ServiceSettings
+from ballast.slo import RuleOptions, WindowCatalogue
 from ballast.slo_engine.availability import WebAppRecord
 from ballast.slo_engine.budgets import BudgetBook, StoredBudget
 from ballast.slo_engine.causes import CauseWindow
 from ballast.slo_engine.controller import SloController
 from ballast.slo_engine.defaults import DefaultSlos
-from ballast.slo_engine.evaluator import AvailabilityMeasurer, Evaluator
+from ballast.slo_engine.evaluator import AvailabilityMeasurer, Evaluator, Measurer
 from ballast.slo_engine.gauges import BudgetGauges
 from ballast.slo_engine.ingest import FactIngest
+from ballast.slo_engine.prometheus_measure import PrometheusMeasurer
+from ballast.slo_engine.prometheus_source import PrometheusSource
+from ballast.slo_engine.rules_sync import RuleSync
 from ballast.slo_engine.status import StatusView
 from ballast.slo_engine.store import SliMirror, SliStore
 
@@ -58,6 +70,13 @@ class SloEngineSettings(ServiceSettings):
     rollout_settle: float = Field(
         default=300.0, ge=0, description="seconds a rollout lasts at least (then until the WebApp is up again)"
     )
+    prometheus_url: str | None = Field(
+        default=None, description="unset: SLOs with PromQL SLIs get a status but are not evaluated"
+    )
+    slo_rules_dir: Path | None = Field(default=None, description="where to write SLO rule files for a Prometheus")
+    slo_windows_dir: Path | None = Field(
+        default=None, description="AlertWindows files (Sloth's --slo-period-windows-path); unset: the 30d/28d tables"
+    )
     sli_retention_days: int = Field(
         default=400, ge=4, description="days of SLI history kept: at least the longest SLO period (a year: 366)"
     )
@@ -69,6 +88,17 @@ def build(settings: SloEngineSettings) -> ServiceApp:
     view = StatusView()
     app.registry.register(BudgetGauges(view))
     source = f"/clusters/{settings.cluster}/{NAME}"
+    catalogue = (
+        WindowCatalogue.from_directory(settings.slo_windows_dir)
+        if settings.slo_windows_dir
+        else WindowCatalogue.builtin()
+    )
+    reader_failing = Gauge(
+        "ballast_slo_reader_failing",
+        "1 while the leader's SLI reader cannot read (its SLOs keep their last state), else 0.",
+        ["reader"],
+        registry=app.registry,
+    )
 
     async def open_api(_: Bus) -> Any:
         return await api_client(settings.kubeconfig)
@@ -121,17 +151,31 @@ def build(settings: SloEngineSettings) -> ServiceApp:
 
     async def lead(_: Bus, lost: asyncio.Event) -> None:
         """One term as leader: everything here starts from the cluster and the buckets, and stops with the term."""
-        slos = SloController(api.value, book.value, controller_metrics, workers=settings.workers)
+        rules = None
+        if settings.slo_rules_dir is not None:
+            rules = RuleSync(api.value, settings.slo_rules_dir, RuleOptions(version("ballast-libs"), catalogue))
+        slos = SloController(api.value, book.value, controller_metrics, workers=settings.workers, rules=rules)
         mirror = SliMirror(store.value)
-        evaluator = Evaluator(
-            lambda: slos.objectives,
-            [AvailabilityMeasurer(mirror, timedelta(seconds=settings.rollout_settle))],
-            book.value,
-            interval=settings.evaluation_interval,
-            evaluated=slos.budget_changed,
-        )
-        async with asyncio.TaskGroup() as tasks:
+        measurers: list[Measurer] = [AvailabilityMeasurer(mirror, timedelta(seconds=settings.rollout_settle))]
+        # The source outlives the tasks: the evaluator reads through it until the TaskGroup has ended.
+        async with PrometheusSource(settings.prometheus_url or "") as prometheus, asyncio.TaskGroup() as tasks:
+            if settings.prometheus_url:
+
+                def reader_changed(keys: Any, failing: str | None) -> None:
+                    reader_failing.labels("prometheus").set(0 if failing is None else 1)
+                    slos.measuring_failed(keys, failing)
+
+                reader_failing.labels("prometheus").set(0)
+                measurers.append(PrometheusMeasurer(prometheus, catalogue, changed=reader_changed))
+            evaluator = Evaluator(
+                lambda: slos.objectives,
+                measurers,
+                book.value,
+                interval=settings.evaluation_interval,
+                evaluated=slos.budget_changed,
+            )
             tasks.create_task(slos.run(lost))
+            tasks.create_task(slos.prune_rules(lost))
             tasks.create_task(mirror.follow(lost))
             if settings.default_slo:
                 defaults = DefaultSlos(

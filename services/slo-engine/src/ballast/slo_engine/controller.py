@@ -3,11 +3,17 @@
 A reconcile runs when an SLO's spec changes and when its budget state in the bucket does (`budget_changed`); it
 writes the status only when it differs. An object that the CRD accepts but the model refuses (an unknown time zone,
 say) gets Ready False with the reason and is not evaluated. A deleted SLO's budget state is dropped.
+
+With a `RuleSync`, a spec change (a new generation) also writes the SLO's Prometheus rules, and a deletion removes
+them. A measurer whose backend fails (`measuring_failed`) gets its SLOs a Measured False condition with the reason;
+their budget figures stay as last evaluated.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,6 +33,9 @@ from ballast.slo.durations import format_duration
 from ballast.slo.evaluation import BudgetState
 from ballast.slo_engine.api import GROUP, KIND, SLOS, VERSION, ServiceLevelObjectiveSpec, to_objective
 from ballast.slo_engine.budgets import BudgetBook
+from ballast.slo_engine.rules_sync import RuleSync
+
+log = logging.getLogger(__name__)
 
 SLO = Resource(GROUP, VERSION, SLOS, KIND)
 FIELD_MANAGER = "ballast-slo-engine"
@@ -37,7 +46,13 @@ def _reason(error: ValidationError) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'spec'}: {e['msg']}" for e in error.errors())
 
 
-def slo_status(obj: dict[str, Any], state: BudgetState | None, refused: str | None, now: datetime) -> dict[str, Any]:
+def slo_status(
+    obj: dict[str, Any],
+    state: BudgetState | None,
+    refused: str | None,
+    now: datetime,
+    unmeasured: str | None = None,
+) -> dict[str, Any]:
     """The status the object should have: its budget figures and Ready, Burning and BudgetExhausted conditions."""
     old = obj.get("status") or {}
     conditions = [Condition.model_validate(c) for c in old.get("conditions", [])]
@@ -48,6 +63,10 @@ def slo_status(obj: dict[str, Any], state: BudgetState | None, refused: str | No
         conditions = set_condition(conditions, type_, status, reason, message, observed_generation=generation, now=now)
 
     status: dict[str, Any] = {"observedGeneration": generation}
+    if refused is None and unmeasured is not None:
+        condition("Measured", False, "ReaderFailing", f"kept as last evaluated; {unmeasured}")
+    elif any(c.type == "Measured" for c in conditions):
+        condition("Measured", True, "ReaderRecovered", "measured again")
     if refused is not None:
         condition("Ready", False, "InvalidSpec", refused)
     elif state is None:
@@ -111,9 +130,20 @@ def refresh_wait(old: dict[str, Any], new: dict[str, Any], now: datetime) -> flo
 
 
 class SloController:
-    def __init__(self, api: KubeApi, book: BudgetBook, metrics: ControllerMetrics, *, workers: int = 4) -> None:
+    def __init__(
+        self,
+        api: KubeApi,
+        book: BudgetBook,
+        metrics: ControllerMetrics,
+        *,
+        workers: int = 4,
+        rules: RuleSync | None = None,
+    ) -> None:
         self._api = api
         self._book = book
+        self.rules = rules
+        self._rules_of: dict[ObjectKey, tuple[str, int]] = {}  # (uid, generation) whose rules were written
+        self._unmeasured: dict[ObjectKey, str] = {}  # why a measurer could not read the SLO's SLI
         self.slos = Informer(api, SLO)
         self.controller: Controller[ObjectKey] = Controller("slo", self.reconcile, metrics, workers=workers)
         self.controller.watch(self.slos, own_key, generation_changed)
@@ -122,6 +152,20 @@ class SloController:
 
     def budget_changed(self, namespace: str, name: str) -> None:
         self.controller.enqueue((namespace, name))
+
+    def measuring_failed(self, keys: Iterable[ObjectKey], reason: str | None) -> None:
+        """A measurer's backend failed for these SLOs (`reason`), or answers again (None)."""
+        for key in keys:
+            if reason is None:
+                self._unmeasured.pop(key, None)
+            else:
+                self._unmeasured[key] = reason
+            self.controller.enqueue(key)
+
+    async def prune_rules(self, stop: asyncio.Event) -> None:
+        """Once the SLOs are listed: removes the rules of SLOs deleted while no engine watched."""
+        if self.rules is not None and await self.controller.synced(stop):
+            await self.rules.prune(self.slos.store)
 
     async def run(self, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tasks:
@@ -133,6 +177,10 @@ class SloController:
         obj = self.slos.store.get(key)
         if obj is None:
             self.objectives.pop(key, None)
+            self._unmeasured.pop(key, None)
+            if self.rules is not None:
+                await self.rules.remove(namespace, name)
+                self._rules_of.pop(key, None)
             await self._book.forget(namespace, name)
             return Result()
         refused: str | None = None
@@ -141,9 +189,10 @@ class SloController:
         except ValidationError as error:
             self.objectives.pop(key, None)
             refused = _reason(error)
+        await self._sync_rules(key, obj)
         state = await self._book.state(namespace, name) if refused is None else None
         now = datetime.now(UTC)
-        status = slo_status(obj, state, refused, now.replace(microsecond=0))
+        status = slo_status(obj, state, refused, now.replace(microsecond=0), self._unmeasured.get(key))
         wait = refresh_wait(obj.get("status") or {}, status, now)
         if wait is not None:
             return Result(requeue_after=wait)
@@ -156,3 +205,14 @@ class SloController:
             }
             await apply(self._api, body, field_manager=FIELD_MANAGER, subresource="status", resource=SLO)
         return Result()
+
+    async def _sync_rules(self, key: ObjectKey, obj: dict[str, Any]) -> None:
+        """Writes the SLO's rules once per generation (a reconcile also runs at every evaluation)."""
+        metadata = obj["metadata"]
+        written = (metadata.get("uid", ""), metadata.get("generation", 0))
+        if self.rules is None or self._rules_of.get(key) == written:
+            return
+        synced = await self.rules.sync(obj, self.objectives.get(key))
+        if synced.unsupported is not None:
+            log.debug("SLO %s/%s has no Prometheus rules: %s", *key, synced.unsupported)
+        self._rules_of[key] = written

@@ -1,0 +1,93 @@
+"""The Prometheus measurer: the burn of every SLO with a PromQL SLI (event ratio, raw error ratio, latency), read from
+the series the generated recording rules record (`rules_sync`), one instant query per window for all of them.
+
+Which windows an SLO has is the rules' choice: the table of its period in the same window catalogue the rules were
+generated with, so the evaluator's tiers are the ones the rules' alerts use. An SLO whose rules cannot exist (a
+calendar window, a period without a table) is not measured here.
+
+Prometheus unreachable (or refusing the query): no SLO is measured this cycle, so each keeps its last evaluated
+state, never reset; `failing` holds the reason until a read succeeds again, and `changed` is told of the SLOs it
+could not read (and once more when it reads again) so that their status can say so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+
+from ballast.kube.informer import ObjectKey
+from ballast.slo import (
+    AlertWindows,
+    EventRatioSli,
+    LatencySli,
+    MissingAlertWindows,
+    RawErrorRatioSli,
+    RollingWindow,
+    ServiceLevelObjective,
+    WindowCatalogue,
+)
+from ballast.slo.budgeting import Timeslices
+from ballast.slo_engine.evaluator import Measured
+from ballast.slo_engine.prometheus_source import PrometheusSource, PrometheusUnavailable, SeriesSlo, windows_to_read
+
+log = logging.getLogger(__name__)
+
+
+def prometheus_windows(slo: ServiceLevelObjective, catalogue: WindowCatalogue) -> AlertWindows | None:
+    """The SLO's alert windows when its error ratios are recorded in Prometheus; None when they are not."""
+    if not isinstance(slo.sli, EventRatioSli | RawErrorRatioSli | LatencySli):
+        return None
+    if not isinstance(slo.window, RollingWindow) or isinstance(slo.budgeting, Timeslices):
+        return None
+    try:
+        return catalogue.for_period(slo.window.length)
+    except MissingAlertWindows:
+        return None
+
+
+class PrometheusMeasurer:
+    name = "prometheus"
+
+    def __init__(
+        self,
+        source: PrometheusSource,
+        catalogue: WindowCatalogue,
+        *,
+        changed: Callable[[Iterable[ObjectKey], str | None], None] = lambda keys, failing: None,
+    ) -> None:
+        self._source = source
+        self._catalogue = catalogue
+        self._changed = changed
+        self.ready = asyncio.Event()
+        self.ready.set()  # nothing to load: Prometheus holds the history
+        self.failing: str | None = None  # why the last read failed; None while reads succeed
+
+    async def measure(self, slos: Mapping[ObjectKey, ServiceLevelObjective], at: datetime) -> dict[ObjectKey, Measured]:
+        tables = {key: w for key, slo in slos.items() if (w := prometheus_windows(slo, self._catalogue)) is not None}
+        if not tables:
+            return {}
+        try:
+            readings = await self._source.read(windows_to_read(tables.values()), at)
+        except PrometheusUnavailable as error:
+            # Not raised: the evaluator would log a traceback every cycle; the transition is logged once instead.
+            if self.failing is None:
+                log.warning("reading the SLIs from Prometheus failed; their SLOs keep their last state: %s", error)
+            self._health(str(error), tables)
+            return {}
+        if self.failing is not None:
+            log.info("reading the SLIs from Prometheus again")
+        self._health(None, tables)
+        measured: dict[ObjectKey, Measured] = {}
+        for key, windows in tables.items():
+            measurement = readings.measurement(SeriesSlo.of(key[0], slos[key]), windows)
+            if measurement is not None:  # not recorded yet, or a NaN period: the last state stands
+                measured[key] = (windows, measurement)
+        return measured
+
+    def _health(self, failing: str | None, tables: Mapping[ObjectKey, AlertWindows]) -> None:
+        # Told at every failing cycle (an SLO created meanwhile learns it too), and once when reads succeed again.
+        if failing is not None or self.failing is not None:
+            self._changed(tables, failing)
+        self.failing = failing
