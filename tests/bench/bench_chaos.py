@@ -27,7 +27,6 @@ import statistics
 import sys
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +46,6 @@ from ballast.events.contracts.chaos import (
 )
 from ballast.events.contracts.slo import (
     AlertState,
-    BurnAlert,
-    BurnTier,
-    SloRef,
-    WindowBurn,
-    burn_event,
-    slo_event_type,
-    slo_subject,
 )
 from ballast.kube.client import api_client
 from ballast.kube.install import install, load_manifests
@@ -63,6 +55,7 @@ from ballast.local.controlplane import FAKE_NODE_ANNOTATION, ControlPlane
 from ballast.local.nats_server import NatsServer
 from ballast.telemetry.metrics import BusMetrics
 from ballast.testing.service_process import ServiceProcess
+from ballast.testing.slo import burn_alert, publish_burn
 from ballast.testing.waiting import eventually
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -152,32 +145,9 @@ def run(name: str) -> RunExperiment:
 
 
 async def burn(bus: Bus, service: str, state: AlertState) -> float:
-    alert = BurnAlert(
-        cluster=CLUSTER,
-        slo=SloRef(namespace=NAMESPACE_NAME, name=f"{service}-slo", service=service),
-        tier=BurnTier.PAGE,
-        state=state,
-        since=datetime.now(UTC),
-        objective=99.9,
-        period=timedelta(days=30),
-        windows=(
-            WindowBurn(
-                short_window=timedelta(minutes=5),
-                long_window=timedelta(hours=1),
-                factor=14.4,
-                short_burn_rate=20,
-                long_burn_rate=15,
-            ),
-        ),
-        budget_remaining=0.9,
-        time_to_exhaustion=None,
-    )
-    event = burn_event(alert.tier, alert.state)
+    alert = burn_alert(CLUSTER, NAMESPACE_NAME, f"{service}-slo", service, state=state, budget_remaining=0.9)
     started = time.monotonic()
-    await bus.publisher.publish(
-        slo_subject(CLUSTER, NAMESPACE_NAME, event),
-        new_event(slo_event_type(event), "bench", alert, event_id=f"{service}:{event}:{alert.since.isoformat()}"),
-    )
+    await publish_burn(bus, alert, source="bench")
     return started
 
 

@@ -50,17 +50,11 @@ from ballast.events.contracts.incident import (
 )
 from ballast.events.contracts.slo import (
     AlertState,
-    BurnAlert,
-    BurnTier,
-    SloRef,
-    WindowBurn,
-    burn_event,
-    slo_event_type,
-    slo_subject,
 )
 from ballast.kube.apply import get
 from ballast.kube.resource import DEPLOYMENT, WEBAPP
 from ballast.testing import ServiceProcess, eventually
+from ballast.testing.slo import burn_alert, publish_burn
 
 pytestmark = pytest.mark.cluster
 
@@ -211,37 +205,6 @@ async def test_a_target_outside_the_allowed_namespaces_is_refused(
     assert (shown["phase"], shown["reason"]) == ("Refused", "not_allowed")
 
 
-def burn_alert(cluster: str, namespace: str, service: str, state: AlertState) -> BurnAlert:
-    return BurnAlert(
-        cluster=cluster,
-        slo=SloRef(namespace=namespace, name=f"{service}-availability", service=service),
-        tier=BurnTier.PAGE,
-        state=state,
-        since=datetime.now(UTC),
-        objective=99.9,
-        period=timedelta(days=30),
-        windows=(
-            WindowBurn(
-                short_window=timedelta(minutes=5),
-                long_window=timedelta(hours=1),
-                factor=14.4,
-                short_burn_rate=20,
-                long_burn_rate=16,
-            ),
-        ),
-        budget_remaining=0.8,
-        time_to_exhaustion=None,
-    )
-
-
-async def publish_burn(bus: Bus, alert: BurnAlert) -> None:
-    event = burn_event(alert.tier, alert.state)
-    await bus.publisher.publish(
-        slo_subject(alert.cluster, alert.slo.namespace, event),
-        new_event(slo_event_type(event), "test", alert, event_id=f"{alert.slo.name}:{event}:{alert.since}"),
-    )
-
-
 async def replicas(kube_api: Any, namespace: str, name: str) -> tuple[int, dict[str, str]]:
     found = await get(kube_api, DEPLOYMENT, namespace, name)
     assert found is not None
@@ -274,7 +237,7 @@ async def test_an_slo_burn_event_aborts_a_running_experiment_and_its_faults_are_
     assert scaled == 2
     assert EXPIRES_ANNOTATION in marks, "the fault carries its expiry on the object"
 
-    await publish_burn(bus, burn_alert(cluster, namespace, "cart", AlertState.FIRING))
+    await publish_burn(bus, burn_alert(cluster, namespace, "cart-availability", "cart", state=AlertState.FIRING))
     try:
         (aborted,) = await wait_event(bus, cluster, namespace, "aborted", timeout=10)
         assert aborted.data.reason is AbortReason.BURN_ALERT
@@ -290,7 +253,7 @@ async def test_an_slo_burn_event_aborts_a_running_experiment_and_its_faults_are_
         assert refused[1].data.reason is AbortReason.BURN_ALERT
         assert refused[1].data.detail.startswith("refused: ")
     finally:
-        await publish_burn(bus, burn_alert(cluster, namespace, "cart", AlertState.RESOLVED))
+        await publish_burn(bus, burn_alert(cluster, namespace, "cart-availability", "cart", state=AlertState.RESOLVED))
 
 
 async def cordoned(kube_api: Any) -> list[str]:
