@@ -33,7 +33,7 @@ from ballast.events.contracts.chaos import (
 )
 from ballast.kube.client import api_client
 from ballast.kube.install import install, load_manifests
-from ballast.kube.resource import NAMESPACE, Resource
+from ballast.kube.resource import DEPLOYMENT, NAMESPACE, Resource
 from ballast.kube.rest import KubeApi, send_json
 from ballast.testing import ServiceProcess, eventually
 from ballast.testing.kube import fake_node_deployment_manifest
@@ -164,6 +164,14 @@ async def wait_ready(api: KubeApi, namespace: str, labels: dict[str, str], count
         return len(await ready_pods(api, namespace, labels)) >= count
 
     await eventually(enough, timeout=timeout, interval=0.1, what=f"{count} ready pods {labels} in {namespace}")
+
+
+async def ready_target(bus: Bus, api: KubeApi, namespace: str, name: str, replicas: int) -> None:
+    """The streams, the namespace opted in to chaos and a Deployment `name` (pods labelled app=name) all ready."""
+    await bus.ensure_streams()
+    await opt_in(api, namespace)
+    await create(api, namespace, deployment(name, replicas), DEPLOYMENT)
+    await wait_ready(api, namespace, {"app": name}, replicas)
 
 
 async def runner_ready(runner: ServiceProcess, timeout: float = 30) -> None:

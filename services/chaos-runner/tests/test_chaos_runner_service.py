@@ -26,6 +26,7 @@ from chaos_fixtures import (
     experiment,
     opt_in,
     ready_pods,
+    ready_target,
     run_request,
     runner_ready,
     start_runner,
@@ -138,10 +139,7 @@ async def test_pod_delete_on_a_three_replica_webapp_recovers_and_reports_recover
 async def test_a_blast_radius_of_34_percent_never_takes_2_of_3_pods(
     bus: Bus, services: Services, kube_api: Any, kubeconfig_path: Path, namespace: str, chaos_api: None, cluster: str
 ) -> None:
-    await bus.ensure_streams()
-    await opt_in(kube_api, namespace)
-    await create(kube_api, namespace, deployment("web", 3), DEPLOYMENT)
-    await wait_ready(kube_api, namespace, {"app": "web"}, 3)
+    await ready_target(bus, kube_api, namespace, "web", 3)
     runner = start_runner(services, bus, kubeconfig_path, cluster)
     await new_experiment(
         kube_api,
@@ -214,10 +212,7 @@ async def replicas(kube_api: Any, namespace: str, name: str) -> tuple[int, dict[
 async def test_an_slo_burn_event_aborts_a_running_experiment_and_its_faults_are_gone(
     bus: Bus, services: Services, kube_api: Any, kubeconfig_path: Path, namespace: str, chaos_api: None, cluster: str
 ) -> None:
-    await bus.ensure_streams()
-    await opt_in(kube_api, namespace)
-    await create(kube_api, namespace, deployment("cart", 3), DEPLOYMENT)
-    await wait_ready(kube_api, namespace, {"app": "cart"}, 3)
+    await ready_target(bus, kube_api, namespace, "cart", 3)
     runner = start_runner(services, bus, kubeconfig_path, cluster)
     await new_experiment(
         kube_api,
@@ -270,10 +265,7 @@ async def cordoned(kube_api: Any) -> list[str]:
 async def test_a_runner_killed_mid_experiment_has_its_faults_reverted_after_restart(
     bus: Bus, services: Services, kube_api: Any, kubeconfig_path: Path, namespace: str, chaos_api: None, cluster: str
 ) -> None:
-    await bus.ensure_streams()
-    await opt_in(kube_api, namespace)
-    await create(kube_api, namespace, deployment("api", 3), DEPLOYMENT)
-    await wait_ready(kube_api, namespace, {"app": "api"}, 3)
+    await ready_target(bus, kube_api, namespace, "api", 3)
     runner = start_runner(services, bus, kubeconfig_path, cluster, BALLAST_IDENTITY=f"chaos-{cluster}")
     await new_experiment(
         kube_api,
@@ -407,10 +399,7 @@ async def publish_incident(bus: Bus, transition: IncidentTransition) -> None:
 async def test_while_an_incident_is_open_chaos_against_its_service_is_paused(
     bus: Bus, services: Services, kube_api: Any, kubeconfig_path: Path, namespace: str, chaos_api: None, cluster: str
 ) -> None:
-    await bus.ensure_streams()
-    await opt_in(kube_api, namespace)
-    await create(kube_api, namespace, deployment("pay", 3), DEPLOYMENT)
-    await wait_ready(kube_api, namespace, {"app": "pay"}, 3)
+    await ready_target(bus, kube_api, namespace, "pay", 3)
     runner = start_runner(services, bus, kubeconfig_path, cluster)
     spec = {
         "target": {"selector": {"matchLabels": {"app": "pay"}}},
