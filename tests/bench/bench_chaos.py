@@ -27,7 +27,6 @@ import statistics
 import sys
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,22 +46,17 @@ from ballast.events.contracts.chaos import (
 )
 from ballast.events.contracts.slo import (
     AlertState,
-    BurnAlert,
-    BurnTier,
-    SloRef,
-    WindowBurn,
-    burn_event,
-    slo_event_type,
-    slo_subject,
 )
 from ballast.kube.client import api_client
 from ballast.kube.install import install, load_manifests
 from ballast.kube.resource import DEPLOYMENT, NAMESPACE, Resource
 from ballast.kube.rest import send_json
-from ballast.local.controlplane import FAKE_NODE_ANNOTATION, ControlPlane
+from ballast.local.controlplane import ControlPlane
 from ballast.local.nats_server import NatsServer
 from ballast.telemetry.metrics import BusMetrics
+from ballast.testing.kube import fake_node_deployment_manifest
 from ballast.testing.service_process import ServiceProcess
+from ballast.testing.slo import burn_alert, publish_burn
 from ballast.testing.waiting import eventually
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -76,26 +70,6 @@ CONCURRENCY = 10
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))] if ordered else float("nan")
-
-
-def deployment(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": NAMESPACE_NAME},
-        "spec": {
-            "replicas": 3,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "nodeSelector": {"type": "kwok"},
-                    "tolerations": [{"key": FAKE_NODE_ANNOTATION, "operator": "Exists", "effect": "NoSchedule"}],
-                    "containers": [{"name": "web", "image": "registry.example.com/shop/web:1.2.3"}],
-                },
-            },
-        },
-    }
 
 
 def experiment(name: str, app: str, fault: dict[str, Any], duration: str) -> dict[str, Any]:
@@ -152,32 +126,9 @@ def run(name: str) -> RunExperiment:
 
 
 async def burn(bus: Bus, service: str, state: AlertState) -> float:
-    alert = BurnAlert(
-        cluster=CLUSTER,
-        slo=SloRef(namespace=NAMESPACE_NAME, name=f"{service}-slo", service=service),
-        tier=BurnTier.PAGE,
-        state=state,
-        since=datetime.now(UTC),
-        objective=99.9,
-        period=timedelta(days=30),
-        windows=(
-            WindowBurn(
-                short_window=timedelta(minutes=5),
-                long_window=timedelta(hours=1),
-                factor=14.4,
-                short_burn_rate=20,
-                long_burn_rate=15,
-            ),
-        ),
-        budget_remaining=0.9,
-        time_to_exhaustion=None,
-    )
-    event = burn_event(alert.tier, alert.state)
+    alert = burn_alert(CLUSTER, NAMESPACE_NAME, f"{service}-slo", service, state=state, budget_remaining=0.9)
     started = time.monotonic()
-    await bus.publisher.publish(
-        slo_subject(CLUSTER, NAMESPACE_NAME, event),
-        new_event(slo_event_type(event), "bench", alert, event_id=f"{service}:{event}:{alert.since.isoformat()}"),
-    )
+    await publish_burn(bus, alert, source="bench")
     return started
 
 
@@ -213,7 +164,9 @@ async def prepare(api: Any, n: int) -> None:
 
     await eventually(account, timeout=30, interval=0.1, what="the namespace's default ServiceAccount")
     for i in range(n):
-        await send_json(api, "POST", DEPLOYMENT.collection(NAMESPACE_NAME), body=deployment(f"app-{i}"))
+        await send_json(
+            api, "POST", DEPLOYMENT.collection(NAMESPACE_NAME), body=fake_node_deployment_manifest(f"app-{i}", 3)
+        )
         await send_json(
             api,
             "POST",

@@ -33,10 +33,10 @@ from ballast.events.contracts.chaos import (
 )
 from ballast.kube.client import api_client
 from ballast.kube.install import install, load_manifests
-from ballast.kube.resource import NAMESPACE, Resource
+from ballast.kube.resource import DEPLOYMENT, NAMESPACE, Resource
 from ballast.kube.rest import KubeApi, send_json
-from ballast.local.controlplane import FAKE_NODE_ANNOTATION
 from ballast.testing import ServiceProcess, eventually
+from ballast.testing.kube import fake_node_deployment_manifest
 
 REPO = Path(__file__).resolve().parents[3]
 DEPLOY = REPO / "deploy"
@@ -152,23 +152,7 @@ async def create(api: KubeApi, namespace: str, body: dict[str, Any], resource: R
 
 def deployment(name: str, replicas: int) -> dict[str, Any]:
     """A plain Deployment on kwok's fake nodes (the reconciler is not what these tests are about)."""
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "nodeSelector": {"type": "kwok"},
-                    "tolerations": [{"key": FAKE_NODE_ANNOTATION, "operator": "Exists", "effect": "NoSchedule"}],
-                    "containers": [{"name": "web", "image": IMAGE}],
-                },
-            },
-        },
-    }
+    return fake_node_deployment_manifest(name, replicas, IMAGE)
 
 
 async def ready_pods(api: KubeApi, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
@@ -180,6 +164,14 @@ async def wait_ready(api: KubeApi, namespace: str, labels: dict[str, str], count
         return len(await ready_pods(api, namespace, labels)) >= count
 
     await eventually(enough, timeout=timeout, interval=0.1, what=f"{count} ready pods {labels} in {namespace}")
+
+
+async def ready_target(bus: Bus, api: KubeApi, namespace: str, name: str, replicas: int) -> None:
+    """The streams, the namespace opted in to chaos and a Deployment `name` (pods labelled app=name) all ready."""
+    await bus.ensure_streams()
+    await opt_in(api, namespace)
+    await create(api, namespace, deployment(name, replicas), DEPLOYMENT)
+    await wait_ready(api, namespace, {"app": name}, replicas)
 
 
 async def runner_ready(runner: ServiceProcess, timeout: float = 30) -> None:

@@ -26,6 +26,7 @@ from chaos_fixtures import (
     experiment,
     opt_in,
     ready_pods,
+    ready_target,
     run_request,
     runner_ready,
     start_runner,
@@ -50,17 +51,11 @@ from ballast.events.contracts.incident import (
 )
 from ballast.events.contracts.slo import (
     AlertState,
-    BurnAlert,
-    BurnTier,
-    SloRef,
-    WindowBurn,
-    burn_event,
-    slo_event_type,
-    slo_subject,
 )
 from ballast.kube.apply import get
 from ballast.kube.resource import DEPLOYMENT, WEBAPP
 from ballast.testing import ServiceProcess, eventually
+from ballast.testing.slo import burn_alert, publish_burn
 
 pytestmark = pytest.mark.cluster
 
@@ -144,10 +139,7 @@ async def test_pod_delete_on_a_three_replica_webapp_recovers_and_reports_recover
 async def test_a_blast_radius_of_34_percent_never_takes_2_of_3_pods(
     bus: Bus, services: Services, kube_api: Any, kubeconfig_path: Path, namespace: str, chaos_api: None, cluster: str
 ) -> None:
-    await bus.ensure_streams()
-    await opt_in(kube_api, namespace)
-    await create(kube_api, namespace, deployment("web", 3), DEPLOYMENT)
-    await wait_ready(kube_api, namespace, {"app": "web"}, 3)
+    await ready_target(bus, kube_api, namespace, "web", 3)
     runner = start_runner(services, bus, kubeconfig_path, cluster)
     await new_experiment(
         kube_api,
@@ -211,37 +203,6 @@ async def test_a_target_outside_the_allowed_namespaces_is_refused(
     assert (shown["phase"], shown["reason"]) == ("Refused", "not_allowed")
 
 
-def burn_alert(cluster: str, namespace: str, service: str, state: AlertState) -> BurnAlert:
-    return BurnAlert(
-        cluster=cluster,
-        slo=SloRef(namespace=namespace, name=f"{service}-availability", service=service),
-        tier=BurnTier.PAGE,
-        state=state,
-        since=datetime.now(UTC),
-        objective=99.9,
-        period=timedelta(days=30),
-        windows=(
-            WindowBurn(
-                short_window=timedelta(minutes=5),
-                long_window=timedelta(hours=1),
-                factor=14.4,
-                short_burn_rate=20,
-                long_burn_rate=16,
-            ),
-        ),
-        budget_remaining=0.8,
-        time_to_exhaustion=None,
-    )
-
-
-async def publish_burn(bus: Bus, alert: BurnAlert) -> None:
-    event = burn_event(alert.tier, alert.state)
-    await bus.publisher.publish(
-        slo_subject(alert.cluster, alert.slo.namespace, event),
-        new_event(slo_event_type(event), "test", alert, event_id=f"{alert.slo.name}:{event}:{alert.since}"),
-    )
-
-
 async def replicas(kube_api: Any, namespace: str, name: str) -> tuple[int, dict[str, str]]:
     found = await get(kube_api, DEPLOYMENT, namespace, name)
     assert found is not None
@@ -251,10 +212,7 @@ async def replicas(kube_api: Any, namespace: str, name: str) -> tuple[int, dict[
 async def test_an_slo_burn_event_aborts_a_running_experiment_and_its_faults_are_gone(
     bus: Bus, services: Services, kube_api: Any, kubeconfig_path: Path, namespace: str, chaos_api: None, cluster: str
 ) -> None:
-    await bus.ensure_streams()
-    await opt_in(kube_api, namespace)
-    await create(kube_api, namespace, deployment("cart", 3), DEPLOYMENT)
-    await wait_ready(kube_api, namespace, {"app": "cart"}, 3)
+    await ready_target(bus, kube_api, namespace, "cart", 3)
     runner = start_runner(services, bus, kubeconfig_path, cluster)
     await new_experiment(
         kube_api,
@@ -274,7 +232,7 @@ async def test_an_slo_burn_event_aborts_a_running_experiment_and_its_faults_are_
     assert scaled == 2
     assert EXPIRES_ANNOTATION in marks, "the fault carries its expiry on the object"
 
-    await publish_burn(bus, burn_alert(cluster, namespace, "cart", AlertState.FIRING))
+    await publish_burn(bus, burn_alert(cluster, namespace, "cart-availability", "cart", state=AlertState.FIRING))
     try:
         (aborted,) = await wait_event(bus, cluster, namespace, "aborted", timeout=10)
         assert aborted.data.reason is AbortReason.BURN_ALERT
@@ -290,7 +248,7 @@ async def test_an_slo_burn_event_aborts_a_running_experiment_and_its_faults_are_
         assert refused[1].data.reason is AbortReason.BURN_ALERT
         assert refused[1].data.detail.startswith("refused: ")
     finally:
-        await publish_burn(bus, burn_alert(cluster, namespace, "cart", AlertState.RESOLVED))
+        await publish_burn(bus, burn_alert(cluster, namespace, "cart-availability", "cart", state=AlertState.RESOLVED))
 
 
 async def cordoned(kube_api: Any) -> list[str]:
@@ -307,10 +265,7 @@ async def cordoned(kube_api: Any) -> list[str]:
 async def test_a_runner_killed_mid_experiment_has_its_faults_reverted_after_restart(
     bus: Bus, services: Services, kube_api: Any, kubeconfig_path: Path, namespace: str, chaos_api: None, cluster: str
 ) -> None:
-    await bus.ensure_streams()
-    await opt_in(kube_api, namespace)
-    await create(kube_api, namespace, deployment("api", 3), DEPLOYMENT)
-    await wait_ready(kube_api, namespace, {"app": "api"}, 3)
+    await ready_target(bus, kube_api, namespace, "api", 3)
     runner = start_runner(services, bus, kubeconfig_path, cluster, BALLAST_IDENTITY=f"chaos-{cluster}")
     await new_experiment(
         kube_api,
@@ -444,10 +399,7 @@ async def publish_incident(bus: Bus, transition: IncidentTransition) -> None:
 async def test_while_an_incident_is_open_chaos_against_its_service_is_paused(
     bus: Bus, services: Services, kube_api: Any, kubeconfig_path: Path, namespace: str, chaos_api: None, cluster: str
 ) -> None:
-    await bus.ensure_streams()
-    await opt_in(kube_api, namespace)
-    await create(kube_api, namespace, deployment("pay", 3), DEPLOYMENT)
-    await wait_ready(kube_api, namespace, {"app": "pay"}, 3)
+    await ready_target(bus, kube_api, namespace, "pay", 3)
     runner = start_runner(services, bus, kubeconfig_path, cluster)
     spec = {
         "target": {"selector": {"matchLabels": {"app": "pay"}}},

@@ -18,15 +18,13 @@ from chaos_fixtures import (
     chaos_api,  # noqa: F401  (fixture)
     command,
     create,
-    deployment,
     experiment,
     litmus_api,  # noqa: F401  (fixture)
-    opt_in,
+    ready_target,
     run_request,
     runner_ready,
     start_runner,
     wait_event,
-    wait_ready,
 )
 
 from ballast.bus import Bus
@@ -34,7 +32,6 @@ from ballast.chaos_runner.api import CHAOS_EXPERIMENT, Experiment
 from ballast.chaos_runner.litmus import CHAOS_ENGINE, CHAOS_RESULT, LitmusPhase, build_engine, read_result
 from ballast.events.contracts.chaos import AbortReason, ChaosCommand, ExperimentRef, StopExperiments, Verdict
 from ballast.kube.apply import get
-from ballast.kube.resource import DEPLOYMENT
 from ballast.kube.rest import send_json
 from ballast.testing import ServiceProcess, eventually
 
@@ -122,10 +119,7 @@ async def test_litmus_objects_are_accepted_followed_and_stopped(
     litmus_api: None,
 ) -> None:
     cluster = f"c{uuid.uuid4().hex[:8]}"
-    await bus.ensure_streams()
-    await opt_in(kube_api, namespace)
-    await create(kube_api, namespace, deployment("web", 2), DEPLOYMENT)
-    await wait_ready(kube_api, namespace, {"app": "web"}, 2)
+    await ready_target(bus, kube_api, namespace, "web", 2)
     runner = start_runner(services, bus, kubeconfig_path, cluster)
     spec = SPEC | {"hypothesis": {"minReadyReplicas": 1, "checkIntervalSeconds": 0.5}}
     await create(kube_api, namespace, experiment("web-chaos", spec), CHAOS_EXPERIMENT)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -25,37 +25,19 @@ from ballast.events.contracts.policy import (
     PolicyDecision,
 )
 from ballast.events.contracts.reconcile import ReconcileOutcome, WebAppOutcome, reconcile_event_type
-from ballast.events.contracts.slo import AlertState, BurnAlert, BurnTier, SloRef, WindowBurn
+from ballast.events.contracts.slo import AlertState, BurnAlert, BurnTier
 from ballast.incident_bot.alertmanager import AmWebhook, alert_signals
 from ballast.incident_bot.detection import signal_of
 from ballast.incident_bot.falco import FalcoEvent, falco_signal
 from ballast.incident_bot.pagerduty import PdEvent, pagerduty_signal
 from ballast.incident_bot.signals import SignalState, service_key
+from ballast.testing import slo as slo_alerts
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
 def burn_alert(tier: BurnTier = BurnTier.PAGE, state: AlertState = AlertState.FIRING, left: float = 0.4) -> BurnAlert:
-    return BurnAlert(
-        cluster="local",
-        slo=SloRef(namespace="shop", name="availability", service="checkout"),
-        tier=tier,
-        state=state,
-        since=T0,
-        objective=99.9,
-        period=timedelta(days=30),
-        windows=(
-            WindowBurn(
-                short_window=timedelta(minutes=5),
-                long_window=timedelta(hours=1),
-                factor=14.4,
-                short_burn_rate=20,
-                long_burn_rate=16,
-            ),
-        ),
-        budget_remaining=left,
-        time_to_exhaustion=None,
-    )
+    return slo_alerts.burn_alert(tier=tier, state=state, since=T0, budget_remaining=left)
 
 
 def test_burn_tiers_are_signals_of_the_slo_service_with_severity_from_the_tier() -> None:

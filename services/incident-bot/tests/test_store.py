@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from incident_fixtures import chaos_commands, incident_events, running_store
 from prometheus_client import CollectorRegistry
-from test_signals import burn_alert
 
 from ballast.bus import Bus, Consumer
 from ballast.bus.consumer import DLQ_REASON
@@ -31,7 +30,6 @@ from ballast.events.contracts.incident import (
     Severity,
 )
 from ballast.events.contracts.slo import AlertState, BurnTier, burn_event, slo_event_type, slo_subject
-from ballast.events.envelope import new_event
 from ballast.incident_bot.desk import IncidentDesk, IncidentNotFound
 from ballast.incident_bot.detection import signal_handler
 from ballast.incident_bot.endpoints import incident_endpoints
@@ -40,6 +38,7 @@ from ballast.incident_bot.lifecycle import InvalidTransition
 from ballast.local.nats_server import NatsServer
 from ballast.telemetry.metrics import BusMetrics
 from ballast.testing import eventually
+from ballast.testing import slo as slo_alerts
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -61,12 +60,8 @@ def signals_consumer(cluster: str, durable: str) -> ConsumerSpec:
 
 
 async def publish_burn(bus: Bus, cluster: str, service: str, tier: BurnTier, state: AlertState, at: datetime) -> None:
-    alert = burn_alert(tier, state).model_copy(
-        update={"cluster": cluster, "since": at, "slo": burn_alert().slo.model_copy(update={"service": service})}
-    )
-    event = burn_event(tier, state)
-    envelope = new_event(slo_event_type(event), "/test/slo-engine", alert, event_id=f"{service}:{tier}:{state}:{at}")
-    await bus.publisher.publish(slo_subject(cluster, "shop", event), envelope)
+    alert = slo_alerts.burn_alert(cluster=cluster, service=service, tier=tier, state=state, since=at)
+    await slo_alerts.publish_burn(bus, alert, source="/test/slo-engine")
 
 
 async def test_repeated_burn_events_open_one_incident_that_pauses_chaos_and_resolves_with_the_burn(

@@ -9,13 +9,13 @@ import pytest
 
 from ballast.events.contracts.common import ObjectRef
 from ballast.events.contracts.k8s import ObservedObject
+from ballast.slo.webapp_availability import webapp_of
 from ballast.slo_engine.availability import (
     MAX_CHANGES,
     RECENT_FACTS,
     Availability,
     WebAppRecord,
     availability_of,
-    webapp_of,
 )
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ballast.bus import Bus
-from ballast.bus.publisher import MSG_ID_HEADER, PublishError
+from ballast.bus.publisher import MSG_ID_HEADER
 from ballast.events.catalogue import Catalogue
 from ballast.events.envelope import EventDecodeError, decode
 from ballast.replay.progress import Progress, Stop
-from ballast.replay.publishing import RawPublisher, Tally
+from ballast.replay.publishing import RawPublisher, Tally, publish_in_order
 from ballast.replay.records import ImportedEvent, MalformedLine, parse_line
 from ballast.replay.selection import covers
 
@@ -118,23 +118,12 @@ async def publish(
 ) -> ImportResult:
     """The second pass: the good lines published in order (call only after `check` and the on-error decision)."""
     result = ImportResult(plan)
-    publisher = RawPublisher(bus.js)
-    queued: list[int] = []  # line numbers in publish order, to tell how far the acknowledgements reach
-    try:
+
+    async def messages() -> AsyncIterator[tuple[int, str, dict[str, str], bytes]]:
         for event in good_lines(plan, from_line):
-            headers = dict(event.headers)
-            headers[MSG_ID_HEADER] = event.msg_id
-            await publisher.publish(event.subject, headers, event.body)
-            queued.append(event.line)
-            if progress is not None:
-                progress.advance()
-            if stop is not None and stop.requested:
-                result.stopped = True
-                break
-        await publisher.flush()
-    except PublishError as exc:
-        result.error = str(exc)
-    result.tally = publisher.tally
-    if publisher.acknowledged:
-        result.published_through = queued[publisher.acknowledged - 1]
+            yield event.line, event.subject, {**event.headers, MSG_ID_HEADER: event.msg_id}, event.body
+
+    published = await publish_in_order(RawPublisher(bus.js), messages(), progress=progress, stop=stop)
+    result.tally, result.stopped, result.error = published.tally, published.stopped, published.error
+    result.published_through = published.through
     return result

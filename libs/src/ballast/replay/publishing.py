@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import nats.errors
 import nats.js.errors
@@ -19,6 +21,9 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 
 from ballast.bus.publisher import MSG_ID_HEADER, PublishError
+from ballast.replay.progress import Progress, Stop
+
+K = TypeVar("K")  # where a message came from: a line number, a stream position
 
 _RETRYABLE = (
     TimeoutError,
@@ -111,3 +116,41 @@ class RawPublisher:
                 delay = min(2 * delay, 1.0)
             except nats.js.errors.APIError as exc:
                 raise PublishError(f"{subject}: {exc.description or exc}") from exc
+
+
+@dataclass
+class Published(Generic[K]):
+    """What a run of `publish_in_order` did: `through` is the key of the last message of the stored prefix."""
+
+    tally: Tally
+    through: K | None = None
+    stopped: bool = False
+    error: str | None = None
+
+
+async def publish_in_order(
+    publisher: RawPublisher,
+    messages: AsyncIterable[tuple[K, str, dict[str, str], bytes]],
+    *,
+    progress: Progress | None = None,
+    stop: Stop | None = None,
+) -> Published[K]:
+    """Publishes (key, subject, headers, body) messages in order until they end, a stop is requested or one cannot be
+    stored; says how far the stored prefix reaches (the resume point of import and replay)."""
+    keys: list[K] = []  # in publish order, to tell how far the acknowledgements reach
+    stopped = False
+    error: str | None = None
+    try:
+        async for key, subject, headers, body in messages:
+            await publisher.publish(subject, headers, body)
+            keys.append(key)
+            if progress is not None:
+                progress.advance()
+            if stop is not None and stop.requested:
+                stopped = True
+                break
+        await publisher.flush()
+    except PublishError as exc:
+        error = str(exc)
+    through = keys[publisher.acknowledged - 1] if publisher.acknowledged else None
+    return Published(publisher.tally, through, stopped, error)

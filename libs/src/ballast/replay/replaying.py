@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ballast.bus import Bus, StoredEvent
-from ballast.bus.publisher import MSG_ID_HEADER, PublishError
+from ballast.bus.publisher import MSG_ID_HEADER
 from ballast.events.catalogue import Catalogue
 from ballast.events.envelope import _decode_value
 from ballast.replay.pacing import Pacer, Pacing
 from ballast.replay.progress import Progress, Stop
-from ballast.replay.publishing import RawPublisher, Tally
+from ballast.replay.publishing import RawPublisher, Tally, publish_in_order
 from ballast.replay.records import ImportedEvent
 from ballast.replay.selection import SelectionError, covers
 from ballast.replay.shadow import ensure_stream, shadow_subject
@@ -134,22 +134,14 @@ async def replay(
     # Paced replays wait for each acknowledgement (a window of one) so that a message is stored when it is due.
     publisher = RawPublisher(bus.js, window=1 if pacing.speed is not None else 2000)
     pacer = Pacer(pacing)
-    positions: list[int] = []
-    try:
+
+    async def messages() -> AsyncIterator[tuple[int, str, dict[str, str], bytes]]:
         async for item in items:
             subject = target_subject(bus.catalogue, into, run, item.subject)
             await pacer.wait(item.stored)
-            await publisher.publish(subject, replay_headers(item.headers, run), item.body)
-            positions.append(item.position)
-            if progress is not None:
-                progress.advance()
-            if stop is not None and stop.requested:
-                result.stopped = True
-                break
-        await publisher.flush()
-    except PublishError as exc:
-        result.error = str(exc)
-    result.tally = publisher.tally
-    if publisher.acknowledged:
-        result.replayed_through = positions[publisher.acknowledged - 1]
+            yield item.position, subject, replay_headers(item.headers, run), item.body
+
+    published = await publish_in_order(publisher, messages(), progress=progress, stop=stop)
+    result.tally, result.stopped, result.error = published.tally, published.stopped, published.error
+    result.replayed_through = published.through
     return result

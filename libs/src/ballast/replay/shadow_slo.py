@@ -24,6 +24,7 @@ from ballast.slo import AlertWindows, ServiceLevelObjective, WebAppAvailabilityS
 from ballast.slo.durations import format_duration
 from ballast.slo.evaluation import BudgetState, Measurement, evaluate
 from ballast.slo.periods import period_at
+from ballast.slo.webapp_availability import replicas_up
 
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
 _LATEST = datetime.max.replace(tzinfo=UTC)
@@ -31,17 +32,6 @@ _LATEST = datetime.max.replace(tzinfo=UTC)
 
 class NotBacktestable(ValueError):
     """A candidate whose SLI is not computed from the facts on the bus."""
-
-
-def webapp_of(fact: ObservedObject) -> tuple[str, str] | None:
-    """(namespace, name) of the WebApp a WebApp or Deployment fact is about; None for anything else."""
-    if fact.object.kind == "WebApp":
-        target = fact.object
-    elif fact.object.kind == "Deployment" and fact.owner is not None and fact.owner.kind == "WebApp":
-        target = fact.owner
-    else:
-        return None
-    return (target.namespace or fact.object.namespace or "", target.name)
 
 
 @dataclass
@@ -53,13 +43,13 @@ class Availability:
     facts: int = 0
 
     def observe(self, at: datetime, fact: ObservedObject) -> None:
-        if fact.replicas is None:
+        up = replicas_up(fact)
+        if up is None:
             return  # says nothing about replicas
         self.facts += 1
         if self.last_fact is not None and at < self.last_fact:
             return  # stale: a later fact decided already
         self.last_fact = at
-        up = (fact.ready_replicas or 0) >= fact.replicas
         if not self.changes or self.changes[-1][1] != up:
             self.changes.append((at, up))
 

@@ -26,6 +26,7 @@ from ballast.replay import shadow, shadow_policy, shadow_slo
 from ballast.replay.reading import read_selection
 from ballast.replay.selection import Selection
 from ballast.replay.shadow import Recorded, ShadowCopy
+from ballast.slo.webapp_availability import webapp_of
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ async def slo(
         first: datetime | None = None
         async for copied in _window(bus, run, facts, selection):
             fact = copied.event.data
-            if isinstance(fact, ObservedObject) and shadow_slo.webapp_of(fact) == (namespace, webapp):
+            if isinstance(fact, ObservedObject) and webapp_of(fact) == (namespace, webapp):
                 availability.observe(copied.event.time, fact)
                 first = first or copied.event.time
         transitions = []

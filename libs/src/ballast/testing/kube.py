@@ -99,6 +99,31 @@ async def absent(read: Callable[[], Awaitable[object]]) -> bool:
     return False
 
 
+def fake_node_deployment_manifest(
+    name: str, replicas: int, image: str = "registry.example.com/shop/web:1.2.3"
+) -> dict[str, Any]:
+    """`fake_node_deployment` as a plain manifest, for the REST layer (`ballast.kube.rest.send_json`)."""
+    from ballast.local.controlplane import FAKE_NODE_ANNOTATION
+
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "nodeSelector": {"type": "kwok"},
+                    "tolerations": [{"key": FAKE_NODE_ANNOTATION, "operator": "Exists", "effect": "NoSchedule"}],
+                    "containers": [{"name": "web", "image": image}],
+                },
+            },
+        },
+    }
+
+
 def fake_node_deployment(name: str, replicas: int, image: str = "registry.example.com/shop/web:1.2.3") -> Any:
     """A Deployment whose pods go to kwok's fake nodes (`type: kwok`, tolerating their taint)."""
     from kubernetes_asyncio import client

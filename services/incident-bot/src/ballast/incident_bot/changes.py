@@ -9,6 +9,8 @@ from __future__ import annotations
 import enum
 from datetime import datetime, timedelta
 
+from pydantic import BaseModel
+
 from ballast.events.contracts.chaos import ChaosCommand, PauseChaos, chaos_command_subject, chaos_command_type
 from ballast.events.contracts.incident import (
     IncidentEscalated,
@@ -43,15 +45,19 @@ class Outcome(enum.StrEnum):
     IGNORED = "ignored"  # a resolution or acknowledgement for no active incident
 
 
-def transition_out(record: IncidentTransition) -> Outgoing:
-    event = transition_event(record.status)
+def incident_out(record: IncidentTransition, event: IncidentEvent, event_id: str, data: BaseModel) -> Outgoing:
+    """An `evt.incident` event about the incident, on its cluster and namespace's subject."""
     return Outgoing(
         subject=incident_subject(record.cluster, record.namespace, event),
         ce_type=incident_event_type(event),
-        id=transition_id(record),
+        id=event_id,
         ce_subject=record.incident_id,
-        data=record.model_dump(mode="json"),
+        data=data.model_dump(mode="json"),
     )
+
+
+def transition_out(record: IncidentTransition) -> Outgoing:
+    return incident_out(record, transition_event(record.status), transition_id(record), record)
 
 
 def chaos_pause_out(record: IncidentTransition, *, paused: bool) -> Outgoing:
@@ -102,13 +108,7 @@ def updated(
         changed_by=by,
         at=at,
     )
-    out = Outgoing(
-        subject=incident_subject(record.cluster, record.namespace, IncidentEvent.UPDATED),
-        ce_type=incident_event_type(IncidentEvent.UPDATED),
-        id=f"{record.incident_id}:updated:{at.isoformat()}",
-        ce_subject=record.incident_id,
-        data=event.model_dump(mode="json"),
-    )
+    out = incident_out(record, IncidentEvent.UPDATED, f"{record.incident_id}:updated:{at.isoformat()}", event)
     return stored.model_copy(update={"record": record, "unpublished": (*stored.unpublished, out)})
 
 
@@ -217,13 +217,7 @@ def escalated(stored: StoredIncident, policy: EscalationPolicy, *, at: datetime)
         unacknowledged_for=max(at - record.opened_at, timedelta(microseconds=1)),
         at=at,
     )
-    out = Outgoing(
-        subject=incident_subject(record.cluster, record.namespace, IncidentEvent.ESCALATED),
-        ce_type=incident_event_type(IncidentEvent.ESCALATED),
-        id=f"{record.incident_id}:escalated:{level}",
-        ce_subject=record.incident_id,
-        data=event.model_dump(mode="json"),
-    )
+    out = incident_out(record, IncidentEvent.ESCALATED, f"{record.incident_id}:escalated:{level}", event)
     return stored.model_copy(update={"escalation_level": level, "unpublished": (*stored.unpublished, out)})
 
 

@@ -63,6 +63,7 @@ from ballast.incident_bot.records import (
     incident_number,
 )
 from ballast.incident_bot.signals import Signal, SignalState, key_digest, service_key
+from ballast.runtime.stopping import until_stopped
 
 log = logging.getLogger(__name__)
 
@@ -441,15 +442,7 @@ class IncidentStore:
                     elif change.value.record.cluster == self.cluster:  # a bus shared by clusters: only ours
                         self._seen(change.value)
 
-            following = asyncio.ensure_future(apply())
-            stopping = asyncio.ensure_future(stop.wait())
-            try:
-                await asyncio.wait({following, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                following.cancel()
-                stopping.cancel()
-            if following.done() and not following.cancelled():
-                following.result()  # a watch that ended by itself ended with an error: raise it
+            await until_stopped(apply(), stop)
 
     async def recover(self) -> None:
         """At start, once the view caught up: publishes what a stopped process left unpublished, and makes sure every

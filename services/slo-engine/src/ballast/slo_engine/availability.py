@@ -20,6 +20,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from ballast.events.contracts.k8s import ObservedObject
 from ballast.slo.intervals import Interval, normalise
+from ballast.slo.webapp_availability import replicas_up
 
 # A record is one KV value (the server's default payload limit is 1 MiB; a change is ~60 bytes of JSON). Past this
 # many settled changes the oldest are dropped, and the record counts them (`truncated`).
@@ -40,20 +41,10 @@ def availability_of(fact: ObservedObject, verb: str) -> Availability | None:
     if verb == "deleted":
         # The WebApp gone: nothing to measure from then. Its Deployment gone: nothing serves until it is replaced.
         return Availability.UNKNOWN if fact.object.kind == "WebApp" else Availability.DOWN
-    if fact.replicas is None:
-        return None  # a WebApp under autoscaling: its Deployment's facts tell
-    return Availability.UP if (fact.ready_replicas or 0) >= fact.replicas else Availability.DOWN
-
-
-def webapp_of(fact: ObservedObject) -> tuple[str, str] | None:
-    """(namespace, name) of the WebApp a WebApp or Deployment fact is about; None for anything else."""
-    if fact.object.kind == "WebApp":
-        target = fact.object
-    elif fact.object.kind == "Deployment" and fact.owner is not None and fact.owner.kind == "WebApp":
-        target = fact.owner
-    else:
+    up = replicas_up(fact)
+    if up is None:
         return None
-    return (target.namespace or fact.object.namespace or "", target.name)
+    return Availability.UP if up else Availability.DOWN
 
 
 class Change(BaseModel):

@@ -17,7 +17,8 @@ from ballast.events.contracts.chaos import ExperimentAborted, ExperimentComplete
 from ballast.events.contracts.incident import IncidentTransition
 from ballast.events.contracts.k8s import ObservedObject
 from ballast.events.contracts.reconcile import ReconcileOutcome
-from ballast.slo_engine.availability import Availability, WebAppRecord, availability_of, webapp_of
+from ballast.slo.webapp_availability import webapp_of
+from ballast.slo_engine.availability import Availability, WebAppRecord, availability_of
 from ballast.slo_engine.causes import CauseWindow, chaos_window, incident_window, merged
 from ballast.slo_engine.store import SliStore
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from ballast.bus.endpoints import EndpointError
 from ballast.bus.kv import CaughtUp, KeyValue, Watch
 from ballast.events.contracts.slo import SloState, SloStatusRequest, SloStatusResponse
+from ballast.runtime.stopping import until_stopped
 from ballast.slo.evaluation import BudgetState
 from ballast.slo_engine.budgets import StoredBudget
 
@@ -26,15 +27,7 @@ class StatusView:
     async def follow(self, kv: KeyValue[StoredBudget], stop: asyncio.Event) -> None:
         """Applies the bucket's changes until `stop` is set."""
         async with kv.watch() as changes:
-            following = asyncio.ensure_future(self._apply(changes))
-            stopping = asyncio.ensure_future(stop.wait())
-            try:
-                await asyncio.wait({following, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                following.cancel()
-                stopping.cancel()
-            if following.done() and not following.cancelled():
-                following.result()  # a watch that ended by itself ended with an error: raise it
+            await until_stopped(self._apply(changes), stop)
 
     async def _apply(self, changes: Watch[StoredBudget]) -> None:
         async for change in changes:
