@@ -282,4 +282,7 @@ if __name__ == "__main__":
     parser.add_argument("--experiments", type=int, default=int(os.environ.get("EXPERIMENTS", "20")))
     parser.add_argument("--kill-switch", type=int, default=None, help="runs stopped at once (default min(N, 100))")
     arguments = parser.parse_args()
+    if arguments.kill_switch is not None and not 1 <= arguments.kill_switch <= arguments.experiments:
+        # The kill-switch phase runs again the experiments the earlier phases made: no more than there are.
+        parser.error(f"--kill-switch must be between 1 and --experiments ({arguments.experiments})")
     asyncio.run(main(arguments.experiments, arguments.kill_switch or min(arguments.experiments, 100)))
