@@ -35,6 +35,7 @@ from ballast.incident_bot.detection import signal_handler
 from ballast.incident_bot.endpoints import incident_endpoints
 from ballast.incident_bot.escalation import EscalationConfig, EscalationLevel, EscalationPolicy
 from ballast.incident_bot.lifecycle import InvalidTransition
+from ballast.incident_bot.postmortem_publish import PostmortemWriter
 from ballast.local.nats_server import NatsServer
 from ballast.telemetry.metrics import BusMetrics
 from ballast.testing import eventually
@@ -165,7 +166,8 @@ async def test_the_lifecycle_through_the_desk_publishes_each_transition_once(
 async def test_the_lifecycle_over_the_bus_endpoints(bus: Bus, unique: Callable[[str], str]) -> None:
     cluster, service = unique("c"), unique("search")
     async with running_store(bus, cluster) as running:
-        for spec, handler in incident_endpoints(lambda: running.store):
+        writer = await PostmortemWriter.open(bus, source="/clusters/test/incident-bot", bucket=unique("pm-"))
+        for spec, handler in incident_endpoints(lambda: running.store, lambda: writer):
             await bus.serve(spec, handler)
         declared = await running.store.declare(title="search down", service=service, severity=Severity.LOW, by="ana")
         listed = await bus.request(INCIDENT_LIST, IncidentQuery(service=service))

@@ -1,9 +1,12 @@
-"""`ballast incident list|show|ack|resolve`: the incident-bot's desk over `svc.incident.*`.
+"""`ballast incident list|show|ack|resolve|postmortem`: the incident-bot's desk over `svc.incident.*`.
 
     ballast incident list [--all] [--service S]     active incidents (with --all: resolved and closed too)
     ballast incident show INC-7                     one incident's record
     ballast incident ack INC-7 [--by NAME]          acknowledge (the first to acknowledge becomes commander)
     ballast incident resolve INC-7 [--by NAME]      resolve
+    ballast incident postmortem INC-7 [--format markdown|json]
+                                                    write it from the event log, store it (and post it to Slack,
+                                                    when the bot has Slack); print it
 
 `--nats-url` (default BALLAST_NATS_URL, else nats://127.0.0.1:4222), `-o json` for the records as JSON. Exit 1 when
 the bot answers with an error (unknown id, a step back), 2 when it cannot be reached.
@@ -24,6 +27,7 @@ from pydantic import BaseModel
 from ballast.events.contracts.incident import (
     INCIDENT_ACK,
     INCIDENT_LIST,
+    INCIDENT_POSTMORTEM,
     INCIDENT_RESOLVE,
     INCIDENT_SHOW,
     IncidentAction,
@@ -31,12 +35,15 @@ from ballast.events.contracts.incident import (
     IncidentQuery,
     IncidentRef,
     IncidentTransition,
+    PostmortemDocument,
+    PostmortemFormat,
+    PostmortemRequest,
 )
 from ballast.events.registry import EndpointSpec
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    incident = commands.add_parser("incident", help="incidents: list, show, acknowledge, resolve")
+    incident = commands.add_parser("incident", help="incidents: list, show, acknowledge, resolve, postmortem")
     actions = incident.add_subparsers(dest="incident_command", required=True)
     listing = actions.add_parser("list", help="active incidents, oldest first")
     listing.add_argument("--all", action="store_true", help="resolved and closed incidents too")
@@ -47,10 +54,17 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action = actions.add_parser(name, help=help_text)
         action.add_argument("incident_id", metavar="ID")
         action.add_argument("--by", default=None, help="who acts (default: the login name)")
-    for parser in (listing, show, *[actions.choices[n] for n in ("ack", "resolve")]):
+    postmortem = actions.add_parser(
+        "postmortem", help="write an incident's postmortem from the event log, store it and print it"
+    )
+    postmortem.add_argument("incident_id", metavar="ID")
+    postmortem.add_argument("--format", choices=[f.value for f in PostmortemFormat], default="markdown")
+    for parser in (listing, show, *[actions.choices[n] for n in ("ack", "resolve")], postmortem):
         parser.add_argument("--nats-url", default=os.environ.get("BALLAST_NATS_URL", "nats://127.0.0.1:4222"))
         parser.add_argument("-o", "--output", choices=["text", "json"], default="text")
-        parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the bot's answer")
+        # A postmortem reads hours of events (and may post to Slack): it gets longer.
+        default_timeout = 30.0 if parser is postmortem else 5.0
+        parser.add_argument("--timeout", type=float, default=default_timeout, help="seconds to wait for the answer")
 
 
 def _request(args: argparse.Namespace) -> tuple[EndpointSpec, BaseModel]:
@@ -59,6 +73,8 @@ def _request(args: argparse.Namespace) -> tuple[EndpointSpec, BaseModel]:
         return INCIDENT_LIST, IncidentQuery(include_resolved=args.all, service=args.service)
     if command == "show":
         return INCIDENT_SHOW, IncidentRef(incident_id=args.incident_id)
+    if command == "postmortem":
+        return INCIDENT_POSTMORTEM, PostmortemRequest(incident_id=args.incident_id, format=args.format)
     by = args.by or getpass.getuser()
     spec = INCIDENT_ACK if command == "ack" else INCIDENT_RESOLVE
     return spec, IncidentAction(incident_id=args.incident_id, by=by)
@@ -144,6 +160,11 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(answer.model_dump(mode="json"), indent=2))
     elif isinstance(answer, IncidentList):
         print(render_list(answer.incidents))
+    elif isinstance(answer, PostmortemDocument):
+        # The document itself on stdout (pipe it to a file); where it is stored, on stderr.
+        print(answer.content, end="" if answer.content.endswith("\n") else "\n")
+        posted = f", posted in Slack channel {answer.posted_to}" if answer.posted_to else ""
+        print(f"{answer.postmortem_id}: {answer.digest}, stored as {answer.location}{posted}", file=sys.stderr)
     else:
         assert isinstance(answer, IncidentTransition)
         print(render_record(answer))

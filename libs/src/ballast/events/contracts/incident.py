@@ -204,6 +204,25 @@ class IncidentAction(IncidentRef):
     by: str = Field(min_length=1, description="who acts (a user name); recorded as changed_by")
 
 
+class PostmortemRequest(IncidentRef):
+    """Write an incident's postmortem from the event log now."""
+
+    format: PostmortemFormat = Field(default=PostmortemFormat.MARKDOWN, description="the document to answer with")
+
+
+class PostmortemDocument(Payload):
+    """An incident's postmortem as written and stored (both formats are stored; `content` is the one asked for)."""
+
+    incident_id: str = Field(min_length=1, description="the incident the postmortem is about")
+    postmortem_id: str = Field(min_length=1, description="the document's id")
+    format: PostmortemFormat = Field(description="the format of `content`")
+    content: str = Field(description="the document")
+    digest: str = Field(pattern=r"^sha256:[0-9a-f]{64}$", description="sha256:<hex> of the document's bytes")
+    location: str = Field(min_length=1, description="where this format is stored (object store bucket/key)")
+    events_read: int = Field(ge=0, description="events read from the log to write it")
+    posted_to: str | None = Field(default=None, description="the Slack channel it was posted in; None without Slack")
+
+
 def _endpoint(name: str, request: type[Payload], response: type[Payload], description: str) -> EndpointSpec:
     return EndpointSpec(service="incident", name=name, request=request, response=response, description=description)
 
@@ -215,10 +234,17 @@ INCIDENT_MITIGATE = _endpoint(
     "mitigate", IncidentAction, IncidentTransition, "Mark an incident's impact stopped; 409 if it is past that."
 )
 INCIDENT_RESOLVE = _endpoint("resolve", IncidentAction, IncidentTransition, "Resolve an incident; 409 if it is closed.")
+INCIDENT_POSTMORTEM = _endpoint(
+    "postmortem",
+    PostmortemRequest,
+    PostmortemDocument,
+    "Write, store (and post to Slack, when wired) an incident's postmortem; 404 for an unknown id.",
+)
 INCIDENT_ENDPOINTS: tuple[EndpointSpec, ...] = (
     INCIDENT_LIST,
     INCIDENT_SHOW,
     INCIDENT_ACK,
     INCIDENT_MITIGATE,
     INCIDENT_RESOLVE,
+    INCIDENT_POSTMORTEM,
 )

@@ -15,6 +15,7 @@ from ballast.incident_bot.detection import signal_handler
 from ballast.incident_bot.endpoints import incident_endpoints
 from ballast.incident_bot.escalation import EscalationConfigError, load_escalation
 from ballast.incident_bot.metrics import IncidentMetrics
+from ballast.incident_bot.postmortem_publish import PostmortemWriter
 from ballast.incident_bot.records import Claim, IncidentCounter, StoredIncident
 from ballast.incident_bot.slack.service import SlackSettings, wire_slack
 from ballast.incident_bot.store import IncidentStore
@@ -88,7 +89,11 @@ def build(settings: IncidentBotSettings) -> ServiceApp:
     app.background(run_store)
 
     app.consume(INCIDENT_SIGNALS, signal_handler(lambda signal: store.value.handle(signal), settings.cluster))
-    for spec, handler in incident_endpoints(lambda: store.value):
+    # One writer for `svc.incident.postmortem` and the Slack bot (which makes it post what it writes).
+    postmortems = app.lifespan(
+        "postmortems", lambda bus: PostmortemWriter.open(bus, source=f"/clusters/{settings.cluster}/{NAME}")
+    )
+    for spec, handler in incident_endpoints(lambda: store.value, lambda: postmortems.value):
         app.serve(spec, handler)
     credentials = WebhookCredentials(
         token=settings.webhook_token,
@@ -97,6 +102,8 @@ def build(settings: IncidentBotSettings) -> ServiceApp:
         pagerduty_routing_key=settings.pagerduty_routing_key,
     )
     # After the store: the Slack bot opens with the desk the store is.
-    slack = wire_slack(app, settings, lambda: store.value, cluster=settings.cluster)
+    slack = wire_slack(
+        app, settings, lambda: store.value, cluster=settings.cluster, postmortems=lambda: postmortems.value
+    )
     app.https([*webhook_routes(lambda: store.value, credentials), *slack])
     return app

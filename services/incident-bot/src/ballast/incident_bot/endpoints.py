@@ -2,6 +2,9 @@
 
 list and show answer from the store (list from this replica's view: 503 until it has caught up with the bucket);
 ack, mitigate and resolve go through the same lifecycle as Slack's buttons. An unknown id is a 404, a step back a 409.
+postmortem writes the incident's postmortem from the event log (the same events give the same document), stores both
+formats in the `postmortems` object store and answers with the one asked for; the writer posts it to Slack when the
+Slack bot is wired, as `/incident postmortem` does.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from ballast.events.contracts.incident import (
     INCIDENT_ACK,
     INCIDENT_LIST,
     INCIDENT_MITIGATE,
+    INCIDENT_POSTMORTEM,
     INCIDENT_RESOLVE,
     INCIDENT_SHOW,
     IncidentAction,
@@ -23,16 +27,24 @@ from ballast.events.contracts.incident import (
     IncidentRef,
     IncidentStatus,
     IncidentTransition,
+    PostmortemDocument,
+    PostmortemRequest,
 )
 from ballast.events.registry import EndpointSpec
 from ballast.incident_bot.desk import IncidentNotFound
 from ballast.incident_bot.lifecycle import InvalidTransition
+from ballast.incident_bot.postmortem_publish import PostmortemWriter
 from ballast.incident_bot.store import IncidentStore
 
 Handler = Callable[[BaseModel], Awaitable[BaseModel]]
 
+# NATS's default max_payload is 1 MiB; a document near it is left in the object store rather than half sent.
+MAX_ANSWERED_DOCUMENT = 900_000
 
-def incident_endpoints(store: Callable[[], IncidentStore]) -> list[tuple[EndpointSpec, Handler]]:
+
+def incident_endpoints(
+    store: Callable[[], IncidentStore], postmortems: Callable[[], PostmortemWriter]
+) -> list[tuple[EndpointSpec, Handler]]:
     async def listing(request: BaseModel) -> IncidentList:
         assert isinstance(request, IncidentQuery)  # the endpoint validated it against its spec
         if not store().caught_up.is_set():
@@ -58,10 +70,35 @@ def incident_endpoints(store: Callable[[], IncidentStore]) -> list[tuple[Endpoin
 
         return act
 
+    async def postmortem(request: BaseModel) -> PostmortemDocument:
+        assert isinstance(request, PostmortemRequest)
+        try:
+            record = await store().get(request.incident_id)
+        except IncidentNotFound:
+            raise EndpointError(404, f"no incident {request.incident_id}") from None
+        published = await postmortems().publish(record)
+        document = published.documents[request.format]
+        location = published.locations[request.format]
+        if len(document.content) > MAX_ANSWERED_DOCUMENT:
+            raise EndpointError(
+                413, f"the postmortem is {len(document.content)} bytes, too big to answer; it is stored at {location}"
+            )
+        return PostmortemDocument(
+            incident_id=record.incident_id,
+            postmortem_id=published.postmortem.postmortem_id,
+            format=request.format,
+            content=document.content.decode(),
+            digest=document.digest,
+            location=location,
+            events_read=published.events_read,
+            posted_to=published.posted_to,
+        )
+
     return [
         (INCIDENT_LIST, listing),
         (INCIDENT_SHOW, show),
         (INCIDENT_ACK, action(IncidentStatus.ACKNOWLEDGED)),
         (INCIDENT_MITIGATE, action(IncidentStatus.MITIGATED)),
         (INCIDENT_RESOLVE, action(IncidentStatus.RESOLVED)),
+        (INCIDENT_POSTMORTEM, postmortem),
     ]

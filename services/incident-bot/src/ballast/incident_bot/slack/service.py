@@ -92,7 +92,17 @@ class SlackBot:
         self._postmortem_on_resolve = postmortem_on_resolve
 
     @classmethod
-    async def open(cls, bus: Bus, settings: SlackSettings, desk: IncidentDesk, *, cluster: str) -> SlackBot:
+    async def open(
+        cls,
+        bus: Bus,
+        settings: SlackSettings,
+        desk: IncidentDesk,
+        *,
+        cluster: str,
+        postmortems: PostmortemWriter | None = None,
+    ) -> SlackBot:
+        """`postmortems`: the service's writer, made to post in the incident channels from now on (its
+        `svc.incident.postmortem` then posts too); without it the bot opens its own."""
         assert settings.slack_bot_token is not None  # wire_slack opens the bot only when Slack is on
         client = AsyncWebClient(token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url)
         await bus.ensure_buckets([SLACK_THREADS])
@@ -104,7 +114,9 @@ class SlackBot:
             announce_channel=settings.slack_announce_channel,
             invite=settings.slack_invite,
         )
-        postmortems = await PostmortemWriter.open(bus, source=f"/clusters/{cluster}/incident-bot", poster=channels)
+        if postmortems is None:
+            postmortems = await PostmortemWriter.open(bus, source=f"/clusters/{cluster}/incident-bot")
+        postmortems.poster = channels
         secret = settings.slack_signing_secret
         app = build_slack_app(
             client=client,
@@ -133,13 +145,24 @@ class SlackBot:
 
 
 def wire_slack(
-    app: ServiceApp, settings: SlackSettings, desk: Callable[[], IncidentDesk], *, cluster: str
+    app: ServiceApp,
+    settings: SlackSettings,
+    desk: Callable[[], IncidentDesk],
+    *,
+    cluster: str,
+    postmortems: Callable[[], PostmortemWriter] | None = None,
 ) -> list[web.RouteDef]:
     """Registers the bot on `app` when Slack is configured; returns the routes for `app.https` (none in Socket Mode
-    or with Slack off). `desk()` is called once the service's resources opened (register the desk's first)."""
+    or with Slack off). `desk()` and `postmortems()` are called once the service's resources opened (register theirs
+    first)."""
     if not settings.slack_enabled:
         return []
-    bot = app.lifespan("slack", lambda bus: SlackBot.open(bus, settings, desk(), cluster=cluster))
+
+    async def open_bot(bus: Bus) -> SlackBot:
+        writer = postmortems() if postmortems is not None else None
+        return await SlackBot.open(bus, settings, desk(), cluster=cluster, postmortems=writer)
+
+    bot = app.lifespan("slack", open_bot)
 
     async def on_event(delivery: Delivery) -> None:
         await bot.value.on_event(delivery)
