@@ -27,7 +27,7 @@ from ballast.events.contracts.policy import (
 from ballast.events.contracts.reconcile import ReconcileOutcome, WebAppOutcome, reconcile_event_type
 from ballast.events.contracts.slo import AlertState, BurnAlert, BurnTier
 from ballast.incident_bot.alertmanager import AmWebhook, alert_signals
-from ballast.incident_bot.detection import signal_of
+from ballast.incident_bot.detection import burn_signal, signal_of
 from ballast.incident_bot.falco import FalcoEvent, falco_signal
 from ballast.incident_bot.pagerduty import PdEvent, pagerduty_signal
 from ballast.incident_bot.signals import SignalState, service_key
@@ -157,6 +157,31 @@ def test_alertmanager_alerts_are_signals_by_fingerprint_group_key_and_service() 
     )
     with pytest.raises(ValueError, match="version"):
         AmWebhook.model_validate(AM_PAYLOAD | {"version": "3"})
+
+
+def test_slo_burn_alerts_from_the_slo_engines_rules_join_the_slos_incident_at_its_tier_severity() -> None:
+    alert = AM_PAYLOAD["alerts"][0] | {
+        "labels": {
+            "alertname": "WebAvailability",
+            "sloth_id": "web-availability",
+            "sloth_service": "web",
+            "sloth_slo": "availability",
+            "sloth_severity": "page",
+            "namespace": "shop",
+        }
+    }
+    (signal,) = alert_signals(AmWebhook.model_validate(AM_PAYLOAD | {"alerts": [alert]}), T0)
+    burn = burn_signal(
+        slo_alerts.burn_alert(namespace="shop", service="web", name="availability", tier=BurnTier.PAGE, since=T0)
+    )
+    assert signal.match_keys()[-1] == burn.match_keys()[-1] == service_key("shop", "web")
+    assert signal.severity is burn.severity is Severity.HIGH
+    ticket = alert | {"labels": alert["labels"] | {"sloth_severity": "ticket"}}
+    (signal,) = alert_signals(AmWebhook.model_validate(AM_PAYLOAD | {"alerts": [ticket]}), T0)
+    assert signal.severity is Severity.MEDIUM
+    labelled = alert | {"labels": alert["labels"] | {"severity": "critical"}}  # a label of the SLO's own wins
+    (signal,) = alert_signals(AmWebhook.model_validate(AM_PAYLOAD | {"alerts": [labelled]}), T0)
+    assert signal.severity is Severity.CRITICAL
 
 
 def test_pagerduty_events_need_what_their_action_needs() -> None:

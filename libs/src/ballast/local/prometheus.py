@@ -3,7 +3,8 @@
 It scrapes the given targets and loads every rule file in a directory. Prometheus itself notices a changed rule
 file (`--config.auto-reload` checksums the config and every rule file it names, globs included, each second), so a
 writer only has to write files; `reload()` (`--web.enable-lifecycle`) reloads at once and reports a rule file that
-does not load, which the automatic reload only logs. Start waits on `/-/ready`; stop is SIGTERM, then SIGKILL.
+does not load, which the automatic reload only logs. Alerts its rules fire go to the given Alertmanagers. Start waits
+on `/-/ready`; stop is SIGTERM, then SIGKILL.
 """
 
 from __future__ import annotations
@@ -44,13 +45,19 @@ def _seconds(duration: timedelta) -> str:
 
 
 def prometheus_config(
-    targets: Sequence[ScrapeTarget], rules_dir: Path, scrape_interval: timedelta, evaluation_interval: timedelta
+    targets: Sequence[ScrapeTarget],
+    rules_dir: Path,
+    scrape_interval: timedelta,
+    evaluation_interval: timedelta,
+    alertmanagers: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The configuration file's content: one scrape job per job name (and path), the rule directory's files."""
+    """The configuration file's content: one scrape job per job name (and path), the rule directory's files, and
+    the Alertmanagers (host:port) its alerts go to."""
     jobs: dict[tuple[str, str], list[ScrapeTarget]] = {}
     for target in targets:
         jobs.setdefault((target.job, target.path), []).append(target)
     interval = _seconds(scrape_interval)
+    alerting = {"alerting": {"alertmanagers": [{"static_configs": [{"targets": list(alertmanagers)}]}]}}
     return {
         # The scrape timeout defaults to 10s and may not exceed the interval, which is shorter here.
         "global": {
@@ -58,6 +65,7 @@ def prometheus_config(
             "scrape_timeout": interval,
             "evaluation_interval": _seconds(evaluation_interval),
         },
+        **(alerting if alertmanagers else {}),
         "rule_files": [str(rules_dir / pattern) for pattern in RULE_FILE_PATTERNS],
         "scrape_configs": [
             {
@@ -88,6 +96,7 @@ class Prometheus:
         scrape_interval: timedelta = timedelta(seconds=1),
         evaluation_interval: timedelta = timedelta(seconds=1),
         binary: Path | None = None,
+        alertmanagers: Sequence[str] = (),
     ) -> None:
         self.binary = binary or tool("prometheus")
         self._own_dir = data_dir is None
@@ -97,6 +106,7 @@ class Prometheus:
         self.targets = tuple(targets)
         self.scrape_interval = scrape_interval
         self.evaluation_interval = evaluation_interval
+        self.alertmanagers = tuple(alertmanagers)
         self.config_path = self.data_dir / "prometheus.yml"
         self.log_path = self.data_dir / "prometheus.log"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -110,7 +120,9 @@ class Prometheus:
         return self._proc.pid if self._proc else None
 
     def _write_config(self) -> None:
-        config = prometheus_config(self.targets, self.rules_dir, self.scrape_interval, self.evaluation_interval)
+        config = prometheus_config(
+            self.targets, self.rules_dir, self.scrape_interval, self.evaluation_interval, self.alertmanagers
+        )
         staged = self.config_path.with_suffix(".yml.tmp")
         staged.write_text(yaml.safe_dump(config, sort_keys=False))
         staged.replace(self.config_path)  # Prometheus never reads half a file

@@ -13,11 +13,14 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from ballast.events.contracts.incident import IncidentSource
+from ballast.events.contracts.incident import IncidentSource, Severity
 from ballast.incident_bot.signals import Signal, SignalState, severity_from_label
 
-# Labels that name the service an alert is about, in the order they are trusted.
-SERVICE_LABELS = ("service", "app_kubernetes_io_name", "app", "webapp", "job")
+# Labels that name the service an alert is about, in the order they are trusted. `sloth_service` is on the burn
+# alerts of the SLO rules the slo-engine writes (Sloth's spelling): they join the SLO's incident from the bus.
+SERVICE_LABELS = ("service", "sloth_service", "app_kubernetes_io_name", "app", "webapp", "job")
+# Those burn alerts' tier, when no `severity` label says otherwise: as the bus's burn events (detection.burn_signal).
+SLOTH_SEVERITY = {"page": Severity.HIGH, "ticket": Severity.MEDIUM}
 
 
 class AmAlert(BaseModel):
@@ -47,6 +50,12 @@ class AmWebhook(BaseModel):
     alerts: list[AmAlert] = Field(min_length=1)
 
 
+def _severity(labels: dict[str, str]) -> Severity:
+    if "severity" not in labels and labels.get("sloth_severity") in SLOTH_SEVERITY:
+        return SLOTH_SEVERITY[labels["sloth_severity"]]
+    return severity_from_label(labels.get("severity"))
+
+
 def alert_signals(webhook: AmWebhook, at: datetime) -> list[Signal]:
     """One signal per alert of the group, in the order sent."""
     signals = []
@@ -64,7 +73,7 @@ def alert_signals(webhook: AmWebhook, at: datetime) -> list[Signal]:
                 service=service or name,
                 namespace=labels.get("namespace"),
                 joins_service=service is not None,
-                severity=severity_from_label(labels.get("severity")),
+                severity=_severity(labels),
                 title=f"{service or name}: {name}" + (f": {summary}" if summary else ""),
                 at=at,
             )
