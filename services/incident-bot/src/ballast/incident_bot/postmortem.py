@@ -513,7 +513,7 @@ def _resolved_by(incident: IncidentTransition, related: Sequence[_Related]) -> s
 
 def _summary(incident: IncidentTransition, impact: Impact, detection: Detection, resolution: Resolution) -> str:
     where = incident.service if incident.namespace is None else f"{incident.service} (namespace {incident.namespace})"
-    parts = [f"{incident.title}."]
+    parts = [f"{incident.title.rstrip('.')}."]  # alert summaries often end with their own period
     if impact.duration is not None:
         parts.append(f"{where} was impacted for {_duration(impact.duration)}, severity {incident.severity}.")
     else:

@@ -160,10 +160,11 @@ def announcement(incident: IncidentTransition, channel_id: str) -> str:
 
 
 def escalation_text(escalated: IncidentEscalated) -> str:
-    minutes = int(escalated.unacknowledged_for.total_seconds() // 60)
+    seconds = int(escalated.unacknowledged_for.total_seconds())
+    waited = f"{seconds // 60} min" if seconds >= 60 else f"{seconds} s"  # policies of seconds: not "0 min"
     notified = ", ".join(who(target) for target in escalated.notified)
     return (
-        f":rotating_light: {escalated.incident_id} unacknowledged for {minutes} min: escalated to level "
+        f":rotating_light: {escalated.incident_id} unacknowledged for {waited}: escalated to level "
         f"{escalated.level}, notifying {notified}"
     )
 
