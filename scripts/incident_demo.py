@@ -13,7 +13,7 @@ Slack. A WebApp gets an availability SLO; the demo injects 10 % errors into its 
 
 So that it takes minutes, the SLO's period is 1h with alert windows of 5s to 1m (as `make slo-demo`). Every step has
 a deadline: one that does not happen in time ends the demo with exit status 1. Everything listens on 127.0.0.1 and
-stops at the end.
+stops at the end. Each run starts from an empty state directory (the previous run's is wiped).
 
     python scripts/incident_demo.py [--state-dir .ballast/incident-demo]      (make incident-demo)
 """
@@ -25,6 +25,7 @@ import asyncio
 import json
 import os
 import secrets
+import shutil
 import sys
 import threading
 import time
@@ -32,7 +33,6 @@ import urllib.parse
 import urllib.request
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -204,13 +204,11 @@ async def _script(where: platform.Platform, state_dir: Path, slack: SlackApi, bo
     for subject in ("evt.slo.>", "evt.incident.>"):
         await js.subscribe(subject, cb=on_event, ordered_consumer=True, deliver_policy=DeliverPolicy.NEW)
 
-    since = datetime.now(UTC)  # a state directory used before keeps its incidents: only this run's count
-
     async def incidents(include_resolved: bool = False) -> list[Any]:
         query = IncidentQuery(include_resolved=include_resolved, service=WEBAPP)
         answer = await bus.request(INCIDENT_LIST, query, timeout=5)
         assert isinstance(answer, IncidentList)
-        return [i for i in answer.incidents if i.namespace == NAMESPACE and i.opened_at >= since]
+        return [i for i in answer.incidents if i.namespace == NAMESPACE]
 
     async def am_alerts() -> list[dict[str, Any]]:
         query = urllib.parse.urlencode({"filter": f'namespace="{NAMESPACE}"', "active": "true"})
@@ -352,7 +350,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--http-port-base", type=int, default=8131, help="first of the services' HTTP ports")
     args = parser.parse_args(argv)
     state_dir = Path(args.state_dir).resolve()
+    # A clean start each time: a used state directory's events would join this run's postmortem (its 2 h lookback).
+    # Only a directory this demo made (its marker inside) is wiped.
+    marker = state_dir / ".incident-demo"
+    if state_dir.exists() and any(state_dir.iterdir()):
+        if not marker.exists():
+            _say(f"{state_dir} is not empty and not this demo's: choose another --state-dir")
+            return 2
+        shutil.rmtree(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
+    marker.touch()
     (state_dir / "alert-windows").mkdir(exist_ok=True)
     (state_dir / "alert-windows" / "fast.yaml").write_text(FAST_WINDOWS)
     (state_dir / "escalation.yaml").write_text(ESCALATION)
