@@ -204,6 +204,17 @@ EXAMPLES: dict[type[BaseModel], BaseModel] = {
     incident.IncidentQuery: incident.IncidentQuery(service="web", include_resolved=True),
     incident.IncidentRef: incident.IncidentRef(incident_id="INC-42"),
     incident.IncidentAction: incident.IncidentAction(incident_id="INC-42", by="bob"),
+    incident.PostmortemRequest: incident.PostmortemRequest(incident_id="INC-42", format=incident.PostmortemFormat.JSON),
+    incident.PostmortemDocument: incident.PostmortemDocument(
+        incident_id="INC-42",
+        postmortem_id="INC-42-postmortem",
+        format=incident.PostmortemFormat.MARKDOWN,
+        content="# Postmortem: INC-42\n",
+        digest="sha256:" + "0" * 64,
+        location="postmortems/INC-42.md",
+        events_read=12,
+        posted_to="C0INC42",
+    ),
     incident.IncidentEscalated: incident.IncidentEscalated(
         **INCIDENT, level=1, notified=("team-web-lead",), unacknowledged_for=timedelta(minutes=5), at=AT
     ),
@@ -289,7 +300,7 @@ def test_commands_are_cloudevents_on_the_commands_stream() -> None:
     assert {endpoint.subject for endpoint in CATALOGUE.endpoints} == {
         "svc.policy.check",
         "svc.slo.status",
-        *(f"svc.incident.{name}" for name in ("list", "show", "ack", "mitigate", "resolve")),
+        *(f"svc.incident.{name}" for name in ("list", "show", "ack", "mitigate", "resolve", "postmortem")),
     }
 
 
