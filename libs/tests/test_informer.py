@@ -109,3 +109,20 @@ async def test_handlers_see_the_object_replaced_and_indexes_follow_the_cache(
     await core.delete_namespaced_config_map("b", namespace)
     await eventually(lambda: not watcher.by_index("value", "1"), what="the deleted object out of the index")
     assert ("a", None, "1") in recorder.replaced, "an addition has no old object"
+
+
+async def test_a_relist_after_a_gap_is_told_even_when_nothing_changed(kube_api: Any, core: Any, namespace: str) -> None:
+    """An object created and deleted while nobody watched is in neither list: the relist itself is what is told,
+    so a controller can look at what it wrote."""
+    recorder = Recorder()
+    relists: list[int] = []
+    watcher = Informer(kube_api, CONFIG_MAP, namespace=namespace, label_selector="app=shop")
+    watcher.subscribe(recorder)
+    watcher.on_relist(lambda: relists.append(len(recorder.events)))
+    await watcher._list()
+    assert relists == [], "the first list is no relist"
+    await core.create_namespaced_config_map(namespace, config_map("fleeting"))
+    await core.delete_namespaced_config_map("fleeting", namespace)
+    await watcher._list()  # what a relist after 410 Gone or a failed watch does
+    assert recorder.events == [], "created and deleted in the gap: no event"
+    assert relists == [0], "the relist is told once, after its differences"

@@ -4,7 +4,9 @@
   reconnect resumes where it left off instead of replaying or missing changes.
 - A watch that ends (the server's timeout) or goes silent longer than `silence_timeout` is resumed from the last
   version seen; 410 Gone (the version was compacted away) means relist, and the relist's difference to the cache is
-  reported as events, so nothing deleted during the gap is missed.
+  reported as events, so nothing deleted during the gap is missed. An object created and deleted within the gap is in
+  neither list nor watch: `on_relist` tells whoever wrote such objects to look at their own records (a controller
+  that created a child the cache never saw, say).
 - Objects stay plain JSON dicts: decoding thousands of objects into client models costs more than it brings.
   orjson decodes them and shares one string object per distinct key across all of them (its key cache), which is
   most of the memory json.loads would spend on a cache of thousands of objects.
@@ -94,6 +96,8 @@ class Informer:
         self.resource = resource
         self.path = resource.collection(namespace)
         self._handlers: list[WatchHandler] = []
+        self._relist_handlers: list[Callable[[], None]] = []
+        self._listed = False
         self._selectors = [
             (k, v) for k, v in (("labelSelector", label_selector), ("fieldSelector", field_selector)) if v
         ]
@@ -110,6 +114,11 @@ class Informer:
     def subscribe(self, handler: WatchHandler) -> None:
         """`handler(event, new, old)` for every change from now on, the initial list included."""
         self._handlers.append(handler)
+
+    def on_relist(self, handler: Callable[[], None]) -> None:
+        """`handler()` after every relist that follows a gap in watching (410 Gone, a failed watch or list), once
+        the cache holds the fresh list and its differences have been told."""
+        self._relist_handlers.append(handler)
 
     def add_index(self, name: str, values_of: IndexFunc) -> None:
         """Index the cache by what `values_of(obj)` gives (none, one or more values per object)."""
@@ -148,7 +157,18 @@ class Informer:
                 self.synced.set()
                 retry = 0.2
                 while not stop.is_set():
-                    await self._watch_until(stop)
+                    try:
+                        await self._watch_until(stop)
+                    except ApiError as exc:
+                        if exc.status != 429:
+                            raise
+                        # Busy, or its watch cache (re)initializing: the watch never started, so resuming from the
+                        # same version after a pause misses nothing, where a relist would open a gap.
+                        log.info("watch of %s refused with HTTP 429; resuming in %.1fs", self.path, retry)
+                        await pause(stop, retry)
+                        retry = min(retry * 2, 10.0)
+                        continue
+                    retry = 0.2
                     self.resumes += 1
             except Gone:
                 log.info("watch of %s expired (410 Gone): relisting", self.path)
@@ -171,6 +191,7 @@ class Informer:
 
     async def _list(self) -> None:
         body = await send_json(self._api, "GET", self.path, query=self._query(), timeout=60)
+        after_gap = self._listed  # a list before this one: we were watching, then were not
         fresh = {object_key(item): self._transform(item) for item in body.get("items", [])}
         self.resource_version = body["metadata"]["resourceVersion"]
         # A relist reports what changed while we were not watching, the deletions included.
@@ -184,6 +205,10 @@ class Informer:
                 self._tell("ADDED", obj, None)
             elif old["metadata"].get("resourceVersion") != obj["metadata"].get("resourceVersion"):
                 self._tell("MODIFIED", obj, old)
+        self._listed = True
+        if after_gap:
+            for handler in self._relist_handlers:
+                handler()
 
     async def _watch_until(self, stop: asyncio.Event) -> None:
         query = self._query(

@@ -132,7 +132,11 @@ def opened(
     )
     return StoredIncident(
         record=record,
-        alerts={signal.fingerprint: AlertMark(source=signal.source, title=signal.title, firing=True, since=at)},
+        alerts={
+            signal.fingerprint: AlertMark(
+                source=signal.source, title=signal.title, firing=True, since=at, ends=signal.ends
+            )
+        },
         claims=claims,
         policy=policy,
         unpublished=(transition_out(record), chaos_pause_out(record, paused=True)),
@@ -169,7 +173,11 @@ def joined(
         if mark is not None and mark.firing and severity is stored.record.severity:
             return None, Outcome.DUPLICATE
         alerts[signal.fingerprint] = AlertMark(
-            source=signal.source, title=signal.title, firing=True, since=mark.since if mark and mark.firing else at
+            source=signal.source,
+            title=signal.title,
+            firing=True,
+            since=mark.since if mark and mark.firing else at,
+            ends=signal.ends,
         )
         base = updated(stored, at=at, by=None, severity=severity) or stored  # a worse alert raises the severity
         update: dict[str, object] = {"alerts": alerts}

@@ -88,6 +88,7 @@ def chaos_signal(aborted: ExperimentAborted) -> Signal | None:
         severity=Severity.HIGH,
         title=f"{service}: chaos run of {aborted.experiment.name} aborted ({aborted.reason.value}): {aborted.detail}",
         at=aborted.at,
+        ends=False,
     )
 
 
@@ -105,6 +106,7 @@ def override_signal(decision: PolicyDecision) -> Signal | None:
         title=f"{obj.name}: hotfix through a frozen error budget by {decision.requested_by or 'someone'}: "
         f"{decision.override_reason}",
         at=decision.at,
+        ends=False,
     )
 
 

@@ -64,4 +64,5 @@ def falco_signal(event: FalcoEvent, at: datetime) -> Signal:
         severity=_PRIORITY[event.priority.strip().lower()],
         title=f"security: {event.rule} on {where}",
         at=at,
+        ends=False,
     )

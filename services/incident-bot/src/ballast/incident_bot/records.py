@@ -49,6 +49,7 @@ class AlertMark(BaseModel):
     title: str
     firing: bool
     since: AwareDatetime  # when it last started firing, or stopped
+    ends: bool = True  # the source says when it is over (Signal.ends)
 
 
 class StoredIncident(BaseModel):
@@ -68,7 +69,13 @@ class StoredIncident(BaseModel):
         return self.record.incident_id
 
     def firing(self) -> bool:
-        return any(mark.firing for mark in self.alerts.values())
+        """Whether something still keeps the incident from resolving by itself: an alert that fires and will say
+        when it is over, or the signal that opened it (an incident a chaos abort or a Falco event opened stays until
+        people resolve it)."""
+        return any(
+            mark.firing and (mark.ends or fingerprint == self.record.fingerprint)
+            for fingerprint, mark in self.alerts.items()
+        )
 
 
 class Claim(BaseModel):

@@ -41,6 +41,9 @@ class Signal(BaseModel):
     title: str = Field(min_length=1)
     at: AwareDatetime
     by: str | None = None  # who sent it, when a person did (a PagerDuty acknowledge names no one)
+    # False: the source never says "over" (a chaos abort, a hotfix override, a Falco event). Joining an incident,
+    # such a signal is context for it and does not keep it from resolving when its alerts do.
+    ends: bool = True
 
     def match_keys(self) -> tuple[str, ...]:
         """The keys an active incident is found by, most specific first."""

@@ -22,6 +22,7 @@ from ballast.kube.predicate import generation_changed
 from ballast.kube.recorder import EventRecorder
 from ballast.kube.resource import Resource
 from ballast.kube.rest import KubeApi
+from ballast.reconciler.children import ChildType
 from ballast.reconciler.memory import WebAppKey, webapp_memory
 from ballast.reconciler.reconcile import PolicyCheck, WebAppReconciler, write_child
 from ballast.reconciler.report import REPORTING_CONTROLLER, OutcomeSink, Reporter, no_sink
@@ -106,6 +107,7 @@ class WebAppOperator:
         for informer in sources.children.values():
             webapps.watch(informer, owning_webapp)
         sources.subscribe_optional(self._on_optional_child)
+        sources.on_child_relist(self._look_again)
         webapps.watch(sources.pods, pod_webapp)
         sources.on_optional_kinds(self._render_everything_again)
         self.tenants_controller.watch(sources.tenants, own_key)
@@ -116,6 +118,18 @@ class WebAppOperator:
     def _on_optional_child(self, _event: WatchEvent, obj: dict[str, Any], _old: dict[str, Any] | None) -> None:
         for key in owning_webapp(obj):
             self.webapps_controller.enqueue(key)
+
+    def _look_again(self, kind: ChildType) -> None:
+        """After a gap in a child kind's watch: a child we wrote that was deleted before the cache ever saw it left
+        no event behind (not in the relist, not in the watch), so every WebApp whose last apply wrote one the cache
+        lacks is reconciled again — the repair a watch event would have started."""
+        cached = self.sources.children.get(kind)
+        store = cached.store if cached is not None else {}
+        for key in list(self.memory):
+            record = self.memory.get(key)
+            wrote = record is not None and record.applied is not None and kind in record.applied.versions
+            if wrote and key not in store:
+                self.webapps_controller.enqueue(key)
 
     def _render_everything_again(self) -> None:
         for key in list(self.sources.webapps.store):

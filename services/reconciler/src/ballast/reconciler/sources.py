@@ -42,6 +42,7 @@ class WebAppSources:
     def __init__(self, api: KubeApi) -> None:
         self._api = api
         selector = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+        self._relist_handlers: list[Callable[[ChildType], None]] = []
         self.webapps = Informer(api, WEBAPP)
         self.tenants = Informer(api, TENANT)
         self.children: dict[ChildType, Informer] = {
@@ -61,9 +62,15 @@ class WebAppSources:
         self.service_monitor_crd.subscribe(lambda _event, _new, _old: self._crd_changed.set())
 
     def _child_informer(self, kind: ChildKind) -> Informer:
-        return Informer(
+        informer = Informer(
             self._api, kind.resource, label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}", transform=kind.slim
         )
+        informer.on_relist(lambda: self._relisted(kind.type))
+        return informer
+
+    def _relisted(self, kind: ChildType) -> None:
+        for handler in self._relist_handlers:
+            handler(kind)
 
     @property
     def always(self) -> list[Informer]:
@@ -77,6 +84,11 @@ class WebAppSources:
     def subscribe_optional(self, handler: WatchHandler) -> None:
         """`handler` for the optional kinds' changes, while they are watched."""
         self._optional_handlers.append(handler)
+
+    def on_child_relist(self, handler: Callable[[ChildType], None]) -> None:
+        """`handler(kind)` after a child kind's cache was relisted following a gap in its watch (the optional kinds'
+        included)."""
+        self._relist_handlers.append(handler)
 
     async def settled(self, stop: asyncio.Event) -> bool:
         """Waits until it is known whether the optional kinds are served (and, where they are, their caches have
