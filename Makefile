@@ -57,9 +57,12 @@ demo: dev tools ## the operator lifecycle end to end on a local platform, narrat
 slo-demo: dev tools ## an SLO with a real Prometheus: errors injected, page fires, budget falls, recovery (narrated)
 	$(RUN)/python scripts/slo_demo.py
 
-.PHONY: incident-demo
+.PHONY: incident-demo loop-demo
 incident-demo: dev tools ## an SLO burns: Alertmanager and the bus report it, one incident, Slack (local), escalation, resolve, postmortem (narrated)
 	$(RUN)/python scripts/incident_demo.py
+
+loop-demo: dev tools ## the whole loop, every service: burn -> page -> chaos stops, one incident, deploys frozen -> recovery -> postmortem, what-if
+	$(RUN)/python scripts/loop_demo.py
 
 start-platform: dev tools ## run NATS, a local control plane and every service (Ctrl-C stops)
 	$(RUN)/ballast up

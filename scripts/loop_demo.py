@@ -2,7 +2,7 @@
 nothing published by the demo itself except what a user would do — narrated as it happens.
 
 1. A WebApp (3 replicas on kwok) and its availability SLO over the synthetic traffic, evaluated by the slo-engine
-   against the platform's real Prometheus; a chaos experiment deleting a pod every few seconds.
+   against the platform's real Prometheus; a chaos experiment deleting a pod every 30 s.
 2. The demo injects 50 % errors (`ballast traffic set`). The slo-engine pages on `evt.slo`; the chaos-runner aborts
    the experiment; the incident-bot opens one incident (and holds chaos off the service); the budget runs out and
    the policy-gate freezes deploys: a new image is refused at admission, a hotfix goes through.
@@ -222,6 +222,7 @@ async def _script(where: platform.Platform, state_dir: Path) -> None:
 
     if where.kubeconfig is None or where.prometheus_url is None:
         raise RuntimeError("the demo needs the cluster and Prometheus (make tools builds them)")
+    prometheus = where.prometheus_url
     nats_url = ["--nats-url", where.nats_url]
     slos = Resource("platform.example.com", "v1", "servicelevelobjectives", "ServiceLevelObjective")
     experiments = Resource("platform.example.com", "v1", "chaosexperiments", "ChaosExperiment")
@@ -268,7 +269,7 @@ async def _script(where: platform.Platform, state_dir: Path) -> None:
         )
 
         async def serving_cleanly() -> bool:
-            return bool(await asyncio.to_thread(_query, where.prometheus_url, clean))
+            return bool(await asyncio.to_thread(_query, prometheus, clean))
 
         await _until(serving_cleanly, f"{WEBAPP} serving without errors for 10s (Prometheus)", timeout=60)
         await send_json(api, "POST", slos.collection(NAMESPACE), body=SLO)
@@ -296,6 +297,11 @@ async def _script(where: platform.Platform, state_dir: Path) -> None:
         incident_id = opened["incident_id"]
         _say(f"   incident {incident_id} opened: {opened.get('title')}")
         await _until(log.probe("evt.slo.*.*.budget_exhausted"), "the budget exhausted", timeout=180)
+        # Sloth's definition, which the engine reads from the recorded series: the period's error ratio so far, as if
+        # the whole period went like it. An SLO minutes old swings far below zero after a burst; a month-old one
+        # does not.
+        _say("   budget figures: the period's error ratio so far, as if the whole hour went like it (Sloth's), so a")
+        _say("   minutes-old SLO reads far below zero after one burst")
 
         _say("4/6 the budget is spent: a deploy is frozen, a hotfix goes through")
         path = f"{WEBAPPS.collection(NAMESPACE)}/{WEBAPP}"
@@ -357,9 +363,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--http-port-base", type=int, default=8121, help="first of the services' HTTP ports")
     args = parser.parse_args(argv)
     state_dir = Path(args.state_dir).resolve()
-    shutil.rmtree(state_dir, ignore_errors=True)  # a fresh platform: the demo counts what it sees
+    # A fresh platform each time: the demo counts the incidents it sees, and a postmortem reads back two hours. Only a
+    # directory this demo made (its marker inside) is wiped.
+    marker = state_dir / ".loop-demo"
+    if state_dir.exists() and any(state_dir.iterdir()):
+        if not marker.exists():
+            _say(f"{state_dir} is not empty and not this demo's: choose another --state-dir")
+            return 2
+        shutil.rmtree(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    marker.touch()
     windows = state_dir / "alert-windows"
-    windows.mkdir(parents=True)
+    windows.mkdir()
     (windows / "fast.yaml").write_text(FAST_WINDOWS)
     policies = state_dir / "policies"  # no policies of its own: the gate judges the error-budget freeze only
     policies.mkdir()

@@ -17,8 +17,10 @@ from ballast.events import new_event
 from ballast.events.contracts.common import ManifestRef, ObjectRef
 from ballast.events.contracts.k8s import ObservedObject, k8s_event_type, k8s_subject
 from ballast.events.contracts.policy import (
+    ConstraintResult,
     Decision,
     DecisionSource,
+    EnforcementAction,
     Operation,
     PolicyDecision,
     decision_event,
@@ -273,3 +275,13 @@ async def test_alert_backtesting_reports_what_a_candidate_slo_would_fire_or_miss
     report = diff.as_json()
     assert report["shifted"][0]["start_shift_seconds"] == -540.0
     assert any("ticket: fired 9m earlier" in line for line in diff.text())
+
+
+def test_a_hotfix_reason_overrides_the_budget_freeze_only() -> None:
+    def denial(kind: str) -> ConstraintResult:
+        return ConstraintResult(kind=kind, name="n", enforcement_action=EnforcementAction.DENY, message="no")
+
+    freeze, other = denial("ErrorBudgetFreeze"), denial("WebAppOwner")
+    assert verdict((freeze,), "INC-1: roll forward") is Decision.ALLOWED
+    assert verdict((freeze,), None) is Decision.DENIED
+    assert verdict((freeze, other), "INC-1: roll forward") is Decision.DENIED

@@ -36,9 +36,11 @@ class RecordedDecision:
 
 
 def verdict(results: Sequence[ConstraintResult], override_reason: str | None) -> Decision:
-    """The decision the constraints make (the rule `PolicyDecision` checks)."""
+    """The decision the constraints make (the rule `PolicyDecision` checks): a hotfix's reason overrides the
+    error-budget freeze only, never another policy's denial."""
     actions = {r.enforcement_action for r in results}
-    if EnforcementAction.DENY in actions and override_reason is None:
+    denials = [r for r in results if r.enforcement_action is EnforcementAction.DENY]
+    if any(r.kind != BUDGET_FREEZE or override_reason is None for r in denials):
         return Decision.DENIED
     if EnforcementAction.WARN in actions:
         return Decision.WARNED

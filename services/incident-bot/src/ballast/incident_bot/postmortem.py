@@ -340,7 +340,7 @@ def _describe(event: Envelope[BaseModel]) -> str | None:
         verb = "started" if data.state is AlertState.FIRING else "stopped"
         return (
             f"SLO {data.slo.namespace}/{data.slo.name}: {data.tier} burn {verb} firing "
-            f"(long-window burn rate {_number(peak)}x, budget left {_percent(data.budget_remaining)})"
+            f"(long-window burn rate {_rate(peak)}x, budget left {_percent(data.budget_remaining)})"
         )
     if isinstance(data, BudgetTransition):
         slo = f"{data.slo.namespace}/{data.slo.name}"
@@ -638,7 +638,7 @@ def _markdown(pm: Postmortem) -> str:
                 f"| {b.slo} | {b.service} | {_number(b.objective)}% | {_duration(b.period)} | "
                 f"{_percent(b.budget_before)} | {_percent(b.budget_after)} | "
                 f"{_percent(b.consumed) if b.consumed is not None else 'one reading only'} | "
-                f"{_number(b.peak_burn_rate) + 'x' if b.peak_burn_rate is not None else '—'} |"
+                f"{_rate(b.peak_burn_rate) + 'x' if b.peak_burn_rate is not None else '—'} |"
             )
     else:
         lines.append("  no SLO events about the service in the window")
@@ -720,11 +720,20 @@ def _duration(span: timedelta | None) -> str:
 
 def _percent(fraction: float) -> str:
     value = Decimal(repr(fraction)) * 100
-    return f"{_plain(value)}%"
+    return f"{_plain(value.quantize(_CENTS))}%"
+
+
+def _rate(value: float) -> str:
+    return _plain(Decimal(repr(value)).quantize(_CENTS))
 
 
 def _number(value: float) -> str:
     return _plain(Decimal(repr(value)))
+
+
+# People read the Markdown: two decimals say everything a budget or a burn rate needs (the JSON keeps the figures
+# exactly as the slo-engine reported them).
+_CENTS = Decimal("0.01")
 
 
 def _plain(value: Decimal) -> str:
