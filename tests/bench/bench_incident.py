@@ -279,6 +279,13 @@ class StampedSlack(SlackApi):
 # --- the runs --------------------------------------------------------------------------------------------------------
 
 
+def cpu_seconds(process: ServiceProcess) -> float:
+    """The process's user and system CPU so far (/proc/<pid>/stat, in clock ticks)."""
+    assert process.proc is not None
+    fields = Path(f"/proc/{process.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -291,21 +298,23 @@ class Intake:
     ingest_per_s: float
     ack_ms: list[float]  # per alert: scheduled send -> answer
     retried: int
+    cpu_s: float  # the receiver's CPU seconds from ready to the end of its run (cards in Slack, for the bot)
 
 
-def intake(plan: Plan, result: dict[str, Any]) -> Intake:
+def intake(plan: Plan, result: dict[str, Any], cpu_s: float) -> Intake:
     webhooks = result["webhooks"]
     accepted = sum(plan.per_group for w in webhooks if w[3] == 200)
     last = max(w[2] for w in webhooks)
     ack_ms = [(w[2] - w[1]) * 1000 for w in webhooks if w[3] == 200 for _ in range(plan.per_group)]
-    return Intake(plan.total, accepted, accepted / (last - result["start"]), ack_ms, result["retried"])
+    return Intake(plan.total, accepted, accepted / (last - result["start"]), ack_ms, result["retried"], cpu_s)
 
 
 def intake_line(label: str, figures: Intake) -> str:
     return (
         f"bench-incident: {label}: accepted={figures.accepted}/{figures.alerts} "
         f"ingest_per_s={figures.ingest_per_s:.0f} ack_p50_ms={percentile(figures.ack_ms, 0.5):.1f} "
-        f"ack_p99_ms={percentile(figures.ack_ms, 0.99):.1f} retried={figures.retried}"
+        f"ack_p99_ms={percentile(figures.ack_ms, 0.99):.1f} retried={figures.retried} "
+        f"cpu_ms_per_alert={figures.cpu_s * 1000 / figures.alerts:.2f}"
     )
 
 
@@ -320,10 +329,12 @@ async def baseline_run(plan: Plan, nats_url: str, tls: Any, work: Path) -> Intak
     ).start()
     try:
         await receiver.wait_status("/readyz", 200, timeout=60)
+        ready_cpu_s = cpu_seconds(receiver)
         result = await run_sender(plan, f"https://127.0.0.1:{port}{PATH}", work / "ca.pem", work, "baseline")
+        cpu_s = cpu_seconds(receiver) - ready_cpu_s
     finally:
         await receiver.stop()
-    figures = intake(plan, result)
+    figures = intake(plan, result, cpu_s)
     print(intake_line("baseline (parse, publish raw, ack)", figures), flush=True)
     return figures
 
@@ -359,6 +370,7 @@ async def bot_run(plan: Plan, nats_url: str, tls: Any, work: Path) -> tuple[Inta
         ).start()
         try:
             await bot.wait_status("/readyz", 200, timeout=120)
+            ready_cpu_s = cpu_seconds(bot)
             result = await run_sender(plan, f"https://127.0.0.1:{port}{PATH}", work / "ca.pem", work, "bot")
             webhooks = result["webhooks"]
             incidents = {i for w in webhooks if w[3] == 200 for i in w[4] if i is not None}
@@ -374,9 +386,10 @@ async def bot_run(plan: Plan, nats_url: str, tls: Any, work: Path) -> tuple[Inta
                 except TimeoutError:
                     break
             cards = dict(slack.cards)
+            cpu_s = cpu_seconds(bot) - ready_cpu_s
         finally:
             await bot.stop()
-    figures = intake(plan, result)
+    figures = intake(plan, result, cpu_s)
     print(intake_line("bot (incidents, Slack)", figures), flush=True)
     return figures, to_slack(plan, webhooks, cards)
 
@@ -422,6 +435,7 @@ async def main(plan: Plan) -> None:
     print(
         f"bench-incident: bot/baseline ingest_ratio={bot.ingest_per_s / baseline.ingest_per_s:.2f} "
         f"ack_p99_ratio={percentile(bot.ack_ms, 0.99) / percentile(baseline.ack_ms, 0.99):.2f} "
+        f"cpu_ratio={bot.cpu_s / baseline.cpu_s:.2f} "
         f"(baseline ingest_per_s={baseline.ingest_per_s:.0f} ack_p99_ms={percentile(baseline.ack_ms, 0.99):.1f})"
     )
     print(
