@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from ballast.bus.kv import CaughtUp, Entry, KeyExists, KeyValue, KvConflict
@@ -122,25 +122,36 @@ class IncidentStore:
 
     async def handle(self, signal: Signal) -> tuple[Outcome, str | None]:
         """Opens, joins, resolves or acknowledges an incident from `signal`; the outcome and the incident's id."""
-        async with self._keys.holding(signal.match_keys()):
-            outcome, incident_id = await self._handle(signal)
-        self.metrics.signals.labels(signal.source.value, outcome.value).inc()
-        return outcome, incident_id
+        (result,) = await self.handle_all([signal])
+        return result
 
-    async def _handle(self, signal: Signal) -> tuple[Outcome, str | None]:
+    async def handle_all(self, signals: Sequence[Signal]) -> list[tuple[Outcome, str | None]]:
+        """`handle` for each of `signals` in turn (an Alertmanager group's alerts), holding the keys of all of them
+        meanwhile: a record one of them read or wrote serves the next, instead of being read again."""
+        results = []
+        async with self._keys.holding(k for signal in signals for k in signal.match_keys()):
+            records: dict[str, Entry[StoredIncident]] = {}  # as last read or written by these signals
+            for signal in signals:
+                outcome, incident_id = await self._handle(signal, records)
+                self.metrics.signals.labels(signal.source.value, outcome.value).inc()
+                results.append((outcome, incident_id))
+        return results
+
+    async def _handle(self, signal: Signal, records: dict[str, Entry[StoredIncident]]) -> tuple[Outcome, str | None]:
         match_keys = signal.match_keys()
         while True:
-            incident_id, entry = await self._find(match_keys)
+            incident_id, entry = await self._find(match_keys, records)
             if incident_id is None:
                 if signal.state is not SignalState.FIRING:
                     return Outcome.IGNORED, None
-                opened_id = await self._open(signal, match_keys)
+                opened_id = await self._open(signal, match_keys, records)
                 if opened_id is None:
                     continue  # another replica opened one for the same thing meanwhile: join it
                 return Outcome.OPENED, opened_id
-            if entry is None and _valid_id(incident_id):
-                entry = await self._records.get(incident_key(incident_id))
+            if entry is None:
+                entry = await self._read(incident_id, records)
             if entry is None or entry.value is None:
+                records.pop(incident_id, None)
                 await self._drop_claims(incident_id, match_keys)
                 continue
             # A firing signal that joins holds its keys for the incident too, so that its resolution finds it. They
@@ -162,11 +173,12 @@ class IncidentStore:
                 return changed
 
             try:
-                stored, _ = await self._mutate(incident_id, join, entry)
+                stored, _ = await self._mutate(incident_id, join, entry, records)
             except IncidentNotFound:
                 await self._drop_claims(incident_id, match_keys)
                 continue
             if not is_active(stored.record.status) and outcome not in (Outcome.RESOLVED,):
+                records.pop(incident_id, None)
                 await self._drop_claims(incident_id, match_keys)
                 continue  # its incident resolved meanwhile: the signal is about a new one
             return outcome, incident_id
@@ -174,7 +186,18 @@ class IncidentStore:
     def _claim_key(self, match_key: str) -> str:
         return claim_key(key_digest(f"{self.cluster}|{match_key}"))  # clusters sharing a bus share no incidents
 
-    async def _find(self, match_keys: tuple[str, ...]) -> tuple[str | None, Entry[StoredIncident] | None]:
+    async def _read(self, incident_id: str, records: dict[str, Entry[StoredIncident]]) -> Entry[StoredIncident] | None:
+        """The incident's record as these signals last read or wrote it, else read now."""
+        entry = records.get(incident_id)
+        if entry is None and _valid_id(incident_id):
+            entry = await self._records.get(incident_key(incident_id))
+            if entry is not None and entry.value is not None:
+                records[incident_id] = entry
+        return entry
+
+    async def _find(
+        self, match_keys: tuple[str, ...], records: dict[str, Entry[StoredIncident]]
+    ) -> tuple[str | None, Entry[StoredIncident] | None]:
         """The incident holding the most specific of `match_keys`, with its record when it was read to find it.
 
         When the view knows a holder, its record is read: active and holding the key, it is the one (a claim goes
@@ -183,7 +206,7 @@ class IncidentStore:
         known = next(((key, self._holders[key]) for key in match_keys if key in self._holders), None)
         if known is not None:
             key, holder = known
-            entry = await self._records.get(incident_key(holder))
+            entry = await self._read(holder, records)
             if (
                 entry is not None
                 and entry.value is not None
@@ -202,7 +225,9 @@ class IncidentStore:
         entry = await self._claims.get(self._claim_key(match_key))
         return entry.value.incident_id if entry is not None and entry.value is not None else None
 
-    async def _open(self, signal: Signal, match_keys: tuple[str, ...]) -> str | None:
+    async def _open(
+        self, signal: Signal, match_keys: tuple[str, ...], records: dict[str, Entry[StoredIncident]]
+    ) -> str | None:
         """Opens an incident for `signal` and returns its id; None if another replica just opened one for it."""
         incident_id = f"INC-{await self._next_number()}"
         policy = self.escalation.policy_for(signal.severity, signal.service)
@@ -221,7 +246,7 @@ class IncidentStore:
         self.metrics.opened.labels(signal.source.value, signal.severity.value).inc()
         self.metrics.transitions.labels(IncidentStatus.OPEN.value).inc()
         self._seen(stored)
-        await self._flush(key, stored, revision)
+        _remember(records, incident_id, await self._flush(key, stored, revision))
         log.info("incident opened", extra={"incident": incident_id, "service": signal.service, "source": signal.source})
         return incident_id
 
@@ -406,9 +431,12 @@ class IncidentStore:
         incident_id: str,
         change: Callable[[StoredIncident], StoredIncident | None],
         entry: Entry[StoredIncident] | None = None,
+        records: dict[str, Entry[StoredIncident]] | None = None,
     ) -> tuple[StoredIncident, bool]:
         """Applies `change` with compare-and-set until it sticks, first to `entry` if the caller has just read it;
-        the stored incident after it, and whether it changed. Publishes the events the change caused."""
+        the stored incident after it, and whether it changed. Publishes the events the change caused. `records`
+        gets the record as it stands after."""
+        records = {} if records is None else records
         if not _valid_id(incident_id):
             raise IncidentNotFound(incident_id)
         key = incident_key(incident_id)
@@ -416,12 +444,16 @@ class IncidentStore:
             if entry is None:
                 entry = await self._records.get(key)
             if entry is None or entry.value is None:
+                records.pop(incident_id, None)
                 raise IncidentNotFound(incident_id)
             before = entry.value
             after = change(before)
             if after is None:
-                if before.unpublished:
-                    await self._flush(key, before, entry.revision)
+                _remember(
+                    records,
+                    incident_id,
+                    await self._flush(key, before, entry.revision) if before.unpublished else entry,
+                )
                 return before, False
             try:
                 revision = await self._records.update(key, after, entry.revision)
@@ -431,7 +463,7 @@ class IncidentStore:
             break
         self._count(before, after)
         self._seen(after)
-        await self._flush(key, after, revision)
+        _remember(records, incident_id, await self._flush(key, after, revision))
         if is_active(before.record.status) and not is_active(after.record.status):
             await self._drop_claims(incident_id, after.claims)
         return after, True
@@ -453,14 +485,17 @@ class IncidentStore:
         if after.flaps_suppressed > before.flaps_suppressed:
             self.metrics.flaps_suppressed.inc()
 
-    async def _flush(self, key: str, stored: StoredIncident, revision: int) -> None:
-        """Publishes what `stored` holds unpublished, then stores it without them."""
+    async def _flush(self, key: str, stored: StoredIncident, revision: int) -> Entry[StoredIncident] | None:
+        """Publishes what `stored` holds unpublished, then stores it without them; the entry as stored then (None if
+        a newer change was stored meanwhile)."""
         if not stored.unpublished:
-            return
+            return Entry(key, revision, stored)
         await self.publish(stored.unpublished)
-        # A conflict means a newer change was stored, which published these (same ids) before its own.
-        with contextlib.suppress(KvConflict):
-            await self._records.update(key, stored.model_copy(update={"unpublished": ()}), revision)
+        cleared = stored.model_copy(update={"unpublished": ()})
+        try:
+            return Entry(key, await self._records.update(key, cleared, revision), cleared)
+        except KvConflict:  # a newer change was stored, which published these (same ids) before its own
+            return None
 
     async def publish(self, outgoing: tuple[Outgoing, ...]) -> None:
         envelopes = []
@@ -615,6 +650,13 @@ class IncidentStore:
 
     def view(self) -> dict[str, StoredIncident]:
         return dict(self._view)
+
+
+def _remember(records: dict[str, Entry[StoredIncident]], incident_id: str, entry: Entry[StoredIncident] | None) -> None:
+    if entry is None:
+        records.pop(incident_id, None)
+    else:
+        records[incident_id] = entry
 
 
 class KeyLocks:
