@@ -12,9 +12,10 @@ from datetime import UTC, datetime
 from incident_fixtures import running_store
 
 from ballast.bus import Bus
+from ballast.events.catalogue import INCIDENTS
 from ballast.incident_bot.alertmanager import AmWebhook, alert_signals
 from ballast.incident_bot.changes import Outcome
-from ballast.incident_bot.records import incident_number
+from ballast.incident_bot.records import StoredIncident, incident_key, incident_number
 from ballast.incident_bot.store import KeyLocks
 from ballast.testing import eventually
 
@@ -86,6 +87,31 @@ async def test_an_alert_storm_sent_to_two_replicas_at_once_opens_one_incident_pe
         for store in (one.store, two.store):
             again = await store.handle_all(alert_signals(group_webhook(services[0], 4), T0))
             assert again == [(Outcome.DUPLICATE, ids[0])] * 4
+
+
+async def test_a_groups_alerts_join_their_incident_in_one_change_and_repeats_change_nothing(
+    bus: Bus, unique: Callable[[str], str]
+) -> None:
+    service = unique("checkout")
+    webhook = group_webhook(service, 5)
+    async with running_store(bus, unique("c")) as running:
+        first = await running.store.handle_all(alert_signals(webhook, T0))
+        assert [outcome for outcome, _ in first] == [Outcome.OPENED] + [Outcome.JOINED] * 4
+        incident_id = first[0][1]
+        assert incident_id is not None
+        assert {i for _, i in first} == {incident_id}
+        records = await bus.kv(INCIDENTS, StoredIncident)
+        history = await records.history(incident_key(incident_id))
+        # opened, cleared of the events it published, then once for the four alerts that joined
+        assert len(history) == 3
+        last = history[-1].value
+        assert last is not None
+        assert set(last.alerts) == {f"am:{alert.fingerprint}" for alert in webhook.alerts}
+        assert len(last.claims) == 7  # five fingerprints, the group and the service
+
+        again = await running.store.handle_all(alert_signals(webhook, T0))
+        assert again == [(Outcome.DUPLICATE, incident_id)] * 5
+        assert len(await records.history(incident_key(incident_id))) == 3
 
 
 async def test_signals_sharing_a_key_take_turns_and_the_others_go_on() -> None:

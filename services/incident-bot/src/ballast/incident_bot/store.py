@@ -127,15 +127,75 @@ class IncidentStore:
 
     async def handle_all(self, signals: Sequence[Signal]) -> list[tuple[Outcome, str | None]]:
         """`handle` for each of `signals` in turn (an Alertmanager group's alerts), holding the keys of all of them
-        meanwhile: a record one of them read or wrote serves the next, instead of being read again."""
-        results = []
+        meanwhile: a record one of them read or wrote serves the next, instead of being read again, and firing
+        signals that follow each other into one incident join it in one change."""
+        results: list[tuple[Outcome, str | None]] = []
         async with self._keys.holding(k for signal in signals for k in signal.match_keys()):
             records: dict[str, Entry[StoredIncident]] = {}  # as last read or written by these signals
-            for signal in signals:
-                outcome, incident_id = await self._handle(signal, records)
-                self.metrics.signals.labels(signal.source.value, outcome.value).inc()
-                results.append((outcome, incident_id))
+            while len(results) < len(signals):
+                done = await self._join_run(signals[len(results) :], records)
+                if not done:
+                    done = [await self._handle(signals[len(results)], records)]
+                for signal, (outcome, _) in zip(signals[len(results) :], done, strict=False):
+                    self.metrics.signals.labels(signal.source.value, outcome.value).inc()
+                results.extend(done)
         return results
+
+    async def _join_run(
+        self, signals: Sequence[Signal], records: dict[str, Entry[StoredIncident]]
+    ) -> list[tuple[Outcome, str | None]]:
+        """The firing signals at the head of `signals` that go, by a key the view knows, to the active incident
+        these signals last read or wrote, joined to it in one change (their new keys claimed first); the outcome of
+        each, or nothing (the caller handles the head alone) when fewer than two go there or the incident went."""
+        run: list[Signal] = []
+        incident_id: str | None = None
+        for signal in signals:
+            if signal.state is not SignalState.FIRING:
+                break
+            match_keys = signal.match_keys()
+            known = next(((key, self._holders[key]) for key in match_keys if key in self._holders), None)
+            if known is None or (incident_id is not None and known[1] != incident_id):
+                break
+            entry = records.get(known[1])
+            if entry is None or entry.value is None or known[0] not in entry.value.claims:
+                break
+            if not is_active(entry.value.record.status):
+                break
+            incident_id = known[1]
+            run.append(signal)
+        if incident_id is None or len(run) < 2:
+            return []
+        entry = records[incident_id]
+        assert entry.value is not None
+        wanted = list(dict.fromkeys(k for signal in run for k in signal.match_keys() if k not in entry.value.claims))
+        claimed = await self._claim(incident_id, wanted)
+        outcomes: list[Outcome] = []
+
+        def join_all(stored: StoredIncident) -> StoredIncident | None:
+            outcomes.clear()
+            if not is_active(stored.record.status):
+                return None
+            changed = False
+            for signal in run:
+                after, outcome = joined(stored, signal, at=self._clock(), hold=self.resolve_hold)
+                outcomes.append(outcome)
+                if after is not None:
+                    stored, changed = after, True
+            held = tuple(k for k in claimed if k not in stored.claims)
+            if held:
+                stored, changed = stored.model_copy(update={"claims": stored.claims + held}), True
+            return stored if changed else None
+
+        try:
+            stored, _ = await self._mutate(incident_id, join_all, entry, records)
+        except IncidentNotFound:
+            stored = None
+        if stored is None or not is_active(stored.record.status) or len(outcomes) != len(run):
+            # it went meanwhile: each signal on its own, as about a new incident
+            records.pop(incident_id, None)
+            await self._drop_claims(incident_id, tuple(wanted))
+            return []
+        return [(outcome, incident_id) for outcome in outcomes]
 
     async def _handle(self, signal: Signal, records: dict[str, Entry[StoredIncident]]) -> tuple[Outcome, str | None]:
         match_keys = signal.match_keys()
