@@ -102,5 +102,10 @@ chaos-demo: dev tools ## the chaos-runner end to end on a local platform, narrat
 bench-replay: dev ## N (or REPLAY_EVENTS) events (100000): export, import, shadow copy vs raw nats-py read
 	$(RUN)/python tests/bench/bench_replay.py --events $(if $(filter command line,$(origin N)),$(N),$(REPLAY_EVENTS))
 
+ALERTS ?= 10000
+.PHONY: bench-incident
+bench-incident: dev ## N (or ALERTS) Alertmanager alerts (10000) at 1000/s: webhook -> incidents -> Slack vs a raw intake
+	$(RUN)/python tests/bench/bench_incident.py --alerts $(if $(filter command line,$(origin N)),$(N),$(ALERTS))
+
 clean: ## remove the environment, tox envs and local state (not the tool cache)
 	rm -rf $(VENV) .tox .ballast .mypy_cache .ruff_cache .pytest_cache

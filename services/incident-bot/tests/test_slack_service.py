@@ -54,20 +54,23 @@ async def test_a_resolved_incident_gets_its_card_updated_and_its_postmortem_post
         slack_api_url=slack.base_url,
     )
     bot = await SlackBot.open(bus, settings, desk, cluster=cluster)
-    resolved = next(
-        (subject, event)
-        for subject, event in events
-        if isinstance(event.data, IncidentTransition)
-        and event.data.incident_id == "INC-7"
-        and event.data.status is IncidentStatus.RESOLVED
-    )
-    await bot.on_event(Delivery(resolved[1], resolved[0], {}, 1, 1))
+    try:
+        resolved = next(
+            (subject, event)
+            for subject, event in events
+            if isinstance(event.data, IncidentTransition)
+            and event.data.incident_id == "INC-7"
+            and event.data.status is IncidentStatus.RESOLVED
+        )
+        await bot.on_event(Delivery(resolved[1], resolved[0], {}, 1, 1))
 
-    channel = slack.channel_named("inc-7-checkout")
-    assert channel is not None
-    card, postmortem = channel.messages
-    assert card["text"].startswith("INC-7 [critical] resolved")
-    assert postmortem["blocks"][0]["text"]["text"] == "Postmortem: INC-7 — Checkout failing for most customers"
-    stored = await bot.postmortems.read("INC-7", PostmortemFormat.MARKDOWN)
-    assert stored is not None
-    assert postmortem["blocks"][1]["text"] == stored.decode()
+        channel = slack.channel_named("inc-7-checkout")
+        assert channel is not None
+        card, postmortem = channel.messages
+        assert card["text"].startswith("INC-7 [critical] resolved")
+        assert postmortem["blocks"][0]["text"]["text"] == "Postmortem: INC-7 — Checkout failing for most customers"
+        stored = await bot.postmortems.read("INC-7", PostmortemFormat.MARKDOWN)
+        assert stored is not None
+        assert postmortem["blocks"][1]["text"] == stored.decode()
+    finally:
+        await bot.close()

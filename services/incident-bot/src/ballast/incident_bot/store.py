@@ -10,8 +10,13 @@ Active incidents hold claims on their match keys (see `signals`). A signal with 
 record first, then the claims; a replica that loses the race for a claim drops its record (nothing of it was
 published) and joins the winner. Claims are released when the incident resolves, so a later signal opens a new one.
 
+Within a replica, signals that share a match key (the same alert, group or service) are handled one after the other,
+and the others at the same time: an alert storm over many services is not a queue of round trips to the bucket.
+
 Every replica keeps a view of the bucket (a KV watch) for listing and for the deadline timer, which sleeps until the
-earliest escalation or resolve hold is due, or until a change moves it.
+earliest escalation or resolve hold is due, or until a change moves it. The view also says which active incident
+holds which match key: a signal whose key it knows reads that incident's record alone, and joins it if the record
+(read now, not the view) is active and holds the key; otherwise the claims in the bucket are read.
 """
 
 from __future__ import annotations
@@ -19,10 +24,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from ballast.bus.kv import CaughtUp, KeyExists, KeyValue, KvConflict
+from ballast.bus.kv import CaughtUp, Entry, KeyExists, KeyValue, KvConflict
 from ballast.bus.publisher import Publisher
 from ballast.bus.reader import StoredEvent
 from ballast.events.contracts.incident import (
@@ -101,63 +106,188 @@ class IncidentStore:
         self.metrics = metrics
         self._clock = clock
         self._view: dict[str, StoredIncident] = {}
+        self._deadlines: dict[str, datetime] = {}  # when each incident of the view next needs the timer
+        self._active: set[str] = set()
+        self._holders: dict[str, str] = {}  # match key -> the active incident of the view holding its claim
+        self._last_number: tuple[int, int] | None = None  # the counter as last written here: (number, revision)
+        # Openings here take numbers one at a time: at once, all but one would lose the compare-and-set and retry.
+        self._numbering = asyncio.Lock()
         self.caught_up = asyncio.Event()
-        self._moved = asyncio.Event()  # a change that may move the timer's next deadline
-        # Signals are handled one at a time per replica: matching and opening must see each other's claims. Across
-        # replicas the claims' compare-and-set decides.
-        self._signals = asyncio.Lock()
+        self._moved = asyncio.Event()  # a change that moved a deadline: the timer looks again
+        # Signals sharing a match key take turns in this replica: matching and opening must see each other's claims.
+        # Across replicas the claims' compare-and-set decides.
+        self._keys = KeyLocks()
 
     # --- signals ---------------------------------------------------------------------------------------------------
 
     async def handle(self, signal: Signal) -> tuple[Outcome, str | None]:
         """Opens, joins, resolves or acknowledges an incident from `signal`; the outcome and the incident's id."""
-        async with self._signals:
-            outcome, incident_id = await self._handle(signal)
-        self.metrics.signals.labels(signal.source.value, outcome.value).inc()
-        return outcome, incident_id
+        (result,) = await self.handle_all([signal])
+        return result
 
-    async def _handle(self, signal: Signal) -> tuple[Outcome, str | None]:
+    async def handle_all(self, signals: Sequence[Signal]) -> list[tuple[Outcome, str | None]]:
+        """`handle` for each of `signals` in turn (an Alertmanager group's alerts), holding the keys of all of them
+        meanwhile: a record one of them read or wrote serves the next, instead of being read again, and firing
+        signals that follow each other into one incident join it in one change."""
+        results: list[tuple[Outcome, str | None]] = []
+        async with self._keys.holding(k for signal in signals for k in signal.match_keys()):
+            records: dict[str, Entry[StoredIncident]] = {}  # as last read or written by these signals
+            while len(results) < len(signals):
+                done = await self._join_run(signals[len(results) :], records)
+                if not done:
+                    done = [await self._handle(signals[len(results)], records)]
+                for signal, (outcome, _) in zip(signals[len(results) :], done, strict=False):
+                    self.metrics.signals.labels(signal.source.value, outcome.value).inc()
+                results.extend(done)
+        return results
+
+    async def _join_run(
+        self, signals: Sequence[Signal], records: dict[str, Entry[StoredIncident]]
+    ) -> list[tuple[Outcome, str | None]]:
+        """The firing signals at the head of `signals` that go, by a key the view knows, to the active incident
+        these signals last read or wrote, joined to it in one change (their new keys claimed first); the outcome of
+        each, or nothing (the caller handles the head alone) when fewer than two go there or the incident went."""
+        run: list[Signal] = []
+        incident_id: str | None = None
+        for signal in signals:
+            if signal.state is not SignalState.FIRING:
+                break
+            match_keys = signal.match_keys()
+            known = next(((key, self._holders[key]) for key in match_keys if key in self._holders), None)
+            if known is None or (incident_id is not None and known[1] != incident_id):
+                break
+            entry = records.get(known[1])
+            if entry is None or entry.value is None or known[0] not in entry.value.claims:
+                break
+            if not is_active(entry.value.record.status):
+                break
+            incident_id = known[1]
+            run.append(signal)
+        if incident_id is None or len(run) < 2:
+            return []
+        entry = records[incident_id]
+        assert entry.value is not None
+        wanted = list(dict.fromkeys(k for signal in run for k in signal.match_keys() if k not in entry.value.claims))
+        claimed = await self._claim(incident_id, wanted)
+        outcomes: list[Outcome] = []
+
+        def join_all(stored: StoredIncident) -> StoredIncident | None:
+            outcomes.clear()
+            if not is_active(stored.record.status):
+                return None
+            changed = False
+            for signal in run:
+                after, outcome = joined(stored, signal, at=self._clock(), hold=self.resolve_hold)
+                outcomes.append(outcome)
+                if after is not None:
+                    stored, changed = after, True
+            held = tuple(k for k in claimed if k not in stored.claims)
+            if held:
+                stored, changed = stored.model_copy(update={"claims": stored.claims + held}), True
+            return stored if changed else None
+
+        try:
+            stored, _ = await self._mutate(incident_id, join_all, entry, records)
+        except IncidentNotFound:
+            stored = None
+        if stored is None or not is_active(stored.record.status) or len(outcomes) != len(run):
+            # it went meanwhile: each signal on its own, as about a new incident
+            records.pop(incident_id, None)
+            await self._drop_claims(incident_id, tuple(wanted))
+            return []
+        return [(outcome, incident_id) for outcome in outcomes]
+
+    async def _handle(self, signal: Signal, records: dict[str, Entry[StoredIncident]]) -> tuple[Outcome, str | None]:
+        match_keys = signal.match_keys()
         while True:
-            incident_id = await self._find(signal)
+            incident_id, entry = await self._find(match_keys, records)
             if incident_id is None:
                 if signal.state is not SignalState.FIRING:
                     return Outcome.IGNORED, None
-                opened_id = await self._open(signal, signal.match_keys())
+                opened_id = await self._open(signal, match_keys, records)
                 if opened_id is None:
                     continue  # another replica opened one for the same thing meanwhile: join it
                 return Outcome.OPENED, opened_id
+            if entry is None:
+                entry = await self._read(incident_id, records)
+            if entry is None or entry.value is None:
+                records.pop(incident_id, None)
+                await self._drop_claims(incident_id, match_keys)
+                continue
+            # A firing signal that joins holds its keys for the incident too, so that its resolution finds it. They
+            # are claimed first and written with the join, in one change.
+            claimed: tuple[str, ...] = ()
+            if signal.state is SignalState.FIRING and is_active(entry.value.record.status):
+                claimed = await self._claim(incident_id, [k for k in match_keys if k not in entry.value.claims])
             outcome = Outcome.DUPLICATE
 
-            def join(stored: StoredIncident) -> StoredIncident | None:
+            def join(stored: StoredIncident, claimed: tuple[str, ...] = claimed) -> StoredIncident | None:
                 nonlocal outcome
                 if not is_active(stored.record.status):
                     return None
                 changed, outcome = joined(stored, signal, at=self._clock(), hold=self.resolve_hold)
+                held = tuple(k for k in claimed if k not in stored.claims)
+                if held:
+                    changed = changed or stored
+                    changed = changed.model_copy(update={"claims": changed.claims + held})
                 return changed
 
             try:
-                stored, _ = await self._mutate(incident_id, join)
+                stored, _ = await self._mutate(incident_id, join, entry, records)
             except IncidentNotFound:
-                await self._drop_claims(incident_id, signal.match_keys())
+                await self._drop_claims(incident_id, match_keys)
                 continue
             if not is_active(stored.record.status) and outcome not in (Outcome.RESOLVED,):
-                await self._drop_claims(incident_id, signal.match_keys())
+                records.pop(incident_id, None)
+                await self._drop_claims(incident_id, match_keys)
                 continue  # its incident resolved meanwhile: the signal is about a new one
-            if signal.state is SignalState.FIRING:
-                await self._claim(stored, signal.match_keys())
             return outcome, incident_id
 
     def _claim_key(self, match_key: str) -> str:
         return claim_key(key_digest(f"{self.cluster}|{match_key}"))  # clusters sharing a bus share no incidents
 
-    async def _find(self, signal: Signal) -> str | None:
-        for match_key in signal.match_keys():
-            entry = await self._claims.get(self._claim_key(match_key))
+    async def _read(self, incident_id: str, records: dict[str, Entry[StoredIncident]]) -> Entry[StoredIncident] | None:
+        """The incident's record as these signals last read or wrote it, else read now."""
+        entry = records.get(incident_id)
+        if entry is None and _valid_id(incident_id):
+            entry = await self._records.get(incident_key(incident_id))
             if entry is not None and entry.value is not None:
-                return entry.value.incident_id
-        return None
+                records[incident_id] = entry
+        return entry
 
-    async def _open(self, signal: Signal, match_keys: tuple[str, ...]) -> str | None:
+    async def _find(
+        self, match_keys: tuple[str, ...], records: dict[str, Entry[StoredIncident]]
+    ) -> tuple[str | None, Entry[StoredIncident] | None]:
+        """The incident holding the most specific of `match_keys`, with its record when it was read to find it.
+
+        When the view knows a holder, its record is read: active and holding the key, it is the one (a claim goes
+        only once its incident is no longer active). Else the claims are read: the fingerprint's alone, the other
+        keys' at once."""
+        known = next(((key, self._holders[key]) for key in match_keys if key in self._holders), None)
+        if known is not None:
+            key, holder = known
+            entry = await self._read(holder, records)
+            if (
+                entry is not None
+                and entry.value is not None
+                and is_active(entry.value.record.status)
+                and key in entry.value.claims
+            ):
+                return holder, entry
+        first, *others = match_keys
+        found = await self._holder(first)
+        if found is not None or not others:
+            return found, None
+        holders = await asyncio.gather(*(self._holder(match_key) for match_key in others))
+        return next((holder for holder in holders if holder is not None), None), None
+
+    async def _holder(self, match_key: str) -> str | None:
+        entry = await self._claims.get(self._claim_key(match_key))
+        return entry.value.incident_id if entry is not None and entry.value is not None else None
+
+    async def _open(
+        self, signal: Signal, match_keys: tuple[str, ...], records: dict[str, Entry[StoredIncident]]
+    ) -> str | None:
         """Opens an incident for `signal` and returns its id; None if another replica just opened one for it."""
         incident_id = f"INC-{await self._next_number()}"
         policy = self.escalation.policy_for(signal.severity, signal.service)
@@ -176,7 +306,7 @@ class IncidentStore:
         self.metrics.opened.labels(signal.source.value, signal.severity.value).inc()
         self.metrics.transitions.labels(IncidentStatus.OPEN.value).inc()
         self._seen(stored)
-        await self._flush(key, stored, revision)
+        _remember(records, incident_id, await self._flush(key, stored, revision))
         log.info("incident opened", extra={"incident": incident_id, "service": signal.service, "source": signal.source})
         return incident_id
 
@@ -199,18 +329,10 @@ class IncidentStore:
                 with contextlib.suppress(KvConflict):  # left by an incident that resolved before releasing it
                     await self._claims.delete(key, entry.revision)
 
-    async def _claim(self, stored: StoredIncident, match_keys: tuple[str, ...]) -> None:
-        """A signal that joined holds its keys for the incident too, so that its resolution finds it."""
-        new = tuple(k for k in match_keys if k not in stored.claims)
-        if not new:
-            return
-        kept = [k for k in new if await self._take_claim(stored.incident_id, k) is None]
-        if kept:
-            with contextlib.suppress(IncidentNotFound):
-                await self._mutate(
-                    stored.incident_id,
-                    lambda s: s.model_copy(update={"claims": s.claims + tuple(k for k in kept if k not in s.claims)}),
-                )
+    async def _claim(self, incident_id: str, match_keys: list[str]) -> tuple[str, ...]:
+        """Claims `match_keys` for the incident; those it now holds (not those another active incident holds)."""
+        taken = await asyncio.gather(*(self._take_claim(incident_id, k) for k in match_keys))
+        return tuple(k for k, holder in zip(match_keys, taken, strict=True) if holder is None)
 
     async def _release(self, incident_id: str, match_key: str) -> None:
         key = self._claim_key(match_key)
@@ -228,17 +350,27 @@ class IncidentStore:
         return entry is not None and entry.value is not None and is_active(entry.value.record.status)
 
     async def _next_number(self) -> int:
+        """The next incident number: the counter as this replica last wrote it, plus one, written by compare-and-set
+        (re-read when another replica moved it)."""
+        async with self._numbering:
+            return await self._take_number()
+
+    async def _take_number(self) -> int:
         while True:
-            entry = await self._counter.get(COUNTER_KEY)
             try:
-                if entry is None or entry.value is None:
-                    await self._counter.create(COUNTER_KEY, IncidentCounter(last=1))
-                    return 1
-                number = entry.value.last + 1
-                await self._counter.update(COUNTER_KEY, IncidentCounter(last=number), entry.revision)
-                return number
+                if self._last_number is None:
+                    entry = await self._counter.get(COUNTER_KEY)
+                    if entry is None or entry.value is None:
+                        self._last_number = (1, await self._counter.create(COUNTER_KEY, IncidentCounter(last=1)))
+                        return 1
+                    self._last_number = (entry.value.last, entry.revision)
+                last, revision = self._last_number
+                written = await self._counter.update(COUNTER_KEY, IncidentCounter(last=last + 1), revision)
             except KvConflict:
+                self._last_number = None
                 continue
+            self._last_number = (last + 1, written)
+            return last + 1
 
     # --- the desk (IncidentDesk) -----------------------------------------------------------------------------------
 
@@ -322,13 +454,9 @@ class IncidentStore:
             self._moved.clear()
             now = self._clock()
             soonest: datetime | None = None
-            for stored in list(self._view.values()):
-                policy = self.escalation.policies.get(stored.policy) or self.escalation.policies["default"]
-                due = next_deadline(stored, policy)
-                if due is None:
-                    continue
+            for incident_id, due in list(self._deadlines.items()):
                 if due <= now:
-                    await self._on_due(stored.incident_id)
+                    await self._on_due(incident_id)
                     continue  # the change moves the deadline; the view holds the new one next round
                 soonest = due if soonest is None or due < soonest else soonest
             delay = None if soonest is None else max((soonest - self._clock()).total_seconds(), 0.0)
@@ -352,38 +480,50 @@ class IncidentStore:
         try:
             await self._mutate(incident_id, change)
         except IncidentNotFound:
-            self._view.pop(incident_id, None)
+            self._forget(incident_id)
         except Exception:  # one incident's trouble must not stop the timer for the others
             log.exception("deadline of %s failed; retrying at the next round", incident_id)
 
     # --- state, events and the view --------------------------------------------------------------------------------
 
     async def _mutate(
-        self, incident_id: str, change: Callable[[StoredIncident], StoredIncident | None]
+        self,
+        incident_id: str,
+        change: Callable[[StoredIncident], StoredIncident | None],
+        entry: Entry[StoredIncident] | None = None,
+        records: dict[str, Entry[StoredIncident]] | None = None,
     ) -> tuple[StoredIncident, bool]:
-        """Applies `change` with compare-and-set until it sticks; the stored incident after it, and whether it
-        changed. Publishes the events the change caused."""
+        """Applies `change` with compare-and-set until it sticks, first to `entry` if the caller has just read it;
+        the stored incident after it, and whether it changed. Publishes the events the change caused. `records`
+        gets the record as it stands after."""
+        records = {} if records is None else records
         if not _valid_id(incident_id):
             raise IncidentNotFound(incident_id)
         key = incident_key(incident_id)
         while True:
-            entry = await self._records.get(key)
+            if entry is None:
+                entry = await self._records.get(key)
             if entry is None or entry.value is None:
+                records.pop(incident_id, None)
                 raise IncidentNotFound(incident_id)
             before = entry.value
             after = change(before)
             if after is None:
-                if before.unpublished:
-                    await self._flush(key, before, entry.revision)
+                _remember(
+                    records,
+                    incident_id,
+                    await self._flush(key, before, entry.revision) if before.unpublished else entry,
+                )
                 return before, False
             try:
                 revision = await self._records.update(key, after, entry.revision)
             except KvConflict:
+                entry = None
                 continue
             break
         self._count(before, after)
         self._seen(after)
-        await self._flush(key, after, revision)
+        _remember(records, incident_id, await self._flush(key, after, revision))
         if is_active(before.record.status) and not is_active(after.record.status):
             await self._drop_claims(incident_id, after.claims)
         return after, True
@@ -405,14 +545,17 @@ class IncidentStore:
         if after.flaps_suppressed > before.flaps_suppressed:
             self.metrics.flaps_suppressed.inc()
 
-    async def _flush(self, key: str, stored: StoredIncident, revision: int) -> None:
-        """Publishes what `stored` holds unpublished, then stores it without them."""
+    async def _flush(self, key: str, stored: StoredIncident, revision: int) -> Entry[StoredIncident] | None:
+        """Publishes what `stored` holds unpublished, then stores it without them; the entry as stored then (None if
+        a newer change was stored meanwhile)."""
         if not stored.unpublished:
-            return
+            return Entry(key, revision, stored)
         await self.publish(stored.unpublished)
-        # A conflict means a newer change was stored, which published these (same ids) before its own.
-        with contextlib.suppress(KvConflict):
-            await self._records.update(key, stored.model_copy(update={"unpublished": ()}), revision)
+        cleared = stored.model_copy(update={"unpublished": ()})
+        try:
+            return Entry(key, await self._records.update(key, cleared, revision), cleared)
+        except KvConflict:  # a newer change was stored, which published these (same ids) before its own
+            return None
 
     async def publish(self, outgoing: tuple[Outgoing, ...]) -> None:
         envelopes = []
@@ -423,9 +566,36 @@ class IncidentStore:
         await self._publisher.publish_all(envelopes)
 
     def _seen(self, stored: StoredIncident) -> None:
-        self._view[stored.incident_id] = stored
-        self.metrics.active.set(sum(1 for s in self._view.values() if is_active(s.record.status)))
-        self._moved.set()
+        incident_id = stored.incident_id
+        self._unhold(self._view.get(incident_id))
+        self._view[incident_id] = stored
+        if is_active(stored.record.status):
+            self._active.add(incident_id)
+            self._holders.update(dict.fromkeys(stored.claims, incident_id))
+        else:
+            self._active.discard(incident_id)
+        self.metrics.active.set(len(self._active))
+        policy = self.escalation.policies.get(stored.policy) or self.escalation.policies["default"]
+        due = next_deadline(stored, policy)
+        if due != self._deadlines.get(incident_id):
+            if due is None:
+                del self._deadlines[incident_id]
+            else:
+                self._deadlines[incident_id] = due
+            self._moved.set()
+
+    def _unhold(self, stored: StoredIncident | None) -> None:
+        if stored is not None:
+            for match_key in stored.claims:
+                if self._holders.get(match_key) == stored.incident_id:
+                    del self._holders[match_key]
+
+    def _forget(self, incident_id: str) -> None:
+        self._unhold(self._view.pop(incident_id, None))
+        self._active.discard(incident_id)
+        self.metrics.active.set(len(self._active))
+        if self._deadlines.pop(incident_id, None) is not None:
+            self._moved.set()
 
     async def follow(self, stop: asyncio.Event) -> None:
         """Keeps the view current from a watch on the bucket until `stop`."""
@@ -437,8 +607,7 @@ class IncidentStore:
                         self.caught_up.set()
                         self._moved.set()
                     elif change.value is None:
-                        self._view.pop(change.key.removeprefix(INCIDENT_PREFIX), None)
-                        self._moved.set()
+                        self._forget(change.key.removeprefix(INCIDENT_PREFIX))
                     elif change.value.record.cluster == self.cluster:  # a bus shared by clusters: only ours
                         self._seen(change.value)
 
@@ -513,6 +682,7 @@ class IncidentStore:
         return restored
 
     async def _raise_counter(self, highest: int) -> None:
+        self._last_number = None
         while True:
             entry = await self._counter.get(COUNTER_KEY)
             try:
@@ -540,6 +710,48 @@ class IncidentStore:
 
     def view(self) -> dict[str, StoredIncident]:
         return dict(self._view)
+
+
+def _remember(records: dict[str, Entry[StoredIncident]], incident_id: str, entry: Entry[StoredIncident] | None) -> None:
+    if entry is None:
+        records.pop(incident_id, None)
+    else:
+        records[incident_id] = entry
+
+
+class KeyLocks:
+    """A lock per match key, taken for every key of a signal: signals sharing a key (the same alert, group or
+    service) take turns, the others go on at once. Keys are taken in one order, so two signals never wait on each
+    other; a key's lock goes when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # key -> (lock, signals holding or waiting)
+
+    @contextlib.asynccontextmanager
+    async def holding(self, keys: Iterable[str]) -> AsyncIterator[None]:
+        ordered = sorted(set(keys))
+        for key in ordered:
+            lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+            self._locks[key] = (lock, users + 1)
+        taken: list[asyncio.Lock] = []
+        try:
+            for key in ordered:
+                lock = self._locks[key][0]
+                await lock.acquire()
+                taken.append(lock)
+            yield
+        finally:
+            for lock in reversed(taken):
+                lock.release()
+            for key in ordered:
+                lock, users = self._locks[key]
+                if users == 1:
+                    del self._locks[key]
+                else:
+                    self._locks[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
 
 
 def _valid_id(incident_id: str) -> bool:

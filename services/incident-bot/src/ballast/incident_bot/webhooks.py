@@ -124,13 +124,15 @@ def webhook_routes(
             webhook = parse(AmWebhook, await request.read())
         except BadPayload as exc:
             return _bad_request("version 4 Alertmanager webhook", exc.errors)
-        outcomes: list[dict[str, Any]] = []
+        signals = alert_signals(webhook, clock())
         try:
-            for signal in alert_signals(webhook, clock()):
-                outcome, incident_id = await store().handle(signal)
-                outcomes.append({"fingerprint": signal.fingerprint, "outcome": outcome.value, "incident": incident_id})
+            handled = await store().handle_all(signals)
         except Exception as exc:  # the KV or the bus: Alertmanager retries the whole group, which is idempotent
             return _unavailable(exc)
+        outcomes: list[dict[str, Any]] = [
+            {"fingerprint": signal.fingerprint, "outcome": outcome.value, "incident": incident_id}
+            for signal, (outcome, incident_id) in zip(signals, handled, strict=True)
+        ]
         return web.json_response({"status": "ok", "alerts": outcomes})
 
     async def pagerduty(request: web.Request) -> web.Response:

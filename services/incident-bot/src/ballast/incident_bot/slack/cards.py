@@ -1,8 +1,11 @@
 """What the bot shows in Slack, as pure functions of the incident record: the incident card (Block Kit), the channel
 name, and the shorter notices (escalation, postmortem).
 
-Blocks are built with slack_sdk's typed block classes, which check Slack's limits (a header of 150 characters, 10
-fields a section) when turned into dicts: a record that would break them is cut here, not refused by Slack.
+The card, built for every incident and every change of it, is written as Block Kit dicts: slack_sdk's typed block
+classes check Slack's limits when turned into dicts, at a few milliseconds a card, which an alert storm opening
+hundreds of incidents pays in full. The card's fixed shape keeps within those limits (nine fields a section, at most
+three buttons) and its one free-length text, the header, is cut here; the tests parse every card back through the
+typed classes, so a change that breaks a limit fails there. The rarer notices use the typed classes.
 """
 
 from __future__ import annotations
@@ -12,16 +15,12 @@ from datetime import datetime
 from typing import Any
 
 from slack_sdk.models.blocks import (
-    ActionsBlock,
     Block,
-    ButtonElement,
-    ConfirmObject,
     ContextBlock,
     HeaderBlock,
     MarkdownBlock,
     MarkdownTextObject,
     PlainTextObject,
-    SectionBlock,
 )
 
 from ballast.events.contracts.incident import IncidentEscalated, IncidentStatus, IncidentTransition, Severity
@@ -111,44 +110,53 @@ def card_blocks(incident: IncidentTransition) -> list[dict[str, Any]]:
     if incident.group_key:
         context.append(f"Alertmanager group `{incident.group_key}`")
     context.append(f"last change by {who(incident.changed_by)}")
-    blocks: list[Block] = [
-        HeaderBlock(text=PlainTextObject(text=_cut(title, _HEADER_MAX), emoji=True)),
-        SectionBlock(fields=[MarkdownTextObject(text=f) for f in fields]),
-        ContextBlock(elements=[MarkdownTextObject(text=" · ".join(context))]),
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": _plain(_cut(title, _HEADER_MAX))},
+        {"type": "section", "fields": [_mrkdwn(f) for f in fields]},
+        {"type": "context", "elements": [_mrkdwn(" · ".join(context))]},
     ]
     buttons = _buttons(incident)
     if buttons:
-        blocks.append(ActionsBlock(block_id="incident_actions", elements=buttons))
-    return [block.to_dict() for block in blocks]
+        blocks.append({"type": "actions", "block_id": "incident_actions", "elements": buttons})
+    return blocks
 
 
 def card_metadata(incident: IncidentTransition) -> dict[str, Any]:
     return {"event_type": CARD_EVENT_TYPE, "event_payload": {"incident_id": incident.incident_id}}
 
 
-def _buttons(incident: IncidentTransition) -> list[ButtonElement]:
+def _buttons(incident: IncidentTransition) -> list[dict[str, Any]]:
     status, value = incident.status, incident.incident_id
     buttons = []
     if status is IncidentStatus.OPEN:
-        buttons.append(ButtonElement(text="Acknowledge", action_id=ACKNOWLEDGE, value=value, style="primary"))
+        buttons.append(_button("Acknowledge", ACKNOWLEDGE, value, style="primary"))
     if status in (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED):
-        buttons.append(ButtonElement(text="Mitigated", action_id=MITIGATE, value=value))
+        buttons.append(_button("Mitigated", MITIGATE, value))
     if status in (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED, IncidentStatus.MITIGATED):
-        buttons.append(
-            ButtonElement(
-                text="Resolve",
-                action_id=RESOLVE,
-                value=value,
-                style="danger",
-                confirm=ConfirmObject(
-                    title="Resolve the incident?",
-                    text=f"{incident.incident_id} will be marked resolved: its cause is fixed.",
-                    confirm="Resolve",
-                    deny="Not yet",
-                ),
-            )
-        )
+        resolve = _button("Resolve", RESOLVE, value, style="danger")
+        resolve["confirm"] = {
+            "title": _plain("Resolve the incident?"),
+            "text": _mrkdwn(f"{incident.incident_id} will be marked resolved: its cause is fixed."),
+            "confirm": _plain("Resolve"),
+            "deny": _plain("Not yet"),
+        }
+        buttons.append(resolve)
     return buttons
+
+
+def _button(text: str, action_id: str, value: str, *, style: str | None = None) -> dict[str, Any]:
+    button: dict[str, Any] = {"type": "button", "text": _plain(text), "action_id": action_id, "value": value}
+    if style is not None:
+        button["style"] = style
+    return button
+
+
+def _plain(text: str) -> dict[str, Any]:
+    return {"type": "plain_text", "text": text, "emoji": True}
+
+
+def _mrkdwn(text: str) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": text}
 
 
 def announcement(incident: IncidentTransition, channel_id: str) -> str:

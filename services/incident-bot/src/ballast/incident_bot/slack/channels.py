@@ -243,13 +243,15 @@ class IncidentChannels:
 
     async def _open(self, incident: IncidentTransition, key: str, thread: SlackThread, revision: int) -> SlackThread:
         """Holding the claim: the channel, then the card, each written to the bucket as soon as it exists."""
+        created = False
         if thread.channel is None:
-            channel = await self._make_channel(incident)
+            channel, created = await self._make_channel(incident)
             thread = thread.model_copy(update={"channel": channel})
             revision = await self._threads.update(key, thread, revision)
             await self._invite_people(channel, incident)
         assert thread.channel is not None
-        ts = await self._find_card(thread.channel, incident.incident_id)
+        # A channel made just now is empty; one made before (by an attempt that died) may hold its card already.
+        ts = None if created else await self._find_card(thread.channel, incident.incident_id)
         if ts is None:
             posted = await _slack(
                 self._client.chat_postMessage(
@@ -264,11 +266,12 @@ class IncidentChannels:
         await self._threads.update(key, thread, revision)
         return thread
 
-    async def _make_channel(self, incident: IncidentTransition) -> str:
+    async def _make_channel(self, incident: IncidentTransition) -> tuple[str, bool]:
+        """The incident's channel id, and whether this call created it."""
         name = channel_name(incident, self._prefix)
         try:
             created = await _slack(self._client.conversations_create(name=name))
-            return str(created["channel"]["id"])
+            return str(created["channel"]["id"]), True
         except SlackApiError as exc:
             if exc.response.get("error") != "name_taken":
                 raise
@@ -278,7 +281,7 @@ class IncidentChannels:
             raise RetryLater(f"channel #{name} is taken but not visible to the bot (private?)")
         if not channel.get("is_member"):
             await _slack(self._client.conversations_join(channel=channel["id"]))
-        return str(channel["id"])
+        return str(channel["id"]), False
 
     async def _find_channel(self, name: str) -> dict[str, Any] | None:
         cursor = None

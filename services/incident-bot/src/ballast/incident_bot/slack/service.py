@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Self
 
+import aiohttp
 from aiohttp import web
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -84,8 +85,10 @@ class SlackBot:
         desk: IncidentDesk,
         *,
         postmortem_on_resolve: bool,
+        session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.app = app
+        self._session = session
         self.channels = channels
         self.postmortems = postmortems
         self._desk = desk
@@ -104,28 +107,47 @@ class SlackBot:
         """`postmortems`: the service's writer, made to post in the incident channels from now on (its
         `svc.incident.postmortem` then posts too); without it the bot opens its own."""
         assert settings.slack_bot_token is not None  # wire_slack opens the bot only when Slack is on
-        client = AsyncWebClient(token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url)
-        await bus.ensure_buckets([SLACK_THREADS])
-        channels = IncidentChannels(
-            client,
-            await bus.kv(SLACK_THREADS, SlackThread),
-            desk,
-            channel_prefix=settings.slack_channel_prefix,
-            announce_channel=settings.slack_announce_channel,
-            invite=settings.slack_invite,
+        # One session for every Web API call: without it the client opens (and shakes hands on) a connection per call.
+        session = aiohttp.ClientSession()
+        client = AsyncWebClient(
+            token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url, session=session
         )
-        if postmortems is None:
-            postmortems = await PostmortemWriter.open(bus, source=f"/clusters/{cluster}/incident-bot")
-        postmortems.poster = channels
-        secret = settings.slack_signing_secret
-        app = build_slack_app(
-            client=client,
-            signing_secret=secret.get_secret_value() if secret else "",
-            desk=desk,
-            channels=channels,
-            postmortems=postmortems,
-        )
-        return cls(app, channels, postmortems, desk, postmortem_on_resolve=settings.slack_postmortem_on_resolve)
+        try:
+            await bus.ensure_buckets([SLACK_THREADS])
+            channels = IncidentChannels(
+                client,
+                await bus.kv(SLACK_THREADS, SlackThread),
+                desk,
+                channel_prefix=settings.slack_channel_prefix,
+                announce_channel=settings.slack_announce_channel,
+                invite=settings.slack_invite,
+            )
+            if postmortems is None:
+                postmortems = await PostmortemWriter.open(bus, source=f"/clusters/{cluster}/incident-bot")
+            postmortems.poster = channels
+            secret = settings.slack_signing_secret
+            app = build_slack_app(
+                client=client,
+                signing_secret=secret.get_secret_value() if secret else "",
+                desk=desk,
+                channels=channels,
+                postmortems=postmortems,
+            )
+            return cls(
+                app,
+                channels,
+                postmortems,
+                desk,
+                postmortem_on_resolve=settings.slack_postmortem_on_resolve,
+                session=session,
+            )
+        except BaseException:
+            await session.close()
+            raise
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
 
     async def on_event(self, delivery: Delivery) -> None:
         """The `SLACK_CARDS` handler: the card, then (at resolution) the postmortem."""
@@ -162,7 +184,7 @@ def wire_slack(
         writer = postmortems() if postmortems is not None else None
         return await SlackBot.open(bus, settings, desk(), cluster=cluster, postmortems=writer)
 
-    bot = app.lifespan("slack", open_bot)
+    bot = app.lifespan("slack", open_bot, close=lambda bot: bot.close())
 
     async def on_event(delivery: Delivery) -> None:
         await bot.value.on_event(delivery)
