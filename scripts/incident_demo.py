@@ -25,37 +25,24 @@ import asyncio
 import json
 import os
 import secrets
-import shutil
 import sys
 import threading
 import time
 import urllib.parse
 import urllib.request
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from ballast.cli import platform
 from ballast.cli.main import main as ballast
 from ballast.cli.traffic import URL_FILE
+from ballast.local.demo import availability_slo, fresh_state_dir, until
 from ballast.testing.slack import SlackApi
-
-T = TypeVar("T")
 
 MANAGER = "ballast-incident-demo"
 NAMESPACE = "shop"
 WEBAPP = "web"
-FAST_WINDOWS = """\
-apiVersion: sloth.slok.dev/v1
-kind: AlertWindows
-spec:
-  sloPeriod: 1h
-  page: {quick: {errorBudgetPercent: 2, shortWindow: 5s, longWindow: 20s},
-         slow: {errorBudgetPercent: 5, shortWindow: 10s, longWindow: 30s}}
-  ticket: {quick: {errorBudgetPercent: 10, shortWindow: 15s, longWindow: 45s},
-           slow: {errorBudgetPercent: 10, shortWindow: 30s, longWindow: 1m}}
-"""
 ESCALATION = """\
 policies:
   default:
@@ -63,38 +50,11 @@ policies:
       - {after: 20s, notify: [oncall-secondary]}
       - {after: 40s, notify: [eng-manager]}
 """
-WHERE = f'namespace="{NAMESPACE}",webapp="{WEBAPP}"'
-SLO = {
-    "apiVersion": "platform.example.com/v1",
-    "kind": "ServiceLevelObjective",
-    "metadata": {"name": "availability", "namespace": NAMESPACE},
-    "spec": {
-        "service": WEBAPP,
-        "objective": 99,
-        "window": {"duration": "1h"},
-        "sli": {
-            "eventRatio": {
-                "errorQuery": f'sum(rate(http_requests_total{{{WHERE},code=~"5.."}}[{{{{.window}}}}]))',
-                "totalQuery": f"sum(rate(http_requests_total{{{WHERE}}}[{{{{.window}}}}]))",
-            }
-        },
-        "alerting": {"name": "WebAvailability"},
-    },
-}
+SLO = availability_slo(NAMESPACE, WEBAPP)
 
 
 def _say(message: str) -> None:
     print(f"[incident-demo] {message}", flush=True)
-
-
-async def _until(probe: Callable[[], Awaitable[T | None]], what: str, timeout: float) -> T:
-    """The probe's first truthy answer; TimeoutError (the demo fails) if none comes within `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (found := await probe()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout:.0f}s")
-        await asyncio.sleep(0.5)
-    return found
 
 
 def _get_json(url: str) -> Any:
@@ -236,7 +196,7 @@ async def _script(where: platform.Platform, state_dir: Path, slack: SlackApi, bo
             deployment = await get(api, DEPLOYMENT, NAMESPACE, WEBAPP) or {}
             return (deployment.get("status") or {}).get("readyReplicas") == 3
 
-        await _until(three_ready, "the WebApp's 3 replicas ready", timeout=120)
+        await until(three_ready, "the WebApp's 3 replicas ready", timeout=120)
         _say(f"    3/3 ready; synthetic traffic at {traffic_url}")
 
         _say("2/7 SLO availability: 99 % of requests not 5xx over 1h (alert windows 5s..1m)")
@@ -246,7 +206,7 @@ async def _script(where: platform.Platform, state_dir: Path, slack: SlackApi, bo
             groups = (await asyncio.to_thread(_get_json, f"{prometheus}/api/v1/rules"))["data"]["groups"]
             return [g["name"] for g in groups if "availability" in g["name"]]
 
-        groups = await _until(rules_loaded, "the slo-engine's rules loaded by Prometheus", timeout=90)
+        groups = await until(rules_loaded, "the slo-engine's rules loaded by Prometheus", timeout=90)
         _say(f"    the slo-engine wrote its rules; Prometheus {prometheus} loaded {', '.join(groups)}")
         _say(f"    Prometheus sends its alerts to Alertmanager {alertmanager}, which sends them to the incident-bot")
         _say("    (the budget's period so far is only as long as this Prometheus has run: errors overspend it at once)")
@@ -266,13 +226,13 @@ async def _script(where: platform.Platform, state_dir: Path, slack: SlackApi, bo
             sources = {source for source, outcome in counted if outcome != "ignored"}
             return counted if {"slo", "alertmanager"} <= sources else {}
 
-        await _until(burn_on_bus, "the slo-engine's burn event on the bus", timeout=180)
+        await until(burn_on_bus, "the slo-engine's burn event on the bus", timeout=180)
         _say(f"    the slo-engine reported the burn on the bus after {time.monotonic() - started:.0f}s")
-        held = await _until(in_alertmanager, "the SLO alert in Alertmanager", timeout=180)
+        held = await until(in_alertmanager, "the SLO alert in Alertmanager", timeout=180)
         names = ", ".join(sorted({f"{a['labels']['alertname']} ({a['labels'].get('sloth_severity')})" for a in held}))
         _say(f"    Alertmanager holds {names} after {time.monotonic() - started:.0f}s")
-        counted = await _until(both_sources_at_the_bot, "both sources' signals at the bot", timeout=120)
-        opened = await _until(incidents, "the incident", timeout=30)
+        counted = await until(both_sources_at_the_bot, "both sources' signals at the bot", timeout=120)
+        opened = await until(incidents, "the incident", timeout=30)
         if len(opened) != 1:
             raise RuntimeError(f"expected one incident for {NAMESPACE}/{WEBAPP}, found {len(opened)}")
         incident = opened[0]
@@ -289,7 +249,7 @@ async def _script(where: platform.Platform, state_dir: Path, slack: SlackApi, bo
             channel = slack.channel_named(channel_name)
             return channel if channel is not None and channel.messages else None
 
-        channel = await _until(card_in_slack, f"the Slack channel #{channel_name} with its card", timeout=60)
+        channel = await until(card_in_slack, f"the Slack channel #{channel_name} with its card", timeout=60)
         _say(f"    Slack (local, {slack.base_url}): channel #{channel.name}, card: {channel.messages[0]['text']}")
 
         _say("5/7 nobody acknowledges: the demo's policy escalates after 20s, then 40s")
@@ -301,7 +261,7 @@ async def _script(where: platform.Platform, state_dir: Path, slack: SlackApi, bo
             on_bus = {d["level"] for n, d in seen if n == "escalated" and d["incident_id"] == incident.incident_id}
             return {1, 2} <= on_bus and len(escalations()) >= 2
 
-        await _until(escalated_twice, "both escalation levels, on the bus and in Slack", timeout=120)
+        await until(escalated_twice, "both escalation levels, on the bus and in Slack", timeout=120)
         for text in escalations():
             _say(f"    Slack #{channel.name}: {text}")
 
@@ -312,7 +272,7 @@ async def _script(where: platform.Platform, state_dir: Path, slack: SlackApi, bo
         async def cleared() -> bool:
             return not await prometheus_alerts() and not await in_alertmanager()
 
-        await _until(cleared, "the burn alerts cleared", timeout=180)
+        await until(cleared, "the burn alerts cleared", timeout=180)
         _say(f"    Prometheus and Alertmanager clear after {time.monotonic() - started:.0f}s; a person resolves it")
         if await _ballast("incident", "resolve", incident.incident_id, "--by", "ana", "--nats-url", where.nats_url):
             raise RuntimeError(f"ballast incident resolve {incident.incident_id} failed")
@@ -322,7 +282,7 @@ async def _script(where: platform.Platform, state_dir: Path, slack: SlackApi, bo
         async def postmortem_in_slack() -> bool:
             return any(m.get("text", "").startswith("Postmortem") for m in channel.messages)
 
-        await _until(postmortem_in_slack, "the postmortem in Slack", timeout=60)
+        await until(postmortem_in_slack, "the postmortem in Slack", timeout=60)
         if await _ballast("incident", "postmortem", incident.incident_id, "--nats-url", where.nats_url):
             raise RuntimeError(f"ballast incident postmortem {incident.incident_id} failed")
 
@@ -350,18 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--http-port-base", type=int, default=8131, help="first of the services' HTTP ports")
     args = parser.parse_args(argv)
     state_dir = Path(args.state_dir).resolve()
-    # A clean start each time: a used state directory's events would join this run's postmortem (its 2 h lookback).
-    # Only a directory this demo made (its marker inside) is wiped.
-    marker = state_dir / ".incident-demo"
-    if state_dir.exists() and any(state_dir.iterdir()):
-        if not marker.exists():
-            _say(f"{state_dir} is not empty and not this demo's: choose another --state-dir")
-            return 2
-        shutil.rmtree(state_dir)
-    state_dir.mkdir(parents=True, exist_ok=True)
-    marker.touch()
-    (state_dir / "alert-windows").mkdir(exist_ok=True)
-    (state_dir / "alert-windows" / "fast.yaml").write_text(FAST_WINDOWS)
+    if fresh_state_dir(state_dir, "incident-demo") is None:
+        _say(f"{state_dir} is not empty and not this demo's: choose another --state-dir")
+        return 2
     (state_dir / "escalation.yaml").write_text(ESCALATION)
     bot = next(service for service in platform.SERVICES if service.name == platform.BOT)
     bot_metrics = f"http://127.0.0.1:{bot.health_port(args.http_port_base)}/metrics"

@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -34,39 +33,15 @@ from pathlib import Path
 from typing import Any
 
 from ballast.cli import platform
+from ballast.local.demo import availability_slo, fresh_state_dir, traffic_selector, until
 
 NAMESPACE = "shop"
 WEBAPP = "web"
 CLUSTER = "local"
-FAST_WINDOWS = """\
-apiVersion: sloth.slok.dev/v1
-kind: AlertWindows
-spec:
-  sloPeriod: 1h
-  page: {quick: {errorBudgetPercent: 2, shortWindow: 5s, longWindow: 20s},
-         slow: {errorBudgetPercent: 5, shortWindow: 10s, longWindow: 30s}}
-  ticket: {quick: {errorBudgetPercent: 10, shortWindow: 15s, longWindow: 45s},
-           slow: {errorBudgetPercent: 10, shortWindow: 30s, longWindow: 1m}}
-"""
-WHERE = f'namespace="{NAMESPACE}",webapp="{WEBAPP}"'
-SLO = {
-    "apiVersion": "platform.example.com/v1",
-    "kind": "ServiceLevelObjective",
-    "metadata": {"name": "availability", "namespace": NAMESPACE},
-    "spec": {
-        "service": WEBAPP,
-        "objective": 99,
-        "window": {"duration": "1h"},
-        "sli": {
-            "eventRatio": {
-                "errorQuery": f'sum(rate(http_requests_total{{{WHERE},code=~"5.."}}[{{{{.window}}}}]))',
-                "totalQuery": f"sum(rate(http_requests_total{{{WHERE}}}[{{{{.window}}}}]))",
-            }
-        },
-        "alerting": {"name": "WebAvailability"},  # without it an SLO has no tiers: it never pages
-        "budgetPolicy": {"freezeDeploysBelowPercent": 50, "pauseChaosWhilePaging": True},
-    },
-}
+WHERE = traffic_selector(NAMESPACE, WEBAPP)
+SLO = availability_slo(
+    NAMESPACE, WEBAPP, extra_spec={"budgetPolicy": {"freezeDeploysBelowPercent": 50, "pauseChaosWhilePaging": True}}
+)
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
 EXPERIMENT_NAME = "web-pod-delete"
 EXPERIMENT = {
@@ -110,15 +85,6 @@ spec:
 
 def _say(message: str) -> None:
     print(f"[loop-demo] {message}", flush=True)
-
-
-async def _until(probe: Callable[[], Awaitable[Any]], what: str, timeout: float = 120.0) -> Any:
-    started = time.monotonic()
-    while not (found := await probe()):
-        if time.monotonic() - started > timeout:
-            raise TimeoutError(f"{what}: not within {timeout:.0f}s")
-        await asyncio.sleep(0.25)
-    return found
 
 
 def _query(prometheus: str, expr: str) -> list[Any]:
@@ -258,7 +224,7 @@ async def _script(where: platform.Platform, state_dir: Path) -> None:
         }
         await send_json(api, "POST", WEBAPPS.collection(NAMESPACE), body=webapp)
         took = time.monotonic()
-        await _until(deployment_ready, f"{WEBAPP} Ready")
+        await until(deployment_ready, f"{WEBAPP} Ready")
         _say(f"   {WEBAPP} ready in {time.monotonic() - took:.1f}s")
         # The SLO once the WebApp serves cleanly: its rules record from then on, and the period's ratio is the mean of
         # its shortest window's, so a start-up (replicas not ready, which the synthetic traffic counts as failed
@@ -271,7 +237,7 @@ async def _script(where: platform.Platform, state_dir: Path) -> None:
         async def serving_cleanly() -> bool:
             return bool(await asyncio.to_thread(_query, prometheus, clean))
 
-        await _until(serving_cleanly, f"{WEBAPP} serving without errors for 10s (Prometheus)", timeout=60)
+        await until(serving_cleanly, f"{WEBAPP} serving without errors for 10s (Prometheus)", timeout=60)
         await send_json(api, "POST", slos.collection(NAMESPACE), body=SLO)
         await send_json(api, "POST", experiments.collection(NAMESPACE), body=EXPERIMENT)
 
@@ -279,24 +245,24 @@ async def _script(where: platform.Platform, state_dir: Path) -> None:
             out = json.loads(_ballast("slo", "status", "-n", NAMESPACE, "-o", "json", *nats_url, capture=True))
             return any(state["burn_rates"] and state["budget_remaining"] > 0.9 for state in out)
 
-        await _until(measured_and_healthy, "the SLO measured by the slo-engine", timeout=120)
+        await until(measured_and_healthy, "the SLO measured by the slo-engine", timeout=120)
         _ballast("slo", "status", "-n", NAMESPACE, *nats_url)
 
         _say(f"2/6 ballast chaos run {NAMESPACE}/{EXPERIMENT_NAME}: a pod deleted every 30s")
         _ballast("chaos", *nats_url, "run", f"{NAMESPACE}/{EXPERIMENT_NAME}")
-        await _until(log.probe("evt.chaos.*.*.injected"), "the first injection")
+        await until(log.probe("evt.chaos.*.*.injected"), "the first injection")
 
         _say(f"3/6 ballast traffic set {NAMESPACE}/{WEBAPP} --error-rate 0.5: the service fails half its requests")
         burn_started = time.monotonic()
         _ballast("traffic", "set", f"{NAMESPACE}/{WEBAPP}", "--error-rate", "0.5", "--state-dir", str(state_dir))
-        page = await _until(log.probe("evt.slo.*.*.page_burn_firing"), "the slo-engine paging", timeout=120)
+        page = await until(log.probe("evt.slo.*.*.page_burn_firing"), "the slo-engine paging", timeout=120)
         _say(f"   paged {time.monotonic() - burn_started:.1f}s after the errors began (tier {page.get('tier')})")
-        aborted = await _until(log.probe("evt.chaos.*.*.aborted"), "the chaos run aborted", timeout=60)
+        aborted = await until(log.probe("evt.chaos.*.*.aborted"), "the chaos run aborted", timeout=60)
         _say(f"   chaos aborted: {aborted.get('reason')} {aborted.get('detail', '')}".rstrip())
-        opened = await _until(log.probe("evt.incident.*.*.opened"), "an incident opened", timeout=60)
+        opened = await until(log.probe("evt.incident.*.*.opened"), "an incident opened", timeout=60)
         incident_id = opened["incident_id"]
         _say(f"   incident {incident_id} opened: {opened.get('title')}")
-        await _until(log.probe("evt.slo.*.*.budget_exhausted"), "the budget exhausted", timeout=180)
+        await until(log.probe("evt.slo.*.*.budget_exhausted"), "the budget exhausted", timeout=180)
         # Sloth's definition, which the engine reads from the recorded series: the period's error ratio so far, as if
         # the whole period went like it. An SLO minutes old swings far below zero after a burst; a month-old one
         # does not.
@@ -321,7 +287,7 @@ async def _script(where: platform.Platform, state_dir: Path) -> None:
                 return f"{exc.status} {exc.message}"
             return None
 
-        refusal = await _until(refused, "the deploy refused by the freeze", timeout=60)
+        refusal = await until(refused, "the deploy refused by the freeze", timeout=60)
         _say(f"   new image refused at admission: {refusal[:300]}")
         hotfix = {
             "metadata": {"annotations": {"platform.example.com/hotfix-reason": f"{incident_id}: roll forward"}},
@@ -333,8 +299,8 @@ async def _script(where: platform.Platform, state_dir: Path) -> None:
 
         _say(f"5/6 ballast traffic reset {NAMESPACE}/{WEBAPP}: the errors stop")
         _ballast("traffic", "reset", f"{NAMESPACE}/{WEBAPP}", "--state-dir", str(state_dir))
-        await _until(log.probe("evt.slo.*.*.page_burn_resolved"), "the page resolved", timeout=180)
-        resolved = await _until(
+        await until(log.probe("evt.slo.*.*.page_burn_resolved"), "the page resolved", timeout=180)
+        resolved = await until(
             log.probe("evt.incident.*.*.resolved", lambda e: e.get("incident_id") == incident_id),
             f"{incident_id} resolved",
             timeout=120,
@@ -363,19 +329,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--http-port-base", type=int, default=8121, help="first of the services' HTTP ports")
     args = parser.parse_args(argv)
     state_dir = Path(args.state_dir).resolve()
-    # A fresh platform each time: the demo counts the incidents it sees, and a postmortem reads back two hours. Only a
-    # directory this demo made (its marker inside) is wiped.
-    marker = state_dir / ".loop-demo"
-    if state_dir.exists() and any(state_dir.iterdir()):
-        if not marker.exists():
-            _say(f"{state_dir} is not empty and not this demo's: choose another --state-dir")
-            return 2
-        shutil.rmtree(state_dir)
-    state_dir.mkdir(parents=True, exist_ok=True)
-    marker.touch()
-    windows = state_dir / "alert-windows"
-    windows.mkdir()
-    (windows / "fast.yaml").write_text(FAST_WINDOWS)
+    windows = fresh_state_dir(state_dir, "loop-demo")
+    if windows is None:
+        _say(f"{state_dir} is not empty and not this demo's: choose another --state-dir")
+        return 2
     policies = state_dir / "policies"  # no policies of its own: the gate judges the error-budget freeze only
     policies.mkdir()
     os.environ |= {

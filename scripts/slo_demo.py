@@ -6,9 +6,10 @@ pod, and takes the errors away again, printing every two seconds what Prometheus
 evaluator makes of it (burn rates, budget, firing tiers), and the SLO events on the bus as they arrive.
 
 So that it takes minutes, the SLO's period is 1h with Sloth-format AlertWindows of 5s to 1m (instead of 30d with 5m
-to 3d); the factors scale with the period as for any SLO. The slo-engine process does not run this loop yet: the
-demo drives the engine's pieces (RuleSync, PrometheusSource, BudgetBook) itself, as the engine will once wired.
-Budget attribution to causes is not shown: it is not built yet.
+to 3d); the factors scale with the period as for any SLO (`ballast.local.demo`). The demo runs no slo-engine process:
+it drives the engine's pieces (RuleSync, PrometheusSource, BudgetBook) itself, so that it can print their figures as
+they change; `make loop-demo` shows the slo-engine process doing the same among the other services. Budget
+attribution to causes is not shown.
 
     python scripts/slo_demo.py [--state-dir .ballast/slo-demo]      (make slo-demo)
 
@@ -31,38 +32,12 @@ from typing import Any
 
 from ballast.cli import platform
 from ballast.cli.traffic import URL_FILE
+from ballast.local.demo import FAST_ALERT_WINDOWS, availability_slo
 
 MANAGER = "ballast-slo-demo"
 NAMESPACE = "shop"
 WEBAPP = "web"
-FAST_WINDOWS = """\
-apiVersion: sloth.slok.dev/v1
-kind: AlertWindows
-spec:
-  sloPeriod: 1h
-  page: {quick: {errorBudgetPercent: 2, shortWindow: 5s, longWindow: 20s},
-         slow: {errorBudgetPercent: 5, shortWindow: 10s, longWindow: 30s}}
-  ticket: {quick: {errorBudgetPercent: 10, shortWindow: 15s, longWindow: 45s},
-           slow: {errorBudgetPercent: 10, shortWindow: 30s, longWindow: 1m}}
-"""
-WHERE = f'namespace="{NAMESPACE}",webapp="{WEBAPP}"'
-SLO = {
-    "apiVersion": "platform.example.com/v1",
-    "kind": "ServiceLevelObjective",
-    "metadata": {"name": "availability", "namespace": NAMESPACE},
-    "spec": {
-        "service": WEBAPP,
-        "objective": 99,
-        "window": {"duration": "1h"},
-        "sli": {
-            "eventRatio": {
-                "errorQuery": f'sum(rate(http_requests_total{{{WHERE},code=~"5.."}}[{{{{.window}}}}]))',
-                "totalQuery": f"sum(rate(http_requests_total{{{WHERE}}}[{{{{.window}}}}]))",
-            }
-        },
-        "alerting": {"name": "WebAvailability"},
-    },
-}
+SLO = availability_slo(NAMESPACE, WEBAPP)
 
 
 def _say(message: str) -> None:
@@ -111,7 +86,7 @@ async def _script(where: platform.Platform, state_dir: Path) -> None:
     traffic_url = (state_dir / URL_FILE).read_text().strip()
     windows_dir = state_dir / "alert-windows"
     windows_dir.mkdir(parents=True, exist_ok=True)
-    (windows_dir / "fast.yaml").write_text(FAST_WINDOWS)
+    (windows_dir / "fast.yaml").write_text(FAST_ALERT_WINDOWS)
     catalogue = WindowCatalogue.from_directory(windows_dir)
     windows = catalogue.for_period(timedelta(hours=1))
     slos = Resource("platform.example.com", "v1", "servicelevelobjectives", "ServiceLevelObjective")
