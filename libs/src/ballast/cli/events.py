@@ -316,7 +316,9 @@ async def _import(args: argparse.Namespace) -> int:
         print(
             f"dry run: would publish {plan.events} events ({lines}{skipped}) to their recorded subjects; "
             f"streams: {streams}; each with Nats-Msg-Id <ce-source>/<ce-id>, so events already stored within the "
-            "duplicate window are not stored again. Pass --execute to publish."
+            "duplicate window are not stored again"
+            + ("; the malformed lines would be kept as dead letters (dlq.events-import)" if plan.malformed else "")
+            + ". Pass --execute to publish."
         )
         return 0
     bus = await _connect(args.nats_url)
@@ -326,12 +328,18 @@ async def _import(args: argparse.Namespace) -> int:
         with stop.catching():
             result = await importing.publish(bus, plan, from_line=args.from_line, progress=progress, stop=stop)
         progress.finish()
+        kept = await importing.dead_letter(bus, plan)
     finally:
         await bus.close()
     print(
         f"imported {result.tally.stored} events, {result.tally.duplicates} already stored (duplicates){skipped}; "
         f"through line {result.published_through}"
     )
+    if plan.malformed:
+        print(
+            f"{len(plan.malformed)} malformed line(s) kept as dead letters on dlq.events-import with their reasons "
+            f"({kept} new): ballast events dlq list --consumer events-import"
+        )
     if result.error or result.stopped:
         why = f"failed: {result.error}" if result.error else "stopped"
         _err(f"{why}; every line before {result.resume_from} is stored: resume with --from-line {result.resume_from}")
