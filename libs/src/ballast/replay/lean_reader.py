@@ -49,7 +49,7 @@ class Unsupported(Exception):
     """What this reader does not speak (the caller reads with nats-py instead); the message says what."""
 
 
-class ReadInterrupted(Exception):
+class ReadInterrupted(ConnectionError):
     """The server went away and did not come back within the reader's retries."""
 
 
