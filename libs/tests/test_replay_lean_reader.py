@@ -17,7 +17,7 @@ from ballast.events.contracts.common import ObjectRef
 from ballast.events.contracts.k8s import ObservedObject, k8s_event_type
 from ballast.local.nats_server import NatsServer
 from ballast.replay.exporting import export
-from ballast.replay.lean_reader import LeanReader, RawMessage, parse_headers, stored_time
+from ballast.replay.lean_reader import LeanReader, RawMessage, parse_headers, stored_time, stored_time_text
 from ballast.replay.records import NotAnEvent, export_line, export_line_raw
 from ballast.replay.selection import Selection, SelectionError
 from ballast.telemetry.metrics import BusMetrics
@@ -106,7 +106,8 @@ async def test_raw_lines_equal_lines_from_parsed_headers(bus: Bus, recorded: str
         b'ce-specversion: 1.0\r\nce-id: "q"\r\nce-source: s\r\nce-type: t\r\ntraceparent: p\r\nce-traceparent: c\r\n',
     ]
     cases = [(m[3], m[4]) for m in messages] + [(block, b"{}") for block in odd_blocks]
-    time = stored_time(1_700_000_000_123_456_789)
+    nanos = 1_700_000_000_123_456_789
+    time = stored_time(nanos)
 
     def line(make: Callable[[], bytes]) -> bytes | str:
         try:
@@ -115,9 +116,16 @@ async def test_raw_lines_equal_lines_from_parsed_headers(bus: Bus, recorded: str
             return str(exc)
 
     for block, body in cases:
-        raw = line(lambda: export_line_raw("S", 7, time, "s.x", block, body))  # noqa: B023
+        raw = line(lambda: export_line_raw("S", 7, nanos, "s.x", block, body))  # noqa: B023
         parsed = line(lambda: export_line("S", 7, time, "s.x", parse_headers(block), body))  # noqa: B023
         assert raw == parsed, block
+
+
+def test_stored_times_are_written_as_the_bus_reader_writes_them() -> None:
+    samples = [0, 1, 999, 1_000, 1_500, 2_500, 999_999_999, 1_000_000_000, 1_700_000_000_000_000_500]
+    samples += [1_764_000_000_000_000_000 + k * 7_919_333 for k in range(20_000)]  # across seconds, halves included
+    for nanos in samples:
+        assert stored_time_text(nanos) == stored_time(nanos).isoformat().replace("+00:00", "Z"), nanos
 
 
 async def test_the_reader_skips_gaps_and_stops_at_the_end_sequence(bus: Bus, recorded: str) -> None:

@@ -119,26 +119,29 @@ async def _export_lean(
     write = out.write
     not_events = result.not_events
     filtered = selection.filters_headers
+    windowed = since is not None or until is not None
     async with reader:
         async for batch in reader:
             lines: list[bytes] = []
             append = lines.append
             handled = 0
             for sequence, subject, nanos, block, payload in batch:
-                time = stored_time(nanos)
-                if until is not None and time > until:
-                    break  # stored times only grow along the stream
+                if windowed:
+                    time = stored_time(nanos)
+                    if until is not None and time > until:
+                        break  # stored times only grow along the stream
+                    if since is not None and time < since:
+                        handled += 1
+                        continue  # a sequence start before the time window
                 handled += 1
-                if since is not None and time < since:
-                    continue  # a sequence start before the time window
                 try:
                     if filtered:
                         headers = parse_headers(block)
                         if not selection.wants(headers):
                             continue
-                        append(export_line(stream, sequence, time, subject, headers, payload))
+                        append(export_line(stream, sequence, stored_time(nanos), subject, headers, payload))
                     else:
-                        append(export_line_raw(stream, sequence, time, subject, block, payload))
+                        append(export_line_raw(stream, sequence, nanos, subject, block, payload))
                 except NotAnEvent as exc:
                     not_events.append((sequence, str(exc)))
             if lines:

@@ -18,7 +18,7 @@ from typing import Any, Final
 import orjson
 
 from ballast.events.envelope import REQUIRED_HEADERS, SPEC_VERSION, _decode_value, _encode_value
-from ballast.replay.lean_reader import parse_headers
+from ballast.replay.lean_reader import parse_headers, stored_time, stored_time_text
 
 STORED_AT: Final = ("natsstream", "natssubject", "natssequence", "natstime")
 _TRACE_HEADERS: Final = ("traceparent", "tracestate")
@@ -65,7 +65,7 @@ def export_line(
     if not ("id" in event and "source" in event and "type" in event and "specversion" in event):
         missing = [a for a in _REQUIRED if a not in event]
         raise NotAnEvent("no " + ", ".join(f"ce-{a}" for a in missing) + " header")
-    return _line(event, trace, stream, sequence, time, subject, body)
+    return _line(event, trace, stream, sequence, time.isoformat().replace("+00:00", "Z"), subject, body)
 
 
 # What a header name means on an export line: (kind, attribute), kind 0 a CloudEvents attribute, 1 a trace header,
@@ -94,13 +94,27 @@ def _raw_name(raw: bytes) -> tuple[int, str]:
     return meaning
 
 
-def export_line_raw(stream: str, sequence: int, time: datetime, subject: str, block: bytes, body: bytes) -> bytes:
-    """`export_line` of a message whose headers are still the raw block (`Name: value\\r\\n` lines): the same line
-    as `export_line` gives for the headers nats-py would parse from it, without making them first."""
+# Whole header lines that repeat from message to message (spec version, source, type, content type, schema), with
+# what they mean once decoded; attributes unique to each event are not kept.
+_RAW_LINES: dict[bytes, tuple[int, str, str]] = {}
+_UNIQUE: Final = frozenset(("id", "time", "subject", "traceparent", "tracestate"))
+
+
+def export_line_raw(stream: str, sequence: int, nanos: int, subject: str, block: bytes, body: bytes) -> bytes:
+    """`export_line` of a message whose headers are still the raw block (`Name: value\\r\\n` lines) and whose stored
+    time is in ns: the same line as `export_line` gives for the headers nats-py would parse from it and the time its
+    metadata would give, without making either first."""
     event: dict[str, Any] = {}
     trace: dict[str, str] = {}
-    names = _RAW_NAMES
+    names, seen = _RAW_NAMES, _RAW_LINES
     for header in block.split(b"\r\n"):
+        known = seen.get(header)
+        if known is not None:
+            if known[0] == 0:
+                event[known[1]] = known[2]
+            else:
+                trace[known[1]] = known[2]
+            continue
         raw_name, colon, raw = header.partition(b":")
         if not colon:
             continue
@@ -116,12 +130,14 @@ def export_line_raw(stream: str, sequence: int, time: datetime, subject: str, bl
                 value = _decode_value(value)
             except UnicodeDecodeError:
                 # a header repeated later may replace this one: the mapping's rules decide
-                return export_line(stream, sequence, time, subject, parse_headers(block), body)
+                return export_line(stream, sequence, stored_time(nanos), subject, parse_headers(block), body)
         event[attribute] = value
+        if attribute not in _UNIQUE and len(seen) < 1024:
+            seen[header] = (kind, attribute, value)
     if not ("id" in event and "source" in event and "type" in event and "specversion" in event):
         missing = [a for a in _REQUIRED if a not in event]
         raise NotAnEvent("no " + ", ".join(f"ce-{a}" for a in missing) + " header")
-    return _line(event, trace, stream, sequence, time, subject, body)
+    return _line(event, trace, stream, sequence, stored_time_text(nanos), subject, body)
 
 
 def _line(
@@ -129,7 +145,7 @@ def _line(
     trace: dict[str, str],
     stream: str,
     sequence: int,
-    time: datetime,
+    stored_at: str,
     subject: str,
     body: bytes,
 ) -> bytes:
@@ -138,7 +154,7 @@ def _line(
     event["natsstream"] = stream
     event["natssubject"] = subject
     event["natssequence"] = sequence
-    event["natstime"] = time.isoformat().replace("+00:00", "Z")
+    event["natstime"] = stored_at
     head = orjson.dumps(event)
     # The body goes in as it is when a JSON round trip gives back the same bytes (what the bus publishes: compact
     # JSON); anything else is carried as bytes, so an import stores exactly what was exported.
