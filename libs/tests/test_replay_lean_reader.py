@@ -104,6 +104,11 @@ async def test_raw_lines_equal_lines_from_parsed_headers(bus: Bus, recorded: str
         b"ce-specversion:1.0\r\nce-id:\t x \r\nce-source: %2Fs%20\r\nce-type: t\r\nbad name: v\r\nno colon\r\n",
         b"ce-specversion: 1.0\r\nce-id: %FF\r\nce-id: fine\r\nce-source: s\r\nce-type: t\r\n",  # bad value replaced
         b'ce-specversion: 1.0\r\nce-id: "q"\r\nce-source: s\r\nce-type: t\r\ntraceparent: p\r\nce-traceparent: c\r\n',
+        b"ce-specversion: 1.0\r\nce-id: a\\b\r\nce-source: s\tt\r\nce-type: \xc3\xa9t\xe9\r\nce-subject:\r\n",
+        b"ce-specversion: 1.0\r\nce-id: i\r\nce-source: s\r\nce-type: t\r\ntracestate: a=1\r\ntraceparent: p\r\n",
+        b"traceparent: p1\r\nce-specversion: 1.0\r\nce-id: i\r\nce-source: s\r\nce-type: t\r\nTraceparent: p2\r\n",
+        b"ce-specversion: 1.0\r\nce-source: s\r\nce-type: t\r\nce-x\x7f: \x7f\r\n",  # no id: not an event
+        b"ce-specversion: 1.0\r\nce-id: i\r\nce-source: s\r\nce-type: t\r\nce-ext: %E2%82%AC%20%22\r\n",
     ]
     cases = [(m[3], m[4]) for m in messages] + [(block, b"{}") for block in odd_blocks]
     nanos = 1_700_000_000_123_456_789
