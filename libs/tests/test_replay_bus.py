@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -168,7 +169,18 @@ def test_a_malformed_line_is_reported_with_its_number_and_nothing_is_half_publis
     captured = capsys.readouterr()
     assert "line 3: not JSON" in captured.err
     assert "imported 4 events, 0 already stored" in captured.out
+    assert "2 malformed line(s) kept as dead letters on dlq.events-import with their reasons (2 new)" in captured.out
     assert asyncio.run(_count(nats_server.url, f"evt.k8s.{cluster}.>")) == 4
+
+    # the skipped lines are dead letters with their reasons, stored once however often the import runs
+    assert main(["events", "import", str(path), *url, "--on-error", "skip", "--execute", "--quiet"]) == 0
+    assert "(0 new)" in capsys.readouterr().out
+    assert main(["events", "dlq", "list", *url, "--consumer", "events-import", "-o", "json"]) == 0
+    letters = [x for x in json.loads(capsys.readouterr().out) if str(path) in x["reason"]]
+    reasons = [x["reason"] for x in letters]
+    assert len(reasons) == 2
+    assert reasons[0].startswith(f"{path}:line 3: not JSON")
+    assert reasons[1].startswith(f"{path}:line 5: not a valid event: schema_violation")
 
 
 async def test_replay_keeps_the_order_and_the_pace(streams: Bus, tmp_path: Path, unique: Callable[[str], str]) -> None:

@@ -4,7 +4,9 @@ N typed events (CloudEvents headers, JSON ObservedObject bodies, as the reconcil
 K8S_EVENTS once. Then, for R rounds:
   raw read     nats-py alone reading the whole stream: an ordered push consumer (`js.subscribe(ordered_consumer=True)`,
                nats-py's fastest way through a stream, with flow control and heartbeats) counting messages
-  export       `ballast.replay.exporting.export`: the bus's ordered reader, each message turned into a JSONL line
+  lean read    `ballast.replay.lean_reader.LeanReader` alone (our own protocol client, the export's read path)
+               counting messages: printed for comparison, not a bar
+  export       `ballast.replay.exporting.export`: the lean reader, each message turned into a JSONL line
                (attributes decoded, body checked to round-trip) and written to a file
   shadow copy  `ballast.replay.shadow.copy_window`: SHADOW_<run> sourcing the stream with a subject transform,
                timed from the stream's creation to the last message's arrival (server-side, no client in the path)
@@ -40,6 +42,7 @@ from ballast.events.contracts.common import ObjectRef
 from ballast.events.contracts.k8s import ObservedObject, k8s_event_type, k8s_subject
 from ballast.replay import importing
 from ballast.replay.exporting import export
+from ballast.replay.lean_reader import LeanReader
 from ballast.replay.selection import Selection
 from ballast.replay.shadow import Recorded, copy_window, remove
 from ballast.telemetry.metrics import BusMetrics
@@ -103,6 +106,18 @@ async def raw_read(url: str, n: int) -> float:
     return n / elapsed
 
 
+async def lean_read(url: str, n: int) -> float:
+    count = 0
+    started = time.perf_counter()
+    async with LeanReader(url, K8S_EVENTS.name) as reader:
+        async for batch in reader:
+            count += len(batch)
+    elapsed = time.perf_counter() - started
+    if count != n:
+        raise SystemExit(f"the lean reader read {count} events, not {n}")
+    return n / elapsed
+
+
 async def export_run(bus: Bus, path: Path, n: int) -> float:
     started = time.perf_counter()
     with path.open("wb") as out:
@@ -141,23 +156,26 @@ async def main(n: int, rounds: int) -> None:
         await store(bus, messages(n))
         path = Path(scratch) / "export.jsonl"
         await export_run(bus, path, n)  # warm-up: imports, caches, the server's file store
-        raw, exported, copied, imported = [], [], [], []
+        raw, lean, exported, copied, imported = [], [], [], [], []
         for round_ in range(rounds):
             raw.append(await raw_read(server.url, n))
+            lean.append(await lean_read(server.url, n))
             exported.append(await export_run(bus, path, n))
             copied.append(await shadow_run(bus, n, f"bench{round_}"))
             imported.append(await import_run(bus, path, n))
             print(
-                f"round {round_ + 1}/{rounds}: raw read {raw[-1]:,.0f}/s, export {exported[-1]:,.0f}/s, "
+                f"round {round_ + 1}/{rounds}: raw read {raw[-1]:,.0f}/s, lean read {lean[-1]:,.0f}/s, "
+                f"export {exported[-1]:,.0f}/s, "
                 f"shadow copy {copied[-1]:,.0f}/s, import {imported[-1]:,.0f}/s",
                 file=sys.stderr,
             )
         await bus.close()
     med = {
         k: statistics.median(v)
-        for k, v in (("raw", raw), ("export", exported), ("shadow", copied), ("import", imported))
+        for k, v in (("raw", raw), ("lean", lean), ("export", exported), ("shadow", copied), ("import", imported))
     }
     print(f"export/raw read: {med['export'] / med['raw']:.2f} (bar 0.8); export and shadow copy bar: 100,000/s")
+    print(f"lean read (the export's reader, without the lines): {med['lean']:.0f}/s")
     print(
         f"bench-replay: events={n} export_per_s={med['export']:.0f} import_per_s={med['import']:.0f} "
         f"shadow_copy_per_s={med['shadow']:.0f} raw_read_per_s={med['raw']:.0f}"

@@ -6,6 +6,7 @@
     ballast events replay (--stream S [filters] | --file F) [--into shadow|live] [--pace instant|original|10x]
     ballast events shadow policy --policy DIR [window]                what a candidate policy set would change
     ballast events shadow slo --slo FILE [--windows DIR] [window]     the alerts a candidate SLO would fire or miss
+    ballast events shadow incident --escalation FILE [window]         who a candidate escalation policy would page
     ballast events dlq list|show SEQ|redrive SEQ...                   dead letters of the bus's consumers
 
 Filters: --subject (repeatable), --type and --source (globs, repeatable), --since/--until (RFC 3339, or a duration
@@ -111,7 +112,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     replay.add_argument("--pace", type=_pacing, default=Pacing(None), help="instant (default), original, or 10x")
     replay.add_argument("--on-error", choices=["stop", "skip"], default="stop", help="for --file (stop)")
 
-    shadow = jobs.add_parser("shadow", help="run a candidate policy or SLO over a recorded window")
+    shadow = jobs.add_parser("shadow", help="run a candidate policy, SLO or escalation policy over a recorded window")
     kinds = shadow.add_subparsers(dest="shadow_kind", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--run", help="run id (default: a new one); the copy is SHADOW_<run>")
@@ -132,6 +133,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ss.add_argument("--windows", type=Path, help="a directory of AlertWindows files (a candidate window set)")
     ss.add_argument("--default-slo-period", type=_duration, default=timedelta(days=30), metavar="DURATION")
     ss.add_argument("--step", type=_duration, default=timedelta(minutes=1), help="evaluation interval (1m)")
+    si = kinds.add_parser(
+        "incident", parents=[connection, window, common], help="who a candidate escalation policy would page"
+    )
+    si.add_argument("--escalation", required=True, type=Path, help="the candidate escalation policies (YAML/JSON)")
+    si.add_argument(
+        "--tolerance", type=_duration, default=timedelta(minutes=1), help="same page when this close in time (1m)"
+    )
 
     dlq = jobs.add_parser("dlq", help="dead letters of the bus's consumers")
     dlq_jobs = dlq.add_subparsers(dest="dlq_command", required=True)
@@ -179,6 +187,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
         return await _import(args)
     if command == "shadow" and args.shadow_kind == "slo":
         return await _shadow_slo(args)
+    if command == "shadow" and args.shadow_kind == "incident":
+        return await _shadow_incident(args)
     handlers: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
         "tail": _tail,
         "export": _export,
@@ -306,7 +316,9 @@ async def _import(args: argparse.Namespace) -> int:
         print(
             f"dry run: would publish {plan.events} events ({lines}{skipped}) to their recorded subjects; "
             f"streams: {streams}; each with Nats-Msg-Id <ce-source>/<ce-id>, so events already stored within the "
-            "duplicate window are not stored again. Pass --execute to publish."
+            "duplicate window are not stored again"
+            + ("; the malformed lines would be kept as dead letters (dlq.events-import)" if plan.malformed else "")
+            + ". Pass --execute to publish."
         )
         return 0
     bus = await _connect(args.nats_url)
@@ -316,12 +328,18 @@ async def _import(args: argparse.Namespace) -> int:
         with stop.catching():
             result = await importing.publish(bus, plan, from_line=args.from_line, progress=progress, stop=stop)
         progress.finish()
+        kept = await importing.dead_letter(bus, plan)
     finally:
         await bus.close()
     print(
         f"imported {result.tally.stored} events, {result.tally.duplicates} already stored (duplicates){skipped}; "
         f"through line {result.published_through}"
     )
+    if plan.malformed:
+        print(
+            f"{len(plan.malformed)} malformed line(s) kept as dead letters on dlq.events-import with their reasons "
+            f"({kept} new): ballast events dlq list --consumer events-import"
+        )
     if result.error or result.stopped:
         why = f"failed: {result.error}" if result.error else "stopped"
         _err(f"{why}; every line before {result.resume_from} is stored: resume with --from-line {result.resume_from}")
@@ -506,6 +524,26 @@ async def _shadow_slo(args: argparse.Namespace) -> int:
     finally:
         await bus.close()
     header = _shadow_header(run_id, copy, args.keep, "slo", _selection(args))
+    _print_report(args.output, header, diff.as_json(), diff.text())
+    return 0
+
+
+async def _shadow_incident(args: argparse.Namespace) -> int:
+    from ballast.events.contracts.escalation import load_escalation
+    from ballast.replay import shadowing
+    from ballast.replay.shadow import check_run_id, new_run_id
+
+    run_id = check_run_id(args.run or new_run_id())
+    escalation = load_escalation(args.escalation)  # a bad file is refused naming the field (EscalationConfigError)
+    selection = _selection(args)
+    bus = await _connect(args.nats_url)
+    try:
+        copy, diff = await shadowing.incident(
+            bus, escalation, run_id, selection, cluster=args.cluster, keep=args.keep, tolerance=args.tolerance
+        )
+    finally:
+        await bus.close()
+    header = _shadow_header(run_id, copy, args.keep, "incident", selection)
     _print_report(args.output, header, diff.as_json(), diff.text())
     return 0
 

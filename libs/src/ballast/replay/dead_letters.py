@@ -158,6 +158,10 @@ async def redrive(bus: Bus, sequences: Sequence[int]) -> list[Redriven]:
     done = []
     for sequence in sequences:
         letter = await get_letter(bus, sequence)
+        if letter.consumer == "events-import":
+            raise SelectionError(
+                f"dead letter {sequence}: a malformed line of an import ({letter.reason}): fix it and import it again"
+            )
         if letter.subject is None or letter.body is None:
             raise SelectionError(
                 f"dead letter {sequence}: the original ({letter.stream}#{letter.stream_seq}) is no longer stored"

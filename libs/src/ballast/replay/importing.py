@@ -6,24 +6,32 @@ reported with their numbers; with `on_error=stop` (the default) nothing is publi
 pass publishes, each event with the bus's de-duplication key `<ce-source>/<ce-id>`: an import run again, or resumed
 from a line, does not store an event twice within the streams' duplicate window. A stopped or failed import says
 the line to resume from (`--from-line`): every line before it is stored.
+
+Skipped lines are not lost: `dead_letter` puts each in `DEAD_LETTERS` on `dlq.events-import`, the line as it was
+with `Ballast-Dlq-Reason: <file>:<line>: <why>`, where `ballast events dlq list` shows them (once per file, line and
+content: an import run again stores no second copy).
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ballast.bus import Bus
+from ballast.bus.consumer import DLQ_CONSUMER, DLQ_REASON
 from ballast.bus.publisher import MSG_ID_HEADER
-from ballast.events.catalogue import Catalogue
+from ballast.events.catalogue import DEAD_LETTERS, Catalogue, dead_letter_subject
 from ballast.events.envelope import EventDecodeError, decode
 from ballast.replay.progress import Progress, Stop
 from ballast.replay.publishing import RawPublisher, Tally, publish_in_order
 from ballast.replay.records import ImportedEvent, MalformedLine, parse_line
 from ballast.replay.selection import covers
+
+IMPORT_DEAD_LETTERS = "events-import"  # the `consumer` their dead letters name: dlq.events-import
 
 
 class OnError(enum.StrEnum):
@@ -127,3 +135,28 @@ async def publish(
     result.tally, result.stopped, result.error = published.tally, published.stopped, published.error
     result.published_through = published.through
     return result
+
+
+async def dead_letter(bus: Bus, plan: ImportPlan) -> int:
+    """Puts each malformed line of the plan in DEAD_LETTERS with its reason; returns how many were stored (lines
+    dead-lettered before, by an earlier run, are not stored again)."""
+    bad = {m.line: m for m in plan.malformed}
+    stored = 0
+    if not bad:
+        return 0
+    with plan.path.open("rb") as file:
+        for number, text in enumerate(file, start=1):
+            problem = bad.get(number)
+            if problem is None:
+                continue
+            digest = hashlib.sha256(text).hexdigest()[:16]
+            headers = {
+                DLQ_REASON: f"{plan.path}:{problem}".replace("\r", " ").replace("\n", " "),
+                DLQ_CONSUMER: IMPORT_DEAD_LETTERS,
+                MSG_ID_HEADER: f"import:{plan.path.name}:{number}:{digest}",
+            }
+            ack = await bus.js.publish(
+                dead_letter_subject(IMPORT_DEAD_LETTERS), text, headers=headers, stream=DEAD_LETTERS.name
+            )
+            stored += 0 if ack.duplicate else 1
+    return stored

@@ -18,6 +18,7 @@ from typing import Any, Final
 import orjson
 
 from ballast.events.envelope import REQUIRED_HEADERS, SPEC_VERSION, _decode_value, _encode_value
+from ballast.replay.lean_reader import parse_headers, stored_time, stored_time_text
 
 STORED_AT: Final = ("natsstream", "natssubject", "natssequence", "natstime")
 _TRACE_HEADERS: Final = ("traceparent", "tracestate")
@@ -64,12 +65,96 @@ def export_line(
     if not ("id" in event and "source" in event and "type" in event and "specversion" in event):
         missing = [a for a in _REQUIRED if a not in event]
         raise NotAnEvent("no " + ", ".join(f"ce-{a}" for a in missing) + " header")
+    return _line(event, trace, stream, sequence, time.isoformat().replace("+00:00", "Z"), subject, body)
+
+
+# What a header name means on an export line: (kind, attribute), kind 0 a CloudEvents attribute, 1 a trace header,
+# 2 neither. Names repeat on every message: each is worked out once.
+_RAW_NAMES: dict[bytes, tuple[int, str]] = {}
+
+
+def _raw_name(raw: bytes) -> tuple[int, str]:
+    try:
+        name = raw.strip().decode("ascii")
+    except UnicodeDecodeError:
+        name = ""
+    meaning: tuple[int, str]
+    if not name or any(c.isspace() for c in name):
+        meaning = (2, "")  # not a header nats-py would give either
+    elif name in _CE_HEADERS:
+        meaning = (0, _CE_HEADERS[name])
+    elif name.lower()[:3] == "ce-":
+        meaning = (0, name.lower()[3:])
+    elif name.lower() in _TRACE_HEADERS:
+        meaning = (1, name.lower())
+    else:
+        meaning = (2, "")
+    if len(_RAW_NAMES) < 4096:
+        _RAW_NAMES[raw] = meaning
+    return meaning
+
+
+# Whole header lines that repeat from message to message (spec version, source, type, content type, schema), with
+# what they mean once decoded; attributes unique to each event are not kept.
+_RAW_LINES: dict[bytes, tuple[int, str, str]] = {}
+_UNIQUE: Final = frozenset(("id", "time", "subject", "traceparent", "tracestate"))
+
+
+def export_line_raw(stream: str, sequence: int, nanos: int, subject: str, block: bytes, body: bytes) -> bytes:
+    """`export_line` of a message whose headers are still the raw block (`Name: value\\r\\n` lines) and whose stored
+    time is in ns: the same line as `export_line` gives for the headers nats-py would parse from it and the time its
+    metadata would give, without making either first."""
+    event: dict[str, Any] = {}
+    trace: dict[str, str] = {}
+    names, seen = _RAW_NAMES, _RAW_LINES
+    for header in block.split(b"\r\n"):
+        known = seen.get(header)
+        if known is not None:
+            if known[0] == 0:
+                event[known[1]] = known[2]
+            else:
+                trace[known[1]] = known[2]
+            continue
+        raw_name, colon, raw = header.partition(b":")
+        if not colon:
+            continue
+        kind, attribute = names[raw_name] if raw_name in names else _raw_name(raw_name)
+        if kind == 2:
+            continue
+        value = raw.strip().decode("utf-8", "replace")
+        if kind == 1:
+            trace[attribute] = value
+            continue
+        if "%" in value or value[:1] == '"':
+            try:
+                value = _decode_value(value)
+            except UnicodeDecodeError:
+                # a header repeated later may replace this one: the mapping's rules decide
+                return export_line(stream, sequence, stored_time(nanos), subject, parse_headers(block), body)
+        event[attribute] = value
+        if attribute not in _UNIQUE and len(seen) < 1024:
+            seen[header] = (kind, attribute, value)
+    if not ("id" in event and "source" in event and "type" in event and "specversion" in event):
+        missing = [a for a in _REQUIRED if a not in event]
+        raise NotAnEvent("no " + ", ".join(f"ce-{a}" for a in missing) + " header")
+    return _line(event, trace, stream, sequence, stored_time_text(nanos), subject, body)
+
+
+def _line(
+    event: dict[str, Any],
+    trace: dict[str, str],
+    stream: str,
+    sequence: int,
+    stored_at: str,
+    subject: str,
+    body: bytes,
+) -> bytes:
     for name, value in trace.items():
         event.setdefault(name, value)
     event["natsstream"] = stream
     event["natssubject"] = subject
     event["natssequence"] = sequence
-    event["natstime"] = time.isoformat().replace("+00:00", "Z")
+    event["natstime"] = stored_at
     head = orjson.dumps(event)
     # The body goes in as it is when a JSON round trip gives back the same bytes (what the bus publishes: compact
     # JSON); anything else is carried as bytes, so an import stores exactly what was exported.

@@ -1,5 +1,6 @@
 """A shadow run end to end: copy the window into `SHADOW_<run>` on the server, evaluate the candidate over the copy
-(policy decisions judged again, or SLO alerts backtested), remove the copy unless kept, and return the diff.
+(policy decisions judged again, SLO alerts backtested, or incidents escalated by another policy), remove the copy
+unless kept, and return the diff.
 
 Only the copy is read: no production consumer sees it, nothing is published and nothing is applied, so a shadow run
 has no side effect. The window's start goes to the server (the sourcing start); its end is applied to the copies,
@@ -17,12 +18,13 @@ from pydantic import BaseModel
 
 from ballast.bus import Bus
 from ballast.events.catalogue import K8S_EVENTS, PLATFORM_EVENTS
+from ballast.events.contracts.escalation import EscalationConfig
 from ballast.events.contracts.k8s import ObservedObject
 from ballast.events.contracts.policy import PolicyDecision
 from ballast.events.contracts.slo import BurnAlert
 from ballast.events.envelope import Envelope
 from ballast.policy import PolicyEngine
-from ballast.replay import shadow, shadow_policy, shadow_slo
+from ballast.replay import shadow, shadow_incident, shadow_policy, shadow_slo
 from ballast.replay.reading import read_selection
 from ballast.replay.selection import Selection
 from ballast.replay.shadow import Recorded, ShadowCopy
@@ -135,6 +137,32 @@ async def slo(
             step=step,
             facts=availability.facts,
         )
+    finally:
+        if not keep:
+            await shadow.remove(bus.js, run)
+
+
+async def incident(
+    bus: Bus,
+    escalation: EscalationConfig,
+    run: str,
+    selection: Selection,
+    *,
+    cluster: str | None = None,
+    keep: bool = False,
+    now: datetime | None = None,
+    tolerance: timedelta = timedelta(minutes=1),
+) -> tuple[ShadowCopy, shadow_incident.IncidentDiff]:
+    """The incidents recorded in the window escalated again by the candidate `escalation`, against the pages the
+    incident-bot recorded."""
+    subjects = _area("incident", cluster)
+    copy = await _copy(bus, run, [Recorded(PLATFORM_EVENTS.name, subjects)], selection)
+    try:
+        recorder = shadow_incident.Recorder()
+        async for copied in _window(bus, run, subjects, selection):
+            recorder.observe(copied.event.data)
+        end = selection.until or now or datetime.now(UTC)
+        return copy, shadow_incident.diff(recorder.incidents.values(), escalation, end, tolerance=tolerance)
     finally:
         if not keep:
             await shadow.remove(bus.js, run)
