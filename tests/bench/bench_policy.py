@@ -10,9 +10,10 @@ nats-server, and answers N decisions on each door, one at a time after a warm-up
 - admission: an AdmissionReview v1 CREATE over HTTPS (a kept-alive TLS connection, as the API server keeps one);
 Only the objects some constraint matches are used (the others never reach OPA).
 
-- raw: the very query the gate's engine sends OPA for the same object (`PolicyEngine.prepared_query`: the same
-  (review, constraint) checks in one query, workloads with their pods), POSTed straight to an OPA of this process
-  loaded with the same policies.
+- raw: the very request the gate's engine sends OPA for the same object (`PolicyEngine.prepared_query`: the same
+  (review, constraint) checks in one input, workloads with their pods, to the same entrypoint rule through
+  `POST /v1/data/ballast/engine/violations`), POSTed straight to an OPA of this process loaded with the same policies
+  and started the same way.
 
 overhead_p99_ms is bus_p99 - raw_p99 (the gate's own cost on its busier path). The gate's resident memory (its
 Python process, and its OPA apart) is read from /proc at the end.
@@ -179,7 +180,9 @@ async def measure(
     # Only objects some constraint matches: the three paths judge the same ones, each with OPA asked.
     prepared = [engine.prepared_query([review_object(obj, operation="CREATE")]) for obj in objects]
     objects = [obj for obj, query in zip(objects, prepared, strict=True) if query is not None]
-    queries = [orjson.dumps({"query": q[0], "input": q[1]}) for q in prepared if q is not None]
+    paths = {q[0] for q in prepared if q is not None}
+    assert len(paths) == 1, paths  # one entrypoint rule for every decision
+    queries = [orjson.dumps({"input": q[1]}) for q in prepared if q is not None]
     requests = [
         PolicyCheckRequest(cluster="bench", namespace="shop", manifests=[obj], requested_by="bench") for obj in objects
     ]
@@ -200,7 +203,7 @@ async def measure(
                     raise RuntimeError(f"the webhook answered {r.status}: {await r.text()}")
                 await r.read()
 
-        raw_url = f"{engine.client.url}/v1/query"
+        raw_url = f"{engine.client.url}/v1/data/{paths.pop()}"
 
         async def straight_to_opa(i: int) -> None:
             async with session.post(

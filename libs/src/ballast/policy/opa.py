@@ -1,7 +1,8 @@
 """OPA over its REST API: policy modules in, base documents in, queries out.
 
 Only the endpoints the gate needs: PUT/DELETE /v1/policies/<id>, GET /v1/policies/<id> (the compiled AST, to check a
-module's rules), PUT /v1/data/<path>, POST /v1/query and GET /health.
+module's rules), PUT /v1/data/<path>, POST /v1/data/<path> (a rule evaluated with an input), POST /v1/query and
+GET /health.
 """
 
 from __future__ import annotations
@@ -117,6 +118,12 @@ class OpaClient:
     async def put_data(self, path: str, value: Any) -> None:
         """Replaces the base document at `path` (slash-separated, e.g. "inventory")."""
         await self._call("PUT", f"/v1/data/{path}", data=orjson.dumps(value))
+
+    async def evaluate(self, path: str, input: Any) -> Any:
+        """The value of the document at `path` (slash-separated) with `input`; None when it is undefined. OPA keeps
+        the compiled query of a path until the policies change."""
+        answer = await self._call("POST", f"/v1/data/{path}", data=orjson.dumps({"input": input}))
+        return answer.get("result")
 
     async def query(self, query: str, input: Any) -> list[dict[str, Any]]:
         """Runs an ad hoc query; the bindings of each result."""
