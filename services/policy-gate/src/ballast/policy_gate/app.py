@@ -4,6 +4,7 @@ with the cluster watched, Namespaces, ConstraintTemplates and constraints, the s
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Annotated, Any, Self, cast
 
 from pydantic import DirectoryPath, Field, FilePath, field_validator, model_validator
@@ -118,7 +119,7 @@ def build(settings: PolicyGateSettings) -> ServiceApp:
         api = app.lifespan("kubernetes", open_api, close_api)
 
     async def open_gate(bus: Bus) -> Gate:
-        return await Gate.open(
+        opened = await Gate.open(
             bus,
             cluster=settings.cluster,
             opa_binary=settings.opa_binary,
@@ -127,6 +128,10 @@ def build(settings: PolicyGateSettings) -> ServiceApp:
             wait=settings.connect_wait,
             cluster_view=Cluster(api.value) if api is not None else None,
         )
+        # What start-up made (modules, policies) lives as long as the process: the collector's full passes, which
+        # pause every request, need not walk it again.
+        gc.freeze()
+        return opened
 
     gate = app.lifespan("gate", open_gate, Gate.close)
     app.readiness("opa", lambda: gate.value.readiness() if gate.is_open else None)

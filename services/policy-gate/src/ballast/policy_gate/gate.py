@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -203,8 +204,9 @@ class Gate:
             for violations, freeze in zip(found, freezes or [FreezeVerdict()] * len(found), strict=True)
         ]
         latency_ms = (time.perf_counter() - started) * 1000
+        at = datetime.now(UTC)
         self.decisions.record(
-            [
+            lambda: [
                 self.decisions.decision(
                     source=source,
                     request_uid=request_uid,
@@ -215,6 +217,7 @@ class Gate:
                     override_reason=judgement.override_reason,
                     latency_ms=latency_ms,
                     manifest=review.subject,  # what replay's shadow runs judge again under a candidate policy
+                    at=at,
                 )
                 for ref, judgement, review in zip(refs, verdicts, reviews, strict=True)
             ]
