@@ -93,10 +93,14 @@ class _Connection(asyncio.Protocol):
 
     async def request(self, head: bytes, body: bytes) -> tuple[int, bytes, bool]:
         """(status, body, whether the connection can be used again)."""
-        assert self.transport is not None
-        self._waiter = asyncio.get_running_loop().create_future()
         self._got_bytes = False
-        self.transport.write(head + body)
+        if self.closed or self.transport is None or self.transport.is_closing():
+            raise ConnectionResetError("the connection to OPA is closed")
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            self.transport.write(head + body)
+        except RuntimeError as exc:  # uvloop's word for a transport closed meanwhile
+            raise ConnectionResetError(str(exc)) from exc
         try:
             return await self._waiter
         finally:
@@ -189,6 +193,8 @@ class OpaClient:
         ).encode()
         async with asyncio.timeout(timeout):
             while True:
+                while self._idle and self._idle[-1].closed:  # OPA closed them while they were idle
+                    self._idle.pop()
                 reused = bool(self._idle)
                 connection = self._idle.pop() if reused else await self._connect()
                 try:
