@@ -10,11 +10,11 @@ nats-server, and answers N decisions on each door, one at a time after a warm-up
 - admission: an AdmissionReview v1 CREATE over HTTPS (a kept-alive TLS connection, as the API server keeps one);
 Only the objects some constraint matches are used (the others never reach OPA).
 
-- raw: the very request the gate's engine sends OPA for the same object (`PolicyEngine.prepared_query`: the same
-  (review, constraint) checks in one input, workloads with their pods, to the same entrypoint rule through
-  `POST /v1/data/ballast/engine/violations`), sent with the same client the gate uses (`OpaClient.evaluate`, its
-  JSON encoding included) straight to an OPA of this process started the same way (`ManagedOpa`) and loaded with the
-  same policies.
+- raw: the very requests the gate's engine sends OPA for the same object (`PolicyEngine.prepared_query`: the same
+  (review, constraint) checks, workloads with their pods, to the same entrypoint rule through
+  `POST /v1/data/ballast/engine/violations`: one request, or two at once from BALLAST_OPA_SPLIT_AT checks when that is
+  set, as the gate then does), sent with the same client the gate uses (`OpaClient.evaluate`, its JSON encoding
+  included) straight to an OPA of this process started the same way (`ManagedOpa`) and loaded with the same policies.
 
 overhead_p99_ms is bus_p99 - raw_p99 (the gate's own cost on its busier path). The gate's resident memory (its
 Python process, and its OPA apart) is read from /proc at the end, and the CPU each process spent per decision on each
@@ -150,7 +150,8 @@ async def main(decisions: int) -> None:
             BALLAST_LOG_LEVEL="WARNING",
         ).start()
         opa = ManagedOpa(opa_binary, lambda client: engine.restore(client))
-        engine = PolicyEngine(opa.client, WORKLOAD_EXPANSIONS)
+        split_at = os.environ.get("BALLAST_OPA_SPLIT_AT")  # the gate reads it too
+        engine = PolicyEngine(opa.client, WORKLOAD_EXPANSIONS, split_at=int(split_at) if split_at else None)
         try:
             await gate.wait_status("/readyz", 200, timeout=120)
             async with opa:
@@ -216,10 +217,8 @@ async def measure(
 ) -> tuple[float, float, float]:
     # Only objects some constraint matches: the three paths judge the same ones, each with OPA asked.
     prepared = [engine.prepared_query([review_object(obj, operation="CREATE")]) for obj in objects]
-    objects = [obj for obj, query in zip(objects, prepared, strict=True) if query is not None]
-    paths = {q[0] for q in prepared if q is not None}
-    assert len(paths) == 1, paths  # one entrypoint rule for every decision
-    inputs = [q[1] for q in prepared if q is not None]
+    objects = [obj for obj, requests in zip(objects, prepared, strict=True) if requests]
+    prepared = [requests for requests in prepared if requests]
     requests = [
         PolicyCheckRequest(cluster="bench", namespace="shop", manifests=[obj], requested_by="bench") for obj in objects
     ]
@@ -240,10 +239,8 @@ async def measure(
                     raise RuntimeError(f"the webhook answered {r.status}: {await r.text()}")
                 await r.read()
 
-        path = paths.pop()
-
         async def straight_to_opa(i: int) -> None:
-            await engine.client.evaluate(path, inputs[i % len(inputs)])
+            await asyncio.gather(*(engine.client.evaluate(path, body) for path, body in prepared[i % len(prepared)]))
 
         processes = {"gate": gate_pid, "gate_opa": children(gate_pid)[0], "nats": nats_pid, "raw_opa": raw_opa_pid}
         bus_ms, bus_cpu = await timed_cpu(n, on_the_bus, processes)

@@ -38,6 +38,11 @@ class PolicyGateSettings(HttpsSettings):
     )
     opa_binary: FilePath | None = Field(default=None, description="the opa the gate runs itself on 127.0.0.1")
     opa_url: str | None = Field(default=None, pattern=r"^https?://", description="an OPA run beside the gate")
+    opa_split_at: int | None = Field(
+        default=None,
+        ge=2,
+        description="from this many checks a decision goes to OPA as two requests at once; unset: one request",
+    )
     policy_dir: DirectoryPath | None = Field(
         default=None,
         description="ConstraintTemplates, constraints, ExpansionTemplates and Gatekeeper Configs (YAML/JSON)",
@@ -127,6 +132,7 @@ def build(settings: PolicyGateSettings) -> ServiceApp:
             policy_dir=settings.policy_dir,
             wait=settings.connect_wait,
             cluster_view=Cluster(api.value) if api is not None else None,
+            split_at=settings.opa_split_at,
         )
         # What start-up made (modules, policies) lives as long as the process: the collector's full passes, which
         # pause every request, need not walk it again.

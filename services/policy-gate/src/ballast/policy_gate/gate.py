@@ -109,16 +109,17 @@ class Gate:
         policy_dir: Path | None,
         wait: float,
         cluster_view: Cluster | None = None,
+        split_at: int | None = None,
     ) -> Gate:
         decisions = DecisionLog(bus.publisher, cluster)
         if opa_binary is not None:
             opa = ManagedOpa(opa_binary, lambda client: engine.restore(client))
-            engine = PolicyEngine(opa.client, WORKLOAD_EXPANSIONS)
+            engine = PolicyEngine(opa.client, WORKLOAD_EXPANSIONS, split_at=split_at)
             await opa.start()
         else:
             assert opa_url is not None  # the settings require one of them
             opa = None
-            engine = PolicyEngine(OpaClient(opa_url), WORKLOAD_EXPANSIONS)
+            engine = PolicyEngine(OpaClient(opa_url), WORKLOAD_EXPANSIONS, split_at=split_at)
             await _wait_healthy(engine.client, wait)
             await engine.restore(engine.client)
         gate = cls(engine, decisions, opa, FreezeBook(), cluster_view)
