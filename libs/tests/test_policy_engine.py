@@ -19,6 +19,7 @@ from ballast.policy import (
     PolicyEngine,
     TemplateError,
 )
+from ballast.policy.review import review_object
 from ballast.testing import eventually
 
 REQUIRED_LABELS_V0 = """package k8srequiredlabels
@@ -179,6 +180,24 @@ async def test_an_evaluation_error_is_a_violation_of_that_constraint_only(policy
     by_constraint = {v.constraint.key: v.message for v in found}
     assert by_constraint["K8sRequiredLabels/owner"] == 'you must provide labels: {"owner"}'
     assert "eval_conflict_error" in by_constraint["K8sConflict/c"]
+
+
+async def test_a_decision_split_over_two_opa_requests_has_the_verdicts_of_one(policy_engine: PolicyEngine) -> None:
+    conflicting = 'package conflict\nf(x) = 1 { true }\nf(x) = 2 { true }\nviolation[{"msg": "never"}] { f(1) == 3 }\n'
+    await policy_engine.add_template(template("K8sConflict", conflicting))
+    await policy_engine.add_template(template("K8sRequiredLabels", REQUIRED_LABELS_V0))
+    for label in ("a", "b", "c", "d", "e", "f", "g"):
+        policy_engine.add_constraint(constraint("K8sRequiredLabels", label, parameters={"labels": [label]}))
+    policy_engine.add_constraint(constraint("K8sConflict", "c"))
+    objects = [pod("bare"), pod("some", {"b": "1", "e": "1"})]
+    policy_engine.split_at = 6
+    assert len(policy_engine.prepared_query([review_object(objects[0])])) == 2  # 8 checks: two requests
+    split = [[(v.constraint.key, v.message) for v in found] for found in await policy_engine.evaluate(objects)]
+    policy_engine.split_at = None
+    whole = [[(v.constraint.key, v.message) for v in found] for found in await policy_engine.evaluate(objects)]
+    assert split == whole
+    assert [key for key, _ in split[1]] == ["K8sConflict/c"] + [f"K8sRequiredLabels/{label}" for label in "acdfg"]
+    assert "eval_conflict_error" in split[1][0][1]
 
 
 async def test_referential_templates_read_the_inventory(policy_engine: PolicyEngine) -> None:

@@ -10,12 +10,15 @@ nats-server, and answers N decisions on each door, one at a time after a warm-up
 - admission: an AdmissionReview v1 CREATE over HTTPS (a kept-alive TLS connection, as the API server keeps one);
 Only the objects some constraint matches are used (the others never reach OPA).
 
-- raw: the very query the gate's engine sends OPA for the same object (`PolicyEngine.prepared_query`: the same
-  (review, constraint) checks in one query, workloads with their pods), POSTed straight to an OPA of this process
-  loaded with the same policies.
+- raw: the very requests the gate's engine sends OPA for the same object (`PolicyEngine.prepared_query`: the same
+  (review, constraint) checks, workloads with their pods, to the same entrypoint rule through
+  `POST /v1/data/ballast/engine/violations`: one request, or two at once from BALLAST_OPA_SPLIT_AT checks when that is
+  set, as the gate then does), sent with the same client the gate uses (`OpaClient.evaluate`, its JSON encoding
+  included) straight to an OPA of this process started the same way (`ManagedOpa`) and loaded with the same policies.
 
 overhead_p99_ms is bus_p99 - raw_p99 (the gate's own cost on its busier path). The gate's resident memory (its
-Python process, and its OPA apart) is read from /proc at the end.
+Python process, and its OPA apart) is read from /proc at the end, and the CPU each process spent per decision on each
+path from /proc as it runs (on a shared machine the latencies mostly measure the others' load; the CPU much less).
 
     python tests/bench/bench_policy.py [--decisions N]
 """
@@ -24,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import ssl
 import statistics
@@ -148,7 +150,8 @@ async def main(decisions: int) -> None:
             BALLAST_LOG_LEVEL="WARNING",
         ).start()
         opa = ManagedOpa(opa_binary, lambda client: engine.restore(client))
-        engine = PolicyEngine(opa.client, WORKLOAD_EXPANSIONS)
+        split_at = os.environ.get("BALLAST_OPA_SPLIT_AT")  # the gate reads it too
+        engine = PolicyEngine(opa.client, WORKLOAD_EXPANSIONS, split_at=int(split_at) if split_at else None)
         try:
             await gate.wait_status("/readyz", 200, timeout=120)
             async with opa:
@@ -157,7 +160,20 @@ async def main(decisions: int) -> None:
                     print(f"bench-policy: not loaded: {problem}", file=sys.stderr)
                 bus = await Bus.connect(nats_server.url, name="bench", metrics=BusMetrics(CollectorRegistry()))
                 try:
-                    figures = await measure(bus, engine, objects, https_port, tls.ca_pem, decisions)
+                    assert gate.proc is not None
+                    assert nats_server.pid is not None
+                    assert opa.pid is not None
+                    figures = await measure(
+                        bus,
+                        engine,
+                        objects,
+                        https_port,
+                        tls.ca_pem,
+                        decisions,
+                        gate_pid=gate.proc.pid,
+                        nats_pid=nats_server.pid,
+                        raw_opa_pid=opa.pid,
+                    )
                 finally:
                     await bus.close()
             assert gate.proc is not None
@@ -173,13 +189,36 @@ async def main(decisions: int) -> None:
     )
 
 
+def cpu_ms(pid: int) -> float:
+    """User and system CPU a process has spent, in ms."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+async def timed_cpu(n: int, call: Any, processes: dict[str, int]) -> tuple[list[float], dict[str, float]]:
+    """The latencies of n calls, and the CPU each process spent per call (warm-up included)."""
+    processes = processes | {"bench": os.getpid()}
+    before = {name: cpu_ms(pid) for name, pid in processes.items()}
+    latencies = await timed(n, call)
+    return latencies, {name: (cpu_ms(pid) - before[name]) / (n + WARM_UP) for name, pid in processes.items()}
+
+
 async def measure(
-    bus: Bus, engine: PolicyEngine, objects: list[dict[str, Any]], https_port: int, ca_pem: bytes, n: int
+    bus: Bus,
+    engine: PolicyEngine,
+    objects: list[dict[str, Any]],
+    https_port: int,
+    ca_pem: bytes,
+    n: int,
+    *,
+    gate_pid: int,
+    nats_pid: int,
+    raw_opa_pid: int,
 ) -> tuple[float, float, float]:
     # Only objects some constraint matches: the three paths judge the same ones, each with OPA asked.
     prepared = [engine.prepared_query([review_object(obj, operation="CREATE")]) for obj in objects]
-    objects = [obj for obj, query in zip(objects, prepared, strict=True) if query is not None]
-    queries = [orjson.dumps({"query": q[0], "input": q[1]}) for q in prepared if q is not None]
+    objects = [obj for obj, requests in zip(objects, prepared, strict=True) if requests]
+    prepared = [requests for requests in prepared if requests]
     requests = [
         PolicyCheckRequest(cluster="bench", namespace="shop", manifests=[obj], requested_by="bench") for obj in objects
     ]
@@ -200,17 +239,15 @@ async def measure(
                     raise RuntimeError(f"the webhook answered {r.status}: {await r.text()}")
                 await r.read()
 
-        raw_url = f"{engine.client.url}/v1/query"
-
         async def straight_to_opa(i: int) -> None:
-            async with session.post(
-                raw_url, data=queries[i % len(queries)], headers={"Content-Type": "application/json"}
-            ) as r:
-                json.loads(await r.read())
+            await asyncio.gather(*(engine.client.evaluate(path, body) for path, body in prepared[i % len(prepared)]))
 
-        bus_ms = await timed(n, on_the_bus)
-        admission_ms = await timed(n, at_admission)
-        raw_ms = await timed(n, straight_to_opa)
+        processes = {"gate": gate_pid, "gate_opa": children(gate_pid)[0], "nats": nats_pid, "raw_opa": raw_opa_pid}
+        bus_ms, bus_cpu = await timed_cpu(n, on_the_bus, processes)
+        admission_ms, admission_cpu = await timed_cpu(n, at_admission, processes)
+        raw_ms, raw_cpu = await timed_cpu(n, straight_to_opa, processes)
+    for door, cpu in (("bus", bus_cpu), ("admission", admission_cpu), ("raw", raw_cpu)):
+        print(f"bench-policy: cpu_ms_per_decision {door} " + " ".join(f"{k}={v:.2f}" for k, v in cpu.items()))
     print(
         f"bench-policy: medians bus_p50_ms={statistics.median(bus_ms):.2f} "
         f"admission_p50_ms={statistics.median(admission_ms):.2f} raw_opa_p50_ms={statistics.median(raw_ms):.2f} "

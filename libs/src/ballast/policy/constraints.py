@@ -129,7 +129,7 @@ class Match:
         obj_namespace = str(metadata.get("namespace") or "")
         ns_name = ((namespace or {}).get("metadata") or {}).get("name") or obj_namespace
         return (
-            self._kinds_match(group, kind)
+            self.kinds_match(group, kind)
             and self._scope_match(is_namespace, bool(obj_namespace) or namespace is not None)
             and self._namespaces_match(str(metadata.get("name") or "") if is_namespace else ns_name)
             and (self.label_selector is None or self.label_selector.matches(_labels(metadata)))
@@ -138,7 +138,8 @@ class Match:
             and (self.source == "All" or self.source == source)
         )
 
-    def _kinds_match(self, group: str, kind: str) -> bool:
+    def kinds_match(self, group: str, kind: str) -> bool:
+        """Whether `match.kinds` takes objects of this API group and kind (the cheap test, indexable by kind)."""
         if not self.kinds:
             return True
         for groups, kinds in self.kinds:

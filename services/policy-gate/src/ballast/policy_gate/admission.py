@@ -9,12 +9,12 @@ the webhook configuration's failurePolicy decides.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
 from typing import Any, Literal
 
+import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -62,8 +62,8 @@ class MalformedReview(ValueError):
 def parse_review(body: bytes) -> tuple[AdmissionReview, dict[str, Any]]:
     """The review and its raw request (what `input.review` is made of)."""
     try:
-        raw = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raw = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise MalformedReview(f"the body is not JSON: {exc}") from exc
     try:
         review = AdmissionReview.model_validate(raw)
@@ -128,6 +128,8 @@ def admission_routes(gate: Callable[[], Gate]) -> list[web.RouteDef]:
         except OpaError as exc:
             log.warning("admission review %s not judged: %s", request.uid, exc)
             raise web.HTTPServiceUnavailable(text=f"the policy engine is unavailable: {exc}") from exc
-        return web.json_response(admission_response(request.uid, judgement))
+        return web.Response(
+            body=orjson.dumps(admission_response(request.uid, judgement)), content_type="application/json"
+        )
 
     return [web.post(VALIDATE_PATH, validate)]

@@ -4,6 +4,7 @@ with the cluster watched, Namespaces, ConstraintTemplates and constraints, the s
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Annotated, Any, Self, cast
 
 from pydantic import DirectoryPath, Field, FilePath, field_validator, model_validator
@@ -37,6 +38,11 @@ class PolicyGateSettings(HttpsSettings):
     )
     opa_binary: FilePath | None = Field(default=None, description="the opa the gate runs itself on 127.0.0.1")
     opa_url: str | None = Field(default=None, pattern=r"^https?://", description="an OPA run beside the gate")
+    opa_split_at: int | None = Field(
+        default=None,
+        ge=2,
+        description="from this many checks a decision goes to OPA as two requests at once; unset: one request",
+    )
     policy_dir: DirectoryPath | None = Field(
         default=None,
         description="ConstraintTemplates, constraints, ExpansionTemplates and Gatekeeper Configs (YAML/JSON)",
@@ -118,7 +124,7 @@ def build(settings: PolicyGateSettings) -> ServiceApp:
         api = app.lifespan("kubernetes", open_api, close_api)
 
     async def open_gate(bus: Bus) -> Gate:
-        return await Gate.open(
+        opened = await Gate.open(
             bus,
             cluster=settings.cluster,
             opa_binary=settings.opa_binary,
@@ -126,7 +132,12 @@ def build(settings: PolicyGateSettings) -> ServiceApp:
             policy_dir=settings.policy_dir,
             wait=settings.connect_wait,
             cluster_view=Cluster(api.value) if api is not None else None,
+            split_at=settings.opa_split_at,
         )
+        # What start-up made (modules, policies) lives as long as the process: the collector's full passes, which
+        # pause every request, need not walk it again.
+        gc.freeze()
+        return opened
 
     gate = app.lifespan("gate", open_gate, Gate.close)
     app.readiness("opa", lambda: gate.value.readiness() if gate.is_open else None)

@@ -1,14 +1,17 @@
 """The decision log: every verdict of the gate as a `PolicyDecision` on `evt.policy.<cluster>.<ns>.<decision>`.
 
-Publishing happens after the answer is sent (the caller waits for the verdict, not for the log); `drain` waits for
-what is still being published, at shutdown.
+Recording costs the verdict nothing: the caller hands over how to build its events, and one background task builds
+and publishes what has been recorded, in batches (one round of acknowledgements for all the decisions made meanwhile),
+yielding to the event loop between events, so that requests arriving meanwhile are not held up by the log. `drain`
+waits for what is still to be published, at shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +35,8 @@ from ballast.events.contracts.policy import (
 from ballast.policy import Violation
 
 log = logging.getLogger(__name__)
+
+BATCH = 64  # decisions published in one round at most
 
 
 def verdict(violations: Sequence[Violation], override_reason: str | None = None) -> Decision:
@@ -65,7 +70,8 @@ class DecisionLog:
         self.cluster = cluster
         self.source = f"/clusters/{cluster}/policy-gate"
         self.publisher = publisher
-        self._publishing: set[asyncio.Task[None]] = set()
+        self._pending: deque[Callable[[], Sequence[tuple[str, Envelope[BaseModel]]]]] = deque()
+        self._worker: asyncio.Task[None] | None = None
 
     def decision(
         self,
@@ -79,6 +85,7 @@ class DecisionLog:
         latency_ms: float,
         override_reason: str | None = None,
         manifest: dict[str, Any] | None = None,
+        at: datetime | None = None,
     ) -> tuple[str, Envelope[BaseModel]]:
         """The event of one object's verdict and its subject."""
         payload = PolicyDecision(
@@ -93,7 +100,7 @@ class DecisionLog:
             override_reason=override_reason,
             manifest=manifest,
             latency_ms=latency_ms,
-            at=_now(),
+            at=at or _now(),
         )
         where = f"{obj.namespace}/{obj.name}" if obj.namespace else obj.name
         event: Envelope[BaseModel] = new_event(
@@ -105,20 +112,30 @@ class DecisionLog:
         )
         return policy_subject(self.cluster, obj.namespace, decision_event(payload.decision)), event
 
-    def record(self, events: list[tuple[str, Envelope[BaseModel]]]) -> None:
-        task = asyncio.create_task(self._publish(events))
-        self._publishing.add(task)
-        task.add_done_callback(self._publishing.discard)
+    def record(self, build: Callable[[], Sequence[tuple[str, Envelope[BaseModel]]]]) -> None:
+        """Queues decisions: `build` makes their events (subject, event) when the log gets to them."""
+        self._pending.append(build)
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._publish_pending())
 
-    async def _publish(self, events: list[tuple[str, Envelope[BaseModel]]]) -> None:
-        try:
-            await self.publisher.publish_all(events)
-        except Exception:  # the verdict was given; a lost log entry must not become a failed check
-            log.exception("decision log: %d decisions not published", len(events))
+    async def _publish_pending(self) -> None:
+        while self._pending:
+            events: list[tuple[str, Envelope[BaseModel]]] = []
+            while self._pending and len(events) < BATCH:
+                build = self._pending.popleft()
+                try:
+                    events.extend(build())
+                except Exception:  # a decision that cannot be logged must not stop the others
+                    log.exception("decision log: a decision could not be made into an event")
+                await asyncio.sleep(0)  # a request that came in meanwhile goes first
+            try:
+                await self.publisher.publish_all(events)
+            except Exception:  # the verdict was given; a lost log entry must not become a failed check
+                log.exception("decision log: %d decisions not published", len(events))
 
     async def drain(self) -> None:
-        if self._publishing:
-            await asyncio.gather(*self._publishing)
+        if self._worker is not None:
+            await self._worker
 
 
 def _now() -> datetime:

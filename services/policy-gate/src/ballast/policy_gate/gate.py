@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -108,16 +109,17 @@ class Gate:
         policy_dir: Path | None,
         wait: float,
         cluster_view: Cluster | None = None,
+        split_at: int | None = None,
     ) -> Gate:
         decisions = DecisionLog(bus.publisher, cluster)
         if opa_binary is not None:
             opa = ManagedOpa(opa_binary, lambda client: engine.restore(client))
-            engine = PolicyEngine(opa.client, WORKLOAD_EXPANSIONS)
+            engine = PolicyEngine(opa.client, WORKLOAD_EXPANSIONS, split_at=split_at)
             await opa.start()
         else:
             assert opa_url is not None  # the settings require one of them
             opa = None
-            engine = PolicyEngine(OpaClient(opa_url), WORKLOAD_EXPANSIONS)
+            engine = PolicyEngine(OpaClient(opa_url), WORKLOAD_EXPANSIONS, split_at=split_at)
             await _wait_healthy(engine.client, wait)
             await engine.restore(engine.client)
         gate = cls(engine, decisions, opa, FreezeBook(), cluster_view)
@@ -203,8 +205,9 @@ class Gate:
             for violations, freeze in zip(found, freezes or [FreezeVerdict()] * len(found), strict=True)
         ]
         latency_ms = (time.perf_counter() - started) * 1000
+        at = datetime.now(UTC)
         self.decisions.record(
-            [
+            lambda: [
                 self.decisions.decision(
                     source=source,
                     request_uid=request_uid,
@@ -215,6 +218,7 @@ class Gate:
                     override_reason=judgement.override_reason,
                     latency_ms=latency_ms,
                     manifest=review.subject,  # what replay's shadow runs judge again under a candidate policy
+                    at=at,
                 )
                 for ref, judgement, review in zip(refs, verdicts, reviews, strict=True)
             ]
