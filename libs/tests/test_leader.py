@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from ballast.kube.leader import LeaderElector, LeaseTimings
+from ballast.runtime import ConfigError, load_settings
+from ballast.runtime.leases import LeaseSettings
 from ballast.testing import eventually
 
 pytestmark = pytest.mark.cluster
@@ -104,3 +106,15 @@ async def test_a_crashed_leader_is_replaced_once_its_lease_expires(
     assert not second.leading
     await eventually(lambda: second.leading, timeout=15, what="the standby takes over after expiry")
     assert (await lease_holder(kube_api, namespace))[0] == "second"
+
+
+def test_lease_timings_that_let_two_replicas_lead_stop_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Leading(LeaseSettings):
+        lease_name: str = "ballast-test"
+
+    monkeypatch.setenv("BALLAST_RENEW_DEADLINE", "20")  # longer than the 15 s a standby waits
+    with pytest.raises(ConfigError, match="BALLAST_RENEW_DEADLINE < BALLAST_LEASE_DURATION"):
+        load_settings(Leading)
+    monkeypatch.setenv("BALLAST_RENEW_DEADLINE", "10")
+    elector = load_settings(Leading).elector(None)  # type: ignore[arg-type]  # no API call before run()
+    assert (elector.name, elector.timings.renew_deadline, elector.timings.lease_duration) == ("ballast-test", 10, 15)

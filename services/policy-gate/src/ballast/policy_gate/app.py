@@ -15,7 +15,6 @@ from ballast.events.catalogue import POLICY_GATE
 from ballast.events.contracts.policy import POLICY_CHECK, PolicyCheckRequest
 from ballast.kube import ControllerMetrics
 from ballast.kube.client import api_client
-from ballast.kube.leader import LeaderElector, default_identity
 from ballast.kube.pacing import pause
 from ballast.policy_gate.admission import admission_routes
 from ballast.policy_gate.audit import Alive, Auditor, Heartbeat
@@ -24,11 +23,12 @@ from ballast.policy_gate.gate import Gate
 from ballast.policy_gate.sources import ClusterPolicies
 from ballast.policy_gate.sync import Inventory, parse_sync_kinds
 from ballast.runtime import PORTS, HttpsSettings, ServiceApp
+from ballast.runtime.leases import LeaseSettings
 
 NAME = "policy-gate"
 
 
-class PolicyGateSettings(HttpsSettings):
+class PolicyGateSettings(HttpsSettings, LeaseSettings):
     http_port: int = Field(default=PORTS[NAME].health, ge=0, le=65535)
     https_port: int = Field(
         default=cast(int, PORTS[NAME].webhook),  # the gate's entry there has one
@@ -59,9 +59,7 @@ class PolicyGateSettings(HttpsSettings):
     audit_interval: float = Field(default=60.0, ge=0, description="seconds between audits; 0: no periodic audit")
     audit_chunk_size: int = Field(default=500, ge=1, le=10000, description="objects per list request")
     constraint_violations_limit: int = Field(default=20, ge=0, le=500, description="violations kept per constraint")
-    lease_namespace: str = "kube-system"
     lease_name: str = "ballast-policy-gate-audit"
-    identity: str = Field(default_factory=default_identity)
 
     @field_validator("sync_kinds", mode="before")
     @classmethod
@@ -164,11 +162,6 @@ def build(settings: PolicyGateSettings) -> ServiceApp:
     app.background(lambda _, stop: parts.value.run(stop))
     app.background(lambda _, stop: heartbeat.value.run(stop))
 
-    def election() -> LeaderElector:
-        return LeaderElector(
-            api.value, namespace=settings.lease_namespace, name=settings.lease_name, identity=settings.identity
-        )
-
     async def audit(_: Bus, lost: asyncio.Event) -> None:
         while parts.value.readiness() is not None:  # an audit before the constraints are loaded would find nothing
             await pause(lost, 0.2)
@@ -176,5 +169,5 @@ def build(settings: PolicyGateSettings) -> ServiceApp:
                 return
         await parts.value.auditor.run(lost, interval=settings.audit_interval, heartbeat=heartbeat.value)
 
-    app.lead(election, audit)
+    app.lead(lambda: settings.elector(api.value), audit)
     return app

@@ -13,24 +13,19 @@ from pydantic import Field
 
 from ballast.bus import Bus
 from ballast.kube.client import api_client
-from ballast.kube.leader import LeaderElector, LeaseTimings, default_identity
 from ballast.reconciler.events import ReconcilerEvents
 from ballast.reconciler.operator import OperatorMetrics, WebAppOperator
 from ballast.reconciler.policy import policy_checker
-from ballast.runtime import PORTS, ServiceApp, ServiceSettings
+from ballast.runtime import PORTS, ServiceApp
+from ballast.runtime.leases import LeaseSettings
 
 NAME = "reconciler"
 
 
-class ReconcilerSettings(ServiceSettings):
+class ReconcilerSettings(LeaseSettings):
     http_port: int = Field(default=PORTS[NAME].health, ge=0, le=65535)
     kubeconfig: str | None = Field(default=None, description="path; unset: KUBECONFIG, then in-cluster config")
-    lease_namespace: str = "kube-system"
     lease_name: str = "ballast-reconciler"
-    identity: str = Field(default_factory=default_identity)
-    lease_duration: float = Field(default=15.0, gt=0)
-    renew_deadline: float = Field(default=10.0, gt=0)
-    retry_period: float = Field(default=2.0, gt=0)
     workers: int = Field(default=8, ge=1, le=256)
     policy_check: bool = Field(default=False, description="ask svc.policy.check before applying")
     policy_timeout: float = Field(default=2.0, gt=0)
@@ -78,18 +73,8 @@ def build(settings: ReconcilerSettings) -> ServiceApp:
     events = app.lifespan("events", open_events)
     app.background(lambda _, stop: events.value.run(stop))
 
-    def election() -> LeaderElector:
-        timings = LeaseTimings(settings.lease_duration, settings.renew_deadline, settings.retry_period)
-        return LeaderElector(
-            api.value,
-            namespace=settings.lease_namespace,
-            name=settings.lease_name,
-            identity=settings.identity,
-            timings=timings,
-        )
-
     async def lead(bus: Bus, lost: asyncio.Event) -> None:
         await operator(settings, api.value, bus, events.value, metrics).run(lost)
 
-    app.lead(election, lead)
+    app.lead(lambda: settings.elector(api.value), lead)
     return app

@@ -33,8 +33,8 @@ from ballast.events.catalogue import SLO_BUDGETS, SLO_ENGINE_CAUSES, SLO_ENGINE_
 from ballast.events.contracts.slo import SLO_STATUS
 from ballast.kube.client import api_client
 from ballast.kube.controller import ControllerMetrics
-from ballast.kube.leader import LeaderElector, LeaseTimings, default_identity
-from ballast.runtime import PORTS, ServiceApp, ServiceSettings
+from ballast.runtime import PORTS, ServiceApp
+from ballast.runtime.leases import LeaseSettings
 from ballast.slo import RuleOptions, WindowCatalogue
 from ballast.slo_engine.availability import WebAppRecord
 from ballast.slo_engine.budgets import BudgetBook, StoredBudget
@@ -53,15 +53,10 @@ from ballast.slo_engine.store import SliMirror, SliStore
 NAME = "slo-engine"
 
 
-class SloEngineSettings(ServiceSettings):
+class SloEngineSettings(LeaseSettings):
     http_port: int = Field(default=PORTS[NAME].health, ge=0, le=65535)
     kubeconfig: str | None = Field(default=None, description="path; unset: KUBECONFIG, then in-cluster config")
-    lease_namespace: str = "kube-system"
     lease_name: str = "ballast-slo-engine"
-    identity: str = Field(default_factory=default_identity)
-    lease_duration: float = Field(default=15.0, gt=0)
-    renew_deadline: float = Field(default=10.0, gt=0)
-    retry_period: float = Field(default=2.0, gt=0)
     workers: int = Field(default=4, ge=1, le=64, description="parallel SLO status writes")
     evaluation_interval: float = Field(default=10.0, gt=0, description="seconds between evaluations of every SLO")
     default_slo: bool = Field(default=True, description="give every WebApp an availability SLO")
@@ -139,16 +134,6 @@ def build(settings: SloEngineSettings) -> ServiceApp:
     app.serve(SLO_STATUS, view.handle)
     app.readiness("slo-status", lambda: None if view.caught_up.is_set() else "loading the SLO states")
 
-    def election() -> LeaderElector:
-        timings = LeaseTimings(settings.lease_duration, settings.renew_deadline, settings.retry_period)
-        return LeaderElector(
-            api.value,
-            namespace=settings.lease_namespace,
-            name=settings.lease_name,
-            identity=settings.identity,
-            timings=timings,
-        )
-
     async def lead(_: Bus, lost: asyncio.Event) -> None:
         """One term as leader: everything here starts from the cluster and the buckets, and stops with the term."""
         rules = None
@@ -190,5 +175,5 @@ def build(settings: SloEngineSettings) -> ServiceApp:
             await slos.controller.synced(lost)
             tasks.create_task(evaluator.run(lost))
 
-    app.lead(election, lead)
+    app.lead(lambda: settings.elector(api.value), lead)
     return app
