@@ -323,6 +323,8 @@ async def _import(args: argparse.Namespace) -> int:
         return 0
     bus = await _connect(args.nats_url)
     try:
+        for name in await importing.create_missing_streams(bus, plan, CATALOGUE):
+            print(f"created stream {name} (the server had none of that name), as the catalogue declares it")
         progress = Progress(f"import {args.file}", plan.events, enabled=not args.quiet)
         stop = Stop()
         with stop.catching():

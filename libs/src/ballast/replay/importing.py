@@ -7,6 +7,9 @@ pass publishes, each event with the bus's de-duplication key `<ce-source>/<ce-id
 from a line, does not store an event twice within the streams' duplicate window. A stopped or failed import says
 the line to resume from (`--from-line`): every line before it is stored.
 
+Into a new environment: the streams the file's events go to (and DEAD_LETTERS, for skipped lines) are created as the
+catalogue declares them when the server lacks them; streams that exist are left as they are.
+
 Skipped lines are not lost: `dead_letter` puts each in `DEAD_LETTERS` on `dlq.events-import`, the line as it was
 with `Ballast-Dlq-Reason: <file>:<line>: <why>`, where `ballast events dlq list` shows them (once per file, line and
 content: an import run again stores no second copy).
@@ -20,6 +23,8 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from nats.js.errors import NotFoundError
 
 from ballast.bus import Bus
 from ballast.bus.consumer import DLQ_CONSUMER, DLQ_REASON
@@ -114,6 +119,21 @@ def good_lines(plan: ImportPlan, from_line: int) -> Iterator[ImportedEvent]:
     for number, text in _lines(plan.path, from_line):
         if number not in bad:
             yield parse_line(number, text)
+
+
+async def create_missing_streams(bus: Bus, plan: ImportPlan, catalogue: Catalogue) -> list[str]:
+    """The streams this import writes to that the server lacks, created from the catalogue; their names."""
+    wanted = set(plan.streams) | ({DEAD_LETTERS.name} if plan.malformed else set())
+    created = []
+    for spec in catalogue.streams:
+        if spec.name not in wanted:
+            continue
+        try:
+            await bus.js.stream_info(spec.name)
+        except NotFoundError:
+            await bus.ensure_streams([spec])
+            created.append(spec.name)
+    return created
 
 
 async def publish(
