@@ -95,5 +95,9 @@ chaos-demo: dev tools ## the chaos-runner end to end on a local platform, narrat
 bench-replay: dev ## N (or REPLAY_EVENTS) events (100000): export, import, shadow copy vs raw nats-py read
 	$(RUN)/python tests/bench/bench_replay.py --events $(if $(filter command line,$(origin N)),$(N),$(REPLAY_EVENTS))
 
+.PHONY: bench-slo
+bench-slo: dev tools ## N (or 10000) SLOs: one evaluation cycle against Prometheus, fact ingest vs raw, svc.slo.status p99
+	$(RUN)/python tests/bench/bench_slo.py --slos $(if $(filter command line,$(origin N)),$(N),10000)
+
 clean: ## remove the environment, tox envs and local state (not the tool cache)
 	rm -rf $(VENV) .tox .ballast .mypy_cache .ruff_cache .pytest_cache
