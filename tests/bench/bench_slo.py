@@ -284,12 +284,13 @@ async def main(n: int, events: int, webapps: int, requests: int) -> None:
                     lambda: objectives, [PrometheusMeasurer(source, catalogue)], book, interval=10.0
                 )
                 for cycle in range(2):
-                    started = time.perf_counter()
+                    started, cpu = time.perf_counter(), time.process_time()
                     evaluated = await evaluator.evaluate_all(datetime.now(UTC))
                     cycles.append((time.perf_counter() - started) * 1000)
                     if evaluated != n:
                         sys.exit(f"bench-slo: cycle {cycle + 1} evaluated {evaluated} SLOs of {n}")
-                    log(f"cycle {cycle + 1}: {evaluated} SLOs in {cycles[-1]:.0f} ms")
+                    cpu_ms = (time.process_time() - cpu) * 1000
+                    log(f"cycle {cycle + 1}: {evaluated} SLOs in {cycles[-1]:.0f} ms ({cpu_ms:.0f} ms CPU here)")
 
             # 3. status
             async def holds_all() -> bool:

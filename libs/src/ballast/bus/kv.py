@@ -8,13 +8,16 @@ longer validates raises `StoredValueError` naming bucket, key and revision inste
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Generic, Self, TypeVar
 
 import nats.js.errors
 from nats.js import JetStreamContext
+from nats.js.api import Header
 from nats.js.client import KV_STREAM_TEMPLATE
 from nats.js.kv import KV_DEL, KV_PURGE, VALID_KEY_RE
 from nats.js.kv import KeyValue as NatsKeyValue
@@ -24,6 +27,7 @@ from ballast.events.catalogue import BucketSpec
 
 M = TypeVar("M", bound=BaseModel)
 
+EXPECTED_LAST_SUBJECT_SEQUENCE = Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value
 WRONG_LAST_SEQUENCE = (10071, 10164)  # the server's codes for "the subject is not at the expected sequence"
 
 
@@ -115,6 +119,44 @@ class KeyValue(Generic[M]):
         except nats.js.errors.KeyWrongLastSequenceError:
             raise await self._conflict(key, revision) from None
         return new_revision
+
+    async def update_all(self, writes: Sequence[tuple[str, M, int]], timeout: float = 10.0) -> list[int | KvConflict]:
+        """Many compare-and-set writes at once, (key, value, revision) each (revision 0: create), sent together and
+        acknowledged as they come rather than one round trip after another. Each write gets its new revision, or the
+        `KvConflict` it lost (its `current` is not read: None); one not acknowledged within `timeout` counts as lost
+        too (it may have been stored: the caller reads again either way). A key deleted before has a tombstone:
+        creating it here conflicts, `create` handles that."""
+        if not writes:
+            return []
+        js = self._store._js
+        prefix = self._store._pre
+        futures = []
+        for key, value, revision in writes:
+            self._check(key)
+            headers = {EXPECTED_LAST_SUBJECT_SEQUENCE: str(revision)}
+            futures.append(await js.publish_async(f"{prefix}{key}", self._encode(value), headers=headers))
+        # Awaited in order (acknowledgements come in order): cheaper than asyncio.wait's callback on every future.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                for future in futures:
+                    if not future.done():
+                        with contextlib.suppress(Exception):  # a failed write: its outcome is read below
+                            await future
+        results: list[int | KvConflict] = []
+        for (key, _, revision), future in zip(writes, futures, strict=True):
+            if not future.done() or future.cancelled():
+                future.cancel()
+                results.append(RevisionConflict(self.bucket, key, revision, None, f"{key!r}: not acknowledged"))
+                continue
+            error = future.exception()
+            if error is None:
+                results.append(future.result().seq)
+            elif isinstance(error, nats.js.errors.APIError) and error.err_code in WRONG_LAST_SEQUENCE:
+                conflict = KeyExists if revision == 0 else RevisionConflict
+                results.append(conflict(self.bucket, key, revision, None, f"{key!r}: not at revision {revision}"))
+            else:
+                raise error
+        return results
 
     async def put(self, key: str, value: M) -> int:
         """Writes `key` whatever its revision (last writer wins); returns the new revision."""
