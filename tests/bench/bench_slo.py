@@ -1,15 +1,15 @@
 """bench-slo: the slo-engine's evaluation cycle over N SLOs against a real Prometheus, its bus-fact ingest against a
 raw JetStream consume+ack of the same events in the same run, and `svc.slo.status` latency.
 
-    python tests/bench/bench_slo.py [--slos N] [--events E] [--webapps W] [--requests R]
+    python tests/bench/bench_slo.py [--slos N] [--events E] [--webapps W] [--burst B] [--requests R]
 
 One nats-server, one Prometheus (the one `make tools` builds), one slo-engine process (`python -m ballast.slo_engine`)
 whose kubeconfig points at nothing: it never leads (no Kubernetes here), so its ingest and `svc.slo.status` are those
 of any replica. This process plays the leader's evaluation.
 
 Phases:
-1. ingest: E Deployment facts (`evt.k8s`, ready replicas going down and up) about W WebApps are stored on K8S_EVENTS
-   before anything consumes them. raw: a durable pull consumer of this process with the engine's filter fetches and
+1. ingest: E Deployment facts (`evt.k8s`, ready replicas going down and up) about W WebApps, B in a row about each
+   (a rollout or a lost replica is told in a burst), are stored on K8S_EVENTS before anything consumes them. raw: a durable pull consumer of this process with the engine's filter fetches and
    acks them all (nats-py, 256 a fetch, no decoding): events/s from the first fetch to the last ack flushed. engine:
    the engine process starts and works through the same backlog on its durable `slo-engine-facts` (decoded, each
    WebApp's record written to the `slo-sli` bucket before the ack); events/s from the first to the last ack seen in
@@ -138,14 +138,14 @@ async def serve_series(body: bytes) -> tuple[web.AppRunner, int]:
 # --- ingest -----------------------------------------------------------------------------------------------------
 
 
-def facts(events: int, webapps: int) -> list[tuple[str, Any]]:
-    """Deployment facts about `webapps` WebApps in turn, each WebApp's ready replicas going 3, 2, 3, 2...; dated in
-    the last minutes, oldest first."""
+def facts(events: int, webapps: int, burst: int) -> list[tuple[str, Any]]:
+    """Deployment facts about `webapps` WebApps in turn, `burst` in a row about each (as a rollout or a lost replica
+    tells them: ready replicas going 2, 3, 2, 3...); dated in the last minutes, oldest first."""
     start = datetime.now(UTC) - timedelta(seconds=max(60, events // 100))
     step = (datetime.now(UTC) - timedelta(seconds=5) - start) / events
     found = []
     for i in range(events):
-        w = i % webapps
+        w = (i // burst) % webapps
         namespace, name = f"team-{w // PER_NAMESPACE}", f"web-{w}"
         observed = ObservedObject(
             cluster=CLUSTER,
@@ -155,7 +155,7 @@ def facts(events: int, webapps: int) -> list[tuple[str, Any]]:
                 api_version="platform.example.com/v1", kind="WebApp", namespace=namespace, name=name, uid=f"w{w}"
             ),
             replicas=3,
-            ready_replicas=3 if (i // webapps) % 2 else 2,
+            ready_replicas=3 if i % 2 else 2,
         )
         event = new_event("io.k8s.deployment.updated.v1", "/bench", observed, time=start + step * i)
         found.append((f"evt.k8s.{CLUSTER}.{namespace}.Deployment.updated", event))
@@ -230,7 +230,7 @@ current-context: none
 # --- the run ----------------------------------------------------------------------------------------------------
 
 
-async def main(n: int, events: int, webapps: int, requests: int) -> None:
+async def main(n: int, events: int, webapps: int, burst: int, requests: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-slo-"))
     catalogue = WindowCatalogue.builtin()
     objectives = {slo_key(i): objective(i) for i in range(n)}
@@ -250,7 +250,7 @@ async def main(n: int, events: int, webapps: int, requests: int) -> None:
             await bus.ensure_consumer(SLO_ENGINE_FACTS)
 
             # 1. ingest
-            backlog = facts(events, webapps)
+            backlog = facts(events, webapps, burst)
             for start in range(0, events, 1000):
                 await bus.publisher.publish_all(backlog[start : start + 1000])
             log(f"{events} facts about {webapps} WebApps stored; raw consume+ack")
@@ -332,9 +332,10 @@ if __name__ == "__main__":
     parser.add_argument("--slos", type=int, default=int(os.environ.get("SLOS", "10000")))
     parser.add_argument("--events", type=int, default=20000, help="facts ingested (default 20000)")
     parser.add_argument("--webapps", type=int, default=1000, help="WebApps the facts are about (default 1000)")
+    parser.add_argument("--burst", type=int, default=10, help="facts in a row about one WebApp (default 10)")
     parser.add_argument("--requests", type=int, default=2000, help="svc.slo.status requests timed (default 2000)")
     arguments = parser.parse_args()
-    if arguments.slos < 1 or arguments.events < 1 or arguments.webapps < 1 or arguments.requests < 2:
-        parser.error("--slos, --events and --webapps must be at least 1, --requests at least 2")
+    if min(arguments.slos, arguments.events, arguments.webapps, arguments.burst) < 1 or arguments.requests < 2:
+        parser.error("--slos, --events, --webapps and --burst must be at least 1, --requests at least 2")
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # as the engine runs (run_service)
-        runner.run(main(arguments.slos, arguments.events, arguments.webapps, arguments.requests))
+        runner.run(main(arguments.slos, arguments.events, arguments.webapps, arguments.burst, arguments.requests))

@@ -129,7 +129,8 @@ def build(settings: SloEngineSettings) -> ServiceApp:
     async def on_cause(delivery: Delivery) -> None:
         await ingest.value.on_cause(delivery)
 
-    app.consume(SLO_ENGINE_FACTS, on_fact)
+    # As many facts in hand as the durable lets out (max_ack_pending): a burst about one WebApp is written at once.
+    app.consume(SLO_ENGINE_FACTS, on_fact, concurrency=SLO_ENGINE_FACTS.max_ack_pending, batch=64)
     app.consume(SLO_ENGINE_CAUSES, on_cause)
 
     async def follow_budgets(bus: Bus, stop: asyncio.Event) -> None:
