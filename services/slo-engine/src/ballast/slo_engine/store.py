@@ -63,8 +63,8 @@ class Coalescer(Generic[M]):
         self._writers: set[asyncio.Task[None]] = set()
 
     async def update(self, key: str, change: Callable[[M | None], M | None]) -> M | None:
-        """As `update`: applies `change` (returning the value unchanged, or None, writes nothing); returns what is
-        stored once it is."""
+        """As `update`: applies `change` (returning the very value it was given, or None, writes nothing); returns
+        what is stored once it is."""
         future: asyncio.Future[M | None] = asyncio.get_running_loop().create_future()
         waiting = self._pending.get(key)
         if waiting is not None:
@@ -99,7 +99,7 @@ class Coalescer(Generic[M]):
             for change in changes:
                 changed = change(wanted)
                 wanted = changed if changed is not None else wanted
-            if wanted is None or wanted == current:
+            if wanted is None or wanted is current:  # identity: comparing long records costs more than a write
                 self._keep(key, entry)
                 return current
             try:
