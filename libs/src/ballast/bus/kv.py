@@ -16,6 +16,8 @@ from types import TracebackType
 from typing import Generic, Self, TypeVar
 
 import nats.js.errors
+import orjson
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import Header
 from nats.js.client import KV_STREAM_TEMPLATE
@@ -128,35 +130,51 @@ class KeyValue(Generic[M]):
         creating it here conflicts, `create` handles that."""
         if not writes:
             return []
-        js = self._store._js
-        prefix = self._store._pre
-        futures = []
-        for key, value, revision in writes:
+        for key, _, _ in writes:
             self._check(key)
-            headers = {EXPECTED_LAST_SUBJECT_SEQUENCE: str(revision)}
-            futures.append(await js.publish_async(f"{prefix}{key}", self._encode(value), headers=headers))
-        # Awaited in order (acknowledgements come in order): cheaper than asyncio.wait's callback on every future.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                for future in futures:
-                    if not future.done():
-                        with contextlib.suppress(Exception):  # a failed write: its outcome is read below
-                            await future
-        results: list[int | KvConflict] = []
-        for (key, _, revision), future in zip(writes, futures, strict=True):
-            if not future.done() or future.cancelled():
-                future.cancel()
-                results.append(RevisionConflict(self.bucket, key, revision, None, f"{key!r}: not acknowledged"))
-                continue
-            error = future.exception()
-            if error is None:
-                results.append(future.result().seq)
-            elif isinstance(error, nats.js.errors.APIError) and error.err_code in WRONG_LAST_SEQUENCE:
-                conflict = KeyExists if revision == 0 else RevisionConflict
-                results.append(conflict(self.bucket, key, revision, None, f"{key!r}: not at revision {revision}"))
-            else:
-                raise error
-        return results
+        # Our own replies, not nats-py's publish_async: its futures are never resolved when the server refuses a
+        # write (it raises in its reply handler), and a lost compare-and-set is an expected answer here.
+        nc = self._store._js._nc
+        inbox = nc.new_inbox()
+        loop = asyncio.get_running_loop()
+        replies: list[asyncio.Future[Msg]] = [loop.create_future() for _ in writes]
+
+        async def on_reply(msg: Msg) -> None:
+            index = int(msg.subject.rsplit(".", 1)[1])
+            if not replies[index].done():
+                replies[index].set_result(msg)
+
+        subscription = await nc.subscribe(f"{inbox}.*", cb=on_reply)
+        try:
+            for index, (key, value, revision) in enumerate(writes):
+                headers = {EXPECTED_LAST_SUBJECT_SEQUENCE: str(revision)}
+                await nc.publish(
+                    f"{self._store._pre}{key}", self._encode(value), reply=f"{inbox}.{index}", headers=headers
+                )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    for reply in replies:
+                        await reply
+        finally:
+            await subscription.unsubscribe()
+        return [self._outcome(key, revision, reply) for (key, _, revision), reply in zip(writes, replies, strict=True)]
+
+    def _outcome(self, key: str, revision: int, reply: asyncio.Future[Msg]) -> int | KvConflict:
+        if not reply.done():
+            return RevisionConflict(self.bucket, key, revision, None, f"bucket {self.bucket!r}: {key!r}: no answer")
+        msg = reply.result()
+        if not msg.data:  # a status without a body: no stream listens on the subject
+            status = (msg.headers or {}).get("Status", "")
+            raise nats.js.errors.NoStreamResponseError(description=f"bucket {self.bucket!r}: status {status}")
+        answer = orjson.loads(msg.data)
+        error = answer.get("error")
+        if error is None:
+            sequence: int = answer["seq"]
+            return sequence
+        if error.get("err_code") in WRONG_LAST_SEQUENCE:
+            conflict = KeyExists if revision == 0 else RevisionConflict
+            return conflict(self.bucket, key, revision, None, f"bucket {self.bucket!r}: {key!r} not at {revision}")
+        raise nats.js.errors.APIError(**error)
 
     async def put(self, key: str, value: M) -> int:
         """Writes `key` whatever its revision (last writer wins); returns the new revision."""
