@@ -228,7 +228,9 @@ async def test_update_all_writes_many_at_once_and_reports_each_lost_compare_and_
     )
 
     new, updated, lost, created = outcomes
-    assert isinstance(new, int) and isinstance(updated, int) and isinstance(created, int)
+    assert isinstance(new, int)
+    assert isinstance(updated, int)
+    assert isinstance(created, int)
     assert isinstance(lost, RevisionConflict)
     assert (lost.key, lost.expected) == ("shop.moved", moved)
     assert await budgets.get("shop.new") == Entry("shop.new", new, Budget(slo="new", remaining=1.0))

@@ -198,7 +198,8 @@ async def test_a_cycle_evaluates_all_at_once_and_one_whose_copy_is_stale_against
     stored = await (await connect()).kv(SLO_BUDGETS, StoredBudget)
     for name in names:
         entry = await stored.get(budget_key(namespace, name))
-        assert entry is not None and entry.value is not None
+        assert entry is not None
+        assert entry.value is not None
         assert entry.value.unpublished == ()  # told, then cleared
     # The same measurement again: nothing changes, nothing is written or told.
     assert await leader.evaluate_all(cycle(later, 0.1)) == second

@@ -133,7 +133,8 @@ async def test_a_burst_of_facts_about_one_webapp_is_written_together(
     burst = [fact(namespace, (index + 1) % 2 * 2, T0 + index * MINUTE) for index in range(1, 41)]
     await asyncio.gather(*(ingest.on_fact(f) for f in burst))
     after = await store.webapps.get(webapp_key(namespace, "web"))
-    assert after is not None and after.value is not None
+    assert after is not None
+    assert after.value is not None
     assert after.value.last_fact == T0 + 40 * MINUTE
     assert len(after.value.changes) == 41
     # Every fact is in, in fewer writes than facts: the writes are the ones between the two revisions (this test

@@ -8,7 +8,6 @@ shares give 14.4/6/3/1 over 30 days and 13.44/5.6/2.8/0.93 over 28: thresholds s
 from __future__ import annotations
 
 import functools
-
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path

@@ -167,13 +167,13 @@ def evaluate(
     period = period_at(slo.window, at)
     length = period.length
     budget = slo.error_budget
-    ref = SloRef(namespace=namespace, name=slo.name, service=slo.service)
+    ref = previous.slo if previous is not None else SloRef(namespace=namespace, name=slo.name, service=slo.service)
+    if (ref.namespace, ref.name, ref.service) != (namespace, slo.name, slo.service):
+        ref = SloRef(namespace=namespace, name=slo.name, service=slo.service)
     remaining = budget_remaining(measurement.period, budget)
     # The page tier's long window (1h in the Workbook's table): recent enough to follow a change in burn, long enough
     # not to swing with every scrape.
-    tte = time_to_exhaustion(
-        remaining, burn_rate(measurement.windows[windows.page.quick.long_window], budget), length
-    )
+    tte = time_to_exhaustion(remaining, burn_rate(measurement.windows[windows.page.quick.long_window], budget), length)
 
     def burns(condition: BurnWindow) -> WindowBurn:
         return WindowBurn(

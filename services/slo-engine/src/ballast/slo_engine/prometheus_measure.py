@@ -76,7 +76,9 @@ class PrometheusMeasurer:
     async def measure(self, slos: Mapping[ObjectKey, ServiceLevelObjective], at: datetime) -> dict[ObjectKey, Measured]:
         by_period: dict[timedelta, AlertWindows | None] = {}  # SLOs share a few periods: each table looked up once
         tables = {
-            key: w for key, slo in slos.items() if (w := prometheus_windows(slo, self._catalogue, by_period)) is not None
+            key: windows
+            for key, slo in slos.items()
+            if (windows := prometheus_windows(slo, self._catalogue, by_period)) is not None
         }
         if not tables:
             return {}
