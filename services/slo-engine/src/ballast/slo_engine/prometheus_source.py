@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 import aiohttp
 import orjson
@@ -49,9 +49,9 @@ def windows_to_read(tables: Iterable[AlertWindows]) -> set[timedelta]:
     return {window for table in tables for window in (*table.windows(), table.period)}
 
 
-@dataclass(frozen=True, order=True)
-class SeriesSlo:
-    """Which SLO a recorded series belongs to: its labels. `namespace` is "" for rules from spec files."""
+class SeriesSlo(NamedTuple):
+    """Which SLO a recorded series belongs to: its labels. `namespace` is "" for rules from spec files. (A tuple: a
+    cycle makes and hashes one per SLO and window.)"""
 
     namespace: str
     service: str
