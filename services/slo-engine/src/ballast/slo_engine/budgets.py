@@ -156,7 +156,13 @@ class BudgetBook:
         return [result if result is not None else RuntimeError("not evaluated") for result in results]
 
     async def state(self, namespace: str, name: str) -> BudgetState | None:
-        entry = await self._kv.get(budget_key(namespace, name))
+        """The SLO's stored state: this book's copy once its cycles keep one (the SLO controller asks after every
+        evaluation, for every SLO), else read."""
+        key = budget_key(namespace, name)
+        if self._known is not None and key in self._known:
+            stored = self._known[key][1]
+            return stored.state if stored is not None else None
+        entry = await self._kv.get(key)
         return entry.value.state if entry is not None and entry.value is not None else None
 
     async def evaluate(
