@@ -86,6 +86,10 @@ class BudgetBook:
         # What this book last read or wrote per key (revision 0: absent); None until the bucket is read once.
         self._known: dict[str, tuple[int, StoredBudget | None]] | None = None
 
+    def drop_copy(self) -> None:
+        """Forgets the copy (a new term as leader: another leader wrote meanwhile); the next cycle reads the bucket."""
+        self._known = None
+
     async def _load(self) -> dict[str, tuple[int, StoredBudget | None]]:
         """The whole bucket, read once (one pass of a watch, rather than a request per key)."""
         known: dict[str, tuple[int, StoredBudget | None]] = {}

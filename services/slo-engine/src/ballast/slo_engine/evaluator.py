@@ -83,6 +83,7 @@ class Evaluator:
         self._now = now
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._book.drop_copy()  # a term starts from the bucket, not from what this replica kept of an earlier one
         for measurer in self._measurers:
             await until_any(measurer.ready, stop)
         while not stop.is_set():
