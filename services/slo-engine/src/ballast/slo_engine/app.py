@@ -20,6 +20,7 @@ evaluated.
 from __future__ import annotations
 
 import asyncio
+import gc
 from datetime import timedelta
 from importlib.metadata import version
 from pathlib import Path
@@ -80,6 +81,19 @@ class SloEngineSettings(ServiceSettings):
     sli_retention_days: int = Field(
         default=400, ge=4, description="days of SLI history kept: at least the longest SLO period (a year: 366)"
     )
+
+
+# Collections of the youngest generation after this many allocations (Python's default: 700). The engine allocates
+# a lot per fact and per SLO each cycle and keeps many long-lived objects (every SLO, state and record): at the
+# default, a cycle over 5,000 SLOs ran some 450 collections, a third of its CPU. The cost is a few MB more garbage
+# between collections.
+GC_THRESHOLD = (50_000, 20, 100)
+
+
+def tune_gc() -> None:
+    """Fewer, larger collections, and what start-up made (modules, classes) out of their way for good."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
 
 
 def build(settings: SloEngineSettings) -> ServiceApp:
