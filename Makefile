@@ -107,5 +107,9 @@ ALERTS ?= 10000
 bench-incident: dev ## N (or ALERTS) Alertmanager alerts (10000) at 1000/s: webhook -> incidents -> Slack vs a raw intake
 	$(RUN)/python tests/bench/bench_incident.py --alerts $(if $(filter command line,$(origin N)),$(N),$(ALERTS))
 
+.PHONY: bench-slo
+bench-slo: dev tools ## N (or 10000) SLOs: one evaluation cycle against Prometheus, fact ingest vs raw, svc.slo.status p99
+	$(RUN)/python tests/bench/bench_slo.py --slos $(if $(filter command line,$(origin N)),$(N),10000)
+
 clean: ## remove the environment, tox envs and local state (not the tool cache)
 	rm -rf $(VENV) .tox .ballast .mypy_cache .ruff_cache .pytest_cache

@@ -211,3 +211,31 @@ async def test_state_survives_a_server_restart(fresh_nats_server: NatsServer, bu
             await budgets.create("shop.web", Budget(slo="web", remaining=1.0))
     finally:
         await bus.close()
+
+
+async def test_update_all_writes_many_at_once_and_reports_each_lost_compare_and_set(budgets: KeyValue[Budget]) -> None:
+    there = await budgets.create("shop.there", Budget(slo="there", remaining=1.0))
+    moved = await budgets.create("shop.moved", Budget(slo="moved", remaining=1.0))
+    moved_again = await budgets.update("shop.moved", Budget(slo="moved", remaining=0.9), revision=moved)
+
+    outcomes = await budgets.update_all(
+        [
+            ("shop.new", Budget(slo="new", remaining=1.0), 0),
+            ("shop.there", Budget(slo="there", remaining=0.8), there),
+            ("shop.moved", Budget(slo="moved", remaining=0.7), moved),  # a stale revision
+            ("shop.there-too", Budget(slo="there", remaining=1.0), 0),
+        ]
+    )
+
+    new, updated, lost, created = outcomes
+    assert isinstance(new, int)
+    assert isinstance(updated, int)
+    assert isinstance(created, int)
+    assert isinstance(lost, RevisionConflict)
+    assert (lost.key, lost.expected) == ("shop.moved", moved)
+    assert await budgets.get("shop.new") == Entry("shop.new", new, Budget(slo="new", remaining=1.0))
+    assert await budgets.get("shop.there") == Entry("shop.there", updated, Budget(slo="there", remaining=0.8))
+    assert await budgets.get("shop.moved") == Entry("shop.moved", moved_again, Budget(slo="moved", remaining=0.9))
+    (exists,) = await budgets.update_all([("shop.new", Budget(slo="new", remaining=0.5), 0)])
+    assert isinstance(exists, KeyExists)
+    assert await budgets.update_all([]) == []

@@ -24,8 +24,8 @@ from ballast.events.contracts.slo import (
 )
 from ballast.local.nats_server import NatsServer
 from ballast.slo import Alerting, AlertTier, EventRatioSli, RollingWindow, ServiceLevelObjective, workbook_windows
-from ballast.slo.evaluation import Measurement, evaluate
-from ballast.slo_engine.budgets import BudgetBook, StoredBudget, UnpublishedEvent, budget_key
+from ballast.slo.evaluation import BudgetState, Measurement, evaluate
+from ballast.slo_engine.budgets import BudgetBook, Evaluand, StoredBudget, UnpublishedEvent, budget_key
 from ballast.slo_engine.status import StatusView
 from ballast.telemetry.metrics import BusMetrics
 from ballast.testing import eventually
@@ -156,6 +156,54 @@ async def test_replicas_evaluating_at_once_store_one_state_and_tell_once(
     states = await asyncio.gather(*(r.evaluate(objective(), namespace, WINDOWS, measured(T0, 0.1)) for r in replicas))
     assert all(s.firing == {BurnTier.PAGE: T0} for s in states)
     assert await published(await connect(), namespace) == [firing_id(namespace, T0)]
+
+
+async def test_a_cycle_evaluates_all_at_once_and_one_whose_copy_is_stale_against_what_is_stored(
+    connect: Connect, unique: Callable[[str], str]
+) -> None:
+    namespace = unique("shop-")
+    leader = await book(await connect())
+    names = ["a", "b", "c"]
+
+    def cycle(at: datetime, ratio: float) -> list[Evaluand]:
+        return [Evaluand(objective(name), namespace, WINDOWS, measured(at, ratio)) for name in names]
+
+    first = await leader.evaluate_all(cycle(T0, 0.1))
+    assert [s.firing for s in first if isinstance(s, BudgetState)] == [{BurnTier.PAGE: T0}] * 3
+    # Another replica (a leader before a failover, say) evaluates "b" meanwhile: the leader's copy of it is stale.
+    other = await book(await connect())
+    resolved_at = T0 + MINUTE
+    await other.evaluate(objective("b"), namespace, WINDOWS, measured(resolved_at, 0.0))
+
+    later = T0 + 2 * MINUTE
+    second = await leader.evaluate_all(cycle(later, 0.1))
+    assert [s.evaluated_at for s in second if isinstance(s, BudgetState)] == [later] * 3
+    # "b" was evaluated against the resolved state the other replica stored: it fires again, from `later`.
+    assert [s.firing for s in second if isinstance(s, BudgetState)] == [
+        {BurnTier.PAGE: T0},
+        {BurnTier.PAGE: later},
+        {BurnTier.PAGE: T0},
+    ]
+    told = await published(await connect(), namespace)
+    assert sorted(told) == sorted(
+        [
+            *(
+                (slo_event_type(SloEvent.PAGE_BURN_FIRING), f"{namespace}/{name}:page:firing:{T0.isoformat()}")
+                for name in names
+            ),
+            (slo_event_type(SloEvent.PAGE_BURN_RESOLVED), f"{namespace}/b:page:resolved:{resolved_at.isoformat()}"),
+            (slo_event_type(SloEvent.PAGE_BURN_FIRING), f"{namespace}/b:page:firing:{later.isoformat()}"),
+        ]
+    )
+    stored = await (await connect()).kv(SLO_BUDGETS, StoredBudget)
+    for name in names:
+        entry = await stored.get(budget_key(namespace, name))
+        assert entry is not None
+        assert entry.value is not None
+        assert entry.value.unpublished == ()  # told, then cleared
+    # The same measurement again: nothing changes, nothing is written or told.
+    assert await leader.evaluate_all(cycle(later, 0.1)) == second
+    assert len(await published(await connect(), namespace)) == len(told)
 
 
 async def test_the_status_endpoint_answers_from_the_stored_states(

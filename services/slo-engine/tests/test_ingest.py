@@ -104,6 +104,44 @@ async def test_replicas_writing_one_record_at_once_all_get_their_fact_in(
     ]
 
 
+async def test_a_replica_whose_copy_of_a_record_is_stale_reads_the_other_write_and_loses_no_fact(
+    bus: Bus, store: SliStore, unique: Callable[[str], str]
+) -> None:
+    namespace = unique("ns")
+    # Two replicas: each its own store, so each its own copy of what it last wrote.
+    other = SliStore(await bus.kv(SLO_SLI, WebAppRecord), await bus.kv(SLO_SLI, CauseWindow))
+    one = FactIngest(store, cluster="local", retention=RETENTION)
+    two = FactIngest(other, cluster="local", retention=RETENTION)
+    await one.on_fact(fact(namespace, 2, T0))
+    await two.on_fact(fact(namespace, 1, T0 + MINUTE, kind="Deployment"))
+    await one.on_fact(fact(namespace, 2, T0 + 2 * MINUTE))  # against its stale copy: loses, reads, applies
+    assert [(c.at, c.state) for c in (await record(store, namespace)).changes] == [
+        (T0, Availability.UP),
+        (T0 + MINUTE, Availability.DOWN),
+        (T0 + 2 * MINUTE, Availability.UP),
+    ]
+
+
+async def test_a_burst_of_facts_about_one_webapp_is_written_together(
+    store: SliStore, unique: Callable[[str], str]
+) -> None:
+    namespace = unique("ns")
+    ingest = FactIngest(store, cluster="local", retention=RETENTION)
+    await ingest.on_fact(fact(namespace, 2, T0))
+    before = await store.webapps.get(webapp_key(namespace, "web"))
+    assert before is not None
+    burst = [fact(namespace, (index + 1) % 2 * 2, T0 + index * MINUTE) for index in range(1, 41)]
+    await asyncio.gather(*(ingest.on_fact(f) for f in burst))
+    after = await store.webapps.get(webapp_key(namespace, "web"))
+    assert after is not None
+    assert after.value is not None
+    assert after.value.last_fact == T0 + 40 * MINUTE
+    assert len(after.value.changes) == 41
+    # Every fact is in, in fewer writes than facts: the writes are the ones between the two revisions (this test
+    # is the only writer of the bucket while it runs).
+    assert after.revision - before.revision < len(burst)
+
+
 async def test_rollouts_and_chaos_windows_are_kept_and_another_clusters_facts_ignored(
     store: SliStore, unique: Callable[[str], str]
 ) -> None:

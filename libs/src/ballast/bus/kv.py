@@ -8,13 +8,18 @@ longer validates raises `StoredValueError` naming bucket, key and revision inste
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Generic, Self, TypeVar
 
 import nats.js.errors
+import orjson
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.js.api import Header
 from nats.js.client import KV_STREAM_TEMPLATE
 from nats.js.kv import KV_DEL, KV_PURGE, VALID_KEY_RE
 from nats.js.kv import KeyValue as NatsKeyValue
@@ -24,6 +29,7 @@ from ballast.events.catalogue import BucketSpec
 
 M = TypeVar("M", bound=BaseModel)
 
+EXPECTED_LAST_SUBJECT_SEQUENCE = Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value
 WRONG_LAST_SEQUENCE = (10071, 10164)  # the server's codes for "the subject is not at the expected sequence"
 
 
@@ -115,6 +121,60 @@ class KeyValue(Generic[M]):
         except nats.js.errors.KeyWrongLastSequenceError:
             raise await self._conflict(key, revision) from None
         return new_revision
+
+    async def update_all(self, writes: Sequence[tuple[str, M, int]], timeout: float = 10.0) -> list[int | KvConflict]:
+        """Many compare-and-set writes at once, (key, value, revision) each (revision 0: create), sent together and
+        acknowledged as they come rather than one round trip after another. Each write gets its new revision, or the
+        `KvConflict` it lost (its `current` is not read: None); one not acknowledged within `timeout` counts as lost
+        too (it may have been stored: the caller reads again either way). A key deleted before has a tombstone:
+        creating it here conflicts, `create` handles that."""
+        if not writes:
+            return []
+        for key, _, _ in writes:
+            self._check(key)
+        # Our own replies, not nats-py's publish_async: its futures are never resolved when the server refuses a
+        # write (it raises in its reply handler), and a lost compare-and-set is an expected answer here.
+        nc = self._store._js._nc
+        inbox = nc.new_inbox()
+        loop = asyncio.get_running_loop()
+        replies: list[asyncio.Future[Msg]] = [loop.create_future() for _ in writes]
+
+        async def on_reply(msg: Msg) -> None:
+            index = int(msg.subject.rsplit(".", 1)[1])
+            if not replies[index].done():
+                replies[index].set_result(msg)
+
+        subscription = await nc.subscribe(f"{inbox}.*", cb=on_reply)
+        try:
+            for index, (key, value, revision) in enumerate(writes):
+                headers = {EXPECTED_LAST_SUBJECT_SEQUENCE: str(revision)}
+                await nc.publish(
+                    f"{self._store._pre}{key}", self._encode(value), reply=f"{inbox}.{index}", headers=headers
+                )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    for reply in replies:
+                        await reply
+        finally:
+            await subscription.unsubscribe()
+        return [self._outcome(key, revision, reply) for (key, _, revision), reply in zip(writes, replies, strict=True)]
+
+    def _outcome(self, key: str, revision: int, reply: asyncio.Future[Msg]) -> int | KvConflict:
+        if not reply.done():
+            return RevisionConflict(self.bucket, key, revision, None, f"bucket {self.bucket!r}: {key!r}: no answer")
+        msg = reply.result()
+        if not msg.data:  # a status without a body: no stream listens on the subject
+            status = (msg.headers or {}).get("Status", "")
+            raise nats.js.errors.NoStreamResponseError(description=f"bucket {self.bucket!r}: status {status}")
+        answer = orjson.loads(msg.data)
+        error = answer.get("error")
+        if error is None:
+            sequence: int = answer["seq"]
+            return sequence
+        if error.get("err_code") in WRONG_LAST_SEQUENCE:
+            conflict = KeyExists if revision == 0 else RevisionConflict
+            return conflict(self.bucket, key, revision, None, f"bucket {self.bucket!r}: {key!r} not at {revision}")
+        raise nats.js.errors.APIError(**error)
 
     async def put(self, key: str, value: M) -> int:
         """Writes `key` whatever its revision (last writer wins); returns the new revision."""

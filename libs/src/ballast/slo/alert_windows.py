@@ -7,6 +7,7 @@ shares give 14.4/6/3/1 over 30 days and 13.44/5.6/2.8/0.93 over 28: thresholds s
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -40,8 +41,14 @@ class BurnWindow(BaseModel):
 
     def factor(self, period: timedelta) -> float:
         """Computed in Sloth's order (percent x period hours / 100 / window hours) so the floats print the same."""
-        hours = timedelta(hours=1)
-        return self.error_budget_percent * (period / hours) / 100 / (self.long_window / hours)
+        return _factor(self.error_budget_percent, self.long_window, period)
+
+
+@functools.lru_cache(maxsize=1024)
+def _factor(percent: float, long_window: timedelta, period: timedelta) -> float:
+    # Cached: an engine asks it for every condition of every SLO each cycle, and SLOs share a few tables and periods.
+    hours = timedelta(hours=1)
+    return percent * (period / hours) / 100 / (long_window / hours)
 
 
 class TierWindows(BaseModel):

@@ -157,33 +157,35 @@ def evaluate(
     """The SLO's state at `measurement.at` and the transitions from `previous` (None: never evaluated)."""
     if previous is not None and measurement.at <= previous.evaluated_at:
         return Evaluation(previous, ())
-    missing = [w for w in windows.windows() if w not in measurement.windows]
+    alert_windows = windows.windows()
+    missing = [w for w in alert_windows if w not in measurement.windows]
     if missing:
         names = ", ".join(format_duration(w) for w in missing)
         raise ValueError(f"the measurement of SLO {namespace}/{slo.name} has no error ratio over {names}")
 
     at = measurement.at
     period = period_at(slo.window, at)
+    length = period.length
     budget = slo.error_budget
-    ref = SloRef(namespace=namespace, name=slo.name, service=slo.service)
+    ref = previous.slo if previous is not None else SloRef(namespace=namespace, name=slo.name, service=slo.service)
+    if (ref.namespace, ref.name, ref.service) != (namespace, slo.name, slo.service):
+        ref = SloRef(namespace=namespace, name=slo.name, service=slo.service)
     remaining = budget_remaining(measurement.period, budget)
     # The page tier's long window (1h in the Workbook's table): recent enough to follow a change in burn, long enough
     # not to swing with every scrape.
-    tte = time_to_exhaustion(
-        remaining, burn_rate(measurement.windows[windows.page.quick.long_window], budget), period.length
-    )
+    tte = time_to_exhaustion(remaining, burn_rate(measurement.windows[windows.page.quick.long_window], budget), length)
 
     def burns(condition: BurnWindow) -> WindowBurn:
         return WindowBurn(
             short_window=condition.short_window,
             long_window=condition.long_window,
-            factor=condition.factor(period.length),
+            factor=condition.factor(length),
             short_burn_rate=burn_rate(measurement.windows[condition.short_window], budget),
             long_burn_rate=burn_rate(measurement.windows[condition.long_window], budget),
         )
 
     def holds(condition: BurnWindow) -> bool:
-        threshold = condition.factor(period.length) * budget
+        threshold = condition.factor(length) * budget
         return (
             measurement.windows[condition.short_window] > threshold
             and measurement.windows[condition.long_window] > threshold
@@ -212,7 +214,7 @@ def evaluate(
             state=change,
             since=at,
             objective=slo.objective,
-            period=period.length,
+            period=length,
             windows=(burns(conditions.quick), burns(conditions.slow)),
             budget_remaining=remaining,
             time_to_exhaustion=tte,
@@ -234,7 +236,7 @@ def evaluate(
             cluster=cluster,
             slo=ref,
             objective=slo.objective,
-            period=period.length,
+            period=length,
             budget_remaining=remaining,
             threshold=threshold,
             freeze_deploys=slo.policy.freeze_deploys_below_percent is not None,
@@ -243,19 +245,23 @@ def evaluate(
         )
         transitions.append(Transition(event, f"{namespace}/{slo.name}:{event}:{at.isoformat()}", payload))
 
-    state = BudgetState(
-        slo=ref,
-        objective=slo.objective,
-        period_start=period.start,
-        period=period.length,
-        evaluated_at=at,
-        budget_remaining=remaining,
-        burn_rates=tuple(
-            WindowRate(window=w, burn_rate=burn_rate(measurement.windows[w], budget)) for w in windows.windows()
-        ),
-        firing=firing,
-        exhausted_since=exhausted_since,
-        time_to_exhaustion=tte,
-        consumption=measurement.consumption,
+    # One validation of the whole state (its burn rates as plain data): an engine evaluates thousands each cycle, and
+    # building every WindowRate on its own costs more than the arithmetic.
+    state = BudgetState.model_validate(
+        {
+            "slo": ref,
+            "objective": slo.objective,
+            "period_start": period.start,
+            "period": length,
+            "evaluated_at": at,
+            "budget_remaining": remaining,
+            "burn_rates": [
+                {"window": w, "burn_rate": burn_rate(measurement.windows[w], budget)} for w in alert_windows
+            ],
+            "firing": firing,
+            "exhausted_since": exhausted_since,
+            "time_to_exhaustion": tte,
+            "consumption": measurement.consumption,
+        }
     )
     return Evaluation(state, tuple(transitions))

@@ -20,6 +20,7 @@ evaluated.
 from __future__ import annotations
 
 import asyncio
+import gc
 from datetime import timedelta
 from importlib.metadata import version
 from pathlib import Path
@@ -77,6 +78,19 @@ class SloEngineSettings(LeaseSettings):
     )
 
 
+# Collections of the youngest generation after this many allocations (Python's default: 700). The engine allocates
+# a lot per fact and per SLO each cycle and keeps many long-lived objects (every SLO, state and record): at the
+# default, a cycle over 5,000 SLOs ran some 450 collections, a third of its CPU. The cost is a few MB more garbage
+# between collections.
+GC_THRESHOLD = (50_000, 20, 100)
+
+
+def tune_gc() -> None:
+    """Fewer, larger collections, and what start-up made (modules, classes) out of their way for good."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
+
+
 def build(settings: SloEngineSettings) -> ServiceApp:
     app = ServiceApp(NAME, settings)
     controller_metrics = ControllerMetrics(app.registry)
@@ -124,7 +138,8 @@ def build(settings: SloEngineSettings) -> ServiceApp:
     async def on_cause(delivery: Delivery) -> None:
         await ingest.value.on_cause(delivery)
 
-    app.consume(SLO_ENGINE_FACTS, on_fact)
+    # As many facts in hand as the durable lets out (max_ack_pending): a burst about one WebApp is written at once.
+    app.consume(SLO_ENGINE_FACTS, on_fact, concurrency=SLO_ENGINE_FACTS.max_ack_pending, batch=64)
     app.consume(SLO_ENGINE_CAUSES, on_cause)
 
     async def follow_budgets(bus: Bus, stop: asyncio.Event) -> None:

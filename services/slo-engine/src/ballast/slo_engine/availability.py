@@ -12,6 +12,7 @@ the whole SLO period whatever the K8S_EVENTS stream still holds, and survive res
 
 from __future__ import annotations
 
+import bisect
 import enum
 from datetime import datetime, timedelta
 from typing import Self
@@ -99,10 +100,17 @@ class WebAppRecord(BaseModel):
 
     def observe(self, at: datetime, state: Availability, keep_after: datetime) -> Self:
         """The record with the fact applied (itself when it was applied already, or came too late to place)."""
-        fact = Change(at=at, state=state)
-        if fact in self.recent or (self.settled and self.recent and at < self.recent[0].at):
+        if self.settled and self.recent and at < self.recent[0].at:
             return self
-        recent = sorted((*self.recent, fact), key=lambda change: change.at)
+        # `recent` is in time order: find the fact's place by bisection (a burst of facts about one WebApp is applied
+        # fact by fact to a record of up to RECENT_FACTS of them).
+        place = bisect.bisect_right(self.recent, at, key=_at)
+        same_time = place
+        while same_time > 0 and self.recent[same_time - 1].at == at:
+            same_time -= 1
+            if self.recent[same_time].state is state:
+                return self  # applied already
+        recent = [*self.recent[:place], Change(at=at, state=state), *self.recent[place:]]
         settled = list(self.settled)
         while len(recent) > RECENT_FACTS:
             _settle(settled, recent.pop(0))
@@ -162,6 +170,10 @@ class WebAppRecord(BaseModel):
         if held and held[-1].state is Availability.UP:
             return after
         return next((c.at for c in changes if c.at > after and c.state is Availability.UP), None)
+
+
+def _at(change: Change) -> datetime:
+    return change.at
 
 
 def _settle(settled: list[Change], fact: Change) -> None:

@@ -6,16 +6,22 @@ written with the state, as unpublished, before they are published, and cleared a
 the write and the publish leaves them for the next evaluation to publish. Their ids are fixed by the transition, so
 a publish repeated within the stream's duplicate window is stored once. Nothing is ever reset: a restarted engine
 evaluates against the stored state, so it neither forgets a firing tier nor tells it again.
+
+A cycle evaluates every SLO at once (`evaluate_all`): against the states the book last read or wrote (the whole
+bucket, read in one pass at its first cycle), all new states are written together and acknowledged as they come,
+and the transitions of all of them are published together. Compare-and-set still guards each key: an SLO whose copy
+is stale (another replica wrote) or that holds transitions left unpublished goes the one-by-one way, which reads it.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
-from ballast.bus.kv import Entry, KeyValue, KvConflict
+from ballast.bus.kv import CaughtUp, Entry, KeyValue, KvConflict
 from ballast.bus.publisher import Publisher
 from ballast.events.contracts.slo import SloEvent, slo_event_type, slo_subject
 from ballast.events.envelope import new_event
@@ -59,6 +65,15 @@ def budget_key(namespace: str, name: str) -> str:
     return f"{namespace}.{name}"
 
 
+class Evaluand(NamedTuple):
+    """One SLO to evaluate in a cycle."""
+
+    slo: ServiceLevelObjective
+    namespace: str
+    windows: AlertWindows
+    measurement: Measurement
+
+
 class BudgetBook:
     def __init__(
         self, kv: KeyValue[StoredBudget], publisher: Publisher, registry: TypeRegistry, cluster: str, source: str
@@ -68,9 +83,90 @@ class BudgetBook:
         self._registry = registry
         self.cluster = cluster
         self.source = source
+        # What this book last read or wrote per key (revision 0: absent); None until the bucket is read once.
+        self._known: dict[str, tuple[int, StoredBudget | None]] | None = None
+
+    def drop_copy(self) -> None:
+        """Forgets the copy (a new term as leader: another leader wrote meanwhile); the next cycle reads the bucket."""
+        self._known = None
+
+    async def _load(self) -> dict[str, tuple[int, StoredBudget | None]]:
+        """The whole bucket, read once (one pass of a watch, rather than a request per key)."""
+        known: dict[str, tuple[int, StoredBudget | None]] = {}
+        async with self._kv.watch() as changes:
+            async for change in changes:
+                if isinstance(change, CaughtUp):
+                    break
+                known[change.key] = (change.revision, change.value)
+        self._known = known
+        return known
+
+    async def evaluate_all(self, evaluands: Sequence[Evaluand]) -> list[BudgetState | Exception]:
+        """Evaluates many SLOs at once: each one's new state, or the error evaluating it raised."""
+        known = self._known if self._known is not None else await self._load()
+        results: list[BudgetState | Exception | None] = [None] * len(evaluands)
+        one_by_one: list[int] = []
+        writes: list[tuple[str, StoredBudget, int]] = []
+        written: list[int] = []
+        for index, item in enumerate(evaluands):
+            key = budget_key(item.namespace, item.slo.name)
+            revision, stored = known.get(key, (0, None))
+            if stored is not None and stored.unpublished:
+                one_by_one.append(index)  # left by a run that stopped before publishing them: publish first
+                continue
+            try:
+                evaluation = evaluate(
+                    item.slo,
+                    item.namespace,
+                    self.cluster,
+                    item.windows,
+                    item.measurement,
+                    stored.state if stored is not None else None,
+                )
+            except Exception as error:
+                results[index] = error
+                continue
+            if stored is not None and evaluation.state == stored.state:
+                results[index] = stored.state
+                continue
+            unpublished = tuple(UnpublishedEvent.of(item.namespace, item.slo.name, t) for t in evaluation.transitions)
+            writes.append((key, StoredBudget(state=evaluation.state, unpublished=unpublished), revision))
+            written.append(index)
+        outcomes = await self._kv.update_all(writes)
+        told: list[tuple[str, StoredBudget, int]] = []
+        for index, (key, record, _), outcome in zip(written, writes, outcomes, strict=True):
+            if isinstance(outcome, KvConflict):
+                known.pop(key, None)
+                one_by_one.append(index)  # another replica wrote meanwhile: read it and evaluate against it
+                continue
+            known[key] = (outcome, record)
+            results[index] = record.state
+            if record.unpublished:
+                told.append((key, record, outcome))
+        if told:
+            await self._publish(tuple(event for _, record, _ in told for event in record.unpublished))
+            cleared = [(key, StoredBudget(state=record.state), revision) for key, record, revision in told]
+            for (key, record, _), outcome in zip(cleared, await self._kv.update_all(cleared), strict=True):
+                if isinstance(outcome, KvConflict):
+                    known.pop(key, None)  # a newer state was stored, by an evaluation that published these first
+                else:
+                    known[key] = (outcome, record)
+        for index in one_by_one:
+            item = evaluands[index]
+            try:
+                results[index] = await self.evaluate(item.slo, item.namespace, item.windows, item.measurement)
+            except Exception as error:
+                results[index] = error
+        return [result if result is not None else RuntimeError("not evaluated") for result in results]
 
     async def state(self, namespace: str, name: str) -> BudgetState | None:
-        entry = await self._kv.get(budget_key(namespace, name))
+        """The SLO's stored state: this book's copy once its cycles keep one (the SLO controller asks after every
+        evaluation, for every SLO), else read."""
+        key = budget_key(namespace, name)
+        if self._known is not None and key in self._known:
+            stored = self._known[key][1]
+            return stored.state if stored is not None else None
+        entry = await self._kv.get(key)
         return entry.value.state if entry is not None and entry.value is not None else None
 
     async def evaluate(
@@ -96,16 +192,24 @@ class BudgetBook:
             except KvConflict:
                 continue  # another replica stored a state meanwhile: evaluate against it
             break
+        self._remember(key, revision, record)
         if record.unpublished:
             await self._publish(record.unpublished)
             # A conflict means a newer state was stored, by an evaluation that published these first.
             with contextlib.suppress(KvConflict):
-                await self._kv.update(key, StoredBudget(state=record.state), revision)
+                cleared = StoredBudget(state=record.state)
+                self._remember(key, await self._kv.update(key, cleared, revision), cleared)
         return record.state
+
+    def _remember(self, key: str, revision: int, record: StoredBudget | None) -> None:
+        if self._known is not None:
+            self._known[key] = (revision, record)
 
     async def forget(self, namespace: str, name: str) -> None:
         """Drops a deleted SLO's state (its history stays until the bucket's limits drop it)."""
         await self._kv.delete(budget_key(namespace, name))
+        if self._known is not None:
+            self._known.pop(budget_key(namespace, name), None)
 
     async def _write(self, key: str, entry: Entry[StoredBudget] | None, record: StoredBudget) -> int:
         if entry is None:

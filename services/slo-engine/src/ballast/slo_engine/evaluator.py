@@ -20,7 +20,7 @@ from ballast.kube.informer import ObjectKey
 from ballast.kube.pacing import pause, until_any
 from ballast.slo import AlertWindows, ServiceLevelObjective, WebAppAvailabilitySli
 from ballast.slo.evaluation import Measurement
-from ballast.slo_engine.budgets import BudgetBook
+from ballast.slo_engine.budgets import BudgetBook, Evaluand
 from ballast.slo_engine.measure import alert_windows, availability_measurement
 from ballast.slo_engine.store import SliMirror
 
@@ -83,6 +83,7 @@ class Evaluator:
         self._now = now
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._book.drop_copy()  # a term starts from the bucket, not from what this replica kept of an earlier one
         for measurer in self._measurers:
             await until_any(measurer.ready, stop)
         while not stop.is_set():
@@ -100,12 +101,17 @@ class Evaluator:
                 # A measurer's failure (its backend down, a bug) costs its SLOs this cycle, not the others'.
                 log.exception("measuring with %s failed", measurer.name)
                 continue
-            for key, (windows, measurement) in measured.items():
-                namespace, name = key
-                try:
-                    await self._book.evaluate(objectives[key], namespace, windows, measurement)
-                except Exception:
-                    log.exception("evaluating SLO %s/%s failed", namespace, name)
+            keys = list(measured)
+            evaluands = [Evaluand(objectives[key], key[0], *measured[key]) for key in keys]
+            try:
+                outcomes = await self._book.evaluate_all(evaluands)
+            except Exception:
+                # The bucket or the bus failing: the states stay as stored, the next cycle evaluates them again.
+                log.exception("storing the evaluations of %s failed", measurer.name)
+                continue
+            for (namespace, name), outcome in zip(keys, outcomes, strict=True):
+                if isinstance(outcome, Exception):
+                    log.error("evaluating SLO %s/%s failed", namespace, name, exc_info=outcome)
                     continue
                 evaluated += 1
                 self._evaluated(namespace, name)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from ballast.kube.informer import ObjectKey
 from ballast.slo import (
@@ -35,16 +35,25 @@ from ballast.slo_engine.prometheus_source import PrometheusSource, PrometheusUna
 log = logging.getLogger(__name__)
 
 
-def prometheus_windows(slo: ServiceLevelObjective, catalogue: WindowCatalogue) -> AlertWindows | None:
-    """The SLO's alert windows when its error ratios are recorded in Prometheus; None when they are not."""
+def prometheus_windows(
+    slo: ServiceLevelObjective,
+    catalogue: WindowCatalogue,
+    known: dict[timedelta, AlertWindows | None] | None = None,
+) -> AlertWindows | None:
+    """The SLO's alert windows when its error ratios are recorded in Prometheus; None when they are not. `known`
+    keeps the tables found by period, for a caller looking up many SLOs."""
     if not isinstance(slo.sli, EventRatioSli | RawErrorRatioSli | LatencySli):
         return None
     if not isinstance(slo.window, RollingWindow) or isinstance(slo.budgeting, Timeslices):
         return None
-    try:
-        return catalogue.for_period(slo.window.length)
-    except MissingAlertWindows:
-        return None
+    known = {} if known is None else known
+    length = slo.window.length
+    if length not in known:
+        try:
+            known[length] = catalogue.for_period(length)
+        except MissingAlertWindows:
+            known[length] = None
+    return known[length]
 
 
 class PrometheusMeasurer:
@@ -65,11 +74,16 @@ class PrometheusMeasurer:
         self.failing: str | None = None  # why the last read failed; None while reads succeed
 
     async def measure(self, slos: Mapping[ObjectKey, ServiceLevelObjective], at: datetime) -> dict[ObjectKey, Measured]:
-        tables = {key: w for key, slo in slos.items() if (w := prometheus_windows(slo, self._catalogue)) is not None}
+        by_period: dict[timedelta, AlertWindows | None] = {}  # SLOs share a few periods: each table looked up once
+        tables = {
+            key: windows
+            for key, slo in slos.items()
+            if (windows := prometheus_windows(slo, self._catalogue, by_period)) is not None
+        }
         if not tables:
             return {}
         try:
-            readings = await self._source.read(windows_to_read(tables.values()), at)
+            readings = await self._source.read(windows_to_read(w for w in by_period.values() if w is not None), at)
         except PrometheusUnavailable as error:
             # Not raised: the evaluator would log a traceback every cycle; the transition is logged once instead.
             if self.failing is None:

@@ -20,9 +20,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 import aiohttp
+import orjson
 
 from ballast.slo import ServiceLevelObjective
 from ballast.slo.alert_windows import AlertWindows
@@ -36,14 +37,21 @@ def sli_record(window: timedelta) -> str:
     return f"slo:sli_error:ratio_rate{format_duration(window)}"
 
 
+def sli_query(window: timedelta) -> str:
+    """Every SLO's error ratio over `window`, one sample per SLO: the worst where an SLO has several series (its
+    rules loaded twice, other extra labels), and only the labels that name it, so the answer is no bigger than it
+    has to be. `max` skips NaN (no requests) unless every series of the SLO is NaN."""
+    return f"max by ({NAMESPACE_LABEL}, sloth_service, sloth_slo) ({sli_record(window)})"
+
+
 def windows_to_read(tables: Iterable[AlertWindows]) -> set[timedelta]:
     """Every alert window and period of the SLOs' window tables: one query each."""
     return {window for table in tables for window in (*table.windows(), table.period)}
 
 
-@dataclass(frozen=True, order=True)
-class SeriesSlo:
-    """Which SLO a recorded series belongs to: its labels. `namespace` is "" for rules from spec files."""
+class SeriesSlo(NamedTuple):
+    """Which SLO a recorded series belongs to: its labels. `namespace` is "" for rules from spec files. (A tuple: a
+    cycle makes and hashes one per SLO and window.)"""
 
     namespace: str
     service: str
@@ -53,6 +61,9 @@ class SeriesSlo:
     def of(cls, namespace: str, objective: ServiceLevelObjective) -> SeriesSlo:
         """The series key of an SLO object's rules (`rules_sync` labels them with its namespace)."""
         return cls(namespace, objective.service, objective.name)
+
+
+IDENTITY = {"Accept-Encoding": "identity"}
 
 
 class PrometheusUnavailable(RuntimeError):
@@ -70,12 +81,13 @@ class Readings:
     def measurement(self, key: SeriesSlo, windows: AlertWindows) -> Measurement | None:
         """The SLO's measurement for the evaluator; None while a window has no series or the period's ratio is NaN."""
         ratios = self.ratios.get(key, {})
-        if any(window not in ratios for window in (*windows.windows(), windows.period)):
-            return None
-        period = ratios[windows.period]
+        period = ratios.get(windows.period)
         if period is None:
             return None
-        alert_windows = {window: ratios[window] or 0.0 for window in windows.windows()}
+        try:
+            alert_windows = {window: ratios[window] or 0.0 for window in windows.windows()}
+        except KeyError:
+            return None
         return Measurement(at=self.at, windows=alert_windows, period=period)
 
 
@@ -109,8 +121,12 @@ class PrometheusSource:
         assert self._session is not None, "use `async with PrometheusSource(...)`"
         params = {"query": expr, "time": f"{at.timestamp():.3f}"}
         try:
-            async with self._session.post(f"{self.url}/api/v1/query", data=params, timeout=self._timeout) as response:
-                body = await response.json(content_type=None)
+            # Uncompressed: a cycle's answers are megabytes, and gzip on both ends costs more than the bytes do.
+            async with self._session.post(
+                f"{self.url}/api/v1/query", data=params, timeout=self._timeout, headers=IDENTITY
+            ) as response:
+                # orjson: a cycle's answers hold a sample per SLO and window, and the standard decoder is the cost.
+                body = orjson.loads(await response.read())
         except (aiohttp.ClientError, TimeoutError, ValueError) as error:
             raise PrometheusUnavailable(f"{self.url}: {expr}: {error!r}") from error
         if body.get("status") != "success":
@@ -124,7 +140,7 @@ class PrometheusSource:
         wanted = sorted(set(windows))
         try:
             async with asyncio.TaskGroup() as tasks:
-                vectors = {w: tasks.create_task(self.query(sli_record(w), moment)) for w in wanted}
+                vectors = {w: tasks.create_task(self.query(sli_query(w), moment)) for w in wanted}
         except* PrometheusUnavailable as failed:
             raise failed.exceptions[0] from None  # one reason is enough: the cycle has no measurement either way
         ratios: dict[SeriesSlo, dict[timedelta, float | None]] = {}

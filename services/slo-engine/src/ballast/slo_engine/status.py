@@ -15,13 +15,15 @@ from ballast.bus.endpoints import EndpointError
 from ballast.bus.kv import CaughtUp, KeyValue, Watch
 from ballast.events.contracts.slo import SloState, SloStatusRequest, SloStatusResponse
 from ballast.runtime.stopping import until_stopped
-from ballast.slo.evaluation import BudgetState
 from ballast.slo_engine.budgets import StoredBudget
 
 
 class StatusView:
     def __init__(self) -> None:
-        self._states: dict[str, BudgetState] = {}
+        # Per namespace, per SLO name: the answer for each SLO is made once per stored change, not once per request,
+        # and a request naming a namespace (and an SLO) looks it up instead of scanning every SLO.
+        self._states: dict[str, dict[str, SloState]] = {}
+        self._keys: dict[str, tuple[str, str]] = {}  # bucket key -> (namespace, name)
         self.caught_up = asyncio.Event()
 
     async def follow(self, kv: KeyValue[StoredBudget], stop: asyncio.Event) -> None:
@@ -33,22 +35,28 @@ class StatusView:
         async for change in changes:
             if isinstance(change, CaughtUp):
                 self.caught_up.set()
-            elif change.value is None:
-                self._states.pop(change.key, None)
-            else:
-                self._states[change.key] = change.value.state
+                continue
+            where = self._keys.pop(change.key, None)
+            if where is not None:
+                self._states[where[0]].pop(where[1], None)
+            if change.value is not None:
+                state = change.value.state.status()
+                namespace, name = state.slo.namespace, state.slo.name
+                self._states.setdefault(namespace, {})[name] = state
+                self._keys[change.key] = (namespace, name)
 
     def states(self) -> list[SloState]:
-        return [state.status() for state in self._states.values()]
+        return [state for by_name in self._states.values() for state in by_name.values()]
 
     def answer(self, request: SloStatusRequest) -> SloStatusResponse:
-        matching = [
-            state.status()
-            for state in self._states.values()
-            if (request.namespace is None or state.slo.namespace == request.namespace)
-            and (request.service is None or state.slo.service == request.service)
-            and (request.name is None or state.slo.name == request.name)
-        ]
+        if request.namespace is None:
+            candidates = self.states()
+        elif request.name is None:
+            candidates = list(self._states.get(request.namespace, {}).values())
+        else:
+            found = self._states.get(request.namespace, {}).get(request.name)
+            candidates = [found] if found is not None else []
+        matching = [state for state in candidates if request.service is None or state.slo.service == request.service]
         if request.burning_only:
             matching = [s for s in matching if s.firing or s.budget_exhausted]
         return SloStatusResponse(slos=tuple(sorted(matching, key=_by_name)))

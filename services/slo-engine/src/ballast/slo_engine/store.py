@@ -9,12 +9,13 @@ evaluator, which measures from memory.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from pydantic import BaseModel
 
-from ballast.bus.kv import CaughtUp, KeyValue, KvConflict
+from ballast.bus.kv import CaughtUp, Entry, KeyValue, KvConflict
 from ballast.slo_engine.availability import WebAppRecord
 from ballast.slo_engine.causes import CauseWindow
 
@@ -44,10 +45,86 @@ async def update(kv: KeyValue[M], key: str, change: Callable[[M | None], M | Non
         return wanted
 
 
+class Coalescer(Generic[M]):
+    """Writes the changes to one key that arrive while a write of it is under way together, in one write, against
+    the value this process last read or wrote (no read before each write).
+
+    Facts come in bursts about one WebApp (a rollout, a replica lost and replaced) and are handled concurrently: one
+    write per burst rather than one read and one write per fact. Every change is in the store before its caller
+    returns (the fact is acked after), and compare-and-set still guards each write: a copy made stale by another
+    replica's write loses, is read again and the changes are applied to what is stored.
+    """
+
+    def __init__(self, kv: KeyValue[M], *, remember: int = 4096) -> None:
+        self._kv = kv
+        self._remember = remember
+        self._known: OrderedDict[str, Entry[M] | None] = OrderedDict()  # None: known absent
+        self._pending: dict[str, list[tuple[Callable[[M | None], M | None], asyncio.Future[M | None]]]] = {}
+        self._writers: set[asyncio.Task[None]] = set()
+
+    async def update(self, key: str, change: Callable[[M | None], M | None]) -> M | None:
+        """As `update`: applies `change` (returning the very value it was given, or None, writes nothing); returns
+        what is stored once it is."""
+        future: asyncio.Future[M | None] = asyncio.get_running_loop().create_future()
+        waiting = self._pending.get(key)
+        if waiting is not None:
+            waiting.append((change, future))  # the key's writer takes it with its next write
+        else:
+            self._pending[key] = [(change, future)]
+            writer = asyncio.create_task(self._write(key))
+            self._writers.add(writer)
+            writer.add_done_callback(self._writers.discard)
+        return await future
+
+    async def _write(self, key: str) -> None:
+        while batch := self._pending[key]:
+            self._pending[key] = []
+            try:
+                stored = await self._apply(key, [change for change, _ in batch])
+            except Exception as error:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for _, future in batch:
+                if not future.done():
+                    future.set_result(stored)
+        del self._pending[key]
+
+    async def _apply(self, key: str, changes: list[Callable[[M | None], M | None]]) -> M | None:
+        while True:
+            entry = self._known[key] if key in self._known else await self._kv.get(key)
+            current = entry.value if entry is not None else None
+            wanted = current
+            for change in changes:
+                changed = change(wanted)
+                wanted = changed if changed is not None else wanted
+            if wanted is None or wanted is current:  # identity: comparing long records costs more than a write
+                self._keep(key, entry)
+                return current
+            try:
+                if entry is None:
+                    revision = await self._kv.create(key, wanted)
+                else:
+                    revision = await self._kv.update(key, wanted, entry.revision)
+            except KvConflict:
+                self._known.pop(key, None)  # another writer: read what it stored
+                continue
+            self._keep(key, Entry(key, revision, wanted))
+            return wanted
+
+    def _keep(self, key: str, entry: Entry[M] | None) -> None:
+        self._known[key] = entry
+        self._known.move_to_end(key)
+        while len(self._known) > self._remember:
+            self._known.popitem(last=False)
+
+
 class SliStore:
     def __init__(self, webapps: KeyValue[WebAppRecord], causes: KeyValue[CauseWindow]) -> None:
         self.webapps = webapps
         self.causes = causes
+        self._webapp_writes = Coalescer(webapps)
 
     async def update_webapp(
         self, namespace: str, name: str, change: Callable[[WebAppRecord], WebAppRecord]
@@ -55,7 +132,7 @@ class SliStore:
         def apply(record: WebAppRecord | None) -> WebAppRecord:
             return change(record if record is not None else WebAppRecord(namespace=namespace, name=name))
 
-        return await update(self.webapps, webapp_key(namespace, name), apply)
+        return await self._webapp_writes.update(webapp_key(namespace, name), apply)
 
     async def update_cause(
         self, key: str, change: Callable[[CauseWindow | None], CauseWindow | None]
