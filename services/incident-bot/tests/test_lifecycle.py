@@ -152,9 +152,10 @@ def test_without_a_hold_the_last_resolution_resolves_at_once() -> None:
 def test_signals_that_never_end_join_as_context_but_keep_an_incident_they_opened() -> None:
     """A chaos abort or a hotfix override joining a burn incident does not keep it open once the burn is over; an
     incident a chaos abort opened stays until people resolve it, whatever joins and ends."""
-    abort = {"source": IncidentSource.CHAOS, "fingerprint": "chaos:run-1", "ends": False}
     stored = opened("local", "INC-1", burn(), at=T0, policy="default", claims=())
-    with_abort, outcome = joined(stored, burn(**abort), at=T0, hold=timedelta(0))
+    with_abort, outcome = joined(
+        stored, burn(fingerprint="chaos:run-1", source=IncidentSource.CHAOS, ends=False), at=T0, hold=timedelta(0)
+    )
     assert outcome is Outcome.JOINED
     assert with_abort is not None
     resolved, outcome = joined(with_abort, burn(SignalState.RESOLVED), at=T0 + MINUTE, hold=timedelta(0))
@@ -162,7 +163,14 @@ def test_signals_that_never_end_join_as_context_but_keep_an_incident_they_opened
     assert resolved is not None
     assert resolved.record.status is IncidentStatus.RESOLVED
 
-    by_chaos = opened("local", "INC-2", burn(**abort), at=T0, policy="default", claims=())
+    by_chaos = opened(
+        "local",
+        "INC-2",
+        burn(fingerprint="chaos:run-1", source=IncidentSource.CHAOS, ends=False),
+        at=T0,
+        policy="default",
+        claims=(),
+    )
     with_burn, _ = joined(by_chaos, burn(), at=T0, hold=timedelta(0))
     assert with_burn is not None
     still, outcome = joined(with_burn, burn(SignalState.RESOLVED), at=T0 + MINUTE, hold=timedelta(0))
