@@ -42,22 +42,36 @@ async def postmortem(bus: Bus, cluster: str, bucket: str) -> PostmortemDocument:
 
 
 async def test_a_postmortem_written_from_a_replayed_log_equals_the_original(
-    bus: Bus, nats_server: NatsServer, fresh_nats_server: NatsServer, unique: Callable[[str], str], tmp_path: Path
+    fresh_nats_server: NatsServer, unique: Callable[[str], str], tmp_path: Path
 ) -> None:
+    """Both servers the test's own: the incidents bucket holds one INC-7 per server, and other tests' INC-7s live on
+    the shared one."""
     cluster = unique("pmr")
-    await bus.ensure_streams([PLATFORM_EVENTS])
-    for subject, event in recorded_events(cluster):
-        await bus.publisher.publish(subject, event)
-    original = await postmortem(bus, cluster, unique("pm-"))
-
     export = tmp_path / "inc-7.jsonl"
-    source = nats_server.url
-    # The recorded incident's events, not the postmortem's own announcement the first writer added.
-    areas = ("reconcile", "slo", "policy", "chaos", "incident")
-    subjects = [arg for area in areas for arg in ("--subject", f"evt.{area}.{cluster}.>")]
-    await ballast(
-        "events", "export", "--nats-url", source, "--stream", "PLATFORM_EVENTS", *subjects, "--quiet", "-o", str(export)
-    )
+    with NatsServer() as recorded_on:
+        bus = await Bus.connect(recorded_on.url, name="recorded", metrics=BusMetrics(CollectorRegistry()))
+        try:
+            await bus.ensure_streams([PLATFORM_EVENTS])
+            for subject, event in recorded_events(cluster):
+                await bus.publisher.publish(subject, event)
+            original = await postmortem(bus, cluster, "postmortems")
+        finally:
+            await bus.close()
+        # The recorded incident's events (one filter per area), not the postmortem's own announcement.
+        areas = ("reconcile", "slo", "policy", "chaos", "incident")
+        subjects = [arg for area in areas for arg in ("--subject", f"evt.{area}.{cluster}.>")]
+        await ballast(
+            "events",
+            "export",
+            "--nats-url",
+            recorded_on.url,
+            "--stream",
+            "PLATFORM_EVENTS",
+            *subjects,
+            "--quiet",
+            "-o",
+            str(export),
+        )
     imported = await ballast(
         "events", "import", str(export), "--execute", "--quiet", "--nats-url", fresh_nats_server.url
     )

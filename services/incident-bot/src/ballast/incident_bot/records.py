@@ -63,6 +63,9 @@ class StoredIncident(BaseModel):
     resolve_due_at: AwareDatetime | None = None  # every alert resolved: resolve then, unless one fires again
     flaps_suppressed: int = 0
     unpublished: tuple[Outgoing, ...] = ()
+    # Being opened: the record exists, its claims are still being taken. Other replicas wait rather than join or
+    # announce it, so that an opening that loses a claim to another replica's incident can withdraw it unseen.
+    opening: bool = False
 
     @property
     def incident_id(self) -> str:

@@ -72,6 +72,9 @@ from ballast.runtime.stopping import until_stopped
 
 log = logging.getLogger(__name__)
 
+OPENING_GRACE = 10.0  # seconds an incident still being opened by another replica is waited for
+OPENING_POLL = 0.01  # seconds between looks at it meanwhile
+
 Clock = Callable[[], datetime]
 
 
@@ -293,14 +296,17 @@ class IncidentStore:
         policy = self.escalation.policy_for(signal.severity, signal.service)
         stored = opened(self.cluster, incident_id, signal, at=self._clock(), policy=policy, claims=match_keys)
         key = incident_key(incident_id)
-        revision = await self._records.create(key, stored)
+        revision = await self._records.create(key, stored.model_copy(update={"opening": True}))
         taken: list[str] = []
         for match_key in match_keys:
             held_by = await self._take_claim(incident_id, match_key)
             if held_by is not None:  # another replica's incident for the same thing: ours was never published
                 for mine in taken:
                     await self._release(incident_id, mine)
-                await self._records.delete(key, revision)
+                try:
+                    await self._records.delete(key, revision)
+                except KvConflict:  # only after OPENING_GRACE: another replica took it over and announced it
+                    log.warning("incident %s was taken over while it opened; it stays", incident_id)
                 return None
             taken.append(match_key)
         self.metrics.opened.labels(signal.source.value, signal.severity.value).inc()
@@ -497,6 +503,7 @@ class IncidentStore:
         the stored incident after it, and whether it changed. Publishes the events the change caused. `records`
         gets the record as it stands after."""
         records = {} if records is None else records
+        patience: float | None = None  # until when a record still being opened is waited for
         if not _valid_id(incident_id):
             raise IncidentNotFound(incident_id)
         key = incident_key(incident_id)
@@ -507,7 +514,18 @@ class IncidentStore:
                 records.pop(incident_id, None)
                 raise IncidentNotFound(incident_id)
             before = entry.value
+            if before.opening:
+                # Another replica is still taking its claims: wait, unless it has taken too long (it died half way:
+                # this change takes the incident over, and announces it).
+                loop = asyncio.get_running_loop()
+                patience = patience if patience is not None else loop.time() + OPENING_GRACE
+                if loop.time() < patience:
+                    await asyncio.sleep(OPENING_POLL)
+                    entry = None
+                    continue
             after = change(before)
+            if before.opening:
+                after = (after or before).model_copy(update={"opening": False})
             if after is None:
                 _remember(
                     records,
