@@ -69,6 +69,21 @@ async def test_add_after_delivers_no_earlier_than_asked_and_the_earliest_wins() 
     assert len(q) == 0
 
 
+def test_add_after_under_uvloop_where_a_due_time_already_past_gives_no_timer_handle() -> None:
+    """The services run on uvloop, whose call_at for a time already past returns a plain Handle (no when()): a second
+    add_after before that one fired crashed the slo-engine's controller (seen in CI's loop demo)."""
+    import uvloop
+
+    async def scenario() -> list[str]:
+        q, _ = queue()
+        q.add_after("shop/web", 1e-9)  # due before call_at is reached
+        q.add_after("shop/api", 0.01)
+        return sorted([await asyncio.wait_for(q.get(), PROMPT), await asyncio.wait_for(q.get(), PROMPT)])
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(scenario()) == ["shop/api", "shop/web"]
+
+
 async def test_shut_down_wakes_blocked_workers() -> None:
     q, _ = queue()
     waiting = asyncio.create_task(q.get())

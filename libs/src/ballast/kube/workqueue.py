@@ -74,7 +74,10 @@ class WorkQueue(Generic[K]):
         self._delayed_due: dict[K, float] = {}  # earliest pending due time per key
         self._tiebreak = itertools.count()
         self._waiters: deque[asyncio.Future[None]] = deque()  # workers blocked in get()
-        self._timer: asyncio.TimerHandle | None = None
+        # The handle and its due time kept apart: uvloop's call_at for a time already past gives a plain Handle,
+        # which has no when().
+        self._timer: asyncio.Handle | None = None
+        self._timer_due = float("inf")
         self._shutting_down = False
         self._depth = metrics.depth.labels(name)
         self._adds = metrics.adds.labels(name)
@@ -126,11 +129,12 @@ class WorkQueue(Generic[K]):
         if not self._delayed:
             return
         due = self._delayed[0][0]
-        if self._timer is not None and self._timer.when() <= due:
+        if self._timer is not None and self._timer_due <= due:
             return
         if self._timer is not None:
             self._timer.cancel()
         self._timer = asyncio.get_running_loop().call_at(due, self._fire_delayed)
+        self._timer_due = due
 
     def _fire_delayed(self) -> None:
         self._timer = None
