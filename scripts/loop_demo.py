@@ -303,11 +303,12 @@ async def _script(where: platform.Platform, state_dir: Path) -> None:
         resolved = await until(
             log.probe("evt.incident.*.*.resolved", lambda e: e.get("incident_id") == incident_id),
             f"{incident_id} resolved",
-            timeout=120,
+            timeout=240,  # every alert that joined it over (the ticket tier's 1m window, Alertmanager's resolved)
         )
         _say(f"   {incident_id} resolved by itself, time to resolve {resolved.get('time_to_resolve')}")
         _ballast("incident", "list", "--all", *nats_url)
-        burn_incidents = {e["incident_id"] for e in log.find("evt.incident.*.*.opened", lambda e: e["source"] == "slo")}
+        # The bus's burn event and Prometheus's alert through Alertmanager, whichever came first, are one incident.
+        burn_incidents = {e["incident_id"] for e in log.find("evt.incident.*.*.opened")}
         if len(burn_incidents) != 1:
             raise RuntimeError(f"one burn, {len(burn_incidents)} incidents: {sorted(burn_incidents)}")
 
