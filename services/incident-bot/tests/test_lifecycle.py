@@ -149,34 +149,25 @@ def test_without_a_hold_the_last_resolution_resolves_at_once() -> None:
     assert resolved.record.changed_by is None
 
 
-def test_signals_that_never_end_join_as_context_but_keep_an_incident_they_opened() -> None:
-    """A chaos abort or a hotfix override joining a burn incident does not keep it open once the burn is over; an
-    incident a chaos abort opened stays until people resolve it, whatever joins and ends."""
-    stored = opened("local", "INC-1", burn(), at=T0, policy="default", claims=())
-    with_abort, outcome = joined(
-        stored, burn(fingerprint="chaos:run-1", source=IncidentSource.CHAOS, ends=False), at=T0, hold=timedelta(0)
-    )
-    assert outcome is Outcome.JOINED
-    assert with_abort is not None
-    resolved, outcome = joined(with_abort, burn(SignalState.RESOLVED), at=T0 + MINUTE, hold=timedelta(0))
-    assert outcome is Outcome.RESOLVED
-    assert resolved is not None
-    assert resolved.record.status is IncidentStatus.RESOLVED
+def test_signals_that_never_end_are_context_once_an_alert_that_ends_joined() -> None:
+    """A chaos abort or a hotfix override does not keep an incident open once the burn it came with is over, whichever
+    of them came first; an incident with nothing that will say "over" waits for people."""
 
-    by_chaos = opened(
-        "local",
-        "INC-2",
-        burn(fingerprint="chaos:run-1", source=IncidentSource.CHAOS, ends=False),
-        at=T0,
-        policy="default",
-        claims=(),
-    )
-    with_burn, _ = joined(by_chaos, burn(), at=T0, hold=timedelta(0))
-    assert with_burn is not None
-    still, outcome = joined(with_burn, burn(SignalState.RESOLVED), at=T0 + MINUTE, hold=timedelta(0))
-    assert outcome is Outcome.JOINED
-    assert still is not None
-    assert still.record.status is IncidentStatus.OPEN
+    def abort(state: SignalState = SignalState.FIRING) -> Signal:
+        return burn(state, fingerprint="chaos:run-1", source=IncidentSource.CHAOS, ends=False)
+
+    for first, then in ((burn(), abort()), (abort(), burn())):
+        stored = opened("local", "INC-1", first, at=T0, policy="default", claims=())
+        both, outcome = joined(stored, then, at=T0, hold=timedelta(0))
+        assert outcome is Outcome.JOINED
+        assert both is not None
+        resolved, outcome = joined(both, burn(SignalState.RESOLVED), at=T0 + MINUTE, hold=timedelta(0))
+        assert outcome is Outcome.RESOLVED, f"opened by {first.source}"
+        assert resolved is not None
+        assert resolved.record.status is IncidentStatus.RESOLVED
+
+    only_chaos = opened("local", "INC-2", abort(), at=T0, policy="default", claims=())
+    assert only_chaos.firing(), "nothing will say it is over: people resolve it"
 
 
 POLICY = EscalationPolicy(

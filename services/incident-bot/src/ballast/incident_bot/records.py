@@ -72,13 +72,11 @@ class StoredIncident(BaseModel):
         return self.record.incident_id
 
     def firing(self) -> bool:
-        """Whether something still keeps the incident from resolving by itself: an alert that fires and will say
-        when it is over, or the signal that opened it (an incident a chaos abort or a Falco event opened stays until
-        people resolve it)."""
-        return any(
-            mark.firing and (mark.ends or fingerprint == self.record.fingerprint)
-            for fingerprint, mark in self.alerts.items()
-        )
+        """Whether something still keeps the incident from resolving by itself: an alert that fires and will say when
+        it is over. Signals that never say so (a chaos abort, a hotfix override, a Falco event) are context once such
+        an alert joined; an incident with none of those alerts waits for people."""
+        ending = [mark for mark in self.alerts.values() if mark.ends]
+        return not ending or any(mark.firing for mark in ending)
 
 
 class Claim(BaseModel):
