@@ -73,37 +73,39 @@ FIGURE_TOLERANCE = 1e-5
 
 
 def _close(a: float, b: float) -> bool:
-    return abs(a - b) <= FIGURE_TOLERANCE * max(1.0, abs(a), abs(b))
+    return a == b or abs(a - b) <= FIGURE_TOLERANCE * max(1.0, abs(a), abs(b))
 
 
 def current(stored: BudgetState, new: BudgetState) -> bool:
     """Whether the stored state still tells what the new one does: its figures the same within the tolerance, stored
     less than STATE_REFRESH before, and the same period (a rolling period moves with every evaluation: the same when
-    both are rolling periods of one length)."""
-    if new.evaluated_at - stored.evaluated_at >= STATE_REFRESH:
-        return False
-    if stored.period_start != new.period_start and not (
-        stored.evaluated_at - stored.period_start == stored.period == new.period == new.evaluated_at - new.period_start
-    ):
-        return False
-    if (stored.slo, stored.objective, stored.firing, stored.exhausted_since, stored.consumption) != (
-        new.slo,
-        new.objective,
-        new.firing,
-        new.exhausted_since,
-        new.consumption,
-    ) or len(stored.burn_rates) != len(new.burn_rates):
-        return False
+    both are rolling periods of one length). Cheapest checks first: it runs for every SLO every cycle."""
     if not _close(stored.budget_remaining, new.budget_remaining):
+        return False
+    if new.evaluated_at - stored.evaluated_at >= STATE_REFRESH or len(stored.burn_rates) != len(new.burn_rates):
         return False
     for old_rate, new_rate in zip(stored.burn_rates, new.burn_rates, strict=True):
         if old_rate.window != new_rate.window or not _close(old_rate.burn_rate, new_rate.burn_rate):
             return False
+    if stored.period_start != new.period_start and not (
+        stored.evaluated_at - stored.period_start == stored.period == new.period == new.evaluated_at - new.period_start
+    ):
+        return False
     if (stored.time_to_exhaustion is None) != (new.time_to_exhaustion is None):
         return False
-    if stored.time_to_exhaustion is not None and new.time_to_exhaustion is not None:
-        return _close(stored.time_to_exhaustion.total_seconds(), new.time_to_exhaustion.total_seconds())
-    return True
+    if (
+        stored.time_to_exhaustion is not None
+        and new.time_to_exhaustion is not None
+        and not _close(stored.time_to_exhaustion.total_seconds(), new.time_to_exhaustion.total_seconds())
+    ):
+        return False
+    return (
+        stored.objective == new.objective
+        and stored.firing == new.firing
+        and stored.exhausted_since == new.exhausted_since
+        and (stored.slo is new.slo or stored.slo == new.slo)
+        and stored.consumption == new.consumption
+    )
 
 
 def budget_key(namespace: str, name: str) -> str:
@@ -172,7 +174,7 @@ class BudgetBook:
                 results[index] = error
                 continue
             if stored is not None and (
-                evaluation.state == stored.state
+                evaluation.state is stored.state  # a measurement no newer than the state
                 or (not evaluation.transitions and current(stored.state, evaluation.state))
             ):
                 results[index] = stored.state
