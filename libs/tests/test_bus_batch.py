@@ -217,7 +217,7 @@ async def test_stopping_lets_the_batch_under_way_finish_and_ack(bus: Bus, run_co
 
     async def all_delivered() -> bool:
         info = await bus.js.consumer_info("K8S_EVENTS", consumer.spec.durable)
-        return info.num_ack_pending == len(sent)
+        return bool(info.num_ack_pending == len(sent))
 
     await eventually(all_delivered, what="every message delivered: one batch under way, the rest waiting")
     consumer.stop()

@@ -117,6 +117,11 @@ class BatchConsumer(Consumer):
             if self._pull_due(self._free()):
                 self._wake.set()
 
+    async def _finish_in_flight(self, grace: float) -> None:
+        if self._waiting and not self._in_flight:
+            self._start()  # arrived just before the stop, its batch not started yet: it is handled, not stranded
+        await super()._finish_in_flight(grace)
+
     async def _hand_back(self, msgs: Sequence[Msg]) -> None:
         handed = 0
         for msg in msgs:
@@ -188,7 +193,7 @@ class BatchConsumer(Consumer):
         many publishers, so it continues none of their traces."""
         if not recording():
             return await self._batch_handler(deliveries)
-        links = []
+        links: list[trace.Link] = []
         for delivery in deliveries:
             context = trace.get_current_span(extract_context(delivery.headers)).get_span_context()
             if context.is_valid:

@@ -212,7 +212,7 @@ class ServiceApp:
         if self.settings.ensure_streams:
             await bus.ensure_streams()
             await bus.ensure_buckets()
-        consumers = []
+        consumers: list[Consumer] = []
         for sub in self._subscriptions:
             await bus.ensure_consumer(sub.spec)
             if isinstance(sub, _BatchSubscription):
