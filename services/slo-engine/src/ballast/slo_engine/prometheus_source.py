@@ -90,6 +90,14 @@ class Readings:
         return Measurement(at=self.at, windows=alert_windows, period=period)
 
 
+def _ratio(value: str) -> float | None:
+    """A sample's value as a ratio: NaN (no requests) is None, and a query's overshoot is clamped into 0..1."""
+    number = float(value)
+    if number != number:  # NaN; math.isnan costs a call more per sample
+        return None
+    return 0.0 if number < 0.0 else 1.0 if number > 1.0 else number
+
+
 class PrometheusSource:
     def __init__(self, url: str, *, timeout: float = 10.0, session: aiohttp.ClientSession | None = None) -> None:
         self.url = url.rstrip("/")
@@ -135,8 +143,7 @@ class PrometheusSource:
         except* PrometheusUnavailable as failed:
             raise failed.exceptions[0] from None  # one reason is enough: the cycle has no measurement either way
         ratios: dict[SeriesSlo, dict[timedelta, float | None]] = {}
-        # A sample per SLO and window (80,000 a cycle for 10,000 SLOs): inlined. NaN (no requests) is None, and a
-        # query's overshoot is clamped into 0..1.
+        # A sample per SLO and window (80,000 a cycle for 10,000 SLOs): no more work per sample than needed.
         for window, task in vectors.items():
             for sample in task.result():
                 labels = sample["metric"]
@@ -144,8 +151,7 @@ class PrometheusSource:
                 if service is None or slo is None:
                     continue  # a series of that name recorded by something else
                 key = SeriesSlo(labels.get(NAMESPACE_LABEL, ""), service, slo)
-                number = float(sample["value"][1])
-                value = None if number != number else (0.0 if number < 0.0 else 1.0 if number > 1.0 else number)
+                value = _ratio(sample["value"][1])
                 per_slo = ratios.get(key)
                 if per_slo is None:
                     ratios[key] = {window: value}
