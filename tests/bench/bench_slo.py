@@ -23,8 +23,9 @@ Phases:
    engine reads a recorded series the same way whoever wrote it); the engine's rules themselves are tested in
    tests/test_prometheus_live.py. One cycle is the leader's `Evaluator.evaluate_all` with the Prometheus measurer and
    the budget book on the real `slo-budgets` bucket: read, evaluate, store each state (compare-and-set), publish the
-   transitions. The first cycle creates every state and publishes the page tiers' firing events; eval_cycle_ms is
-   the second (the steady state: every state updated), both are printed.
+   transitions. The first cycle creates every state and publishes the page tiers' firing events; then every series
+   moves (x1.5, scraped before going on) and eval_cycle_ms is the second cycle (every state's figures changed: every
+   state stored); a third over the same series (figures unchanged: no state stored again) is printed too.
 3. status: R `svc.slo.status` requests for one SLO each (namespace and name, a different SLO each time) sent to the
    engine process over the bus once its view holds the N states; status_p99_ms from R after a warm-up.
 
@@ -73,6 +74,7 @@ PER_NAMESPACE = 100
 PERIOD = timedelta(days=30)
 BURNING_EVERY = 100  # one SLO in this many burns at 20x its budget (the page tier fires)
 WARM_UP = 100
+MOVED = 1.5  # the series' scale from the second cycle on
 
 
 def log(message: str) -> None:
@@ -107,8 +109,9 @@ def objective(i: int) -> ServiceLevelObjective:
     )
 
 
-def exposition(n: int, windows: list[timedelta]) -> bytes:
-    """The series the SLOs' recording rules record, labelled as `rules_sync` labels them."""
+def exposition(n: int, windows: list[timedelta], scale: float = 1.0) -> bytes:
+    """The series the SLOs' recording rules record, labelled as `rules_sync` labels them; `scale` moves every ratio
+    (every SLO's figures change, no tier starts or stops firing)."""
     lines = []
     for window in windows:
         record = sli_record(window)
@@ -116,7 +119,7 @@ def exposition(n: int, windows: list[timedelta]) -> bytes:
         for i in range(n):
             namespace, name = slo_key(i)
             burning = i % BURNING_EVERY == 0
-            ratio = 0.0005 if window == PERIOD else (0.02 if burning else 0.0001)
+            ratio = scale * (0.0005 if window == PERIOD else (0.02 if burning else 0.0001))
             labels = (
                 f'{NAMESPACE_LABEL}="{namespace}",sloth_service="svc-{i}",sloth_slo="{name}",'
                 f'sloth_id="svc-{i}-{name}",sloth_window="{record.removeprefix("slo:sli_error:ratio_rate")}"'
@@ -125,9 +128,11 @@ def exposition(n: int, windows: list[timedelta]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-async def serve_series(body: bytes) -> tuple[web.AppRunner, int]:
+async def serve_series(body: list[bytes]) -> tuple[web.AppRunner, int]:
+    """Serves body[0] (replace it to change the series)."""
+
     async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=body, content_type="text/plain")
+        return web.Response(body=body[0], content_type="text/plain")
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)
@@ -136,6 +141,15 @@ async def serve_series(body: bytes) -> tuple[web.AppRunner, int]:
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     return runner, port
+
+
+async def moved(url: str, n: int) -> bool:
+    """Whether Prometheus serves the moved series (the last SLO's period ratio) yet."""
+    namespace, name = slo_key(n - 1)
+    expr = f'{sli_record(PERIOD)}{{{NAMESPACE_LABEL}="{namespace}",sloth_slo="{name}"}}'
+    async with PrometheusSource(url) as source:
+        found = await source.query(expr, datetime.now(UTC))
+    return bool(found) and abs(float(found[0]["value"][1]) - 0.0005 * MOVED) < 1e-9
 
 
 # --- ingest -----------------------------------------------------------------------------------------------------
@@ -237,7 +251,8 @@ async def main(n: int, events: int, webapps: int, burst: int, requests: int) -> 
     catalogue = WindowCatalogue.builtin()
     objectives = {slo_key(i): objective(i) for i in range(n)}
     windows = sorted(windows_to_read([catalogue.for_period(PERIOD)]))
-    series, series_port = await serve_series(exposition(n, windows))
+    served = [exposition(n, windows)]
+    series, series_port = await serve_series(served)
     with (
         NatsServer() as nats_server,
         Prometheus(
@@ -289,14 +304,23 @@ async def main(n: int, events: int, webapps: int, burst: int, requests: int) -> 
             cycles: list[float] = []
             async with PrometheusSource(prometheus.url) as source:
                 evaluator = Evaluator(lambda: objectives, [PrometheusMeasurer(source, catalogue)], book, interval=10.0)
-                for cycle in range(2):
+                for cycle in range(3):
+                    if cycle == 1:  # every SLO's figures move before the second cycle: every state is stored
+                        served[0] = exposition(n, windows, scale=MOVED)
+                        await eventually(
+                            lambda: moved(prometheus.url, n), timeout=60, interval=0.5, what="the moved series scraped"
+                        )
                     started, cpu = time.perf_counter(), time.process_time()
                     evaluated = await evaluator.evaluate_all(datetime.now(UTC))
                     cycles.append((time.perf_counter() - started) * 1000)
                     if evaluated != n:
                         sys.exit(f"bench-slo: cycle {cycle + 1} evaluated {evaluated} SLOs of {n}")
                     cpu_ms = (time.process_time() - cpu) * 1000
-                    log(f"cycle {cycle + 1}: {evaluated} SLOs in {cycles[-1]:.0f} ms ({cpu_ms:.0f} ms CPU here)")
+                    what = ("every state created", "every state's figures moved", "the same figures: none stored")
+                    log(
+                        f"cycle {cycle + 1} ({what[cycle]}): {evaluated} SLOs in {cycles[-1]:.0f} ms "
+                        f"({cpu_ms:.0f} ms CPU here)"
+                    )
 
             # 3. status
             async def holds_all() -> bool:
@@ -328,6 +352,7 @@ async def main(n: int, events: int, webapps: int, burst: int, requests: int) -> 
             await bus.close()
             await series.cleanup()
     log(f"first cycle (every state created, {n // BURNING_EVERY} page tiers firing): {cycles[0]:.0f} ms")
+    log(f"third cycle (figures unchanged, no state stored): {cycles[2]:.0f} ms")
     print(
         f"bench-slo: slos={n} eval_cycle_ms={cycles[1]:.0f} events={events} "
         f"ingest_ratio={engine_rate / raw_rate:.2f} status_p99_ms={p99(latencies):.2f}"

@@ -25,7 +25,15 @@ from ballast.events.contracts.slo import (
 from ballast.local.nats_server import NatsServer
 from ballast.slo import Alerting, AlertTier, EventRatioSli, RollingWindow, ServiceLevelObjective, workbook_windows
 from ballast.slo.evaluation import BudgetState, Measurement, evaluate
-from ballast.slo_engine.budgets import BudgetBook, Evaluand, StoredBudget, UnpublishedEvent, budget_key
+from ballast.slo_engine.budgets import (
+    STATE_REFRESH,
+    BudgetBook,
+    Evaluand,
+    StoredBudget,
+    UnpublishedEvent,
+    budget_key,
+    current,
+)
 from ballast.slo_engine.status import StatusView
 from ballast.telemetry.metrics import BusMetrics
 from ballast.testing import eventually
@@ -204,6 +212,50 @@ async def test_a_cycle_evaluates_all_at_once_and_one_whose_copy_is_stale_against
     # The same measurement again: nothing changes, nothing is written or told.
     assert await leader.evaluate_all(cycle(later, 0.1)) == second
     assert len(await published(await connect(), namespace)) == len(told)
+
+
+async def test_a_state_whose_figures_did_not_move_is_stored_again_only_after_the_refresh(
+    connect: Connect, unique: Callable[[str], str]
+) -> None:
+    namespace = unique("shop-")
+    leader = await book(await connect())
+    kv = await (await connect()).kv(SLO_BUDGETS, StoredBudget)
+
+    async def cycle(at: datetime, ratio: float) -> tuple[BudgetState, int]:
+        (state,) = await leader.evaluate_all(
+            [Evaluand(objective("a"), namespace, WINDOWS, measured(at, ratio, 0.0002))]
+        )
+        assert isinstance(state, BudgetState)
+        entry = await kv.get(budget_key(namespace, "a"))
+        assert entry is not None
+        return state, entry.revision
+
+    first, revision = await cycle(T0, 0.0005)
+    same, same_revision = await cycle(T0 + timedelta(seconds=10), 0.0005)
+    assert (same, same_revision) == (first, revision)  # not stored again: the stored state still tells it
+    moved, moved_revision = await cycle(T0 + timedelta(seconds=20), 0.0006)
+    assert moved.evaluated_at == T0 + timedelta(seconds=20)
+    assert moved_revision > revision
+    later = T0 + timedelta(seconds=20) + STATE_REFRESH
+    refreshed, refreshed_revision = await cycle(later, 0.0006)
+    assert refreshed.evaluated_at == later  # unchanged figures, but as old as the refresh: stored again
+    assert refreshed_revision > moved_revision
+
+
+def test_a_state_is_current_while_its_figures_period_and_age_allow() -> None:
+    slo = objective()
+    stored = evaluate(slo, "shop", CLUSTER, WINDOWS, measured(T0, 0.0005, 0.0002), None).state
+    soon = T0 + timedelta(seconds=10)
+    assert current(stored, evaluate(slo, "shop", CLUSTER, WINDOWS, measured(soon, 0.0005, 0.0002), stored).state)
+    # Beyond rounding: a burn rate, the budget left.
+    assert not current(stored, evaluate(slo, "shop", CLUSTER, WINDOWS, measured(soon, 0.00051, 0.0002), stored).state)
+    assert not current(stored, evaluate(slo, "shop", CLUSTER, WINDOWS, measured(soon, 0.0005, 0.00021), stored).state)
+    # Too old, however unchanged.
+    late = T0 + STATE_REFRESH
+    assert not current(stored, evaluate(slo, "shop", CLUSTER, WINDOWS, measured(late, 0.0005, 0.0002), stored).state)
+    # A tier that starts firing is never the same figures.
+    burning = evaluate(slo, "shop", CLUSTER, WINDOWS, measured(soon, 0.1, 0.0002), stored).state
+    assert not current(stored, burning)
 
 
 async def test_the_status_endpoint_answers_from_the_stored_states(

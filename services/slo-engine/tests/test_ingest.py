@@ -190,3 +190,28 @@ async def test_a_fact_dated_in_the_future_is_refused_naming_its_date(
     future = datetime.now(UTC) + timedelta(hours=1)
     with pytest.raises(Reject, match=r"dated .* in the future"):
         await ingest.on_fact(fact(unique("ns"), 2, future))
+
+
+async def test_a_batch_of_facts_is_stored_per_webapp_and_a_bad_fact_refused_alone(
+    store: SliStore, unique: Callable[[str], str]
+) -> None:
+    one, two = unique("ns"), unique("ns")
+    ingest = FactIngest(store, cluster="local", retention=RETENTION)
+    await ingest.on_fact(fact(one, 2, T0))
+    before = await store.webapps.get(webapp_key(one, "web"))
+    assert before is not None
+    batch = [fact(ns, (index + 1) % 2 * 2, T0 + index * MINUTE) for index in range(1, 21) for ns in (one, two)]
+    batch.insert(7, fact(two, 1, datetime.now(UTC) + timedelta(hours=1)))  # dated in the future
+    outcomes = await ingest.on_facts(batch)
+    refused = [(index, outcome) for index, outcome in enumerate(outcomes) if outcome is not None]
+    assert len(refused) == 1
+    assert refused[0][0] == 7
+    assert isinstance(refused[0][1], Reject)
+    assert "in the future" in refused[0][1].reason
+    for namespace in (one, two):
+        kept = await record(store, namespace)
+        assert kept.last_fact == T0 + 20 * MINUTE
+        assert [c.at for c in kept.changes][-20:] == [T0 + index * MINUTE for index in range(1, 21)]
+    after = await store.webapps.get(webapp_key(one, "web"))
+    assert after is not None
+    assert after.revision - before.revision <= 2  # the batch's 20 facts about it in one write (two with the other's)

@@ -1,6 +1,7 @@
 """JetStream plumbing for Ballast services: connection, streams, de-duplicated publishing, durable pull consumers
 with retry and dead letters, typed request/reply endpoints, typed key-value state and ordered stream reading."""
 
+from ballast.bus.batch import BatchConsumer, BatchHandler, Outcomes
 from ballast.bus.connection import Bus, BusOptions
 from ballast.bus.consumer import Consumer, Delivery, Reject, RetryLater
 from ballast.bus.endpoints import EndpointCallError, EndpointError
@@ -21,6 +22,8 @@ from ballast.bus.reader import LAST, StoredEvent, StreamReader
 __all__ = [
     "CAUGHT_UP",
     "LAST",
+    "BatchConsumer",
+    "BatchHandler",
     "Bus",
     "BusOptions",
     "CaughtUp",
@@ -32,6 +35,7 @@ __all__ = [
     "KeyExists",
     "KeyValue",
     "KvConflict",
+    "Outcomes",
     "PublishError",
     "Publisher",
     "Reject",

@@ -167,7 +167,11 @@ class Consumer:
 
     def _free(self) -> int:
         """Handler slots neither busy nor asked for."""
-        return self._concurrency - len(self._in_flight) - self._requested
+        return self._concurrency - self._held() - self._requested
+
+    def _held(self) -> int:
+        """Messages arrived and not yet settled."""
+        return len(self._in_flight)
 
     def _pull_due(self, free: int) -> bool:
         # A whole batch, or whatever is free when nothing is asked for (a trickle must not wait for a batch).
@@ -203,6 +207,10 @@ class Consumer:
                 log.warning("pull request for %s ended: %s %s", self.spec.durable, status, description)
             return
         self._requested = max(0, self._requested - 1)
+        self._accept(msg)
+
+    def _accept(self, msg: Msg) -> None:
+        """A message arrived: its handler starts now."""
         task = asyncio.create_task(self._handle(msg))
         self._in_flight.add(task)
         task.add_done_callback(self._done)

@@ -26,6 +26,7 @@ import nats.js.errors
 import uvloop
 from prometheus_client import CollectorRegistry
 
+from ballast.bus.batch import BatchConsumer, BatchHandler
 from ballast.bus.connection import Bus
 from ballast.bus.consumer import Consumer, Handler
 from ballast.bus.endpoints import EndpointHandler
@@ -104,6 +105,15 @@ class _Subscription:
     batch: int
 
 
+@dataclass(frozen=True)
+class _BatchSubscription:
+    spec: ConsumerSpec
+    handler: BatchHandler
+    concurrency: int
+    max_batch: int
+    parallel: int
+
+
 class ServiceApp:
     def __init__(self, name: str, settings: ServiceSettings, catalogue: Catalogue = CATALOGUE) -> None:
         self.name = name
@@ -114,7 +124,7 @@ class ServiceApp:
         self.bus: Bus | None = None
         self.health: HealthServer | None = None
         self.ready = asyncio.Event()
-        self._subscriptions: list[_Subscription] = []
+        self._subscriptions: list[_Subscription | _BatchSubscription] = []
         self._endpoints: list[tuple[EndpointSpec, EndpointHandler]] = []
         self._background: list[BackgroundTask] = []
         self._resources: list[Resource[Any]] = []
@@ -123,6 +133,18 @@ class ServiceApp:
 
     def consume(self, spec: ConsumerSpec, handler: Handler, *, concurrency: int = 32, batch: int = 32) -> None:
         self._subscriptions.append(_Subscription(spec, handler, concurrency, batch))
+
+    def consume_batches(
+        self,
+        spec: ConsumerSpec,
+        handler: BatchHandler,
+        *,
+        concurrency: int = 256,
+        max_batch: int = 256,
+        parallel: int = 2,
+    ) -> None:
+        """As `consume`, the handler taking the messages that arrived together at once (`ballast.bus.batch`)."""
+        self._subscriptions.append(_BatchSubscription(spec, handler, concurrency, max_batch, parallel))
 
     def serve(self, spec: EndpointSpec, handler: EndpointHandler) -> None:
         self._endpoints.append((spec, handler))
@@ -190,9 +212,23 @@ class ServiceApp:
         if self.settings.ensure_streams:
             await bus.ensure_streams()
             await bus.ensure_buckets()
-        consumers = []
+        consumers: list[Consumer] = []
         for sub in self._subscriptions:
             await bus.ensure_consumer(sub.spec)
+            if isinstance(sub, _BatchSubscription):
+                consumers.append(
+                    BatchConsumer(
+                        bus.js,
+                        sub.spec,
+                        sub.handler,
+                        registry=self.catalogue.registry,
+                        metrics=self.metrics,
+                        concurrency=sub.concurrency,
+                        max_batch=sub.max_batch,
+                        parallel=sub.parallel,
+                    )
+                )
+                continue
             consumers.append(
                 Consumer(
                     bus.js,

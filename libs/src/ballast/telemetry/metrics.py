@@ -37,9 +37,16 @@ class BusMetrics:
         )
         self.handler_seconds = Histogram(
             "ballast_bus_handler_seconds",
-            "Time a handler took per message.",
+            "Time a handler took per message (per batch, for a batch consumer).",
             ["consumer"],
             buckets=HANDLER_BUCKETS,
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "ballast_bus_batch_size",
+            "Messages handed to a batch consumer's handler at once.",
+            ["consumer"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
             registry=registry,
         )
         self.retries = Counter(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from collections.abc import Sequence
 from datetime import timedelta
 from importlib.metadata import version
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Any
 from prometheus_client import Gauge
 from pydantic import Field
 
-from ballast.bus import Bus, Delivery
+from ballast.bus import Bus, Delivery, Outcomes
 from ballast.events.catalogue import SLO_BUDGETS, SLO_ENGINE_CAUSES, SLO_ENGINE_FACTS, SLO_SLI
 from ballast.events.contracts.slo import SLO_STATUS
 from ballast.kube.client import api_client
@@ -132,14 +133,15 @@ def build(settings: SloEngineSettings) -> ServiceApp:
 
     ingest = app.lifespan("ingest", open_ingest)
 
-    async def on_fact(delivery: Delivery) -> None:
-        await ingest.value.on_fact(delivery)
+    async def on_facts(deliveries: Sequence[Delivery]) -> Outcomes:
+        return await ingest.value.on_facts(deliveries)
 
     async def on_cause(delivery: Delivery) -> None:
         await ingest.value.on_cause(delivery)
 
-    # As many facts in hand as the durable lets out (max_ack_pending): a burst about one WebApp is written at once.
-    app.consume(SLO_ENGINE_FACTS, on_fact, concurrency=SLO_ENGINE_FACTS.max_ack_pending, batch=64)
+    # In batches (the consumer's own work per message cost twice the fact's), as many facts in hand as the durable
+    # lets out (max_ack_pending): the facts of a batch about one WebApp are written at once.
+    app.consume_batches(SLO_ENGINE_FACTS, on_facts, concurrency=SLO_ENGINE_FACTS.max_ack_pending)
     app.consume(SLO_ENGINE_CAUSES, on_cause)
 
     async def follow_budgets(bus: Bus, stop: asyncio.Event) -> None:

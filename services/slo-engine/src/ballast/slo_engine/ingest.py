@@ -8,8 +8,9 @@ is refused (dead-lettered with the reason), as is a fact about a WebApp that nam
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from ballast.bus.consumer import Delivery, Reject
@@ -23,6 +24,8 @@ from ballast.slo_engine.causes import CauseWindow, chaos_window, incident_window
 from ballast.slo_engine.store import SliStore
 
 log = logging.getLogger(__name__)
+
+Change = Callable[[WebAppRecord], WebAppRecord]
 
 # Clocks of the machines publishing facts and of this one differ a little; more than this is a wrong date.
 MAX_CLOCK_SKEW = timedelta(minutes=2)
@@ -52,18 +55,55 @@ class FactIngest:
 
     async def on_fact(self, delivery: Delivery) -> None:
         """A WebApp or Deployment fact from `evt.k8s`."""
+        found = self._fact_change(delivery)
+        if found is not None:
+            await self._store.update_webapp(*found[0], found[1])
+
+    async def on_facts(self, deliveries: Sequence[Delivery]) -> list[Exception | None]:
+        """A batch of facts (the batch consumer's handler): the facts about one WebApp are applied in order and
+        written together, every WebApp's write at once. Per fact: None once stored, or why not (a `Reject`, or the
+        write's failure: the fact is delivered again)."""
+        outcomes: list[Exception | None] = [None] * len(deliveries)
+        by_webapp: dict[tuple[str, str], list[tuple[int, Change]]] = {}
+        for index, delivery in enumerate(deliveries):
+            try:
+                found = self._fact_change(delivery)
+            except Reject as rejected:
+                outcomes[index] = rejected
+                continue
+            if found is not None:
+                by_webapp.setdefault(found[0], []).append((index, found[1]))
+
+        async def write(target: tuple[str, str], changes: list[tuple[int, Change]]) -> None:
+            def apply(record: WebAppRecord) -> WebAppRecord:
+                for _, change in changes:
+                    record = change(record)
+                return record
+
+            try:
+                await self._store.update_webapp(*target, apply)
+            except Exception as error:  # not stored: these facts come back
+                for index, _ in changes:
+                    outcomes[index] = error
+
+        if by_webapp:
+            await asyncio.gather(*(write(target, changes) for target, changes in by_webapp.items()))
+        return outcomes
+
+    def _fact_change(self, delivery: Delivery) -> tuple[tuple[str, str], Change] | None:
+        """The WebApp a fact is about and the change it makes to its record; None for a fact that tells nothing."""
         fact = delivery.event.data
         if not isinstance(fact, ObservedObject) or fact.cluster != self._cluster:
-            return  # another kind (the filter lets only these through) or another cluster's fact
+            return None  # another kind (the filter lets only these through) or another cluster's fact
         target = webapp_of(fact)
         if target is None:
-            return  # a Deployment no WebApp owns
+            return None  # a Deployment no WebApp owns
         if not target[0]:
             raise Reject(f"the {fact.object.kind} fact {fact.object.name!r} names no namespace")
         verb = delivery.subject.rsplit(".", 1)[-1]
         state = availability_of(fact, verb)
         if state is None:
-            return
+            return None
         at = self._dated(delivery)
         keep_after = self._now() - self._retention
         collected = fact.object.kind == "Deployment" and verb == "deleted"
@@ -73,7 +113,7 @@ class FactIngest:
                 return record  # the garbage collector removing a deleted WebApp's Deployment: nothing is down
             return record.observe(at, state, keep_after)
 
-        await self._store.update_webapp(*target, apply)
+        return target, apply
 
     async def on_cause(self, delivery: Delivery) -> None:
         """A rollout, chaos or incident event from PLATFORM_EVENTS."""

@@ -15,7 +15,6 @@ its budget keeps its last evaluated state rather than being reset.
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -94,9 +93,9 @@ class Readings:
 def _ratio(value: str) -> float | None:
     """A sample's value as a ratio: NaN (no requests) is None, and a query's overshoot is clamped into 0..1."""
     number = float(value)
-    if math.isnan(number):
+    if number != number:  # NaN; math.isnan costs a call more per sample
         return None
-    return min(1.0, max(0.0, number))
+    return 0.0 if number < 0.0 else 1.0 if number > 1.0 else number
 
 
 class PrometheusSource:
@@ -144,14 +143,19 @@ class PrometheusSource:
         except* PrometheusUnavailable as failed:
             raise failed.exceptions[0] from None  # one reason is enough: the cycle has no measurement either way
         ratios: dict[SeriesSlo, dict[timedelta, float | None]] = {}
+        # A sample per SLO and window (80,000 a cycle for 10,000 SLOs): no more work per sample than needed.
         for window, task in vectors.items():
             for sample in task.result():
                 labels = sample["metric"]
-                if "sloth_service" not in labels or "sloth_slo" not in labels:
+                service, slo = labels.get("sloth_service"), labels.get("sloth_slo")
+                if service is None or slo is None:
                     continue  # a series of that name recorded by something else
-                key = SeriesSlo(labels.get(NAMESPACE_LABEL, ""), labels["sloth_service"], labels["sloth_slo"])
+                key = SeriesSlo(labels.get(NAMESPACE_LABEL, ""), service, slo)
                 value = _ratio(sample["value"][1])
-                per_slo = ratios.setdefault(key, {})
+                per_slo = ratios.get(key)
+                if per_slo is None:
+                    ratios[key] = {window: value}
+                    continue
                 if window in per_slo and (value is None or (per_slo[window] or 0.0) >= value):
                     continue  # two series for one SLO (rules loaded twice, other extra labels): the worse counts
                 per_slo[window] = value
