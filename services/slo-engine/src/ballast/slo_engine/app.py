@@ -166,7 +166,15 @@ def build(settings: SloEngineSettings) -> ServiceApp:
                     slos.measuring_failed(keys, failing)
 
                 reader_failing.labels("prometheus").set(0)
-                measurers.append(PrometheusMeasurer(prometheus, catalogue, changed=reader_changed))
+                measurers.append(
+                    PrometheusMeasurer(
+                        prometheus,
+                        catalogue,
+                        changed=reader_changed,
+                        causes=mirror,
+                        settle=timedelta(seconds=settings.rollout_settle),
+                    )
+                )
             evaluator = Evaluator(
                 lambda: slos.objectives,
                 measurers,

@@ -8,6 +8,10 @@ calendar window, a period without a table) is not measured here.
 Prometheus unreachable (or refusing the query): no SLO is measured this cycle, so each keeps its last evaluated
 state, never reset; `failing` holds the reason until a read succeeds again, and `changed` is told of the SLOs it
 could not read (and once more when it reads again) so that their status can say so.
+
+With the SLI facts' mirror (`causes`), each measurement carries the causes bearing on its SLO (`cause_spans`), to
+which the evaluation attributes the budget consumed since the previous one; SLOs with a minimum request rate get
+their request rates read too (`request_rates`).
 """
 
 from __future__ import annotations
@@ -30,7 +34,10 @@ from ballast.slo import (
 )
 from ballast.slo.budgeting import Timeslices
 from ballast.slo_engine.evaluator import Measured
+from ballast.slo_engine.measure import cause_spans
 from ballast.slo_engine.prometheus_source import PrometheusSource, PrometheusUnavailable, SeriesSlo, windows_to_read
+from ballast.slo_engine.request_rates import gated_windows
+from ballast.slo_engine.store import SliMirror
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +72,14 @@ class PrometheusMeasurer:
         catalogue: WindowCatalogue,
         *,
         changed: Callable[[Iterable[ObjectKey], str | None], None] = lambda keys, failing: None,
+        causes: SliMirror | None = None,
+        settle: timedelta = timedelta(0),
     ) -> None:
         self._source = source
         self._catalogue = catalogue
         self._changed = changed
+        self._mirror = causes
+        self._settle = settle
         self.ready = asyncio.Event()
         self.ready.set()  # nothing to load: Prometheus holds the history
         self.failing: str | None = None  # why the last read failed; None while reads succeed
@@ -82,8 +93,11 @@ class PrometheusMeasurer:
         }
         if not tables:
             return {}
+        rated = {key for key in tables if slos[key].min_request_rate is not None}
+        rate_windows = {window for key in rated for window in gated_windows(tables[key])}
         try:
-            readings = await self._source.read(windows_to_read(w for w in by_period.values() if w is not None), at)
+            read = windows_to_read(w for w in by_period.values() if w is not None)
+            readings = await self._source.read(read, at, rate_windows)
         except PrometheusUnavailable as error:
             # Not raised: the evaluator would log a traceback every cycle; the transition is logged once instead.
             if self.failing is None:
@@ -94,8 +108,14 @@ class PrometheusMeasurer:
             log.info("reading the SLIs from Prometheus again")
         self._health(None, tables)
         measured: dict[ObjectKey, Measured] = {}
+        causes = list(self._mirror.causes.values()) if self._mirror is not None else []
         for key, windows in tables.items():
-            measurement = readings.measurement(SeriesSlo.of(key[0], slos[key]), windows)
+            slo = slos[key]
+            spans = None
+            if self._mirror is not None:
+                record = self._mirror.webapps.get((key[0], slo.service))
+                spans = cause_spans(slo, key[0], record, causes, self._settle, readings.at, windows.windows()[0])
+            measurement = readings.measurement(SeriesSlo.of(key[0], slo), windows, rated=key in rated, causes=spans)
             if measurement is not None:  # not recorded yet, or a NaN period: the last state stands
                 measured[key] = (windows, measurement)
         return measured
