@@ -187,6 +187,8 @@ def accrued(
         return (CauseConsumption(cause=BudgetCause.UNATTRIBUTED, budget_consumed=consumed),) if consumed > 0 else ()
     was = max(0.0, 1 - previous.budget_remaining)
     now = max(0.0, consumed)
+    if now == was and (previous.consumption or now == 0):
+        return previous.consumption  # nothing consumed nor given back (most SLOs, most cycles)
     shares = {entry.cause: (entry.budget_consumed, set(entry.refs)) for entry in previous.consumption}
     if not shares and was > 0:  # a state from before attribution: what it had consumed went unattributed
         shares = {BudgetCause.UNATTRIBUTED: (was, set())}

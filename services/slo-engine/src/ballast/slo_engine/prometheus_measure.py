@@ -33,6 +33,7 @@ from ballast.slo import (
     WindowCatalogue,
 )
 from ballast.slo.budgeting import Timeslices
+from ballast.slo_engine.causes import CauseWindow
 from ballast.slo_engine.evaluator import Measured
 from ballast.slo_engine.measure import cause_spans
 from ballast.slo_engine.prometheus_source import PrometheusSource, PrometheusUnavailable, SeriesSlo, windows_to_read
@@ -108,13 +109,24 @@ class PrometheusMeasurer:
             log.info("reading the SLIs from Prometheus again")
         self._health(None, tables)
         measured: dict[ObjectKey, Measured] = {}
-        causes = list(self._mirror.causes.values()) if self._mirror is not None else []
+        # The causes by namespace, once a cycle: an SLO looks only at its namespace's and the cluster-wide ones.
+        by_namespace: dict[str | None, list[CauseWindow]] = {}
+        if self._mirror is not None:
+            for window in self._mirror.causes.values():
+                by_namespace.setdefault(window.namespace, []).append(window)
+        everywhere = by_namespace.get(None, [])
         for key, windows in tables.items():
             slo = slos[key]
             spans = None
             if self._mirror is not None:
                 record = self._mirror.webapps.get((key[0], slo.service))
-                spans = cause_spans(slo, key[0], record, causes, self._settle, readings.at, windows.windows()[0])
+                near = by_namespace.get(key[0], [])
+                candidates = near + everywhere if everywhere else near
+                if record is None and not candidates:
+                    spans = ()  # nothing going on: what it consumes is unattributed
+                else:
+                    lag = windows.windows()[0]
+                    spans = cause_spans(slo, key[0], record, candidates, self._settle, readings.at, lag)
             measurement = readings.measurement(SeriesSlo.of(key[0], slo), windows, rated=key in rated, causes=spans)
             if measurement is not None:  # not recorded yet, or a NaN period: the last state stands
                 measured[key] = (windows, measurement)
