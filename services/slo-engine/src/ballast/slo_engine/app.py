@@ -171,7 +171,7 @@ def build(settings: SloEngineSettings) -> ServiceApp:
                         prometheus,
                         catalogue,
                         changed=reader_changed,
-                        causes=mirror,
+                        mirror=mirror,
                         settle=timedelta(seconds=settings.rollout_settle),
                     )
                 )

@@ -9,9 +9,9 @@ Prometheus unreachable (or refusing the query): no SLO is measured this cycle, s
 state, never reset; `failing` holds the reason until a read succeeds again, and `changed` is told of the SLOs it
 could not read (and once more when it reads again) so that their status can say so.
 
-With the SLI facts' mirror (`causes`), each measurement carries the causes bearing on its SLO (`cause_spans`), to
-which the evaluation attributes the budget consumed since the previous one; SLOs with a minimum request rate get
-their request rates read too (`request_rates`).
+With the SLI facts' mirror (`mirror`: the cause windows and WebApp records), each measurement carries the causes
+bearing on its SLO (`cause_spans`), to which the evaluation attributes the budget consumed since the previous one;
+SLOs with a minimum request rate get their request rates read too (`request_rates`).
 """
 
 from __future__ import annotations
@@ -73,13 +73,13 @@ class PrometheusMeasurer:
         catalogue: WindowCatalogue,
         *,
         changed: Callable[[Iterable[ObjectKey], str | None], None] = lambda keys, failing: None,
-        causes: SliMirror | None = None,
+        mirror: SliMirror | None = None,
         settle: timedelta = timedelta(0),
     ) -> None:
         self._source = source
         self._catalogue = catalogue
         self._changed = changed
-        self._mirror = causes
+        self._mirror = mirror
         self._settle = settle
         self.ready = asyncio.Event()
         self.ready.set()  # nothing to load: Prometheus holds the history
