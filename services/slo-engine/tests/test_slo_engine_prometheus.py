@@ -319,7 +319,7 @@ async def test_budget_an_event_ratio_slo_consumes_during_a_chaos_run_is_tagged_w
         # behind the engine's cycles, what the SLO consumes is no longer the run's.
         lag = min(catalogue.for_period(timedelta(hours=1)).windows())
         settled = completed + lag + timedelta(seconds=2)
-        after = await eventually(
+        after: SloState = await eventually(
             engine_state(bus, namespace, lambda s: s.evaluated_at > settled), timeout=60, interval=0.5, what="cycles"
         )
         chaos_share = {p.cause: p.budget_consumed for p in after.consumption}[BudgetCause.CHAOS]
@@ -329,7 +329,7 @@ async def test_budget_an_event_ratio_slo_consumes_during_a_chaos_run_is_tagged_w
             parts = {p.cause: p.budget_consumed for p in state.consumption}
             return parts.get(BudgetCause.UNATTRIBUTED, 0.0) > unattributed
 
-        later = await eventually(
+        later: SloState = await eventually(
             engine_state(bus, namespace, more_unattributed), timeout=60, interval=0.5, what="unattributed consumption"
         )
         parts = {p.cause: p for p in later.consumption}

@@ -33,6 +33,7 @@ from ballast.slo import (
     WindowCatalogue,
 )
 from ballast.slo.budgeting import Timeslices
+from ballast.slo.evaluation import CauseSpan
 from ballast.slo_engine.causes import CauseWindow
 from ballast.slo_engine.evaluator import Measured
 from ballast.slo_engine.measure import cause_spans
@@ -117,7 +118,7 @@ class PrometheusMeasurer:
         everywhere = by_namespace.get(None, [])
         for key, windows in tables.items():
             slo = slos[key]
-            spans = None
+            spans: tuple[CauseSpan, ...] | None = None
             if self._mirror is not None:
                 record = self._mirror.webapps.get((key[0], slo.service))
                 near = by_namespace.get(key[0], [])
