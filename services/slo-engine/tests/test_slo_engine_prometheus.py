@@ -283,6 +283,7 @@ async def test_budget_an_event_ratio_slo_consumes_during_a_chaos_run_is_tagged_w
         BALLAST_SLO_WINDOWS_DIR=str(tmp_path / "windows"),
     )
     run_id = f"uid-{namespace}:run"
+    await bus.ensure_buckets([SLO_SLI])  # the engine makes it too, maybe not yet
     causes = await bus.kv(SLO_SLI, CauseWindow)
 
     async def run_recorded(ended: bool) -> bool:
