@@ -9,7 +9,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from ballast.events.contracts.slo import BudgetExhausted, BurnAlert, BurnTier, SloEvent
+from ballast.events.contracts.slo import (
+    BudgetCause,
+    BudgetExhausted,
+    BurnAlert,
+    BurnTier,
+    CauseConsumption,
+    SloEvent,
+)
 from ballast.slo import (
     Alerting,
     AlertTier,
@@ -22,13 +29,14 @@ from ballast.slo import (
     workbook_windows,
 )
 from ballast.slo.durations import parse_duration
-from ballast.slo.evaluation import BudgetState, Counts, Evaluation, Measurement, evaluate
+from ballast.slo.evaluation import BudgetState, CauseSpan, Counts, Evaluation, Measurement, evaluate
 from ballast.slo.periods import Period, period_at
 
 DAYS_30 = timedelta(days=30)
 WINDOWS = workbook_windows(DAYS_30)
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
+SECOND = timedelta(seconds=1)
 
 
 def objective(**changes: object) -> ServiceLevelObjective:
@@ -165,6 +173,67 @@ def test_below_the_minimum_request_rate_no_tier_fires() -> None:
         SloEvent.PAGE_BURN_RESOLVED,
         SloEvent.TICKET_BURN_RESOLVED,
     ]
+
+
+def test_the_minimum_request_rate_is_checked_over_each_conditions_long_window_as_the_alerts_do() -> None:
+    slo = objective(min_request_rate=1.0)
+    hot = dict.fromkeys(WINDOWS.windows(), 0.1)
+    hour, six_hours, day, three_days = (parse_duration(w) for w in ("1h", "6h", "1d", "3d"))
+    # Busy over the last hour only (a service that just woke up): the page's quick condition (5m/1h) holds, the
+    # others' long windows (6h, 1d, 3d) saw too few requests to count.
+    woke = {hour: 3.0, six_hours: 0.5, day: 0.2, three_days: 0.1}
+    evaluation = run(Measurement(at=T0, windows=hot, period=0, request_rates=woke), slo=slo)
+    assert set(evaluation.state.firing) == {BurnTier.PAGE}
+    page = next(t.payload for t in evaluation.transitions if t.event is SloEvent.PAGE_BURN_FIRING)
+    assert isinstance(page, BurnAlert)
+    assert page.windows[0].long_burn_rate == pytest.approx(100)
+    # A window without a rate recorded had no requests; without a minimum the rates do not matter.
+    assert run(Measurement(at=T0, windows=hot, period=0, request_rates={}), slo=slo).state.firing == {}
+    assert set(run(Measurement(at=T0, windows=hot, period=0, request_rates={}), slo=SLO).state.firing) == {
+        BurnTier.PAGE,
+        BurnTier.TICKET,
+    }
+
+
+def spent(at: datetime, budget_spent: float, *causes: CauseSpan) -> Measurement:
+    """A PromQL SLI's measurement: `budget_spent` of the 0.1 % budget consumed over the period, nothing burning now."""
+    return Measurement(at=at, windows=dict.fromkeys(WINDOWS.windows(), 0.0), period=budget_spent * 0.001, causes=causes)
+
+
+def consumption(evaluation: Evaluation) -> dict[BudgetCause, tuple[float, tuple[str, ...]]]:
+    return {part.cause: (round(part.budget_consumed, 9), part.refs) for part in evaluation.state.consumption}
+
+
+def test_budget_consumed_between_evaluations_goes_to_the_causes_that_overlapped_them() -> None:
+    run_span = CauseSpan(cause=BudgetCause.CHAOS, ref="run-1", start=T0 + MINUTE, end=T0 + 3 * MINUTE)
+    incident = CauseSpan(cause=BudgetCause.INCIDENT, ref="inc-7", start=T0 + 90 * SECOND, end=T0 + 3 * MINUTE)
+    first = run(spent(T0, 0.1, run_span))
+    assert consumption(first) == {BudgetCause.UNATTRIBUTED: (0.1, ())}  # before the engine watched: no telling when
+    during = run(spent(T0 + 2 * MINUTE, 0.3, run_span, incident), first.state)
+    assert consumption(during) == {
+        BudgetCause.CHAOS: (0.2, ("run-1",)),
+        BudgetCause.INCIDENT: (0.2, ("inc-7",)),  # overlapping causes count it each, as for availability SLIs
+        BudgetCause.UNATTRIBUTED: (0.1, ()),
+    }
+    after = run(spent(T0 + 4 * MINUTE, 0.35, run_span, incident), during.state)
+    assert consumption(after)[BudgetCause.CHAOS] == (0.25, ("run-1",))  # the cycle 2m..4m still overlapped it
+    later = run(spent(T0 + 6 * MINUTE, 0.45, run_span, incident), after.state)
+    assert consumption(later) == consumption(after) | {BudgetCause.UNATTRIBUTED: (0.2, ())}
+    assert [t.event for t in later.transitions] == []
+    # Budget given back (errors leaving the rolling period) is taken from every cause in proportion.
+    back = run(spent(T0 + 8 * MINUTE, 0.225, run_span, incident), later.state)
+    assert consumption(back) == {
+        BudgetCause.CHAOS: (0.125, ("run-1",)),
+        BudgetCause.INCIDENT: (0.125, ("inc-7",)),
+        BudgetCause.UNATTRIBUTED: (0.1, ()),
+    }
+    assert back.state.status().consumption == back.state.consumption
+
+
+def test_a_measurement_telling_its_consumption_is_kept_as_told() -> None:
+    told = (CauseConsumption(cause=BudgetCause.ROLLOUT, budget_consumed=0.5, refs=("web@2",)),)
+    measurement = Measurement(at=T0, windows=dict.fromkeys(WINDOWS.windows(), 0.0), period=0.0005, consumption=told)
+    assert run(measurement).state.consumption == told
 
 
 def test_a_disabled_tier_never_fires() -> None:

@@ -7,7 +7,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from ballast.slo import workbook_windows
-from ballast.slo_engine.prometheus_source import Readings, SeriesSlo, _ratio, sli_record, windows_to_read
+from ballast.slo_engine.prometheus_source import (
+    Readings,
+    SeriesSlo,
+    _ratio,
+    requests_query,
+    sli_record,
+    windows_to_read,
+)
+from ballast.slo_engine.request_rates import gated_windows
 
 WINDOWS = workbook_windows(timedelta(days=30))
 AT = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
@@ -51,3 +59,19 @@ def test_sample_values_become_ratios() -> None:
     assert _ratio("NaN") is None
     assert _ratio("1.0000001") == 1.0  # a raw-ratio query's overshoot
     assert _ratio("-0") == 0.0
+
+
+def test_an_slo_with_a_minimum_gets_its_request_rates_and_causes_others_none() -> None:
+    full: dict[timedelta, float | None] = {window: 0.002 for window in (*WINDOWS.windows(), WINDOWS.period)}
+    hour = timedelta(hours=1)
+    readings = Readings(AT, {SHOP: full}, {SHOP: {hour: 4.5}})
+    rated = readings.measurement(SHOP, WINDOWS, rated=True, causes=())
+    assert rated is not None
+    assert rated.request_rates == {hour: 4.5}  # the windows without a series had no requests
+    assert rated.causes == ()
+    plain = readings.measurement(SHOP, WINDOWS)
+    assert plain is not None
+    assert (plain.request_rates, plain.causes) == (None, None)
+    assert sorted(requests_query(w) for w in gated_windows(WINDOWS)) == [
+        f"max by (namespace, sloth_service, sloth_slo) (ballast:slo_requests:rate{w})" for w in ("1d", "1h", "3d", "6h")
+    ]

@@ -6,6 +6,7 @@ garbage collector, and swept by `prune` when left behind."""
 from __future__ import annotations
 
 import os
+import subprocess
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,17 @@ from slo_fixtures import slo_api  # noqa: F401  (fixture)
 from ballast.kube.apply import delete, get
 from ballast.kube.install import install, load_manifests
 from ballast.kube.resource import CUSTOM_RESOURCE_DEFINITION
+from ballast.local.tools import tool
 from ballast.slo import RuleOptions
+from ballast.slo.rules import RecordingRule
 from ballast.slo_engine.api import GROUP, SLOS, VERSION, ServiceLevelObjectiveSpec, to_objective
-from ballast.slo_engine.rules_sync import PROMETHEUS_RULE, RuleSync, desired_prometheus_rule, slo_rules
+from ballast.slo_engine.rules_sync import (
+    PROMETHEUS_RULE,
+    RuleSync,
+    desired_prometheus_rule,
+    rule_file_text,
+    slo_rules,
+)
 from ballast.testing import eventually
 
 pytestmark = pytest.mark.cluster
@@ -97,6 +106,37 @@ def test_the_prometheus_rule_is_owned_by_the_slo_and_holds_the_sloth_rules_label
     assert all(r["labels"]["namespace"] == "shop" for r in recordings)  # and so the alerts' series
     info = next(r for r in recordings if r["record"] == "sloth_slo_info")
     assert info["labels"]["sloth_spec"] == "platform.example.com/v1"
+
+
+def test_an_slo_with_a_minimum_request_rate_gets_its_request_rates_recorded_in_a_group_of_its_own(
+    tmp_path: Path,
+) -> None:
+    slo = {"metadata": {"name": "checkout", "namespace": "shop", "uid": "0b1c"}, "spec": CHECKOUT}
+    sloths = slo_rules("shop", objective_of(slo), OPTIONS)
+    gated = {"metadata": slo["metadata"], "spec": CHECKOUT | {"minRequestRate": 0.5}}
+    groups = slo_rules("shop", objective_of(gated), OPTIONS)
+    # Sloth's three groups first (their rules differ only where the alerts check the minimum), then the engine's.
+    assert [g.name for g in groups[:3]] == [g.name for g in sloths]
+    assert groups[:2] == sloths[:2]
+    (extra,) = groups[3:]
+    assert extra.name == "ballast-slo-requests-checkout-checkout"
+    recorded = {rule.record: rule for rule in extra.rules if isinstance(rule, RecordingRule)}
+    # The long windows of the Workbook's four conditions, where the generated alerts check the minimum.
+    assert sorted(recorded) == [f"ballast:slo_requests:rate{w}" for w in ("1d", "1h", "3d", "6h")]
+    hourly = recorded["ballast:slo_requests:rate1h"]
+    assert hourly.expr == 'sum(sum(rate(http_requests_total{webapp="checkout"}[1h])))'
+    assert hourly.labels["namespace"] == "shop"
+    assert (hourly.labels["sloth_service"], hourly.labels["sloth_slo"], hourly.labels["sloth_window"]) == (
+        "checkout",
+        "checkout",
+        "1h",
+    )
+    path = tmp_path / "shop_checkout.yaml"
+    path.write_text(rule_file_text(groups, OPTIONS.version))
+    checked = subprocess.run(
+        [str(tool("promtool")), "check", "rules", str(path)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 async def test_rules_follow_the_slo_as_a_prometheus_rule_when_the_crd_exists_and_as_files(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +31,32 @@ from test_prometheus_live import (  # noqa: F401  (fixtures)
 from test_slo_engine_live import create_slo, published, states
 
 from ballast.bus import Bus
-from ballast.events.contracts.slo import BurnTier, SloEvent, SloState, slo_event_type
+from ballast.bus.kv import CaughtUp
+from ballast.events.catalogue import SLO_SLI
+from ballast.events.contracts.chaos import (
+    ChaosEvent,
+    ChaosTarget,
+    ExperimentCompleted,
+    ExperimentRef,
+    ExperimentStarted,
+    FaultKind,
+    Verdict,
+    chaos_event_type,
+    chaos_subject,
+)
+from ballast.events.contracts.slo import BudgetCause, BurnTier, SloEvent, SloState, slo_event_type
+from ballast.events.envelope import new_event
 from ballast.local.prometheus import Prometheus, ScrapeTarget
 from ballast.local.traffic import TrafficExporter
 from ballast.slo import WindowCatalogue
 from ballast.slo_engine.api import GROUP, SLOS, VERSION
+from ballast.slo_engine.causes import CauseWindow
 from ballast.testing import NatsServer, ServiceProcess, eventually
 
 pytestmark = pytest.mark.cluster
 
 NAME = "availability"
+CLUSTER = "local"
 
 
 def event_ratio_slo(namespace: str) -> dict[str, Any]:
@@ -207,5 +223,129 @@ async def test_an_event_ratio_slo_pages_from_prometheus_keeps_its_state_while_pr
         await client.CustomObjectsApi(kube_api).delete_namespaced_custom_object(GROUP, VERSION, namespace, SLOS, NAME)
         await eventually(lambda: not rules.exists(), timeout=30, what="the SLO's rule file removed with it")
     finally:
+        await engine.stop(timeout=30)
+        await asyncio.to_thread(prometheus.stop)
+
+
+def chaos_fact(kind: ChaosEvent, namespace: str, run_id: str, at: datetime) -> tuple[str, Any]:
+    """A chaos run's event as the chaos-runner publishes it (ids unique to the run: the server is shared)."""
+    common: dict[str, Any] = {
+        "cluster": CLUSTER,
+        "experiment": ExperimentRef(namespace=namespace, name="kill-web"),
+        "run_id": run_id,
+        "target": ChaosTarget(namespace=namespace, webapp="web"),
+        "fault": FaultKind.POD_DELETE,
+        "at": at,
+    }
+    if kind is ChaosEvent.STARTED:
+        payload: Any = ExperimentStarted(**common)
+    else:
+        payload = ExperimentCompleted(**common, verdict=Verdict.PASS, injections=1, budget_consumed=0.0)
+    envelope = new_event(chaos_event_type(kind), "/clusters/local/chaos-runner", payload, event_id=f"{run_id}:{kind}")
+    return chaos_subject(CLUSTER, namespace, kind), envelope
+
+
+def shares(status: dict[str, Any]) -> dict[str, tuple[float, list[str]]]:
+    return {part["cause"]: (part["budgetConsumed"], part["refs"]) for part in status.get("budgetConsumption", [])}
+
+
+async def test_budget_an_event_ratio_slo_consumes_during_a_chaos_run_is_tagged_with_it_and_after_it_is_not(
+    nats_server: NatsServer,
+    bus: Bus,
+    services: Callable[..., ServiceProcess],
+    kube_api: Any,
+    kubeconfig_path: Path,
+    namespace: str,
+    slo_api: None,
+    exporter: TrafficExporter,
+    catalogue: WindowCatalogue,
+    prometheus_binary: Path,
+    tmp_path: Path,
+) -> None:
+    await bus.ensure_streams()
+    await webapp_with_pods(kube_api, namespace, replicas=2)
+    await eventually(lambda: serving(exporter, namespace, 2), timeout=60, what="the exporter serving 2 of 2 pods")
+    prometheus = Prometheus(
+        [ScrapeTarget("synthetic-traffic", f"127.0.0.1:{exporter.port}")],
+        data_dir=tmp_path / "prometheus",
+        binary=prometheus_binary,
+    )
+    await asyncio.to_thread(prometheus.start)
+    engine = start_engine(
+        services,
+        nats_server.url,
+        kubeconfig_path,
+        namespace,
+        "engine",
+        BALLAST_DEFAULT_SLO="false",
+        BALLAST_PROMETHEUS_URL=prometheus.url,
+        BALLAST_SLO_RULES_DIR=str(prometheus.rules_dir),
+        BALLAST_SLO_WINDOWS_DIR=str(tmp_path / "windows"),
+    )
+    run_id = f"uid-{namespace}:run"
+    await bus.ensure_buckets([SLO_SLI])  # the engine makes it too, maybe not yet
+    causes = await bus.kv(SLO_SLI, CauseWindow)
+
+    async def run_recorded(ended: bool) -> bool:
+        async with causes.watch("cause.>") as windows:
+            async for window in windows:
+                if isinstance(window, CaughtUp):
+                    return False
+                value = window.value
+                if value is not None and value.ref == run_id and (value.end is not None) == ended:
+                    return True
+        return False
+
+    try:
+        await create_slo(kube_api, namespace, event_ratio_slo(namespace))
+        await eventually(
+            engine_state(bus, namespace, lambda s: True), timeout=90, interval=0.5, what="the SLO evaluated"
+        )
+        await bus.publisher.publish(*chaos_fact(ChaosEvent.STARTED, namespace, run_id, datetime.now(UTC)))
+        await eventually(lambda: run_recorded(False), timeout=30, interval=0.2, what="the chaos run's start recorded")
+
+        assert await traffic("set", f"{namespace}/web", "--error-rate", "0.1", "--url", exporter.url) == 0
+        during = await eventually(
+            slo_status(kube_api, namespace, lambda s: shares(s).get("chaos", (0, []))[0] > 0),
+            timeout=90,
+            interval=0.5,
+            what="budget consumption tagged with the chaos run in the SLO's status",
+        )
+        assert shares(during)["chaos"][1] == [run_id]
+
+        completed = datetime.now(UTC)
+        await bus.publisher.publish(*chaos_fact(ChaosEvent.COMPLETED, namespace, run_id, completed))
+        await eventually(lambda: run_recorded(True), timeout=30, interval=0.2, what="the chaos run's end recorded")
+        # The errors go on. Once the run and the shortest window after it (5 s, which still counts its errors) are
+        # behind the engine's cycles, what the SLO consumes is no longer the run's.
+        lag = min(catalogue.for_period(timedelta(hours=1)).windows())
+        settled = completed + lag + timedelta(seconds=2)
+        after: SloState = await eventually(
+            engine_state(bus, namespace, lambda s: s.evaluated_at > settled), timeout=60, interval=0.5, what="cycles"
+        )
+        chaos_share = {p.cause: p.budget_consumed for p in after.consumption}[BudgetCause.CHAOS]
+        unattributed = {p.cause: p.budget_consumed for p in after.consumption}.get(BudgetCause.UNATTRIBUTED, 0.0)
+
+        def more_unattributed(state: SloState) -> bool:
+            parts = {p.cause: p.budget_consumed for p in state.consumption}
+            return parts.get(BudgetCause.UNATTRIBUTED, 0.0) > unattributed
+
+        later: SloState = await eventually(
+            engine_state(bus, namespace, more_unattributed), timeout=60, interval=0.5, what="unattributed consumption"
+        )
+        parts = {p.cause: p for p in later.consumption}
+        assert parts[BudgetCause.CHAOS].budget_consumed == pytest.approx(chaos_share)  # not a bit more
+        assert parts[BudgetCause.CHAOS].refs == (run_id,)
+        assert parts[BudgetCause.UNATTRIBUTED].refs == ()
+        assert not any(p.excluded for p in later.consumption)  # excludeChaosBurn is for availability SLIs
+        status = await eventually(
+            slo_status(kube_api, namespace, lambda s: "unattributed" in shares(s)),
+            timeout=30,
+            interval=0.5,
+            what="the unattributed consumption in the SLO's status",
+        )
+        assert shares(status)["chaos"][1] == [run_id]
+    finally:
+        await traffic("reset", f"{namespace}/web", "--url", exporter.url)
         await engine.stop(timeout=30)
         await asyncio.to_thread(prometheus.stop)

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from ballast.events.contracts.slo import (
     AlertState,
+    BudgetCause,
     BudgetExhausted,
     BudgetRecovered,
     BurnAlert,
@@ -63,6 +64,20 @@ class Counts(BaseModel):
         return self.bad / self.total if self.total > 0 else 0.0
 
 
+class CauseSpan(BaseModel):
+    """A cause (a chaos run, a rollout, an incident) that bears on an SLO, and the time it covers so far."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cause: BudgetCause
+    ref: str = Field(min_length=1, description="which one: a chaos run id, <webapp>@<generation>, an incident id")
+    start: AwareDatetime
+    end: AwareDatetime = Field(description="when it stopped bearing on the SLI's figures (or now, while it goes on)")
+
+    def overlaps(self, start: datetime, end: datetime) -> bool:
+        return self.start < end and start < self.end
+
+
 class Measurement(BaseModel):
     """An SLO's figures at one instant: the error ratio over every alert window and over its budget period so far."""
 
@@ -74,8 +89,18 @@ class Measurement(BaseModel):
     request_rate: float | None = Field(
         default=None, ge=0, description="requests/s over the shortest window, for the SLO's minimum request rate"
     )
+    request_rates: dict[timedelta, float] | None = Field(
+        default=None,
+        description="requests/s over alert windows, for the SLO's minimum request rate: a burn condition holds only "
+        "while its long window's rate reaches it (the generated alerts' rule); a window left out counts as no requests",
+    )
     consumption: tuple[CauseConsumption, ...] = Field(
         default=(), description="the period's budget consumption by cause, where the SLI can tell"
+    )
+    causes: tuple[CauseSpan, ...] | None = Field(
+        default=None,
+        description="where the SLI cannot tell consumption by cause (PromQL SLIs): the causes bearing on the SLO, "
+        "to which `evaluate` attributes the budget consumed since the previous evaluation (see `accrued`)",
     )
 
     @model_validator(mode="after")
@@ -146,6 +171,43 @@ def exhaustion_threshold(slo: ServiceLevelObjective) -> float:
     return 0.0 if percent is None else percent / 100
 
 
+def accrued(
+    previous: BudgetState | None, consumed: float, causes: tuple[CauseSpan, ...], at: datetime
+) -> tuple[CauseConsumption, ...]:
+    """The period's consumption by cause, carried on from `previous` when the SLI only tells how much budget is
+    consumed in all (`consumed`, a share of the budget), not when.
+
+    What was consumed since the previous evaluation is attributed to every cause that overlapped the time between
+    them (to each of them, as the availability SLI counts down time during several causes for each), or to none
+    (`unattributed`). Budget given back meanwhile (errors leaving the rolling period, more good requests diluting
+    them) is taken from every cause in proportion, as the figures cannot tell whose errors left. The first evaluation
+    cannot tell when the budget already consumed went: it is unattributed.
+    """
+    if previous is None:
+        return (CauseConsumption(cause=BudgetCause.UNATTRIBUTED, budget_consumed=consumed),) if consumed > 0 else ()
+    was = max(0.0, 1 - previous.budget_remaining)
+    now = max(0.0, consumed)
+    if now == was and (previous.consumption or now == 0):
+        return previous.consumption  # nothing consumed nor given back (most SLOs, most cycles)
+    shares = {entry.cause: (entry.budget_consumed, set(entry.refs)) for entry in previous.consumption}
+    if not shares and was > 0:  # a state from before attribution: what it had consumed went unattributed
+        shares = {BudgetCause.UNATTRIBUTED: (was, set())}
+    if now < was:
+        scale = now / was
+        shares = {cause: (value * scale, refs) for cause, (value, refs) in shares.items()}
+    elif now > was:
+        during = [span for span in causes if span.overlaps(previous.evaluated_at, at)]
+        tagged = {span.cause for span in during} or {BudgetCause.UNATTRIBUTED}
+        for cause in tagged:
+            value, refs = shares.get(cause, (0.0, set()))
+            shares[cause] = (value + now - was, refs | {span.ref for span in during if span.cause is cause})
+    return tuple(
+        CauseConsumption(cause=cause, budget_consumed=shares[cause][0], refs=tuple(sorted(shares[cause][1])))
+        for cause in BudgetCause
+        if cause in shares and shares[cause][0] > 1e-12
+    )
+
+
 def evaluate(
     slo: ServiceLevelObjective,
     namespace: str,
@@ -171,6 +233,9 @@ def evaluate(
     if (ref.namespace, ref.name, ref.service) != (namespace, slo.name, slo.service):
         ref = SloRef(namespace=namespace, name=slo.name, service=slo.service)
     remaining = budget_remaining(measurement.period, budget)
+    consumption = measurement.consumption
+    if measurement.causes is not None:
+        consumption = accrued(previous, 1 - remaining, measurement.causes, at)
     # The page tier's long window (1h in the Workbook's table): recent enough to follow a change in burn, long enough
     # not to swing with every scrape.
     tte = time_to_exhaustion(remaining, burn_rate(measurement.windows[windows.page.quick.long_window], budget), length)
@@ -184,18 +249,22 @@ def evaluate(
             long_burn_rate=burn_rate(measurement.windows[condition.long_window], budget),
         )
 
+    minimum = slo.min_request_rate
+    rates = measurement.request_rates
+
+    def busy(condition: BurnWindow) -> bool:
+        """Enough requests over the condition's long window for it to count (always, without a minimum)."""
+        return minimum is None or rates is None or rates.get(condition.long_window, 0.0) >= minimum
+
     def holds(condition: BurnWindow) -> bool:
         threshold = condition.factor(length) * budget
         return (
-            measurement.windows[condition.short_window] > threshold
+            busy(condition)
+            and measurement.windows[condition.short_window] > threshold
             and measurement.windows[condition.long_window] > threshold
         )
 
-    quiet = (
-        slo.min_request_rate is not None
-        and measurement.request_rate is not None
-        and measurement.request_rate < slo.min_request_rate
-    )
+    quiet = minimum is not None and measurement.request_rate is not None and measurement.request_rate < minimum
     was_firing = previous.firing if previous is not None else {}
     firing: dict[BurnTier, AwareDatetime] = {}
     transitions: list[Transition] = []
@@ -218,7 +287,7 @@ def evaluate(
             windows=(burns(conditions.quick), burns(conditions.slow)),
             budget_remaining=remaining,
             time_to_exhaustion=tte,
-            consumption=measurement.consumption,
+            consumption=consumption,
         )
         transitions.append(
             Transition(burn_event(tier, change), f"{namespace}/{slo.name}:{tier}:{change}:{at.isoformat()}", alert)
@@ -241,7 +310,7 @@ def evaluate(
             threshold=threshold,
             freeze_deploys=slo.policy.freeze_deploys_below_percent is not None,
             at=at,
-            consumption=measurement.consumption,
+            consumption=consumption,
         )
         transitions.append(Transition(event, f"{namespace}/{slo.name}:{event}:{at.isoformat()}", payload))
 
@@ -261,7 +330,7 @@ def evaluate(
             "firing": firing,
             "exhausted_since": exhausted_since,
             "time_to_exhaustion": tte,
-            "consumption": measurement.consumption,
+            "consumption": consumption,
         }
     )
     return Evaluation(state, tuple(transitions))

@@ -168,7 +168,15 @@ def build(settings: SloEngineSettings) -> ServiceApp:
                     slos.measuring_failed(keys, failing)
 
                 reader_failing.labels("prometheus").set(0)
-                measurers.append(PrometheusMeasurer(prometheus, catalogue, changed=reader_changed))
+                measurers.append(
+                    PrometheusMeasurer(
+                        prometheus,
+                        catalogue,
+                        changed=reader_changed,
+                        mirror=mirror,
+                        settle=timedelta(seconds=settings.rollout_settle),
+                    )
+                )
             evaluator = Evaluator(
                 lambda: slos.objectives,
                 measurers,

@@ -10,6 +10,9 @@ pages and the chaos-runner still aborts it.
 
 A rollout lasts from the first report of a new generation until the WebApp is up again after a settling time (a
 rollout that never took the WebApp down ends when the settling time does).
+
+A PromQL SLO's measurement tells only how much budget its period has consumed, not when: `cause_spans` gives the
+causes bearing on it, and `evaluate` attributes what was consumed between two evaluations to those that overlapped.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from datetime import datetime, timedelta
 
 from ballast.events.contracts.slo import BudgetCause, CauseConsumption
 from ballast.slo import AlertWindows, ServiceLevelObjective, workbook_windows
-from ballast.slo.evaluation import Measurement
+from ballast.slo.evaluation import CauseSpan, Measurement
 from ballast.slo.intervals import Interval, clip, intersect, subtract, total
 from ballast.slo.periods import period_at
 from ballast.slo_engine.availability import WebAppRecord
@@ -57,6 +60,30 @@ def cause_intervals(
         if interval is not None and window.concerns(namespace, record.name, slo.service):
             by_cause[window.cause].append((window.ref, interval))
     return by_cause
+
+
+def cause_spans(
+    slo: ServiceLevelObjective,
+    namespace: str,
+    record: WebAppRecord | None,
+    causes: Iterable[CauseWindow],
+    settle: timedelta,
+    at: datetime,
+    lag: timedelta,
+) -> tuple[CauseSpan, ...]:
+    """The causes bearing on a PromQL SLO, for `evaluate` to attribute its consumption to: those of the WebApp named
+    like its service in its namespace (`record`, when there is one: its rollouts, the chaos runs against it) and the
+    incidents of its service. Each lasts `lag` longer than it did: a rate window still counts its errors that long."""
+    spans: list[CauseSpan] = []
+    webapp = record.name if record is not None else slo.service
+    if record is not None:
+        for ref, (start, end) in rollout_intervals(record, settle, at):
+            spans.append(CauseSpan(cause=BudgetCause.ROLLOUT, ref=ref, start=start, end=end + lag))
+    for window in causes:
+        interval = window.interval(at)
+        if interval is not None and window.concerns(namespace, webapp, slo.service):
+            spans.append(CauseSpan(cause=window.cause, ref=window.ref, start=interval[0], end=interval[1] + lag))
+    return tuple(spans)
 
 
 def availability_measurement(

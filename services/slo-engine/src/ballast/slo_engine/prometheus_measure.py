@@ -8,6 +8,10 @@ calendar window, a period without a table) is not measured here.
 Prometheus unreachable (or refusing the query): no SLO is measured this cycle, so each keeps its last evaluated
 state, never reset; `failing` holds the reason until a read succeeds again, and `changed` is told of the SLOs it
 could not read (and once more when it reads again) so that their status can say so.
+
+With the SLI facts' mirror (`mirror`: the cause windows and WebApp records), each measurement carries the causes
+bearing on its SLO (`cause_spans`), to which the evaluation attributes the budget consumed since the previous one;
+SLOs with a minimum request rate get their request rates read too (`request_rates`).
 """
 
 from __future__ import annotations
@@ -29,8 +33,13 @@ from ballast.slo import (
     WindowCatalogue,
 )
 from ballast.slo.budgeting import Timeslices
+from ballast.slo.evaluation import CauseSpan
+from ballast.slo_engine.causes import CauseWindow
 from ballast.slo_engine.evaluator import Measured
+from ballast.slo_engine.measure import cause_spans
 from ballast.slo_engine.prometheus_source import PrometheusSource, PrometheusUnavailable, SeriesSlo, windows_to_read
+from ballast.slo_engine.request_rates import gated_windows
+from ballast.slo_engine.store import SliMirror
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +74,14 @@ class PrometheusMeasurer:
         catalogue: WindowCatalogue,
         *,
         changed: Callable[[Iterable[ObjectKey], str | None], None] = lambda keys, failing: None,
+        mirror: SliMirror | None = None,
+        settle: timedelta = timedelta(0),
     ) -> None:
         self._source = source
         self._catalogue = catalogue
         self._changed = changed
+        self._mirror = mirror
+        self._settle = settle
         self.ready = asyncio.Event()
         self.ready.set()  # nothing to load: Prometheus holds the history
         self.failing: str | None = None  # why the last read failed; None while reads succeed
@@ -82,8 +95,11 @@ class PrometheusMeasurer:
         }
         if not tables:
             return {}
+        rated = {key for key in tables if slos[key].min_request_rate is not None}
+        rate_windows = {window for key in rated for window in gated_windows(tables[key])}
         try:
-            readings = await self._source.read(windows_to_read(w for w in by_period.values() if w is not None), at)
+            read = windows_to_read(w for w in by_period.values() if w is not None)
+            readings = await self._source.read(read, at, rate_windows)
         except PrometheusUnavailable as error:
             # Not raised: the evaluator would log a traceback every cycle; the transition is logged once instead.
             if self.failing is None:
@@ -94,8 +110,25 @@ class PrometheusMeasurer:
             log.info("reading the SLIs from Prometheus again")
         self._health(None, tables)
         measured: dict[ObjectKey, Measured] = {}
+        # The causes by namespace, once a cycle: an SLO looks only at its namespace's and the cluster-wide ones.
+        by_namespace: dict[str | None, list[CauseWindow]] = {}
+        if self._mirror is not None:
+            for window in self._mirror.causes.values():
+                by_namespace.setdefault(window.namespace, []).append(window)
+        everywhere = by_namespace.get(None, [])
         for key, windows in tables.items():
-            measurement = readings.measurement(SeriesSlo.of(key[0], slos[key]), windows)
+            slo = slos[key]
+            spans: tuple[CauseSpan, ...] | None = None
+            if self._mirror is not None:
+                record = self._mirror.webapps.get((key[0], slo.service))
+                near = by_namespace.get(key[0], [])
+                candidates = near + everywhere if everywhere else near
+                if record is None and not candidates:
+                    spans = ()  # nothing going on: what it consumes is unattributed
+                else:
+                    lag = windows.windows()[0]
+                    spans = cause_spans(slo, key[0], record, candidates, self._settle, readings.at, lag)
+            measurement = readings.measurement(SeriesSlo.of(key[0], slo), windows, rated=key in rated, causes=spans)
             if measurement is not None:  # not recorded yet, or a NaN period: the last state stands
                 measured[key] = (windows, measurement)
         return measured

@@ -10,13 +10,17 @@ Missing data: a window without requests records NaN (0/0); it counts as no error
 empty window. A NaN period ratio (Sloth's period rule averages the shortest window's ratios, so one idle five
 minutes makes the whole period NaN until it leaves the period) is not guessed at: that SLO gets no measurement, and
 its budget keeps its last evaluated state rather than being reset.
+
+Request rates: an SLO with a minimum request rate has its total request rate recorded over its burn conditions' long
+windows (`request_rates`); those are read the same way, one query per window for all such SLOs, and only when some
+SLO has a minimum. A window without a rate series had no requests (the total query's rate was empty).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, NamedTuple, Self
@@ -27,7 +31,8 @@ import orjson
 from ballast.slo import ServiceLevelObjective
 from ballast.slo.alert_windows import AlertWindows
 from ballast.slo.durations import format_duration
-from ballast.slo.evaluation import Measurement
+from ballast.slo.evaluation import CauseSpan, Measurement
+from ballast.slo_engine.request_rates import requests_record
 from ballast.slo_engine.rules_sync import NAMESPACE_LABEL
 
 
@@ -41,6 +46,11 @@ def sli_query(window: timedelta) -> str:
     rules loaded twice, other extra labels), and only the labels that name it, so the answer is no bigger than it
     has to be. `max` skips NaN (no requests) unless every series of the SLO is NaN."""
     return f"max by ({NAMESPACE_LABEL}, sloth_service, sloth_slo) ({sli_record(window)})"
+
+
+def requests_query(window: timedelta) -> str:
+    """The request rate over `window` of every SLO with a minimum request rate, one sample per SLO (`request_rates`)."""
+    return f"max by ({NAMESPACE_LABEL}, sloth_service, sloth_slo) ({requests_record(window)})"
 
 
 def windows_to_read(tables: Iterable[AlertWindows]) -> set[timedelta]:
@@ -76,9 +86,13 @@ class Readings:
 
     at: datetime
     ratios: Mapping[SeriesSlo, Mapping[timedelta, float | None]]
+    rates: Mapping[SeriesSlo, Mapping[timedelta, float]] = field(default_factory=dict)
 
-    def measurement(self, key: SeriesSlo, windows: AlertWindows) -> Measurement | None:
-        """The SLO's measurement for the evaluator; None while a window has no series or the period's ratio is NaN."""
+    def measurement(
+        self, key: SeriesSlo, windows: AlertWindows, *, rated: bool = False, causes: tuple[CauseSpan, ...] | None = None
+    ) -> Measurement | None:
+        """The SLO's measurement for the evaluator; None while a window has no series or the period's ratio is NaN.
+        `rated`: with its request rates (a window without a series had no requests); `causes`: for attribution."""
         ratios = self.ratios.get(key, {})
         period = ratios.get(windows.period)
         if period is None:
@@ -87,7 +101,8 @@ class Readings:
             alert_windows = {window: ratios[window] or 0.0 for window in windows.windows()}
         except KeyError:
             return None
-        return Measurement(at=self.at, windows=alert_windows, period=period)
+        rates = dict(self.rates.get(key, {})) if rated else None
+        return Measurement(at=self.at, windows=alert_windows, period=period, request_rates=rates, causes=causes)
 
 
 def _ratio(value: str) -> float | None:
@@ -133,13 +148,19 @@ class PrometheusSource:
         result: list[dict[str, Any]] = body["data"]["result"]
         return result
 
-    async def read(self, windows: Iterable[timedelta], at: datetime | None = None) -> Readings:
-        """Every SLO's error ratio over each of `windows` at `at` (now, to the second, by default)."""
+    async def read(
+        self, windows: Iterable[timedelta], at: datetime | None = None, rate_windows: Iterable[timedelta] = ()
+    ) -> Readings:
+        """Every SLO's error ratio over each of `windows` at `at` (now, to the second, by default), and the request
+        rates recorded over each of `rate_windows`."""
         moment = at or datetime.now(UTC).replace(microsecond=0)
         wanted = sorted(set(windows))
         try:
             async with asyncio.TaskGroup() as tasks:
                 vectors = {w: tasks.create_task(self.query(sli_query(w), moment)) for w in wanted}
+                rate_vectors = {
+                    w: tasks.create_task(self.query(requests_query(w), moment)) for w in sorted(set(rate_windows))
+                }
         except* PrometheusUnavailable as failed:
             raise failed.exceptions[0] from None  # one reason is enough: the cycle has no measurement either way
         ratios: dict[SeriesSlo, dict[timedelta, float | None]] = {}
@@ -159,4 +180,13 @@ class PrometheusSource:
                 if window in per_slo and (value is None or (per_slo[window] or 0.0) >= value):
                     continue  # two series for one SLO (rules loaded twice, other extra labels): the worse counts
                 per_slo[window] = value
-        return Readings(moment, ratios)
+        rates: dict[SeriesSlo, dict[timedelta, float]] = {}
+        for window, task in rate_vectors.items():
+            for sample in task.result():
+                labels = sample["metric"]
+                rate = float(sample["value"][1])
+                if "sloth_service" not in labels or "sloth_slo" not in labels or math.isnan(rate):
+                    continue
+                key = SeriesSlo(labels.get(NAMESPACE_LABEL, ""), labels["sloth_service"], labels["sloth_slo"])
+                rates.setdefault(key, {})[window] = rate
+        return Readings(moment, ratios, rates)

@@ -4,7 +4,8 @@ prometheus-operator's CRD is installed, and a rule file in a directory a Prometh
 The rules are the library's Sloth-compatible ones (`ballast.slo.slo_rule_groups`) with one label more on every
 recorded series (and so on the alerts, which keep their series' labels), `namespace`: Sloth identifies an SLO by
 service and name only, which two namespaces may share, and the live evaluator reads all SLOs' recorded series in one
-query and tells them apart by it.
+query and tells them apart by it. An SLO with a minimum request rate gets one group more, recording its request
+rates (`request_rates`).
 
 `desired_prometheus_rule` and `rule_file_text` are pure; `RuleSync` writes and deletes. A PrometheusRule is named
 after its SLO, labelled as managed by the slo-engine and owned by the SLO (a controller ownerReference), so the
@@ -27,11 +28,20 @@ from ballast.kube.errors import NotFound
 from ballast.kube.informer import ObjectKey
 from ballast.kube.resource import CUSTOM_RESOURCE_DEFINITION, Resource
 from ballast.kube.rest import KubeApi, send_json
-from ballast.slo import RuleGroup, RuleOptions, ServiceLevelObjective, SpecFormat, UnsupportedSlo, slo_rule_groups
+from ballast.slo import (
+    RollingWindow,
+    RuleGroup,
+    RuleOptions,
+    ServiceLevelObjective,
+    SpecFormat,
+    UnsupportedSlo,
+    slo_rule_groups,
+)
 from ballast.slo.group import KubernetesObject
 from ballast.slo.rendering import prometheus_rule, render_rule_files
 from ballast.slo.rules import RuleDocument
 from ballast.slo_engine.api import API_VERSION, KIND
+from ballast.slo_engine.request_rates import request_rate_group
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +55,16 @@ _MANAGED = {"app.kubernetes.io/component": "SLO", "app.kubernetes.io/managed-by"
 def slo_rules(namespace: str, objective: ServiceLevelObjective, options: RuleOptions) -> list[RuleGroup]:
     """The SLO's rule groups, `namespace` on every recording; raises UnsupportedSlo when rules cannot express it."""
     labelled = replace(options, extra_labels=options.extra_labels | {NAMESPACE_LABEL: namespace})
-    return slo_rule_groups(objective, SpecFormat.BALLAST, labelled)
+    groups = slo_rule_groups(objective, SpecFormat.BALLAST, labelled)
+    if labelled.recordings and isinstance(objective.window, RollingWindow):
+        # Sloth's groups as they are, and the engine's own after them: the minimum request rate's series.
+        windows = labelled.windows.for_period(objective.window.length)  # found already, or Sloth's groups raised
+        ids = {"sloth_id": objective.id, "sloth_service": objective.service, "sloth_slo": objective.name}
+        labels = dict(sorted((objective.labels | labelled.extra_labels | ids).items()))
+        extra = request_rate_group(objective, windows, labels)
+        if extra is not None:
+            groups.append(extra)
+    return groups
 
 
 def owner_reference(slo_object: dict[str, Any]) -> dict[str, Any]:
