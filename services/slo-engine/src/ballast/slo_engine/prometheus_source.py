@@ -19,6 +19,7 @@ SLO has a minimum. A window without a rate series had no requests (the total que
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
