@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
 import urllib.parse
@@ -94,21 +93,29 @@ def _query(prometheus: str, expr: str) -> list[Any]:
     return result
 
 
-def _ballast(*argv: str, capture: bool = False) -> str:
-    """A `ballast` command as a user would type it; its output shown (or returned, with `capture`)."""
-    done = subprocess.run(
-        [sys.executable, "-c", "import sys; from ballast.cli.main import main; sys.exit(main())", *argv],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+async def _ballast(*argv: str, capture: bool = False) -> str:
+    """A `ballast` command as a user would type it; its output shown (or returned, with `capture`). Run without
+    blocking the loop, which meanwhile keeps receiving the services' events."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "import sys; from ballast.cli.main import main; sys.exit(main())",
+        *argv,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
-    if done.returncode != 0:
-        raise RuntimeError(f"ballast {' '.join(argv)} exited with {done.returncode}: {done.stderr.strip()[-800:]}")
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+    except TimeoutError:
+        proc.kill()
+        raise
+    stdout, stderr = out.decode(), err.decode()
+    if proc.returncode != 0:
+        raise RuntimeError(f"ballast {' '.join(argv)} exited with {proc.returncode}: {stderr.strip()[-800:]}")
     if not capture:
-        for line in done.stdout.rstrip().splitlines():
+        for line in stdout.rstrip().splitlines():
             _say(f"   | {line}")
-    return done.stdout
+    return stdout
 
 
 class EventLog:
@@ -242,19 +249,19 @@ async def _script(where: platform.Platform, state_dir: Path) -> None:
         await send_json(api, "POST", experiments.collection(NAMESPACE), body=EXPERIMENT)
 
         async def measured_and_healthy() -> bool:
-            out = json.loads(_ballast("slo", "status", "-n", NAMESPACE, "-o", "json", *nats_url, capture=True))
+            out = json.loads(await _ballast("slo", "status", "-n", NAMESPACE, "-o", "json", *nats_url, capture=True))
             return any(state["burn_rates"] and state["budget_remaining"] > 0.9 for state in out)
 
         await until(measured_and_healthy, "the SLO measured by the slo-engine", timeout=120)
-        _ballast("slo", "status", "-n", NAMESPACE, *nats_url)
+        await _ballast("slo", "status", "-n", NAMESPACE, *nats_url)
 
         _say(f"2/6 ballast chaos run {NAMESPACE}/{EXPERIMENT_NAME}: a pod deleted every 30s")
-        _ballast("chaos", *nats_url, "run", f"{NAMESPACE}/{EXPERIMENT_NAME}")
+        await _ballast("chaos", *nats_url, "run", f"{NAMESPACE}/{EXPERIMENT_NAME}")
         await until(log.probe("evt.chaos.*.*.injected"), "the first injection")
 
         _say(f"3/6 ballast traffic set {NAMESPACE}/{WEBAPP} --error-rate 0.5: the service fails half its requests")
         burn_started = time.monotonic()
-        _ballast("traffic", "set", f"{NAMESPACE}/{WEBAPP}", "--error-rate", "0.5", "--state-dir", str(state_dir))
+        await _ballast("traffic", "set", f"{NAMESPACE}/{WEBAPP}", "--error-rate", "0.5", "--state-dir", str(state_dir))
         page = await until(log.probe("evt.slo.*.*.page_burn_firing"), "the slo-engine paging", timeout=120)
         _say(f"   paged {time.monotonic() - burn_started:.1f}s after the errors began (tier {page.get('tier')})")
         aborted = await until(log.probe("evt.chaos.*.*.aborted"), "the chaos run aborted", timeout=60)
@@ -295,10 +302,10 @@ async def _script(where: platform.Platform, state_dir: Path) -> None:
         }
         await send_json(api, "PATCH", path, body=hotfix, headers=MERGE_PATCH)
         _say("   hotfix 1.0.1 with platform.example.com/hotfix-reason admitted")
-        _ballast("incident", "list", *nats_url)
+        await _ballast("incident", "list", *nats_url)
 
         _say(f"5/6 ballast traffic reset {NAMESPACE}/{WEBAPP}: the errors stop")
-        _ballast("traffic", "reset", f"{NAMESPACE}/{WEBAPP}", "--state-dir", str(state_dir))
+        await _ballast("traffic", "reset", f"{NAMESPACE}/{WEBAPP}", "--state-dir", str(state_dir))
         await until(log.probe("evt.slo.*.*.page_burn_resolved"), "the page resolved", timeout=180)
         resolved = await until(
             log.probe("evt.incident.*.*.resolved", lambda e: e.get("incident_id") == incident_id),
@@ -306,20 +313,20 @@ async def _script(where: platform.Platform, state_dir: Path) -> None:
             timeout=240,  # every alert that joined it over (the ticket tier's 1m window, Alertmanager's resolved)
         )
         _say(f"   {incident_id} resolved by itself, time to resolve {resolved.get('time_to_resolve')}")
-        _ballast("incident", "list", "--all", *nats_url)
+        await _ballast("incident", "list", "--all", *nats_url)
         # The bus's burn event and Prometheus's alert through Alertmanager, whichever came first, are one incident.
         burn_incidents = {e["incident_id"] for e in log.find("evt.incident.*.*.opened")}
         if len(burn_incidents) != 1:
             raise RuntimeError(f"one burn, {len(burn_incidents)} incidents: {sorted(burn_incidents)}")
 
         _say(f"6/6 the postmortem of {incident_id}, written from the event log")
-        _ballast("incident", "postmortem", incident_id, *nats_url)
+        await _ballast("incident", "postmortem", incident_id, *nats_url)
         candidate = state_dir / "candidate-policy"
         candidate.mkdir(parents=True, exist_ok=True)
         (candidate / "template.yaml").write_text(CANDIDATE_TEMPLATE)
         (candidate / "constraint.yaml").write_text(CANDIDATE_CONSTRAINT)
         _say("   what-if: a policy requiring a team label on WebApps, over the decisions recorded during the demo")
-        _ballast("events", "shadow", "policy", "--policy", str(candidate), *nats_url)
+        await _ballast("events", "shadow", "policy", "--policy", str(candidate), *nats_url)
     await nc.close()
 
 
