@@ -50,6 +50,14 @@ def test_api_errors_are_typed_by_status_and_carry_the_servers_words() -> None:
     assert bad_gateway.transient
     assert bad_gateway.reason == "Bad Gateway"
     assert "upstream down" in bad_gateway.message
+    assert bad_gateway.retry_after is None
+    # A kind whose watch cache is still initializing (a CRD just installed) says when to come back.
+    initializing = orjson.dumps({"kind": "Status", "status": "Failure", "reason": "TooManyRequests",
+                                 "message": "storage is (re)initializing", "code": 429,
+                                 "details": {"retryAfterSeconds": 1}})  # fmt: skip
+    busy = api_error(429, "Too Many Requests", initializing)
+    assert busy.transient
+    assert busy.retry_after == 1.0
 
 
 def test_resources_name_their_paths_and_manifests_find_them() -> None:

@@ -57,8 +57,13 @@ async def test_service_monitors_follow_the_crd_and_the_spec(kube_api: Any, platf
 
         await delete(kube_api, SERVICE_MONITOR, namespace, "web")
         await eventually(monitor, timeout=30, what="the deleted ServiceMonitor put back")
+        # The repair is counted once the reconcile that wrote it reports, a little after the object is visible.
         repairs = {"kind": "ServiceMonitor"}
-        assert registry.get_sample_value("ballast_reconciler_drift_repairs_total", repairs) == 1
+
+        def repairs_counted() -> float | None:
+            return registry.get_sample_value("ballast_reconciler_drift_repairs_total", repairs)
+
+        assert await eventually(repairs_counted, timeout=30, what="the repair counted") == 1
 
         await client.CustomObjectsApi(kube_api).patch_namespaced_custom_object(
             GROUP,

@@ -44,6 +44,13 @@ class ApiError(Exception):
         ]
 
     @property
+    def retry_after(self) -> float | None:
+        """Seconds the API server asks to wait before trying again (`details.retryAfterSeconds`, sent with a 429 —
+        throttled, or a freshly installed kind's watch cache still initializing), or None if it named none."""
+        seconds = (self.body.get("details") or {}).get("retryAfterSeconds")
+        return float(seconds) if isinstance(seconds, int | float) and seconds > 0 else None
+
+    @property
     def transient(self) -> bool:
         """Worth retrying with backoff: a conflict, throttling, or the API server (or etcd) failing for now."""
         return self.status in (409, 429) or self.status >= 500

@@ -164,8 +164,11 @@ class Informer:
                             raise
                         # Busy, or its watch cache (re)initializing: the watch never started, so resuming from the
                         # same version after a pause misses nothing, where a relist would open a gap.
-                        log.info("watch of %s refused with HTTP 429; resuming in %.1fs", self.path, retry)
-                        await pause(stop, retry)
+                        # The server's Retry-After (1 s while a kind's watch cache initializes), as client-go
+                        # honours it: a backoff grown to 10 s would leave the cache behind long after it is ready.
+                        wait = min(exc.retry_after or retry, 10.0)
+                        log.info("watch of %s refused with HTTP 429; resuming in %.1fs", self.path, wait)
+                        await pause(stop, wait)
                         retry = min(retry * 2, 10.0)
                         continue
                     retry = 0.2
@@ -182,8 +185,9 @@ class Informer:
             except ApiError as exc:
                 if stop.is_set():
                     return
-                log.warning("watch of %s failed with HTTP %s; relisting in %.1fs", self.path, exc.status, retry)
-                await pause(stop, retry)
+                wait = min(exc.retry_after or retry, 10.0)  # a list refused with 429 says when to come back
+                log.warning("watch of %s failed with HTTP %s; relisting in %.1fs", self.path, exc.status, wait)
+                await pause(stop, wait)
                 retry = min(retry * 2, 10.0)
 
     def _query(self, **extra: str) -> list[tuple[str, str]]:
