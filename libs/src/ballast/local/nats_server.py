@@ -39,6 +39,16 @@ def free_port() -> int:
         return port
 
 
+def _stopped(task: Path) -> bool:
+    """Whether a thread (/proc/<pid>/task/<tid>) is stopped by job control: state T in its stat, read after the
+    name, which may hold spaces or parentheses."""
+    try:
+        stat = (task / "stat").read_text()
+    except OSError:
+        return True  # the thread ended
+    return stat.rpartition(")")[2].split()[0] == "T"
+
+
 class NatsServer:
     def __init__(self, store_dir: Path | None = None, port: int | None = None, binary: str | None = None) -> None:
         self.binary = binary or find_nats_server()
@@ -98,9 +108,20 @@ class NatsServer:
         self.kill()
         self.start()
 
-    def pause(self) -> None:
+    def pause(self, timeout: float = 10.0) -> None:
+        """SIGSTOP, returning once every thread of the server has stopped. A group stop is not instant: the kernel
+        wakes one thread to take the signal, and until that thread is scheduled the others run on (a busy machine
+        saw a publish acknowledged right after kill() returned)."""
         assert self._proc is not None
         self._proc.send_signal(signal.SIGSTOP)
+        tasks = Path(f"/proc/{self._proc.pid}/task")
+        if not tasks.is_dir():
+            return  # no procfs to look at: the signal is all there is
+        deadline = time.monotonic() + timeout
+        while not all(_stopped(task) for task in tasks.iterdir()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nats-server {self._proc.pid} not stopped within {timeout}s of SIGSTOP")
+            time.sleep(0.001)
 
     def resume(self) -> None:
         assert self._proc is not None
