@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
 import pytest
+from nats.js.api import KeyValueConfig
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
@@ -183,6 +184,27 @@ async def test_ensure_buckets_is_idempotent_and_updates_history_and_age(bus: Bus
 
     status = await (await bus.js.key_value(bucket.name)).status()
     assert (status.history, status.ttl, status.stream_info.config.description) == (9, 2 * 86400, "changed")
+    await bus.js.delete_key_value(bucket.name)
+
+
+async def test_buckets_are_read_by_direct_get_made_now_or_before(
+    bus: Bus, bucket: BucketSpec, unique: Callable[[str], str]
+) -> None:
+    await bus.ensure_buckets([bucket])
+    assert (await bus.js.stream_info(f"KV_{bucket.name}")).config.allow_direct
+    # A bucket an earlier version made without direct gets is switched over, its values kept.
+    older = BucketSpec(name=unique("older-"), description="made before direct gets")
+    made_before = await bus.js.create_key_value(KeyValueConfig(bucket=older.name, description=older.description))
+    await made_before.put("web", Budget(slo="web", remaining=0.5).model_dump_json().encode())
+    assert not (await bus.js.stream_info(f"KV_{older.name}")).config.allow_direct
+
+    await bus.ensure_buckets([older])
+
+    assert (await bus.js.stream_info(f"KV_{older.name}")).config.allow_direct
+    entry = await (await bus.kv(older, Budget)).get("web")
+    assert entry is not None
+    assert entry.value == Budget(slo="web", remaining=0.5)
+    await bus.js.delete_key_value(older.name)
     await bus.js.delete_key_value(bucket.name)
 
 

@@ -15,7 +15,13 @@ from ballast.bus import Bus
 from ballast.events.catalogue import INCIDENTS
 from ballast.incident_bot.alertmanager import AmWebhook, alert_signals
 from ballast.incident_bot.changes import Outcome
-from ballast.incident_bot.records import StoredIncident, incident_key, incident_number
+from ballast.incident_bot.records import (
+    COUNTER_KEY,
+    IncidentCounter,
+    StoredIncident,
+    incident_key,
+    incident_number,
+)
 from ballast.incident_bot.store import KeyLocks
 from ballast.testing import eventually
 
@@ -112,6 +118,23 @@ async def test_a_groups_alerts_join_their_incident_in_one_change_and_repeats_cha
         again = await running.store.handle_all(alert_signals(webhook, T0))
         assert again == [(Outcome.DUPLICATE, incident_id)] * 5
         assert len(await records.history(incident_key(incident_id))) == 3
+
+
+async def test_incidents_opened_at_once_are_numbered_in_a_row_and_the_counter_follows(
+    bus: Bus, unique: Callable[[str], str]
+) -> None:
+    """Openings that wait for the counter meanwhile are numbered together: no number twice, none skipped."""
+    services = [unique(f"storm{n}") for n in range(30)]
+    async with running_store(bus, unique("c")) as running:
+        results = await asyncio.gather(
+            *(running.store.handle_all(alert_signals(group_webhook(service, 2), T0)) for service in services)
+        )
+        numbers = sorted(incident_number(result[0][1] or "") or 0 for result in results)
+        assert numbers == list(range(numbers[0], numbers[0] + len(services)))
+        counter = await (await bus.kv(INCIDENTS, IncidentCounter)).get(COUNTER_KEY)
+        assert counter is not None
+        assert counter.value is not None
+        assert counter.value.last == numbers[-1]
 
 
 async def test_signals_sharing_a_key_take_turns_and_the_others_go_on() -> None:

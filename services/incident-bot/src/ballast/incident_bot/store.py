@@ -113,8 +113,10 @@ class IncidentStore:
         self._active: set[str] = set()
         self._holders: dict[str, str] = {}  # match key -> the active incident of the view holding its claim
         self._last_number: tuple[int, int] | None = None  # the counter as last written here: (number, revision)
-        # Openings here take numbers one at a time: at once, all but one would lose the compare-and-set and retry.
+        # Openings here take numbers one batch at a time (at once, all but one would lose the compare-and-set and
+        # retry); those that wait meanwhile are the next batch, numbered by one write.
         self._numbering = asyncio.Lock()
+        self._wanting: list[asyncio.Future[int]] = []
         self.caught_up = asyncio.Event()
         self._moved = asyncio.Event()  # a change that moved a deadline: the timer looks again
         # Signals sharing a match key take turns in this replica: matching and opening must see each other's claims.
@@ -298,6 +300,8 @@ class IncidentStore:
         key = incident_key(incident_id)
         revision = await self._records.create(key, stored.model_copy(update={"opening": True}))
         taken: list[str] = []
+        # One key after another, most specific first: of two replicas opening for one group, whoever takes a key
+        # first takes those after it too, where claims taken at once could leave each with some and both backing off.
         for match_key in match_keys:
             held_by = await self._take_claim(incident_id, match_key)
             if held_by is not None:  # another replica's incident for the same thing: ours was never published
@@ -356,26 +360,45 @@ class IncidentStore:
         return entry is not None and entry.value is not None and is_active(entry.value.record.status)
 
     async def _next_number(self) -> int:
-        """The next incident number: the counter as this replica last wrote it, plus one, written by compare-and-set
-        (re-read when another replica moved it)."""
+        """The next incident number. Openings that ask while a write of the counter is under way are numbered
+        together by the next one: in an alert storm each opening would otherwise wait for all those before it, one
+        round trip each."""
+        wanted = asyncio.get_running_loop().create_future()
+        self._wanting.append(wanted)
         async with self._numbering:
-            return await self._take_number()
+            if not wanted.done():
+                batch, self._wanting = self._wanting, []
+                try:
+                    first = await self._take_numbers(len(batch))
+                except BaseException as exc:
+                    failed = exc if isinstance(exc, Exception) else RuntimeError("incident numbering interrupted")
+                    for other in batch:
+                        if other is not wanted and not other.done():
+                            other.set_exception(failed)
+                    raise
+                for offset, waiting in enumerate(batch):
+                    if not waiting.done():
+                        waiting.set_result(first + offset)
+        return await wanted
 
-    async def _take_number(self) -> int:
+    async def _take_numbers(self, count: int) -> int:
+        """Moves the counter on by `count` (compare-and-set on the value as this replica last wrote it, re-read when
+        another replica moved it); the first of the numbers taken."""
         while True:
             try:
                 if self._last_number is None:
                     entry = await self._counter.get(COUNTER_KEY)
                     if entry is None or entry.value is None:
-                        self._last_number = (1, await self._counter.create(COUNTER_KEY, IncidentCounter(last=1)))
+                        created = await self._counter.create(COUNTER_KEY, IncidentCounter(last=count))
+                        self._last_number = (count, created)
                         return 1
                     self._last_number = (entry.value.last, entry.revision)
                 last, revision = self._last_number
-                written = await self._counter.update(COUNTER_KEY, IncidentCounter(last=last + 1), revision)
+                written = await self._counter.update(COUNTER_KEY, IncidentCounter(last=last + count), revision)
             except KvConflict:
                 self._last_number = None
                 continue
-            self._last_number = (last + 1, written)
+            self._last_number = (last + count, written)
             return last + 1
 
     # --- the desk (IncidentDesk) -----------------------------------------------------------------------------------
