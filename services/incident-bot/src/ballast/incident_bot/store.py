@@ -363,7 +363,7 @@ class IncidentStore:
         """The next incident number. Openings that ask while a write of the counter is under way are numbered
         together by the next one: in an alert storm each opening would otherwise wait for all those before it, one
         round trip each."""
-        wanted = asyncio.get_running_loop().create_future()
+        wanted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._wanting.append(wanted)
         async with self._numbering:
             if not wanted.done():
