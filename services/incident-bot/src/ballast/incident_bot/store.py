@@ -16,7 +16,10 @@ and the others at the same time: an alert storm over many services is not a queu
 Every replica keeps a view of the bucket (a KV watch) for listing and for the deadline timer, which sleeps until the
 earliest escalation or resolve hold is due, or until a change moves it. The view also says which active incident
 holds which match key: a signal whose key it knows reads that incident's record alone, and joins it if the record
-(read now, not the view) is active and holds the key; otherwise the claims in the bucket are read.
+(read now, not the view) is active and holds the key. Otherwise a firing signal opens an incident straight away
+(once the view has caught up): the claims it takes say whether another replica's incident, too new for the view,
+holds them already, and then it joins that one (its incident number stays unused). Other signals, and a signal that
+lost an opening, read the claims in the bucket.
 """
 
 from __future__ import annotations
@@ -204,13 +207,17 @@ class IncidentStore:
 
     async def _handle(self, signal: Signal, records: dict[str, Entry[StoredIncident]]) -> tuple[Outcome, str | None]:
         match_keys = signal.match_keys()
+        lost_an_opening = False
         while True:
-            incident_id, entry = await self._find(match_keys, records)
+            # Only a firing signal may skip the claims: a resolution must find its incident, however new.
+            read_claims = lost_an_opening or signal.state is not SignalState.FIRING
+            incident_id, entry = await self._find(match_keys, records, read_claims=read_claims)
             if incident_id is None:
                 if signal.state is not SignalState.FIRING:
                     return Outcome.IGNORED, None
                 opened_id = await self._open(signal, match_keys, records)
                 if opened_id is None:
+                    lost_an_opening = True
                     continue  # another replica opened one for the same thing meanwhile: join it
                 return Outcome.OPENED, opened_id
             if entry is None:
@@ -261,13 +268,16 @@ class IncidentStore:
         return entry
 
     async def _find(
-        self, match_keys: tuple[str, ...], records: dict[str, Entry[StoredIncident]]
+        self, match_keys: tuple[str, ...], records: dict[str, Entry[StoredIncident]], *, read_claims: bool = False
     ) -> tuple[str | None, Entry[StoredIncident] | None]:
         """The incident holding the most specific of `match_keys`, with its record when it was read to find it.
 
         When the view knows a holder, its record is read: active and holding the key, it is the one (a claim goes
-        only once its incident is no longer active). Else the claims are read: the fingerprint's alone, the other
-        keys' at once."""
+        only once its incident is no longer active). Else, once the view has caught up, no incident holds them but
+        perhaps one another replica opened too recently for the view to show: the claims an opening takes tell
+        that (it then loses its number and comes back here with `read_claims`), so they are not read first, which
+        would cost every new incident of a storm three reads. Before the view caught up, or with `read_claims`, the
+        claims are read: the fingerprint's alone, the other keys' at once."""
         known = next(((key, self._holders[key]) for key in match_keys if key in self._holders), None)
         if known is not None:
             key, holder = known
@@ -279,6 +289,8 @@ class IncidentStore:
                 and key in entry.value.claims
             ):
                 return holder, entry
+        if self.caught_up.is_set() and not read_claims:
+            return None, None
         first, *others = match_keys
         found = await self._holder(first)
         if found is not None or not others:

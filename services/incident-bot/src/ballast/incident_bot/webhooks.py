@@ -14,13 +14,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import orjson
 from aiohttp import web
 from pydantic import BaseModel, SecretStr, ValidationError
 
@@ -83,14 +83,19 @@ class BadPayload(Exception):
 
 
 def parse(model: type[M], body: bytes) -> M:
+    """The payload, parsed and validated in one pass of pydantic's JSON parser (no dict built in between: a storm's
+    webhooks are read on the bot's one core)."""
     try:
-        raw = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadPayload([f"<root>: the body is not JSON: {exc}"]) from exc
-    try:
-        return model.model_validate(raw)
+        return model.model_validate_json(body)
     except ValidationError as exc:
+        errors = exc.errors()
+        if errors and errors[0]["type"] == "json_invalid":
+            raise BadPayload([f"<root>: the body is not JSON: {errors[0]['msg']}"]) from exc
         raise BadPayload(describe(exc)) from exc
+
+
+def _dumps(answer: object) -> str:
+    return orjson.dumps(answer).decode()
 
 
 def _unauthorized(realm: str) -> web.Response:
@@ -133,7 +138,7 @@ def webhook_routes(
             {"fingerprint": signal.fingerprint, "outcome": outcome.value, "incident": incident_id}
             for signal, (outcome, incident_id) in zip(signals, handled, strict=True)
         ]
-        return web.json_response({"status": "ok", "alerts": outcomes})
+        return web.json_response({"status": "ok", "alerts": outcomes}, dumps=_dumps)
 
     async def pagerduty(request: web.Request) -> web.Response:
         try:

@@ -30,7 +30,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from ballast.bus import Delivery, KeyExists, KeyValue, Reject, RetryLater, RevisionConflict
 from ballast.events.catalogue import SLACK_THREADS
-from ballast.events.contracts.incident import IncidentEscalated, IncidentFacts, IncidentTransition
+from ballast.events.contracts.incident import IncidentEscalated, IncidentFacts, IncidentStatus, IncidentTransition
 from ballast.incident_bot.desk import IncidentDesk, IncidentNotFound
 from ballast.incident_bot.slack.cards import (
     CARD_EVENT_TYPE,
@@ -106,7 +106,8 @@ class IncidentChannels:
     async def show(self, incident: IncidentTransition) -> SlackThread:
         """Makes the incident's channel and card if they are not there, else brings the card up to date."""
         current = await self._current(incident)
-        thread, posted_now = await self._ensure(current)
+        # An incident's opening is, but for a redelivery, the first its thread hears of: made without a read first.
+        thread, posted_now = await self._ensure(current, new=incident.status is IncidentStatus.OPEN)
         if not posted_now:
             assert thread.channel is not None  # _ensure returns a complete thread
             assert thread.ts is not None
@@ -202,13 +203,15 @@ class IncidentChannels:
         thread, _ = await self._ensure(record)
         return thread
 
-    async def _ensure(self, incident: IncidentTransition) -> tuple[SlackThread, bool]:
-        """(the thread with channel and card, whether the card was posted by this call)."""
+    async def _ensure(self, incident: IncidentTransition, *, new: bool = False) -> tuple[SlackThread, bool]:
+        """(the thread with channel and card, whether the card was posted by this call). `new`: the thread is most
+        likely not there yet, so its claim is tried before any read."""
         key = _key(incident.incident_id)
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             while True:
-                entry = await self._threads.get(key)
+                entry = None if new else await self._threads.get(key)
+                new = False  # one blind attempt: after a KeyExists the thread is read
                 now = self._clock()
                 if entry is not None and entry.value is not None:
                     thread, revision = entry.value, entry.revision

@@ -189,7 +189,9 @@ def wire_slack(
     async def on_event(delivery: Delivery) -> None:
         await bot.value.on_event(delivery)
 
-    app.consume(SLACK_CARDS, on_event, concurrency=8, batch=8)
+    # A card is some seven round trips (bucket and Slack) one after another: in a storm of new incidents, eight at a
+    # time left the cards seconds behind the incidents (bench-incident); Slack's own limits answer 429, retried later.
+    app.consume(SLACK_CARDS, on_event, concurrency=32, batch=8)
     if settings.slack_app_token is not None:
         token = settings.slack_app_token.get_secret_value()
         app.background(lambda bus, stop: run_socket_mode(bot.value.app, token, stop))
