@@ -27,7 +27,7 @@ from ballast.replay.exporting import export
 from ballast.replay.pacing import Pacing
 from ballast.replay.reading import read_selection
 from ballast.replay.records import export_line
-from ballast.replay.selection import Selection, SelectionError
+from ballast.replay.selection import Selection, SelectionError, stream_of
 from ballast.replay.shadow import remove, shadow_stream
 from ballast.telemetry.metrics import BusMetrics
 from ballast.testing import eventually
@@ -114,6 +114,27 @@ async def test_export_then_import_gives_back_the_same_ids_times_and_payloads(
     assert [x["id"] for x in after] == [e.id for e in events]
     assert [x["time"] for x in after] == [encode(e)[0]["ce-time"] for e in events]
     assert [orjson.dumps(x["data"]) for x in after] == [encode(e)[1] for e in events]  # the bytes published
+
+
+async def test_one_clusters_share_of_a_stream_is_exported_by_a_subject_no_stream_pattern_covers(
+    streams: Bus, tmp_path: Path, unique: Callable[[str], str]
+) -> None:
+    mine, theirs = unique("mine"), unique("theirs")
+    for cluster in (mine, theirs):
+        for kind in ("slo", "policy", "chaos"):
+            headers, body = encode(fact(cluster, kind, 1))
+            await streams.js.publish(f"evt.{kind}.{cluster}.shop.web", body, headers=dict(headers))
+    wanted = f"evt.*.{mine}.>"  # every kind of platform event, one cluster's
+
+    stream = stream_of(CATALOGUE, "PLATFORM_EVENTS", [wanted])
+    path = tmp_path / "mine.jsonl"
+    with path.open("wb") as out:
+        result = await export(streams, stream, Selection(subjects=(wanted,)), out)
+
+    assert result.written == 3
+    exported = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    assert sorted(line["natssubject"].split(".")[1] for line in exported) == ["chaos", "policy", "slo"]
+    assert {line["natssubject"].split(".")[2] for line in exported} == {mine}
 
 
 def _write_lines(path: Path, cluster: str, good: int, bad: dict[int, bytes]) -> None:

@@ -13,7 +13,7 @@ from ballast.events.catalogue import CATALOGUE
 from ballast.events.contracts.slo import AlertState, BurnTier
 from ballast.replay.pacing import Pacing, PacingError
 from ballast.replay.records import MalformedLine, NotAnEvent, export_line, parse_line
-from ballast.replay.selection import Selection, SelectionError, covers, parse_time, stream_of
+from ballast.replay.selection import Selection, SelectionError, covers, overlaps, parse_time, stream_of
 from ballast.replay.shadow_slo import Firing, firings
 
 T0 = datetime(2026, 11, 30, 12, 0, 0, 123456, tzinfo=UTC)
@@ -115,6 +115,17 @@ def test_subject_filters_are_checked_against_the_streams_that_hold_them() -> Non
         stream_of(CATALOGUE, "PLATFORM_EVENTS", ["evt.k8s.>"])
     with pytest.raises(SelectionError, match="span streams K8S_EVENTS, PLATFORM_EVENTS"):
         stream_of(CATALOGUE, None, ["evt.k8s.>", "evt.slo.>"])
+    # One cluster's share of a stream: a filter no pattern covers but some overlap.
+    assert overlaps("evt.slo.>", "evt.*.prod.>")
+    assert overlaps("evt.slo.>", "evt.*.*")
+    assert overlaps("evt.slo.*", "evt.>")
+    assert not overlaps("evt.slo.>", "evt.*")  # `>` needs a token after evt.slo
+    assert not overlaps("evt.slo.>", "cmd.*.prod.>")
+    assert not overlaps("evt.slo.a", "evt.slo.a.b")
+    assert stream_of(CATALOGUE, "PLATFORM_EVENTS", ["evt.*.prod.>"]) == "PLATFORM_EVENTS"
+    assert stream_of(CATALOGUE, None, ["$JS.EVENT.ADVISORY.*.MAX_DELIVERIES.>"]) == "DEAD_LETTERS"  # overlaps one
+    with pytest.raises(SelectionError, match="selects from streams K8S_EVENTS, PLATFORM_EVENTS: name one"):
+        stream_of(CATALOGUE, None, ["evt.*.prod.>"])
 
 
 def test_types_and_sources_are_globs_on_the_headers() -> None:

@@ -52,6 +52,20 @@ def covers(pattern: str, subject_filter: str) -> bool:
     return len(have) == len(wanted)
 
 
+def overlaps(pattern: str, subject_filter: str) -> bool:
+    """Whether some subject matches both `pattern` and `subject_filter` (a stream holding `pattern` has messages the
+    filter can select: `evt.*.prod.>` overlaps `evt.slo.>` without either covering the other)."""
+    left, right = pattern.split("."), subject_filter.split(".")
+    for index, (mine, theirs) in enumerate(zip(left, right, strict=False)):
+        if mine == ">" or theirs == ">":
+            return True  # each side still has this token to give: `>` takes one or more
+        if mine != theirs and "*" not in (mine, theirs):
+            return False
+        if index == min(len(left), len(right)) - 1:
+            break
+    return len(left) == len(right)
+
+
 def _header(headers: Mapping[str, str], name: str) -> str | None:
     value = headers.get(name)
     if value is not None:
@@ -115,8 +129,10 @@ class Selection:
 
 
 def stream_of(catalogue: Catalogue, stream: str | None, subjects: Sequence[str]) -> str:
-    """The stream to read: `stream` (checked against the catalogue and the subjects), or the one stream of the
-    catalogue whose subjects cover every filter. Raises `SelectionError` naming what is unknown."""
+    """The stream to read: `stream` (checked against the catalogue and the subjects: each must select something it
+    can hold), or the one stream of the catalogue that holds what the filters select — one whose subjects cover every
+    filter, else the only one they overlap (`evt.*.prod.>` reads PLATFORM_EVENTS' share only with --stream: K8S_EVENTS
+    holds some too). Raises `SelectionError` naming what is unknown."""
     known = {spec.name: spec for spec in catalogue.streams}
     if stream is not None:
         spec = known.get(stream)
@@ -125,7 +141,7 @@ def stream_of(catalogue: Catalogue, stream: str | None, subjects: Sequence[str])
                 f"unknown stream {stream!r}: the catalogue has {', '.join(known)} (and shadow runs make SHADOW_<run>)"
             )
         if spec is not None:
-            outside = [s for s in subjects if not any(covers(p, s) for p in spec.subjects)]
+            outside = [s for s in subjects if not any(overlaps(p, s) for p in spec.subjects)]
             if outside:
                 raise SelectionError(
                     f"stream {stream} does not hold subject(s) {', '.join(outside)} "
@@ -135,6 +151,15 @@ def stream_of(catalogue: Catalogue, stream: str | None, subjects: Sequence[str])
     if not subjects:
         raise SelectionError(f"name a --stream ({', '.join(known)}) or a --subject to find it by")
     found = {s: _stream_covering(catalogue.streams, s) for s in subjects}
+    for subject_filter, spec in found.items():
+        if spec is None:
+            overlapping = [o.name for o in catalogue.streams if any(overlaps(p, subject_filter) for p in o.subjects)]
+            if len(overlapping) > 1:
+                raise SelectionError(
+                    f"subject {subject_filter} selects from streams {', '.join(overlapping)}: name one with --stream"
+                )
+            if overlapping:
+                found[subject_filter] = known[overlapping[0]]
     unknown = [s for s, spec in found.items() if spec is None]
     if unknown:
         raise SelectionError(f"no stream of the catalogue holds subject(s) {', '.join(unknown)}")
