@@ -122,6 +122,9 @@ class IncidentStore:
         self._wanting: list[asyncio.Future[int]] = []
         self.caught_up = asyncio.Event()
         self._moved = asyncio.Event()  # a change that moved a deadline: the timer looks again
+        # When the timer sleeps until (None: until woken). Only a deadline before it wakes the timer: in a storm
+        # every change would otherwise make it look at every incident's deadline, O(incidents) per change.
+        self._wake_at: datetime | None = None
         # Signals sharing a match key take turns in this replica: matching and opening must see each other's claims.
         # Across replicas the claims' compare-and-set decides.
         self._keys = KeyLocks()
@@ -493,6 +496,7 @@ class IncidentStore:
         await self.caught_up.wait()
         while not stop.is_set():
             self._moved.clear()
+            self._wake_at = None  # while it looks (and acts, which awaits), any deadline wakes it again
             now = self._clock()
             soonest: datetime | None = None
             for incident_id, due in list(self._deadlines.items()):
@@ -501,6 +505,7 @@ class IncidentStore:
                     continue  # the change moves the deadline; the view holds the new one next round
                 soonest = due if soonest is None or due < soonest else soonest
             delay = None if soonest is None else max((soonest - self._clock()).total_seconds(), 0.0)
+            self._wake_at = soonest
             moved = asyncio.ensure_future(self._moved.wait())
             stopping = asyncio.ensure_future(stop.wait())
             try:
@@ -635,7 +640,8 @@ class IncidentStore:
                 del self._deadlines[incident_id]
             else:
                 self._deadlines[incident_id] = due
-            self._moved.set()
+                if self._wake_at is None or due < self._wake_at:
+                    self._moved.set()  # a deadline gone or later needs no look before the timer wakes anyway
 
     def _unhold(self, stored: StoredIncident | None) -> None:
         if stored is not None:
@@ -647,8 +653,7 @@ class IncidentStore:
         self._unhold(self._view.pop(incident_id, None))
         self._active.discard(incident_id)
         self.metrics.active.set(len(self._active))
-        if self._deadlines.pop(incident_id, None) is not None:
-            self._moved.set()
+        self._deadlines.pop(incident_id, None)  # the timer, waking for it, finds nothing due
 
     async def follow(self, stop: asyncio.Event) -> None:
         """Keeps the view current from a watch on the bucket until `stop`."""
