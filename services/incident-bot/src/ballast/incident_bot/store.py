@@ -146,7 +146,7 @@ class IncidentStore:
             while len(results) < len(signals):
                 done = await self._join_run(signals[len(results) :], records)
                 if not done:
-                    done = [await self._handle(signals[len(results)], records)]
+                    done = await self._handle(signals[len(results)], records, signals[len(results) + 1 :])
                 for signal, (outcome, _) in zip(signals[len(results) :], done, strict=False):
                     self.metrics.signals.labels(signal.source.value, outcome.value).inc()
                 results.extend(done)
@@ -208,7 +208,11 @@ class IncidentStore:
             return []
         return [(outcome, incident_id) for outcome in outcomes]
 
-    async def _handle(self, signal: Signal, records: dict[str, Entry[StoredIncident]]) -> tuple[Outcome, str | None]:
+    async def _handle(
+        self, signal: Signal, records: dict[str, Entry[StoredIncident]], following: Sequence[Signal] = ()
+    ) -> list[tuple[Outcome, str | None]]:
+        """The outcome of `signal`, and of those of `following` (the signals after it) that joined the incident it
+        opened in the same change."""
         match_keys = signal.match_keys()
         lost_an_opening = False
         while True:
@@ -217,12 +221,13 @@ class IncidentStore:
             incident_id, entry = await self._find(match_keys, records, read_claims=read_claims)
             if incident_id is None:
                 if signal.state is not SignalState.FIRING:
-                    return Outcome.IGNORED, None
-                opened_id = await self._open(signal, match_keys, records)
+                    return [(Outcome.IGNORED, None)]
+                joining = self._opening_run(signal, following)
+                opened_id, joined_now = await self._open(signal, match_keys, records, joining)
                 if opened_id is None:
                     lost_an_opening = True
                     continue  # another replica opened one for the same thing meanwhile: join it
-                return Outcome.OPENED, opened_id
+                return [(Outcome.OPENED, opened_id), *((outcome, opened_id) for outcome in joined_now)]
             if entry is None:
                 entry = await self._read(incident_id, records)
             if entry is None or entry.value is None:
@@ -256,7 +261,21 @@ class IncidentStore:
                 records.pop(incident_id, None)
                 await self._drop_claims(incident_id, match_keys)
                 continue  # its incident resolved meanwhile: the signal is about a new one
-            return outcome, incident_id
+            return [(outcome, incident_id)]
+
+    def _opening_run(self, signal: Signal, following: Sequence[Signal]) -> list[Signal]:
+        """The firing signals at the head of `following` of `signal`'s Alertmanager group that no incident of the
+        view holds a key of: they join the incident `signal` opens, in its opening change."""
+        run: list[Signal] = []
+        if signal.group_key is None:
+            return run
+        for other in following:
+            if other.state is not SignalState.FIRING or other.group_key != signal.group_key:
+                break
+            if any(key in self._holders for key in other.match_keys()):
+                break
+            run.append(other)
+        return run
 
     def _claim_key(self, match_key: str) -> str:
         return claim_key(key_digest(f"{self.cluster}|{match_key}"))  # clusters sharing a bus share no incidents
@@ -306,12 +325,23 @@ class IncidentStore:
         return entry.value.incident_id if entry is not None and entry.value is not None else None
 
     async def _open(
-        self, signal: Signal, match_keys: tuple[str, ...], records: dict[str, Entry[StoredIncident]]
-    ) -> str | None:
-        """Opens an incident for `signal` and returns its id; None if another replica just opened one for it."""
+        self,
+        signal: Signal,
+        match_keys: tuple[str, ...],
+        records: dict[str, Entry[StoredIncident]],
+        joining: Sequence[Signal] = (),
+    ) -> tuple[str | None, list[Outcome]]:
+        """Opens an incident for `signal`, `joining` joined to it in the same change; its id and their outcomes, or
+        None (and nothing joined) if another replica just opened one for it."""
         incident_id = f"INC-{await self._next_number()}"
         policy = self.escalation.policy_for(signal.severity, signal.service)
-        stored = opened(self.cluster, incident_id, signal, at=self._clock(), policy=policy, claims=match_keys)
+        at = self._clock()
+        stored = opened(self.cluster, incident_id, signal, at=at, policy=policy, claims=match_keys)
+        outcomes: list[Outcome] = []
+        for other in joining:
+            after, outcome = joined(stored, other, at=at, hold=self.resolve_hold)
+            outcomes.append(outcome)
+            stored = after or stored
         key = incident_key(incident_id)
         revision = await self._records.create(key, stored.model_copy(update={"opening": True}))
         taken: list[str] = []
@@ -326,14 +356,19 @@ class IncidentStore:
                     await self._records.delete(key, revision)
                 except KvConflict:  # only after OPENING_GRACE: another replica took it over and announced it
                     log.warning("incident %s was taken over while it opened; it stays", incident_id)
-                return None
+                return None, []
             taken.append(match_key)
+        # The joining alerts' own keys, at once (they are not contested as the group's are); written with the
+        # events' clearing below. One another incident holds stays its (the alert is in this one all the same).
+        extra = list(dict.fromkeys(k for other in joining for k in other.match_keys() if k not in match_keys))
+        if extra:
+            stored = stored.model_copy(update={"claims": match_keys + await self._claim(incident_id, extra)})
         self.metrics.opened.labels(signal.source.value, signal.severity.value).inc()
         self.metrics.transitions.labels(IncidentStatus.OPEN.value).inc()
         self._seen(stored)
         _remember(records, incident_id, await self._flush(key, stored, revision))
         log.info("incident opened", extra={"incident": incident_id, "service": signal.service, "source": signal.source})
-        return incident_id
+        return incident_id, outcomes
 
     async def _take_claim(self, incident_id: str, match_key: str) -> str | None:
         """Claims `match_key` for `incident_id`; the id of the active incident holding it already, if any."""
