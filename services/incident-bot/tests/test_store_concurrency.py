@@ -120,6 +120,32 @@ async def test_a_groups_alerts_join_their_incident_in_one_change_and_repeats_cha
         assert len(await records.history(incident_key(incident_id))) == 2
 
 
+async def test_an_alert_of_another_incident_stays_there_when_its_new_group_opens_one(
+    bus: Bus, unique: Callable[[str], str]
+) -> None:
+    """A group's alerts join the incident their first one opens, in its opening change, except one another incident
+    already holds (an alert Alertmanager now groups elsewhere): that one stays with its incident."""
+    first_service, second_service = unique("cart"), unique("pay")
+    async with running_store(bus, unique("c")) as running:
+        first = await running.store.handle_all(alert_signals(group_webhook(first_service, 1), T0))
+        [(outcome, held_by)] = first
+        assert outcome is Outcome.OPENED
+        moved = group_webhook(first_service, 1).alerts[0]
+        regrouped = group_webhook(second_service, 2)
+        webhook = regrouped.model_copy(update={"alerts": [*regrouped.alerts, moved]})
+
+        results = await running.store.handle_all(alert_signals(webhook, T0))
+
+        (opened, new_id), (joined, second_id), (stays, moved_to) = results
+        assert (opened, joined) == (Outcome.OPENED, Outcome.JOINED)
+        assert second_id == new_id != held_by
+        assert (stays, moved_to) == (Outcome.DUPLICATE, held_by)
+        assert new_id is not None
+        record = running.store.view()[new_id]
+        assert set(record.alerts) == {f"am:{alert.fingerprint}" for alert in regrouped.alerts}
+        assert f"fp:am:{moved.fingerprint}" not in record.claims
+
+
 async def test_incidents_opened_at_once_are_numbered_in_a_row_and_the_counter_follows(
     bus: Bus, unique: Callable[[str], str]
 ) -> None:
