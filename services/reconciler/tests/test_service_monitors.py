@@ -4,6 +4,7 @@ monitoring is turned off — and never rendered while the CRD is absent."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,10 @@ async def crd_absent(kube_api: Any) -> None:
     await eventually(gone, timeout=60, what="the ServiceMonitor CRD gone")
 
 
-async def test_service_monitors_follow_the_crd_and_the_spec(kube_api: Any, platform_api: None, namespace: str) -> None:
+async def test_service_monitors_follow_the_crd_and_the_spec(
+    kube_api: Any, platform_api: None, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="ballast")  # a failure shows the informers' relists and the reconciles
     assert SERVICE_MONITOR_CRD.is_file(), f"{SERVICE_MONITOR_CRD} missing: the shared folder lies beside the checkout"
     await crd_absent(kube_api)
 

@@ -3,7 +3,8 @@
 - Starts with a list (the cache and a resourceVersion), then watches from that version with bookmarks, so a
   reconnect resumes where it left off instead of replaying or missing changes.
 - A watch that ends (the server's timeout) or goes silent longer than `silence_timeout` is resumed from the last
-  version seen; 410 Gone (the version was compacted away) means relist, and the relist's difference to the cache is
+  version seen; 410 Gone (the version was compacted away), or a watch refused with 429 (the kind's watch cache still
+  initializing: lists are answered meanwhile), means relist, and the relist's difference to the cache is
   reported as events, so nothing deleted during the gap is missed. An object created and deleted within the gap is in
   neither list nor watch: `on_relist` tells whoever wrote such objects to look at their own records (a controller
   that created a child the cache never saw, say).
@@ -162,15 +163,16 @@ class Informer:
                     except ApiError as exc:
                         if exc.status != 429:
                             raise
-                        # Busy, or its watch cache (re)initializing: the watch never started, so resuming from the
-                        # same version after a pause misses nothing, where a relist would open a gap.
-                        # The server's Retry-After (1 s while a kind's watch cache initializes), as client-go
-                        # honours it: a backoff grown to 10 s would leave the cache behind long after it is ready.
-                        wait = min(exc.retry_after or retry, 10.0)
-                        log.info("watch of %s refused with HTTP 429; resuming in %.1fs", self.path, wait)
+                        # Busy, or the kind's watch cache (re)initializing (a CRD just installed). Watches are
+                        # refused for as long as that lasts, which on a loaded machine was more than 30 s, while
+                        # lists are answered (from etcd): so relist, after the server's Retry-After (1 s then, as
+                        # client-go honours it), and the cache keeps up — what changed meanwhile, deletions
+                        # included, is told by the relist's difference and `on_relist`.
+                        wait = min(exc.retry_after or 1.0, 10.0)
+                        log.info("watch of %s refused with HTTP 429; relisting in %.1fs", self.path, wait)
                         await pause(stop, wait)
-                        retry = min(retry * 2, 10.0)
-                        continue
+                        self.relists += 1
+                        break
                     retry = 0.2
                     self.resumes += 1
             except Gone:

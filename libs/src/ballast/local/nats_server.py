@@ -7,6 +7,7 @@ store, `pause()`/`resume()` are SIGSTOP/SIGCONT.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -32,11 +33,37 @@ def find_nats_server() -> str:
     )
 
 
+_handed_out: set[int] = set()
+
+
+def _ephemeral_floor() -> int:
+    """The lowest port the kernel gives outgoing connections (and binds to port 0) on this machine."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A loopback port free now, for a server started a moment later. Taken below the ephemeral range: a port the
+    kernel handed to a bind on port 0 is one it may give the next outgoing connection before our server binds it
+    (seen: `address already in use` for a service of `ballast up` on a busy machine). Never the same twice in this
+    process."""
+    floor = _ephemeral_floor()
+    low = 10_000 if floor > 11_000 else 1_024
+    for _ in range(200):
+        port = random.randrange(low, floor) if floor > low else 0
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use
+            chosen: int = s.getsockname()[1]
+        _handed_out.add(chosen)
+        return chosen
+    raise RuntimeError(f"no free loopback port found in {low}-{floor - 1}")
 
 
 def _stopped(task: Path) -> bool:
