@@ -23,16 +23,15 @@ from test_prometheus_live import (  # noqa: F401  (fixtures)
     catalogue,
     exporter,
     prometheus_binary,
-    serving,
+    scraping_prometheus,
     traffic,
-    webapp_with_pods,
+    two_pods_served,
 )
 
 from ballast.bus import Bus
 from ballast.events.catalogue import CATALOGUE, PLATFORM_EVENTS, SLO_BUDGETS
 from ballast.events.contracts.slo import BurnTier
 from ballast.kube.informer import ObjectKey
-from ballast.local.prometheus import Prometheus, ScrapeTarget
 from ballast.local.traffic import TrafficExporter
 from ballast.slo import RuleOptions, ServiceLevelObjective, WindowCatalogue
 from ballast.slo.evaluation import BudgetState
@@ -63,8 +62,7 @@ async def test_an_slo_below_its_minimum_request_rate_stays_silent_while_one_abov
     prometheus_binary: Path,
     tmp_path: Path,
 ) -> None:
-    await webapp_with_pods(kube_api, namespace, replicas=2)
-    await eventually(lambda: serving(exporter, namespace, 2), timeout=60, what="the exporter serving 2 of 2 pods")
+    await two_pods_served(kube_api, namespace, exporter)
     web = f"{namespace}/web"
     assert await traffic("set", web, "--rps", "5", "--error-rate", "0.1", "--url", exporter.url) == 0
 
@@ -74,12 +72,7 @@ async def test_an_slo_below_its_minimum_request_rate_stays_silent_while_one_abov
     }
     windows = catalogue.for_period(PERIOD)
     options = RuleOptions(version=version("ballast-libs"), windows=catalogue)
-    prometheus = Prometheus(
-        [ScrapeTarget("synthetic-traffic", f"127.0.0.1:{exporter.port}")],
-        data_dir=tmp_path / "prometheus",
-        binary=prometheus_binary,
-    )
-    await asyncio.to_thread(prometheus.start)
+    prometheus = await scraping_prometheus(exporter, prometheus_binary, tmp_path)
     try:
         sync = RuleSync(None, prometheus.rules_dir, options)
         for (ns, name), objective in slos.items():

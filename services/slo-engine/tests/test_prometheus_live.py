@@ -157,6 +157,23 @@ def serving(exporter: TrafficExporter, namespace: str, ready: int) -> bool:
     return traffic is not None and traffic.desired == ready and traffic.ready == ready
 
 
+async def two_pods_served(kube_api: Any, namespace: str, exporter: TrafficExporter) -> None:
+    """The WebApp `web` with two pods, once the exporter serves traffic for both."""
+    await webapp_with_pods(kube_api, namespace, replicas=2)
+    await eventually(lambda: serving(exporter, namespace, 2), timeout=60, what="the exporter serving 2 of 2 pods")
+
+
+async def scraping_prometheus(exporter: TrafficExporter, binary: Path, tmp_path: Path) -> Prometheus:
+    """A started Prometheus (the caller stops it) scraping the exporter, its data and rules under `tmp_path`."""
+    prometheus = Prometheus(
+        [ScrapeTarget("synthetic-traffic", f"127.0.0.1:{exporter.port}")],
+        data_dir=tmp_path / "prometheus",
+        binary=binary,
+    )
+    await asyncio.to_thread(prometheus.start)
+    return prometheus
+
+
 async def traffic(*args: str) -> int:
     """`ballast traffic ...`, the CLI as a user runs it (off the loop: the exporter answers on this loop)."""
     return await asyncio.to_thread(ballast, ["traffic", *args])
@@ -185,18 +202,12 @@ async def test_injected_errors_page_in_prometheus_and_on_the_bus_with_the_same_b
     prometheus_binary: Path,
     tmp_path: Path,
 ) -> None:
-    await webapp_with_pods(kube_api, namespace, replicas=2)
-    await eventually(lambda: serving(exporter, namespace, 2), timeout=60, what="the exporter serving 2 of 2 pods")
+    await two_pods_served(kube_api, namespace, exporter)
 
     objective = availability(namespace)
     windows = catalogue.for_period(PERIOD)
     options = RuleOptions(version=version("ballast-libs"), windows=catalogue)
-    prometheus = Prometheus(
-        [ScrapeTarget("synthetic-traffic", f"127.0.0.1:{exporter.port}")],
-        data_dir=tmp_path / "prometheus",
-        binary=prometheus_binary,
-    )
-    await asyncio.to_thread(prometheus.start)
+    prometheus = await scraping_prometheus(exporter, prometheus_binary, tmp_path)
     try:
         synced = await RuleSync(None, prometheus.rules_dir, options).sync(
             {"metadata": {"namespace": namespace, "name": "availability"}}, objective
@@ -315,8 +326,7 @@ async def _same_burn_rates_as_prometheus(
 async def test_a_deleted_pod_costs_errors_until_it_is_replaced(
     kube_api: Any, namespace: str, exporter: TrafficExporter
 ) -> None:
-    await webapp_with_pods(kube_api, namespace, replicas=2)
-    await eventually(lambda: serving(exporter, namespace, 2), timeout=60, what="the exporter serving 2 of 2 pods")
+    await two_pods_served(kube_api, namespace, exporter)
     exporter.model.advance()
     before = exporter.model.webapps[(namespace, "web")].requests["503"]
 

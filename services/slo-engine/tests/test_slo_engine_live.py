@@ -407,11 +407,15 @@ async def test_malformed_facts_are_dead_lettered_with_the_reason_and_the_next_is
     await engine.stop(timeout=30)
 
 
-def chaos_event(kind: ChaosEvent, namespace: str, at: datetime) -> Any:
+def chaos_event(
+    kind: ChaosEvent, namespace: str, at: datetime, run_id: str = "uid-e:2026-12-01T12:00:00Z"
+) -> tuple[str, Any]:
+    """A chaos run's event as the chaos-runner publishes it (its id made of the run's: give a run of its own on a
+    shared server)."""
     common: dict[str, Any] = {
         "cluster": CLUSTER,
         "experiment": ExperimentRef(namespace=namespace, name="kill-web"),
-        "run_id": "uid-e:2026-12-01T12:00:00Z",
+        "run_id": run_id,
         "target": ChaosTarget(namespace=namespace, webapp="web"),
         "fault": FaultKind.POD_DELETE,
         "at": at,
@@ -420,7 +424,7 @@ def chaos_event(kind: ChaosEvent, namespace: str, at: datetime) -> Any:
         payload: Any = ExperimentStarted(**common)
     else:
         payload = ExperimentCompleted(**common, verdict=Verdict.PASS, injections=1, budget_consumed=0.0)
-    envelope = new_event(chaos_event_type(kind), "/clusters/local/chaos-runner", payload, event_id=f"run:{kind}")
+    envelope = new_event(chaos_event_type(kind), "/clusters/local/chaos-runner", payload, event_id=f"{run_id}:{kind}")
     return chaos_subject(CLUSTER, namespace, kind), envelope
 
 

@@ -24,29 +24,19 @@ from test_prometheus_live import (  # noqa: F401  (fixtures)
     catalogue,
     exporter,
     prometheus_binary,
-    serving,
+    scraping_prometheus,
     traffic,
-    webapp_with_pods,
+    two_pods_served,
 )
-from test_slo_engine_live import create_slo, published, states
+from test_slo_engine_live import chaos_event, create_slo, published, states
 
 from ballast.bus import Bus
 from ballast.bus.kv import CaughtUp
 from ballast.events.catalogue import SLO_SLI
 from ballast.events.contracts.chaos import (
     ChaosEvent,
-    ChaosTarget,
-    ExperimentCompleted,
-    ExperimentRef,
-    ExperimentStarted,
-    FaultKind,
-    Verdict,
-    chaos_event_type,
-    chaos_subject,
 )
 from ballast.events.contracts.slo import BudgetCause, BurnTier, SloEvent, SloState, slo_event_type
-from ballast.events.envelope import new_event
-from ballast.local.prometheus import Prometheus, ScrapeTarget
 from ballast.local.traffic import TrafficExporter
 from ballast.slo import WindowCatalogue
 from ballast.slo_engine.api import GROUP, SLOS, VERSION
@@ -127,14 +117,8 @@ async def test_an_event_ratio_slo_pages_from_prometheus_keeps_its_state_while_pr
     tmp_path: Path,
 ) -> None:
     await bus.ensure_streams()
-    await webapp_with_pods(kube_api, namespace, replicas=2)
-    await eventually(lambda: serving(exporter, namespace, 2), timeout=60, what="the exporter serving 2 of 2 pods")
-    prometheus = Prometheus(
-        [ScrapeTarget("synthetic-traffic", f"127.0.0.1:{exporter.port}")],
-        data_dir=tmp_path / "prometheus",
-        binary=prometheus_binary,
-    )
-    await asyncio.to_thread(prometheus.start)
+    await two_pods_served(kube_api, namespace, exporter)
+    prometheus = await scraping_prometheus(exporter, prometheus_binary, tmp_path)
     rules = prometheus.rules_dir / f"{namespace}_{NAME}.yaml"
     stale = prometheus.rules_dir / f"{namespace}_gone.yaml"  # an SLO deleted while no engine ran
     stale.write_text("groups: []\n")
@@ -227,24 +211,6 @@ async def test_an_event_ratio_slo_pages_from_prometheus_keeps_its_state_while_pr
         await asyncio.to_thread(prometheus.stop)
 
 
-def chaos_fact(kind: ChaosEvent, namespace: str, run_id: str, at: datetime) -> tuple[str, Any]:
-    """A chaos run's event as the chaos-runner publishes it (ids unique to the run: the server is shared)."""
-    common: dict[str, Any] = {
-        "cluster": CLUSTER,
-        "experiment": ExperimentRef(namespace=namespace, name="kill-web"),
-        "run_id": run_id,
-        "target": ChaosTarget(namespace=namespace, webapp="web"),
-        "fault": FaultKind.POD_DELETE,
-        "at": at,
-    }
-    if kind is ChaosEvent.STARTED:
-        payload: Any = ExperimentStarted(**common)
-    else:
-        payload = ExperimentCompleted(**common, verdict=Verdict.PASS, injections=1, budget_consumed=0.0)
-    envelope = new_event(chaos_event_type(kind), "/clusters/local/chaos-runner", payload, event_id=f"{run_id}:{kind}")
-    return chaos_subject(CLUSTER, namespace, kind), envelope
-
-
 def shares(status: dict[str, Any]) -> dict[str, tuple[float, list[str]]]:
     return {part["cause"]: (part["budgetConsumed"], part["refs"]) for part in status.get("budgetConsumption", [])}
 
@@ -263,14 +229,8 @@ async def test_budget_an_event_ratio_slo_consumes_during_a_chaos_run_is_tagged_w
     tmp_path: Path,
 ) -> None:
     await bus.ensure_streams()
-    await webapp_with_pods(kube_api, namespace, replicas=2)
-    await eventually(lambda: serving(exporter, namespace, 2), timeout=60, what="the exporter serving 2 of 2 pods")
-    prometheus = Prometheus(
-        [ScrapeTarget("synthetic-traffic", f"127.0.0.1:{exporter.port}")],
-        data_dir=tmp_path / "prometheus",
-        binary=prometheus_binary,
-    )
-    await asyncio.to_thread(prometheus.start)
+    await two_pods_served(kube_api, namespace, exporter)
+    prometheus = await scraping_prometheus(exporter, prometheus_binary, tmp_path)
     engine = start_engine(
         services,
         nats_server.url,
@@ -301,7 +261,7 @@ async def test_budget_an_event_ratio_slo_consumes_during_a_chaos_run_is_tagged_w
         await eventually(
             engine_state(bus, namespace, lambda s: True), timeout=90, interval=0.5, what="the SLO evaluated"
         )
-        await bus.publisher.publish(*chaos_fact(ChaosEvent.STARTED, namespace, run_id, datetime.now(UTC)))
+        await bus.publisher.publish(*chaos_event(ChaosEvent.STARTED, namespace, datetime.now(UTC), run_id))
         await eventually(lambda: run_recorded(False), timeout=30, interval=0.2, what="the chaos run's start recorded")
 
         assert await traffic("set", f"{namespace}/web", "--error-rate", "0.1", "--url", exporter.url) == 0
@@ -314,7 +274,7 @@ async def test_budget_an_event_ratio_slo_consumes_during_a_chaos_run_is_tagged_w
         assert shares(during)["chaos"][1] == [run_id]
 
         completed = datetime.now(UTC)
-        await bus.publisher.publish(*chaos_fact(ChaosEvent.COMPLETED, namespace, run_id, completed))
+        await bus.publisher.publish(*chaos_event(ChaosEvent.COMPLETED, namespace, completed, run_id))
         await eventually(lambda: run_recorded(True), timeout=30, interval=0.2, what="the chaos run's end recorded")
         # The errors go on. Once the run and the shortest window after it (5 s, which still counts its errors) are
         # behind the engine's cycles, what the SLO consumes is no longer the run's.
