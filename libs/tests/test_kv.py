@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from nats.js.api import KeyValueConfig
 from prometheus_client import CollectorRegistry
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from ballast.bus import CAUGHT_UP, Bus, CaughtUp, Entry, KeyExists, KeyValue, KvConflict, RevisionConflict
 from ballast.bus.kv import StoredValueError
@@ -145,6 +145,48 @@ async def test_watch_gives_current_values_then_caught_up_then_changes_and_deleti
             deleted = await anext(iterator)
             assert isinstance(deleted, Entry)
             assert (deleted.key, deleted.value) == ("shop.web", None)
+
+
+class FrozenBudget(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    slo: str
+    remaining: float
+
+
+async def test_a_watch_gives_back_its_own_objects_writes_undecoded_and_decodes_every_other_value(
+    bus: Bus, bucket: BucketSpec
+) -> None:
+    await bus.ensure_buckets([bucket])
+    mine, other = await bus.kv(bucket, FrozenBudget), await bus.kv(bucket, FrozenBudget)
+    mutable = await bus.kv(bucket, Budget)
+    try:
+        async with mine.watch() as changes, mutable.watch() as mutable_changes, asyncio.timeout(10):
+            iterator, mutable_iterator = aiter(changes), aiter(mutable_changes)
+            assert await anext(iterator) is CAUGHT_UP
+            assert await anext(mutable_iterator) is CAUGHT_UP
+
+            written = FrozenBudget(slo="web", remaining=0.5)
+            revision = await mine.put("shop.web", written)
+            entry = await anext(iterator)
+            assert entry == Entry("shop.web", revision, written)
+            assert isinstance(entry, Entry)
+            assert entry.value is written  # the model written, not decoded again
+
+            with pytest.raises(RevisionConflict):  # a write that lost never shows as the value
+                await mine.update("shop.web", FrozenBudget(slo="web", remaining=0.4), revision=revision + 100)
+            by_other = await other.put("shop.web", FrozenBudget(slo="web", remaining=0.1))
+            assert await anext(iterator) == Entry("shop.web", by_other, FrozenBudget(slo="web", remaining=0.1))
+
+            mutable_written = Budget(slo="api", remaining=1.0)  # a model that may change after: always decoded
+            mutable_revision = await mutable.put("shop.api", mutable_written)
+            entries = [await anext(mutable_iterator) for _ in range(3)]
+            entry = entries[-1]
+            assert entry == Entry("shop.api", mutable_revision, mutable_written)
+            assert isinstance(entry, Entry)
+            assert entry.value is not mutable_written
+    finally:
+        await bus.js.delete_key_value(bucket.name)
 
 
 async def test_watch_of_an_empty_bucket_is_caught_up_at_once(budgets: KeyValue[Budget]) -> None:

@@ -32,6 +32,8 @@ Figures (the last line):
 - lost: alerts never answered 200 with an incident, or whose incident's card did not reach Slack within DRAIN seconds
   of the last answer.
 Timestamps are CLOCK_MONOTONIC, which is system-wide on Linux: the sender and the local Slack are two processes.
+Each receiver's line also gives its CPU per alert and host_cpu_steal_pct, the share of the host's CPU time the
+hypervisor gave to other guests during its run: on a shared virtual machine that share, not the code, moves the p99.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ from ballast.incident_bot.slack.cards import CARD_EVENT_TYPE
 from ballast.local.nats_server import free_port
 from ballast.local.policy_webhook import write_certificate
 from ballast.testing import NatsServer, ServiceProcess
+from ballast.testing.host import CpuTimes
 from ballast.testing.slack import SlackApi
 
 TOKEN = "bench-incident-token"
@@ -299,14 +302,17 @@ class Intake:
     ack_ms: list[float]  # per alert: scheduled send -> answer
     retried: int
     cpu_s: float  # the receiver's CPU seconds from ready to the end of its run (cards in Slack, for the bot)
+    steal_pct: float  # the host's CPU time given to other guests by the hypervisor meanwhile (see ballast.testing.host)
 
 
-def intake(plan: Plan, result: dict[str, Any], cpu_s: float) -> Intake:
+def intake(plan: Plan, result: dict[str, Any], cpu_s: float, steal_pct: float) -> Intake:
     webhooks = result["webhooks"]
     accepted = sum(plan.per_group for w in webhooks if w[3] == 200)
     last = max(w[2] for w in webhooks)
     ack_ms = [(w[2] - w[1]) * 1000 for w in webhooks if w[3] == 200 for _ in range(plan.per_group)]
-    return Intake(plan.total, accepted, accepted / (last - result["start"]), ack_ms, result["retried"], cpu_s)
+    return Intake(
+        plan.total, accepted, accepted / (last - result["start"]), ack_ms, result["retried"], cpu_s, steal_pct
+    )
 
 
 def intake_line(label: str, figures: Intake) -> str:
@@ -314,7 +320,7 @@ def intake_line(label: str, figures: Intake) -> str:
         f"bench-incident: {label}: accepted={figures.accepted}/{figures.alerts} "
         f"ingest_per_s={figures.ingest_per_s:.0f} ack_p50_ms={percentile(figures.ack_ms, 0.5):.1f} "
         f"ack_p99_ms={percentile(figures.ack_ms, 0.99):.1f} retried={figures.retried} "
-        f"cpu_ms_per_alert={figures.cpu_s * 1000 / figures.alerts:.2f}"
+        f"cpu_ms_per_alert={figures.cpu_s * 1000 / figures.alerts:.2f} host_cpu_steal_pct={figures.steal_pct:.1f}"
     )
 
 
@@ -329,12 +335,12 @@ async def baseline_run(plan: Plan, nats_url: str, tls: Any, work: Path) -> Intak
     ).start()
     try:
         await receiver.wait_status("/readyz", 200, timeout=60)
-        ready_cpu_s = cpu_seconds(receiver)
+        ready_cpu_s, host = cpu_seconds(receiver), CpuTimes.now()
         result = await run_sender(plan, f"https://127.0.0.1:{port}{PATH}", work / "ca.pem", work, "baseline")
-        cpu_s = cpu_seconds(receiver) - ready_cpu_s
+        cpu_s, steal_pct = cpu_seconds(receiver) - ready_cpu_s, CpuTimes.now().steal_pct_since(host)
     finally:
         await receiver.stop()
-    figures = intake(plan, result, cpu_s)
+    figures = intake(plan, result, cpu_s, steal_pct)
     print(intake_line("baseline (parse, publish raw, ack)", figures), flush=True)
     return figures
 
@@ -370,7 +376,7 @@ async def bot_run(plan: Plan, nats_url: str, tls: Any, work: Path) -> tuple[Inta
         ).start()
         try:
             await bot.wait_status("/readyz", 200, timeout=120)
-            ready_cpu_s = cpu_seconds(bot)
+            ready_cpu_s, host = cpu_seconds(bot), CpuTimes.now()
             result = await run_sender(plan, f"https://127.0.0.1:{port}{PATH}", work / "ca.pem", work, "bot")
             webhooks = result["webhooks"]
             incidents = {i for w in webhooks if w[3] == 200 for i in w[4] if i is not None}
@@ -386,10 +392,10 @@ async def bot_run(plan: Plan, nats_url: str, tls: Any, work: Path) -> tuple[Inta
                 except TimeoutError:
                     break
             cards = dict(slack.cards)
-            cpu_s = cpu_seconds(bot) - ready_cpu_s
+            cpu_s, steal_pct = cpu_seconds(bot) - ready_cpu_s, CpuTimes.now().steal_pct_since(host)
         finally:
             await bot.stop()
-    figures = intake(plan, result, cpu_s)
+    figures = intake(plan, result, cpu_s, steal_pct)
     print(intake_line("bot (incidents, Slack)", figures), flush=True)
     return figures, to_slack(plan, webhooks, cards)
 

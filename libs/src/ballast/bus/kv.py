@@ -87,6 +87,10 @@ class KeyValue(Generic[M]):
         self._store = store
         self.spec = spec
         self.model = model
+        # While a watch of the bucket runs here, the last value written here to each key, as bytes and (frozen) model:
+        # a writer that watches its own bucket gets its writes back without decoding them again.
+        self._watches = 0
+        self._written: dict[str, tuple[bytes, M]] = {}
 
     @property
     def bucket(self) -> str:
@@ -105,7 +109,7 @@ class KeyValue(Generic[M]):
         """Writes `key` only if it is absent (or deleted); returns its revision or raises `KeyExists`."""
         self._check(key)
         try:
-            revision: int = await self._store.create(key, self._encode(value))
+            revision: int = await self._store.create(key, self._encode(value, key))
         except nats.js.errors.KeyWrongLastSequenceError:
             current = await self._revision(key)
             raise KeyExists(
@@ -117,7 +121,7 @@ class KeyValue(Generic[M]):
         """Writes `key` only if it is still at `revision`; returns the new revision or raises `RevisionConflict`."""
         self._check(key)
         try:
-            new_revision: int = await self._store.update(key, self._encode(value), last=revision)
+            new_revision: int = await self._store.update(key, self._encode(value, key), last=revision)
         except nats.js.errors.KeyWrongLastSequenceError:
             raise await self._conflict(key, revision) from None
         return new_revision
@@ -149,7 +153,7 @@ class KeyValue(Generic[M]):
             for index, (key, value, revision) in enumerate(writes):
                 headers = {EXPECTED_LAST_SUBJECT_SEQUENCE: str(revision)}
                 await nc.publish(
-                    f"{self._store._pre}{key}", self._encode(value), reply=f"{inbox}.{index}", headers=headers
+                    f"{self._store._pre}{key}", self._encode(value, key), reply=f"{inbox}.{index}", headers=headers
                 )
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
@@ -179,12 +183,13 @@ class KeyValue(Generic[M]):
     async def put(self, key: str, value: M) -> int:
         """Writes `key` whatever its revision (last writer wins); returns the new revision."""
         self._check(key)
-        put_revision: int = await self._store.put(key, self._encode(value))
+        put_revision: int = await self._store.put(key, self._encode(value, key))
         return put_revision
 
     async def delete(self, key: str, revision: int | None = None) -> None:
         """Deletes `key` (its history stays until the bucket's limits drop it); with `revision`, only if still at it."""
         self._check(key)
+        self._written.pop(key, None)
         try:
             await self._store.delete(key, last=revision)
         except nats.js.errors.APIError as exc:  # nats-py passes the server's refusal on untranslated
@@ -203,7 +208,9 @@ class KeyValue(Generic[M]):
 
     def watch(self, keys: str = ">") -> Watch[M]:
         """Current values of the keys matching `keys` (wildcards as in subjects), then `CAUGHT_UP`, then every change
-        as it happens; use as `async with kv.watch() as changes: async for change in changes: ...`."""
+        as it happens; use as `async with kv.watch() as changes: async for change in changes: ...`. A value written
+        through this object while it watches comes back as the model written (the same object when the model is
+        frozen), not decoded again."""
         return Watch(self, keys)
 
     def _check(self, key: str) -> None:
@@ -213,23 +220,38 @@ class KeyValue(Generic[M]):
                 "(letters, digits and - / _ = . only; not starting or ending with a dot)"
             )
 
-    def _encode(self, value: M) -> bytes:
+    def _encode(self, value: M, key: str) -> bytes:
         if not isinstance(value, self.model):
             raise TypeError(f"bucket {self.bucket!r} holds {self.model.__name__}, not {type(value).__name__}")
-        return value.model_dump_json().encode()
+        data = value.model_dump_json().encode()
+        if self._watches and value.model_config.get("frozen"):
+            self._written[key] = (data, value)
+        return data
 
     def _entry(self, key: str, revision: int | None, data: bytes | None, operation: str | None) -> Entry[M]:
         assert revision is not None  # entries read from the stream always carry their sequence
         if operation in (KV_DEL, KV_PURGE):
             return Entry(key, revision, None)
+        return Entry(key, revision, self._decode(key, revision, data))
+
+    def _watched(self, key: str, revision: int | None, data: bytes | None, operation: str | None) -> Entry[M]:
+        """A watch's entry: the model written here if these are its bytes (written by this object, or the same
+        value by another writer), else decoded."""
+        written = self._written.get(key)
+        if written is not None and operation not in (KV_DEL, KV_PURGE) and written[0] == data:
+            del self._written[key]
+            assert revision is not None
+            return Entry(key, revision, written[1])
+        return self._entry(key, revision, data, operation)
+
+    def _decode(self, key: str, revision: int, data: bytes | None) -> M:
         try:
-            value = self.model.model_validate_json(data or b"")
+            return self.model.model_validate_json(data or b"")
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
             )
             raise StoredValueError(self.bucket, key, revision, f"not a {self.model.__name__}: {problems}") from None
-        return Entry(key, revision, value)
 
     async def _revision(self, key: str) -> int | None:
         try:
@@ -261,12 +283,16 @@ class Watch(Generic[M]):
     async def __aenter__(self) -> Self:
         # nats-py runs the watch on an ordered consumer that re-creates itself after missed heartbeats.
         self._watcher = await self._kv._store.watch(self._keys)
+        self._kv._watches += 1
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if self._watcher is not None:
+            self._kv._watches -= 1
+            if not self._kv._watches:
+                self._kv._written.clear()
             await self._watcher.stop()  # type: ignore[no-untyped-call]  # nats-py leaves it unannotated
 
     def __aiter__(self) -> AsyncIterator[Entry[M] | CaughtUp]:
@@ -279,7 +305,7 @@ class Watch(Generic[M]):
             if update is None:  # nats-py's marker: the values stored at the start have all been delivered
                 yield CAUGHT_UP
                 continue
-            yield self._kv._entry(update.key, update.revision, update.value, update.operation)
+            yield self._kv._watched(update.key, update.revision, update.value, update.operation)
 
 
 def _valid_key(key: str) -> bool:

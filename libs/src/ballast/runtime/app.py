@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import signal
@@ -130,6 +131,8 @@ class ServiceApp:
         self._resources: list[Resource[Any]] = []
         self._https: HttpsServer | None = None
         self._checks: dict[str, ReadinessCheck] = {"nats": self._nats_ready}
+        # The collector's (gen0, gen1, gen2) thresholds once started; None keeps Python's (700, 10, 10).
+        self.gc_threshold: tuple[int, int, int] | None = None
 
     def consume(self, spec: ConsumerSpec, handler: Handler, *, concurrency: int = 32, batch: int = 32) -> None:
         self._subscriptions.append(_Subscription(spec, handler, concurrency, batch))
@@ -306,6 +309,11 @@ class ServiceApp:
                 log.info("stopped before start-up finished")
                 return
             consumers = starting.result()
+            # What start-up made (modules, classes, models, opened resources) lives as long as the process: the
+            # collector's full passes, which stop every request and message, need not walk it again.
+            gc.freeze()
+            if self.gc_threshold is not None:
+                gc.set_threshold(*self.gc_threshold)
             bus = self.bus
             assert bus is not None  # _start connected it
             self.ready.set()

@@ -112,6 +112,9 @@ class IncidentStore:
         self.metrics = metrics
         self._clock = clock
         self._view: dict[str, StoredIncident] = {}
+        # The revision of each incident's state in the view: this replica's own writes go in as they are made, and the
+        # watch, bringing them back, neither applies them again nor puts an older state back.
+        self._revisions: dict[str, int] = {}
         self._deadlines: dict[str, datetime] = {}  # when each incident of the view next needs the timer
         self._active: set[str] = set()
         self._holders: dict[str, str] = {}  # match key -> the active incident of the view holding its claim
@@ -365,7 +368,7 @@ class IncidentStore:
             stored = stored.model_copy(update={"claims": match_keys + await self._claim(incident_id, extra)})
         self.metrics.opened.labels(signal.source.value, signal.severity.value).inc()
         self.metrics.transitions.labels(IncidentStatus.OPEN.value).inc()
-        self._seen(stored)
+        self._seen(stored, revision)
         _remember(records, incident_id, await self._flush(key, stored, revision))
         log.info("incident opened", extra={"incident": incident_id, "service": signal.service, "source": signal.source})
         return incident_id, outcomes
@@ -474,7 +477,7 @@ class IncidentStore:
         revision = await self._records.create(key, stored)
         self.metrics.opened.labels(IncidentSource.SLACK.value, severity.value).inc()
         self.metrics.transitions.labels(IncidentStatus.OPEN.value).inc()
-        self._seen(stored)
+        self._seen(stored, revision)
         await self._flush(key, stored, revision)
         return stored.record
 
@@ -615,7 +618,7 @@ class IncidentStore:
                 continue
             break
         self._count(before, after)
-        self._seen(after)
+        self._seen(after, revision)
         _remember(records, incident_id, await self._flush(key, after, revision))
         if is_active(before.record.status) and not is_active(after.record.status):
             await self._drop_claims(incident_id, after.claims)
@@ -646,9 +649,11 @@ class IncidentStore:
         await self.publish(stored.unpublished)
         cleared = stored.model_copy(update={"unpublished": ()})
         try:
-            return Entry(key, await self._records.update(key, cleared, revision), cleared)
+            written = await self._records.update(key, cleared, revision)
         except KvConflict:  # a newer change was stored, which published these (same ids) before its own
             return None
+        self._seen(cleared, written)
+        return Entry(key, written, cleared)
 
     async def publish(self, outgoing: tuple[Outgoing, ...]) -> None:
         envelopes = []
@@ -658,8 +663,12 @@ class IncidentStore:
             envelopes.append((out.subject, envelope))
         await self._publisher.publish_all(envelopes)
 
-    def _seen(self, stored: StoredIncident) -> None:
+    def _seen(self, stored: StoredIncident, revision: int) -> None:
+        """The view takes `stored` as the incident's state at `revision`, unless it holds that one or a later one."""
         incident_id = stored.incident_id
+        if revision <= self._revisions.get(incident_id, 0):
+            return
+        self._revisions[incident_id] = revision
         self._unhold(self._view.get(incident_id))
         self._view[incident_id] = stored
         if is_active(stored.record.status):
@@ -686,6 +695,7 @@ class IncidentStore:
 
     def _forget(self, incident_id: str) -> None:
         self._unhold(self._view.pop(incident_id, None))
+        self._revisions.pop(incident_id, None)
         self._active.discard(incident_id)
         self.metrics.active.set(len(self._active))
         self._deadlines.pop(incident_id, None)  # the timer, waking for it, finds nothing due
@@ -702,7 +712,7 @@ class IncidentStore:
                     elif change.value is None:
                         self._forget(change.key.removeprefix(INCIDENT_PREFIX))
                     elif change.value.record.cluster == self.cluster:  # a bus shared by clusters: only ours
-                        self._seen(change.value)
+                        self._seen(change.value, change.revision)
 
             await until_stopped(apply(), stop)
 
@@ -763,9 +773,9 @@ class IncidentStore:
                 escalation_level=levels.get(incident_id, 0),
             )
             with contextlib.suppress(KeyExists):  # another replica restored it meanwhile
-                await self._records.create(key, stored)
+                revision = await self._records.create(key, stored)
                 restored.append(incident_id)
-                self._seen(stored)
+                self._seen(stored, revision)
             if active:
                 for match_key in stored.claims:
                     await self._take_claim(incident_id, match_key)

@@ -4,7 +4,6 @@ with the cluster watched, Namespaces, ConstraintTemplates and constraints, the s
 from __future__ import annotations
 
 import asyncio
-import gc
 from typing import Annotated, Any, Self, cast
 
 from pydantic import DirectoryPath, Field, FilePath, field_validator, model_validator
@@ -132,10 +131,7 @@ def build(settings: PolicyGateSettings) -> ServiceApp:
             cluster_view=Cluster(api.value) if api is not None else None,
             split_at=settings.opa_split_at,
         )
-        # What start-up made (modules, policies) lives as long as the process: the collector's full passes, which
-        # pause every request, need not walk it again.
-        gc.freeze()
-        return opened
+        return opened  # what it loaded is frozen out of the collector's way with the rest of start-up (ServiceApp)
 
     gate = app.lifespan("gate", open_gate, Gate.close)
     app.readiness("opa", lambda: gate.value.readiness() if gate.is_open else None)

@@ -47,6 +47,7 @@ from ballast.incident_bot.slack.cards import (
 log = logging.getLogger(__name__)
 
 CLAIM_TTL = timedelta(seconds=60)  # longer than opening a channel and posting a card take, even slowly
+RELEASED = datetime.min.replace(tzinfo=UTC)  # the claim time of a thread whose claim was given up
 
 T = TypeVar("T")
 
@@ -240,31 +241,39 @@ class IncidentChannels:
         """Gives a failed attempt's claim up, so that the retry (here or on another replica) need not wait it out."""
         with contextlib.suppress(Exception):
             entry = await self._threads.get(key)
-            if entry is not None and entry.value is not None and entry.value.ts is None:
-                released = entry.value.model_copy(update={"claimed_at": datetime.min.replace(tzinfo=UTC)})
-                await self._threads.update(key, released, entry.revision)
+            thread = entry.value if entry is not None else None
+            if thread is not None and thread.ts is None and thread.claimed_at != RELEASED:
+                assert entry is not None
+                await self._threads.update(key, thread.model_copy(update={"claimed_at": RELEASED}), entry.revision)
 
     async def _open(self, incident: IncidentTransition, key: str, thread: SlackThread, revision: int) -> SlackThread:
-        """Holding the claim: the channel, then the card, each written to the bucket as soon as it exists."""
+        """Holding the claim: the channel, then the card, written to the bucket together once both exist. An
+        attempt that fails between writes the channel down as it gives the claim up; one that dies there leaves the
+        retry to find the channel by its name and the card by its metadata."""
         created = False
-        if thread.channel is None:
-            channel, created = await self._make_channel(incident)
-            thread = thread.model_copy(update={"channel": channel})
-            revision = await self._threads.update(key, thread, revision)
-            await self._invite_people(channel, incident)
-        assert thread.channel is not None
-        # A channel made just now is empty; one made before (by an attempt that died) may hold its card already.
-        ts = None if created else await self._find_card(thread.channel, incident.incident_id)
-        if ts is None:
-            posted = await _slack(
-                self._client.chat_postMessage(
-                    channel=thread.channel,
-                    text=card_text(incident),
-                    blocks=card_blocks(incident),
-                    metadata=card_metadata(incident),
+        try:
+            if thread.channel is None:
+                channel, created = await self._make_channel(incident)
+                thread = thread.model_copy(update={"channel": channel})
+                await self._invite_people(channel, incident)
+            assert thread.channel is not None
+            # A channel made just now is empty; one made before (by an attempt that died) may hold its card already.
+            ts = None if created else await self._find_card(thread.channel, incident.incident_id)
+            if ts is None:
+                posted = await _slack(
+                    self._client.chat_postMessage(
+                        channel=thread.channel,
+                        text=card_text(incident),
+                        blocks=card_blocks(incident),
+                        metadata=card_metadata(incident),
+                    )
                 )
-            )
-            ts = str(posted["ts"])
+                ts = str(posted["ts"])
+        except BaseException:
+            if created:
+                with contextlib.suppress(Exception):
+                    await self._threads.update(key, thread.model_copy(update={"claimed_at": RELEASED}), revision)
+            raise
         thread = thread.model_copy(update={"ts": ts})
         await self._threads.update(key, thread, revision)
         return thread

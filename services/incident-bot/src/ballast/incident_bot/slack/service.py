@@ -7,6 +7,7 @@ service's `ServiceApp` (a resource, the `SLACK_CARDS` consumer, Socket Mode or t
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Annotated, Self
 
@@ -74,6 +75,14 @@ class SlackSettings(BaseSettings):
         return self.slack_bot_token is not None
 
 
+def web_api_logger() -> logging.Logger:
+    """slack_sdk's Web API logger with its level set to the one in effect: the client builds the text of a debug line
+    for every call (with the card's blocks in it) whenever its logger's own level is unset, enabled or not."""
+    logger = logging.getLogger("slack_sdk.web.async_client")
+    logger.setLevel(logger.getEffectiveLevel())
+    return logger
+
+
 class SlackBot:
     """The open bot: Web API client, incident channels, postmortem writer and the Bolt app."""
 
@@ -110,7 +119,10 @@ class SlackBot:
         # One session for every Web API call: without it the client opens (and shakes hands on) a connection per call.
         session = aiohttp.ClientSession()
         client = AsyncWebClient(
-            token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url, session=session
+            token=settings.slack_bot_token.get_secret_value(),
+            base_url=settings.slack_api_url,
+            session=session,
+            logger=web_api_logger(),
         )
         try:
             await bus.ensure_buckets([SLACK_THREADS])
