@@ -180,11 +180,10 @@ async def test_a_watch_gives_back_its_own_objects_writes_undecoded_and_decodes_e
 
             mutable_written = Budget(slo="api", remaining=1.0)  # a model that may change after: always decoded
             mutable_revision = await mutable.put("shop.api", mutable_written)
-            entries = [await anext(mutable_iterator) for _ in range(3)]
-            entry = entries[-1]
-            assert entry == Entry("shop.api", mutable_revision, mutable_written)
-            assert isinstance(entry, Entry)
-            assert entry.value is not mutable_written
+            mutable_entry = [await anext(mutable_iterator) for _ in range(3)][-1]
+            assert mutable_entry == Entry("shop.api", mutable_revision, mutable_written)
+            assert isinstance(mutable_entry, Entry)
+            assert mutable_entry.value is not mutable_written
     finally:
         await bus.js.delete_key_value(bucket.name)
 
