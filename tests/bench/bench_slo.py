@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import os
 import random
 import statistics
@@ -302,6 +303,8 @@ async def main(n: int, events: int, webapps: int, burst: int, requests: int) -> 
                 await bus.kv(SLO_BUDGETS, StoredBudget), bus.publisher, bus.catalogue.registry, CLUSTER, "/bench"
             )
             cycles: list[float] = []
+            # BENCH_SLO_PROFILE=<file>: each cycle runs under cProfile, its stats written to <file>.cycle<k>.
+            profile = os.environ.get("BENCH_SLO_PROFILE")
             async with PrometheusSource(prometheus.url) as source:
                 evaluator = Evaluator(lambda: objectives, [PrometheusMeasurer(source, catalogue)], book, interval=10.0)
                 for cycle in range(3):
@@ -310,9 +313,15 @@ async def main(n: int, events: int, webapps: int, burst: int, requests: int) -> 
                         await eventually(
                             lambda: moved(prometheus.url, n), timeout=60, interval=0.5, what="the moved series scraped"
                         )
+                    profiler = cProfile.Profile() if profile else None
                     started, cpu = time.perf_counter(), time.process_time()
+                    if profiler is not None:
+                        profiler.enable()
                     evaluated = await evaluator.evaluate_all(datetime.now(UTC))
                     cycles.append((time.perf_counter() - started) * 1000)
+                    if profiler is not None:
+                        profiler.disable()
+                        profiler.dump_stats(f"{profile}.cycle{cycle + 1}")
                     if evaluated != n:
                         sys.exit(f"bench-slo: cycle {cycle + 1} evaluated {evaluated} SLOs of {n}")
                     cpu_ms = (time.process_time() - cpu) * 1000
