@@ -200,10 +200,15 @@ EXAMPLES: dict[type[BaseModel], BaseModel] = {
         opened_at=AT,
         acknowledged_at=AT + timedelta(minutes=3),
     ),
-    incident.IncidentUpdated: incident.IncidentUpdated(**INCIDENT, commander="carol", changed_by="bob", at=AT),
+    incident.IncidentUpdated: incident.IncidentUpdated(
+        **INCIDENT, commander="carol", roles={incident.IncidentRole.SCRIBE: "dave"}, changed_by="bob", at=AT
+    ),
     incident.IncidentQuery: incident.IncidentQuery(service="web", include_resolved=True),
     incident.IncidentRef: incident.IncidentRef(incident_id="INC-42"),
     incident.IncidentAction: incident.IncidentAction(incident_id="INC-42", by="bob"),
+    incident.RoleAssignment: incident.RoleAssignment(
+        incident_id="INC-42", by="bob", role=incident.IncidentRole.COMMUNICATIONS, to="erin"
+    ),
     incident.PostmortemRequest: incident.PostmortemRequest(incident_id="INC-42", format=incident.PostmortemFormat.JSON),
     incident.PostmortemDocument: incident.PostmortemDocument(
         incident_id="INC-42",
@@ -300,7 +305,7 @@ def test_commands_are_cloudevents_on_the_commands_stream() -> None:
     assert {endpoint.subject for endpoint in CATALOGUE.endpoints} == {
         "svc.policy.check",
         "svc.slo.status",
-        *(f"svc.incident.{name}" for name in ("list", "show", "ack", "mitigate", "resolve", "postmortem")),
+        *(f"svc.incident.{name}" for name in ("list", "show", "ack", "mitigate", "resolve", "role", "postmortem")),
     }
 
 
@@ -442,6 +447,8 @@ def _merge(data: Any, change: Any) -> Any:
         ("io.ballast.cmd.chaos.stop.v1", {"all": True}, "all"),
         ("io.ballast.incident.resolved.v1", {"status": "resolved"}, "needs resolved_at"),
         ("io.ballast.incident.escalated.v1", {"level": 0}, "level"),
+        ("io.ballast.incident.updated.v1", {"roles": {"commander": "carol"}}, "the commander is not one of `roles`"),
+        ("io.ballast.incident.updated.v1", {"roles": {"scribe": ""}}, "roles.scribe"),
         ("io.ballast.incident.postmortem_published.v1", {"digest": "md5:abc"}, "digest"),
     ],
 )

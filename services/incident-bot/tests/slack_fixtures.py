@@ -21,7 +21,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from ballast.events.catalogue import REGISTRY
-from ballast.events.contracts.incident import IncidentSource, IncidentStatus, IncidentTransition, Severity
+from ballast.events.contracts.incident import IncidentRole, IncidentSource, IncidentStatus, IncidentTransition, Severity
 from ballast.events.envelope import Envelope, decode
 from ballast.incident_bot.desk import IncidentNotFound
 from ballast.incident_bot.slack.transport import DEFAULT_PATH, slack_routes
@@ -86,6 +86,14 @@ class DictDesk:
         self.calls.append(("severity", incident_id, by))
         record = await self.get(incident_id)
         return self.add(record.model_copy(update={"severity": severity, "changed_by": by}))
+
+    async def assign_role(self, incident_id: str, role: IncidentRole, to: str, *, by: str) -> IncidentTransition:
+        await self._wait()
+        self.calls.append(("role", incident_id, by))
+        record = await self.get(incident_id)
+        if role is IncidentRole.COMMANDER:
+            return self.add(record.model_copy(update={"commander": to, "changed_by": by}))
+        return self.add(record.model_copy(update={"roles": {**record.roles, role: to}, "changed_by": by}))
 
     async def get(self, incident_id: str) -> IncidentTransition:
         try:

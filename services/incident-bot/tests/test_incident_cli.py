@@ -1,5 +1,5 @@
 """The incident-bot as its own process: an Alertmanager webhook over its HTTPS opens an incident, which
-`ballast incident list|show|ack|resolve` then works through over `svc.incident.*`; `ballast incident postmortem`
+`ballast incident list|show|ack|role|resolve` then works through over `svc.incident.*`; `ballast incident postmortem`
 writes its postmortem, also posted in its channel when the bot has Slack (a local one)."""
 
 from __future__ import annotations
@@ -73,6 +73,12 @@ async def test_a_webhook_opens_an_incident_the_cli_acknowledges_and_resolves(
     assert code == 0, err
     assert "status:     acknowledged" in out
     assert "commander:  ana" in out
+    code, out, err = await ballast("incident", "role", incident_id, "scribe", "bo", "--by", "ana", *nats)
+    assert code == 0, err
+    assert "scribe:     bo" in out
+    code, out, err = await ballast("incident", "role", incident_id, "janitor", "bo", *nats)
+    assert code == 2
+    assert "invalid choice: 'janitor'" in err
     code, out, err = await ballast("incident", "resolve", incident_id, "--by", "ana", "-o", "json", *nats)
     assert code == 0, err
     assert json.loads(out)["status"] == "resolved"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from slack_fixtures import T0, recorded_events, recorded_incident
 
-from ballast.events.contracts.incident import IncidentStatus
+from ballast.events.contracts.incident import IncidentRole, IncidentStatus
 from ballast.incident_bot.postmortem import (
     ActionType,
     EntryKind,
@@ -149,3 +149,14 @@ def test_an_ongoing_incident_has_no_end_and_reads_events_until_now() -> None:
     assert pm.impact.duration is None
     assert "ongoing" in render_markdown(pm).content.decode()
     assert any("drift repaired" in entry.text for entry in pm.timeline)  # after the (not yet) resolution
+
+
+def test_the_people_in_each_role_head_the_document() -> None:
+    staffed = recorded_incident().model_copy(
+        update={"roles": {IncidentRole.SCRIBE: "slack:U0CARL", IncidentRole.COMMUNICATIONS: "dana"}}
+    )
+    pm = write_postmortem(staffed, [event for _, event in recorded_events()])
+    rows = [line for line in render_markdown(pm).content.decode().splitlines() if line.startswith("| ")]
+    commander = next(i for i, row in enumerate(rows) if row.startswith("| Commander |"))
+    assert rows[commander + 1 : commander + 3] == ["| Communications | dana |", "| Scribe | slack:U0CARL |"]
+    assert json.loads(render_json(pm).content)["roles"] == {"scribe": "slack:U0CARL", "communications": "dana"}

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from slack_fixtures import SIGNING_SECRET, BotServer, DictDesk, incident, web_client
 
-from ballast.events.contracts.incident import IncidentStatus, Severity
+from ballast.events.contracts.incident import IncidentRole, IncidentStatus, Severity
 from ballast.incident_bot.slack import build_slack_app, run_socket_mode
 from ballast.incident_bot.slack.cards import ACKNOWLEDGE, MITIGATE, RESOLVE, card_blocks, card_text
 from ballast.testing import eventually
@@ -175,6 +175,10 @@ async def test_every_subcommand_through_a_lifecycle(bot: BotServer, desk: DictDe
     assert await run(bot, slack, "declare search Slow results", "2") == "Declared INC-2 (medium, search): Slow results"
     assert await run(bot, slack, "ack INC-1", "3", user="U0BOB") == "INC-1 is acknowledged"
     assert await run(bot, slack, "severity INC-2 low", "4") == "INC-2 is now low"
+    assert await run(bot, slack, "role INC-1 scribe <@U0CARL|carl>", "4a") == "<@U0CARL> is now scribe of INC-1"
+    assert await run(bot, slack, "role INC-1 Communications @dana", "4b") == "dana is now communications of INC-1"
+    roles = (await desk.get("INC-1")).roles
+    assert roles == {IncidentRole.SCRIBE: "slack:U0CARL", IncidentRole.COMMUNICATIONS: "dana"}
     status_one = await run(bot, slack, "status INC-1", "5")
     assert status_one == "• INC-1 [critical] acknowledged: Payments fail at checkout (service checkout)"
     assert await run(bot, slack, "mitigate INC-1", "6") == "INC-1 is mitigated"
@@ -188,6 +192,8 @@ async def test_every_subcommand_through_a_lifecycle(bot: BotServer, desk: DictDe
         ("declare", "search", "slack:U0ALICE"),
         ("acknowledged", "INC-1", "slack:U0BOB"),
         ("severity", "INC-2", "slack:U0ALICE"),
+        ("role", "INC-1", "slack:U0ALICE"),
+        ("role", "INC-1", "slack:U0ALICE"),
         ("mitigated", "INC-1", "slack:U0ALICE"),
         ("resolved", "INC-1", "slack:U0ALICE"),
         ("resolved", "INC-2", "slack:U0ALICE"),
@@ -204,6 +210,8 @@ async def test_every_subcommand_through_a_lifecycle(bot: BotServer, desk: DictDe
         ("declare checkout", "`declare` needs a title after the service."),
         ("severity INC-1 apocalyptic", "`apocalyptic` is not a severity: use one of critical, high, medium, low."),
         ("status INC-1 INC-2", "`status` takes at most one incident."),
+        ("role INC-1 scribe", "`role` takes an incident, a role and a person."),
+        ("role INC-1 janitor <@U0CARL>", "`janitor` is not a role: use one of commander, communications, operations"),
     ],
 )
 async def test_a_command_that_does_not_parse_is_answered_at_once_with_how_to_type_it(

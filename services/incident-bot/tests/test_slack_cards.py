@@ -4,13 +4,14 @@ same."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
 from slack_fixtures import incident
 from slack_sdk.models.blocks import Block
 
-from ballast.events.contracts.incident import IncidentStatus, Severity
+from ballast.events.contracts.incident import IncidentRole, IncidentStatus, Severity
 from ballast.incident_bot.slack.cards import ACKNOWLEDGE, MITIGATE, RESOLVE, card_blocks
 
 BUTTONS = {
@@ -31,9 +32,11 @@ def test_every_card_passes_slack_sdks_block_kit_checks(status: IncidentStatus, s
         title="Checkout failing " * 20,  # longer than a header may be: cut, not refused
         group_key='{}/{severity="page"}:{alertname="HighErrorRate", service="checkout"}',
         commander="slack:U0ALICE",
+        roles={IncidentRole.SCRIBE: "slack:U0CARL", IncidentRole.OPERATIONS: "dana"},
         opened_at=datetime(2026, 12, 1, 9, tzinfo=UTC),
     )
     blocks = card_blocks(record)
+    assert "*Operations* dana · *Scribe* <@U0CARL>" in json.dumps(blocks, ensure_ascii=False)
     parsed = [Block.parse(block) for block in blocks]
     assert [block.to_dict() if block is not None else None for block in parsed] == blocks  # to_dict checks limits
     assert len(blocks[0]["text"]["text"]) == 150

@@ -20,13 +20,16 @@ from ballast.events.contracts.incident import (
     INCIDENT_ACK,
     INCIDENT_LIST,
     INCIDENT_RESOLVE,
+    INCIDENT_ROLE,
     INCIDENT_SHOW,
     IncidentAction,
     IncidentList,
     IncidentQuery,
     IncidentRef,
+    IncidentRole,
     IncidentStatus,
     IncidentTransition,
+    RoleAssignment,
     Severity,
 )
 from ballast.events.contracts.slo import AlertState, BurnTier, burn_event, slo_event_type, slo_subject
@@ -142,6 +145,12 @@ async def test_the_lifecycle_through_the_desk_publishes_each_transition_once(
         assert acked.time_to_acknowledge is not None
         assert (await desk.acknowledge(declared.incident_id, by="bo")) == acked  # a second press is no news
         assert (await desk.set_severity(declared.incident_id, Severity.CRITICAL, by="bo")).severity is Severity.CRITICAL
+        scribed = await desk.assign_role(declared.incident_id, IncidentRole.SCRIBE, "cy", by="bo")
+        assert (scribed.roles, scribed.commander, scribed.changed_by) == ({IncidentRole.SCRIBE: "cy"}, "ana", "bo")
+        handed = await desk.assign_role(declared.incident_id, IncidentRole.COMMANDER, "bo", by="ana")
+        assert (handed.commander, handed.roles) == ("bo", {IncidentRole.SCRIBE: "cy"})
+        again = await desk.assign_role(declared.incident_id, IncidentRole.SCRIBE, "cy", by="bo")
+        assert again == handed  # the same holder again is no news
         await desk.mitigate(declared.incident_id, by="bo")
         resolved = await desk.resolve(declared.incident_id, by="ana")
         with pytest.raises(InvalidTransition):
@@ -153,7 +162,10 @@ async def test_the_lifecycle_through_the_desk_publishes_each_transition_once(
         closed = await running.store.close(declared.incident_id, by="ana")
         assert closed.closed_at is not None
         events = await incident_events(bus, cluster)
-        assert [name for name, _ in events] == ["opened", "acknowledged", "updated", "mitigated", "resolved", "closed"]
+        assert [name for name, _ in events] == [
+            "opened", "acknowledged", "updated", "updated", "updated", "mitigated", "resolved", "closed"
+        ]  # fmt: skip
+        assert (await desk.get(declared.incident_id)).roles == {IncidentRole.SCRIBE: "cy"}
         assert events[1][1] == f"{declared.incident_id}:acknowledged:{acked.acknowledged_at.isoformat()}"
         assert running.registry.get_sample_value(
             "ballast_incident_time_to_acknowledge_seconds_count", {"severity": "high"}
@@ -176,6 +188,15 @@ async def test_the_lifecycle_over_the_bus_endpoints(bus: Bus, unique: Callable[[
         acked = await bus.request(INCIDENT_ACK, IncidentAction(incident_id=declared.incident_id, by="cli-user"))
         assert isinstance(acked, IncidentTransition)
         assert acked.status is IncidentStatus.ACKNOWLEDGED
+        comms = RoleAssignment(
+            incident_id=declared.incident_id, by="cli-user", role=IncidentRole.COMMUNICATIONS, to="dee"
+        )
+        given = await bus.request(INCIDENT_ROLE, comms)
+        assert isinstance(given, IncidentTransition)
+        assert (given.roles, given.changed_by) == ({IncidentRole.COMMUNICATIONS: "dee"}, "cli-user")
+        with pytest.raises(EndpointCallError) as unknown:
+            await bus.request(INCIDENT_ROLE, comms.model_copy(update={"incident_id": "INC-0"}))
+        assert unknown.value.code == 404
         resolved = await bus.request(INCIDENT_RESOLVE, IncidentAction(incident_id=declared.incident_id, by="cli-user"))
         assert isinstance(resolved, IncidentTransition)
         assert resolved.changed_by == "cli-user"
@@ -203,6 +224,7 @@ async def test_a_lost_bucket_is_rebuilt_from_the_incident_stream(
             first = await running.store.declare(title="api slow", service="api", severity=Severity.MEDIUM, by="ana")
             await running.store.acknowledge(first.incident_id, by="bo")
             await running.store.set_severity(first.incident_id, Severity.CRITICAL, by="bo")
+            await running.store.assign_role(first.incident_id, IncidentRole.OPERATIONS, "cy", by="bo")
             second = await running.store.declare(title="db full", service="db", severity=Severity.HIGH, by="ana")
             await running.store.resolve(second.incident_id, by="bo")
             before = {i.incident_id: i for i in running.store.query(IncidentQuery(include_resolved=True))}
@@ -214,6 +236,7 @@ async def test_a_lost_bucket_is_rebuilt_from_the_incident_stream(
             assert third.incident_id == "INC-3"  # numbering goes on after the restored ones
             restored = await running.store.get(first.incident_id)
             assert (restored.status, restored.severity) == (IncidentStatus.ACKNOWLEDGED, Severity.CRITICAL)
+            assert restored.roles == {IncidentRole.OPERATIONS: "cy"}
     finally:
         await bus.close()
 

@@ -1,9 +1,11 @@
-"""`ballast incident list|show|ack|resolve|postmortem`: the incident-bot's desk over `svc.incident.*`.
+"""`ballast incident list|show|ack|resolve|role|postmortem`: the incident-bot's desk over `svc.incident.*`.
 
     ballast incident list [--all] [--service S]     active incidents (with --all: resolved and closed too)
     ballast incident show INC-7                     one incident's record
     ballast incident ack INC-7 [--by NAME]          acknowledge (the first to acknowledge becomes commander)
     ballast incident resolve INC-7 [--by NAME]      resolve
+    ballast incident role INC-7 scribe alice [--by NAME]
+                                                    give a role (commander, communications, operations, scribe)
     ballast incident postmortem INC-7 [--format markdown|json]
                                                     write it from the event log, store it (and post it to Slack,
                                                     when the bot has Slack); print it
@@ -29,21 +31,25 @@ from ballast.events.contracts.incident import (
     INCIDENT_LIST,
     INCIDENT_POSTMORTEM,
     INCIDENT_RESOLVE,
+    INCIDENT_ROLE,
     INCIDENT_SHOW,
+    SUPPORTING_ROLES,
     IncidentAction,
     IncidentList,
     IncidentQuery,
     IncidentRef,
+    IncidentRole,
     IncidentTransition,
     PostmortemDocument,
     PostmortemFormat,
     PostmortemRequest,
+    RoleAssignment,
 )
 from ballast.events.registry import EndpointSpec
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    incident = commands.add_parser("incident", help="incidents: list, show, acknowledge, resolve, postmortem")
+    incident = commands.add_parser("incident", help="incidents: list, show, acknowledge, resolve, roles, postmortem")
     actions = incident.add_subparsers(dest="incident_command", required=True)
     listing = actions.add_parser("list", help="active incidents, oldest first")
     listing.add_argument("--all", action="store_true", help="resolved and closed incidents too")
@@ -54,12 +60,17 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action = actions.add_parser(name, help=help_text)
         action.add_argument("incident_id", metavar="ID")
         action.add_argument("--by", default=None, help="who acts (default: the login name)")
+    role = actions.add_parser("role", help="give someone a role in an incident (taking it from whoever held it)")
+    role.add_argument("incident_id", metavar="ID")
+    role.add_argument("role", choices=[r.value for r in IncidentRole])
+    role.add_argument("to", metavar="PERSON", help="who takes the role")
+    role.add_argument("--by", default=None, help="who gives it (default: the login name)")
     postmortem = actions.add_parser(
         "postmortem", help="write an incident's postmortem from the event log, store it and print it"
     )
     postmortem.add_argument("incident_id", metavar="ID")
     postmortem.add_argument("--format", choices=[f.value for f in PostmortemFormat], default="markdown")
-    for parser in (listing, show, *[actions.choices[n] for n in ("ack", "resolve")], postmortem):
+    for parser in (listing, show, *[actions.choices[n] for n in ("ack", "resolve")], role, postmortem):
         parser.add_argument("--nats-url", default=os.environ.get("BALLAST_NATS_URL", "nats://127.0.0.1:4222"))
         parser.add_argument("-o", "--output", choices=["text", "json"], default="text")
         # A postmortem reads hours of events (and may post to Slack): it gets longer.
@@ -76,6 +87,8 @@ def _request(args: argparse.Namespace) -> tuple[EndpointSpec, BaseModel]:
     if command == "postmortem":
         return INCIDENT_POSTMORTEM, PostmortemRequest(incident_id=args.incident_id, format=args.format)
     by = args.by or getpass.getuser()
+    if command == "role":
+        return INCIDENT_ROLE, RoleAssignment(incident_id=args.incident_id, by=by, role=args.role, to=args.to)
     spec = INCIDENT_ACK if command == "ack" else INCIDENT_RESOLVE
     return spec, IncidentAction(incident_id=args.incident_id, by=by)
 
@@ -122,6 +135,7 @@ def render_record(record: IncidentTransition) -> str:
         f"  service:    {record.namespace + '/' if record.namespace else ''}{record.service}",
         f"  source:     {record.source.value} (fingerprint {record.fingerprint})",
         f"  commander:  {record.commander or '-'}",
+        *(f"  {role.value + ':':<12}{record.roles[role]}" for role in SUPPORTING_ROLES if role in record.roles),
     ]
     if record.group_key:
         lines.append(f"  group key:  {record.group_key}")

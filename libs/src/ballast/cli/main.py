@@ -5,7 +5,7 @@ ballast streams ensure --nats-url URL     create or update the catalogue's strea
 ballast policy verify SUITE.yaml...       run gator suites against the real OPA
 ballast policy test FILE... --policy DIR  judge manifests by Gatekeeper policies (text, json, junit)
 ballast slo generate|validate -i SPECS    Sloth-compatible Prometheus rules from Sloth and OpenSLO specs
-ballast incident list|show|ack|resolve    the incident-bot's incidents over svc.incident.*
+ballast incident list|show|ack|resolve|role|postmortem    the incident-bot's incidents over svc.incident.*
 ballast chaos run|stop|pause|list         chaos experiments through the chaos-runner (stop --all: kill switch)
 ballast traffic set NS/WEBAPP --error-rate 0.1   inject errors into the local platform's synthetic traffic
 ballast slo status|budget                 the live error budgets the slo-engine keeps (svc.slo.status)

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import enum
 from datetime import timedelta
-from typing import Self
+from typing import Annotated, Self
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, Field, model_validator
 
 from ballast.events.contracts.common import Payload, platform_event, platform_event_type, platform_subject
 from ballast.events.registry import EndpointSpec, EventSpec
@@ -69,6 +69,29 @@ class IncidentSource(enum.StrEnum):
     SLACK = "slack"  # declared by a person
 
 
+class IncidentRole(enum.StrEnum):
+    """The roles of an incident response, as the Incident Command System names them: the commander leads and decides,
+    communications keeps the people affected told, operations works the fix, the scribe keeps the timeline."""
+
+    COMMANDER = "commander"
+    COMMUNICATIONS = "communications"
+    OPERATIONS = "operations"
+    SCRIBE = "scribe"
+
+
+# The roles held in a record's `roles`: the commander has a field of its own.
+SUPPORTING_ROLES: tuple[IncidentRole, ...] = tuple(r for r in IncidentRole if r is not IncidentRole.COMMANDER)
+
+
+def _supporting_only(roles: dict[IncidentRole, str]) -> dict[IncidentRole, str]:
+    if IncidentRole.COMMANDER in roles:
+        raise ValueError("the commander is not one of `roles`: it is the record's `commander`")
+    return roles
+
+
+SupportingRoles = Annotated[dict[IncidentRole, Annotated[str, Field(min_length=1)]], AfterValidator(_supporting_only)]
+
+
 class PostmortemFormat(enum.StrEnum):
     MARKDOWN = "markdown"
     JSON = "json"
@@ -97,6 +120,9 @@ class IncidentTransition(IncidentFacts):
     fingerprint: str = Field(min_length=1, description="the dedup key: signals with the same one join this incident")
     group_key: str | None = Field(default=None, description="the Alertmanager group key, when it came from one")
     commander: str | None = Field(default=None, description="the incident commander, once someone took the role")
+    roles: SupportingRoles = Field(
+        default_factory=dict, description="who holds the other roles (communications, operations, scribe), if anyone"
+    )
     changed_by: str | None = Field(default=None, description="who made the change; None when the bot did")
     opened_at: AwareDatetime = Field(description="when the incident was opened")
     acknowledged_at: AwareDatetime | None = Field(default=None, description="when someone acknowledged it")
@@ -124,12 +150,14 @@ class IncidentTransition(IncidentFacts):
 
 
 class IncidentUpdated(IncidentFacts):
-    """An incident's severity or commander changed while its status did not (the facts as they stand after).
+    """An incident's severity, commander or another role changed while its status did not (the facts as they stand
+    after).
 
     Event id: `<incident_id>:updated:<at>`.
     """
 
     commander: str | None = Field(default=None, description="the incident commander after the change")
+    roles: SupportingRoles = Field(default_factory=dict, description="who holds the other roles after the change")
     changed_by: str | None = Field(default=None, description="who made the change; None when the bot did")
     at: AwareDatetime = Field(description="when the change was made")
 
@@ -167,7 +195,9 @@ INCIDENT_EVENT_TYPES: tuple[EventSpec, ...] = (
     platform_event(AREA, IncidentEvent.MITIGATED, IncidentTransition, "An incident's impact stopped."),
     platform_event(AREA, IncidentEvent.RESOLVED, IncidentTransition, "An incident's cause was fixed."),
     platform_event(AREA, IncidentEvent.CLOSED, IncidentTransition, "An incident's follow-up is done."),
-    platform_event(AREA, IncidentEvent.UPDATED, IncidentUpdated, "An incident's severity or commander changed."),
+    platform_event(
+        AREA, IncidentEvent.UPDATED, IncidentUpdated, "An incident's severity, commander or another role changed."
+    ),
     platform_event(AREA, IncidentEvent.ESCALATED, IncidentEscalated, "An unacknowledged incident was escalated."),
     platform_event(
         AREA, IncidentEvent.POSTMORTEM_PUBLISHED, PostmortemPublished, "An incident's postmortem was published."
@@ -204,6 +234,13 @@ class IncidentAction(IncidentRef):
     by: str = Field(min_length=1, description="who acts (a user name); recorded as changed_by")
 
 
+class RoleAssignment(IncidentAction):
+    """A person giving someone a role in an incident (taking it over from whoever held it)."""
+
+    role: IncidentRole = Field(description="the role given")
+    to: str = Field(min_length=1, description="who takes it (a user name, or slack:<user id>)")
+
+
 class PostmortemRequest(IncidentRef):
     """Write an incident's postmortem from the event log now."""
 
@@ -234,6 +271,9 @@ INCIDENT_MITIGATE = _endpoint(
     "mitigate", IncidentAction, IncidentTransition, "Mark an incident's impact stopped; 409 if it is past that."
 )
 INCIDENT_RESOLVE = _endpoint("resolve", IncidentAction, IncidentTransition, "Resolve an incident; 409 if it is closed.")
+INCIDENT_ROLE = _endpoint(
+    "role", RoleAssignment, IncidentTransition, "Give someone a role in an incident; 404 for an unknown id."
+)
 INCIDENT_POSTMORTEM = _endpoint(
     "postmortem",
     PostmortemRequest,
@@ -246,5 +286,6 @@ INCIDENT_ENDPOINTS: tuple[EndpointSpec, ...] = (
     INCIDENT_ACK,
     INCIDENT_MITIGATE,
     INCIDENT_RESOLVE,
+    INCIDENT_ROLE,
     INCIDENT_POSTMORTEM,
 )

@@ -15,6 +15,7 @@ from ballast.events.contracts.chaos import ChaosCommand, PauseChaos, chaos_comma
 from ballast.events.contracts.incident import (
     IncidentEscalated,
     IncidentEvent,
+    IncidentRole,
     IncidentSource,
     IncidentStatus,
     IncidentTransition,
@@ -87,10 +88,17 @@ def updated(
     by: str | None,
     severity: Severity | None = None,
     commander: str | None = None,
+    role: tuple[IncidentRole, str] | None = None,
 ) -> StoredIncident | None:
-    """`stored` with a new severity or commander, told as an `updated` event; None when neither changes."""
+    """`stored` with a new severity, commander or holder of another role, told as an `updated` event; None when none
+    of them changes."""
     record = stored.record
     changes: dict[str, object] = {}
+    if role is not None:
+        if role[0] is IncidentRole.COMMANDER:
+            commander = role[1]
+        elif record.roles.get(role[0]) != role[1]:
+            changes["roles"] = {**record.roles, role[0]: role[1]}
     if severity is not None and severity is not record.severity:
         changes["severity"] = severity
     if commander is not None and commander != record.commander:
@@ -105,6 +113,7 @@ def updated(
         namespace=record.namespace,
         severity=record.severity,
         commander=record.commander,
+        roles=record.roles,
         changed_by=by,
         at=at,
     )

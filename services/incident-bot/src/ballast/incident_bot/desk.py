@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ballast.events.contracts.incident import IncidentTransition, Severity
+from ballast.events.contracts.incident import IncidentRole, IncidentTransition, Severity
 
 
 class IncidentNotFound(LookupError):
@@ -27,6 +27,10 @@ class IncidentDesk(Protocol):
     async def resolve(self, incident_id: str, *, by: str) -> IncidentTransition: ...
 
     async def set_severity(self, incident_id: str, severity: Severity, *, by: str) -> IncidentTransition: ...
+
+    async def assign_role(self, incident_id: str, role: IncidentRole, to: str, *, by: str) -> IncidentTransition:
+        """Gives `to` the role (the commander's, or another: communications, operations, scribe)."""
+        ...
 
     async def get(self, incident_id: str) -> IncidentTransition:
         """The incident's record; `IncidentNotFound` for an unknown id."""

@@ -1,7 +1,8 @@
 """`svc.incident.*`: the desk over request/reply, for the CLI and anything else on the bus.
 
 list and show answer from the store (list from this replica's view: 503 until it has caught up with the bucket);
-ack, mitigate and resolve go through the same lifecycle as Slack's buttons. An unknown id is a 404, a step back a 409.
+ack, mitigate and resolve go through the same lifecycle as Slack's buttons, role as `/incident role`. An unknown id
+is a 404, a step back a 409.
 postmortem writes the incident's postmortem from the event log (the same events give the same document), stores both
 formats in the `postmortems` object store and answers with the one asked for; the writer posts it to Slack when the
 Slack bot is wired, as `/incident postmortem` does.
@@ -20,6 +21,7 @@ from ballast.events.contracts.incident import (
     INCIDENT_MITIGATE,
     INCIDENT_POSTMORTEM,
     INCIDENT_RESOLVE,
+    INCIDENT_ROLE,
     INCIDENT_SHOW,
     IncidentAction,
     IncidentList,
@@ -29,6 +31,7 @@ from ballast.events.contracts.incident import (
     IncidentTransition,
     PostmortemDocument,
     PostmortemRequest,
+    RoleAssignment,
 )
 from ballast.events.registry import EndpointSpec
 from ballast.incident_bot.desk import IncidentNotFound
@@ -70,6 +73,13 @@ def incident_endpoints(
 
         return act
 
+    async def role(request: BaseModel) -> IncidentTransition:
+        assert isinstance(request, RoleAssignment)
+        try:
+            return await store().assign_role(request.incident_id, request.role, request.to, by=request.by)
+        except IncidentNotFound:
+            raise EndpointError(404, f"no incident {request.incident_id}") from None
+
     async def postmortem(request: BaseModel) -> PostmortemDocument:
         assert isinstance(request, PostmortemRequest)
         try:
@@ -100,5 +110,6 @@ def incident_endpoints(
         (INCIDENT_ACK, action(IncidentStatus.ACKNOWLEDGED)),
         (INCIDENT_MITIGATE, action(IncidentStatus.MITIGATED)),
         (INCIDENT_RESOLVE, action(IncidentStatus.RESOLVED)),
+        (INCIDENT_ROLE, role),
         (INCIDENT_POSTMORTEM, postmortem),
     ]

@@ -32,7 +32,14 @@ from ballast.events.contracts.chaos import (
     FaultInjected,
     SteadyStateChecked,
 )
-from ballast.events.contracts.incident import IncidentEscalated, IncidentStatus, IncidentTransition, Severity
+from ballast.events.contracts.incident import (
+    SUPPORTING_ROLES,
+    IncidentEscalated,
+    IncidentRole,
+    IncidentStatus,
+    IncidentTransition,
+    Severity,
+)
 from ballast.events.contracts.policy import AuditViolation, Decision, PolicyDecision
 from ballast.events.contracts.reconcile import ReconcileOutcome, WebAppOutcome, reconcile_event_type
 from ballast.events.contracts.slo import AlertState, BudgetExhausted, BudgetTransition, BurnAlert
@@ -132,6 +139,7 @@ class Postmortem(_Model):
     severity: Severity
     status: IncidentStatus
     commander: str | None
+    roles: dict[IncidentRole, str] = Field(default_factory=dict)  # the other roles' holders (communications, …)
     window_start: AwareDatetime
     window_end: AwareDatetime | None
     summary: str
@@ -208,6 +216,7 @@ def write_postmortem(
         severity=incident.severity,
         status=incident.status,
         commander=incident.commander,
+        roles=incident.roles,
         window_start=window_start,
         window_end=window_end,
         summary=_summary(incident, impact, detection, resolution),
@@ -614,6 +623,7 @@ def _markdown(pm: Postmortem) -> str:
         f"| Severity | {pm.severity} |",
         f"| Status | {pm.status} |",
         f"| Commander | {_cell(pm.commander) if pm.commander else '_to fill_'} |",
+        *(f"| {role.value.capitalize()} | {_cell(pm.roles[role])} |" for role in SUPPORTING_ROLES if role in pm.roles),
         f"| Events read | {_clock(pm.window_start)} to {_clock(pm.window_end) if pm.window_end else 'now'} |",
         "",
         "## Summary",

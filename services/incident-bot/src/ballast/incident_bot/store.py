@@ -36,6 +36,7 @@ from ballast.bus.reader import StoredEvent
 from ballast.events.contracts.incident import (
     IncidentEscalated,
     IncidentQuery,
+    IncidentRole,
     IncidentSource,
     IncidentStatus,
     IncidentTransition,
@@ -497,8 +498,8 @@ class IncidentStore:
         stored, _ = await self._mutate(incident_id, lambda s: updated(s, at=self._clock(), by=by, severity=severity))
         return stored.record
 
-    async def assign_commander(self, incident_id: str, commander: str, *, by: str) -> IncidentTransition:
-        stored, _ = await self._mutate(incident_id, lambda s: updated(s, at=self._clock(), by=by, commander=commander))
+    async def assign_role(self, incident_id: str, role: IncidentRole, to: str, *, by: str) -> IncidentTransition:
+        stored, _ = await self._mutate(incident_id, lambda s: updated(s, at=self._clock(), by=by, role=(role, to)))
         return stored.record
 
     async def get(self, incident_id: str) -> IncidentTransition:
@@ -746,7 +747,12 @@ class IncidentStore:
                 levels[data.incident_id] = max(levels.get(data.incident_id, 0), data.level)
             elif isinstance(data, IncidentUpdated) and data.incident_id in latest and data.cluster == self.cluster:
                 latest[data.incident_id] = latest[data.incident_id].model_copy(
-                    update={"severity": data.severity, "commander": data.commander, "changed_by": data.changed_by}
+                    update={
+                        "severity": data.severity,
+                        "commander": data.commander,
+                        "roles": data.roles,
+                        "changed_by": data.changed_by,
+                    }
                 )
         restored = []
         highest = 0

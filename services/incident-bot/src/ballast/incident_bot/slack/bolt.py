@@ -27,11 +27,13 @@ from ballast.incident_bot.slack.cards import (
     card_blocks,
     card_text,
     slack_actor,
+    who,
 )
 from ballast.incident_bot.slack.channels import IncidentChannels
 from ballast.incident_bot.slack.commands import (
     USAGE,
     Acknowledge,
+    AssignRole,
     Command,
     CommandError,
     Declare,
@@ -162,6 +164,9 @@ class _Actions:
         if isinstance(command, SetSeverity):
             record = await desk.set_severity(command.incident_id, command.severity, by=by)
             return f"{record.incident_id} is now {record.severity}"
+        if isinstance(command, AssignRole):
+            record = await desk.assign_role(command.incident_id, command.role, command.to, by=by)
+            return f"{who(command.to)} is now {command.role} of {record.incident_id}"
         if isinstance(command, Status):
             return await self._status(command.incident_id)
         if isinstance(command, WritePostmortem):

@@ -23,7 +23,13 @@ from slack_sdk.models.blocks import (
     PlainTextObject,
 )
 
-from ballast.events.contracts.incident import IncidentEscalated, IncidentStatus, IncidentTransition, Severity
+from ballast.events.contracts.incident import (
+    SUPPORTING_ROLES,
+    IncidentEscalated,
+    IncidentStatus,
+    IncidentTransition,
+    Severity,
+)
 
 ACKNOWLEDGE = "incident_acknowledge"
 MITIGATE = "incident_mitigate"
@@ -106,6 +112,8 @@ def card_blocks(incident: IncidentTransition) -> list[dict[str, Any]]:
         f"*Resolved*\n{when(incident.resolved_at)}",
         f"*Commander*\n{who(incident.commander) if incident.commander else '—'}",
     ]
+    roles = incident.roles
+    held = [f"*{role.value.capitalize()}* {who(roles[role])}" for role in SUPPORTING_ROLES if role in roles]
     context = [f"fingerprint `{incident.fingerprint}`"]
     if incident.group_key:
         context.append(f"Alertmanager group `{incident.group_key}`")
@@ -113,6 +121,7 @@ def card_blocks(incident: IncidentTransition) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": _plain(_cut(title, _HEADER_MAX))},
         {"type": "section", "fields": [_mrkdwn(f) for f in fields]},
+        *([{"type": "section", "text": _mrkdwn(" · ".join(held))}] if held else []),
         {"type": "context", "elements": [_mrkdwn(" · ".join(context))]},
     ]
     buttons = _buttons(incident)

@@ -3,21 +3,25 @@
 /incident declare <service> [critical|high|medium|low] <title…>
 /incident ack <incident>            /incident mitigate <incident>       /incident resolve <incident>
 /incident severity <incident> <critical|high|medium|low>
+/incident role <incident> <commander|communications|operations|scribe> <@person>
 /incident status [<incident>]       (no id: every open incident)
 /incident postmortem <incident>
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-from ballast.events.contracts.incident import Severity
+from ballast.events.contracts.incident import IncidentRole, Severity
+from ballast.incident_bot.slack.cards import slack_actor
 
 DEFAULT_SEVERITY = Severity.MEDIUM
 
 USAGE = (
     "Usage: `/incident declare <service> [critical|high|medium|low] <title>` · `/incident ack <id>` · "
     "`/incident mitigate <id>` · `/incident resolve <id>` · `/incident severity <id> <severity>` · "
+    "`/incident role <id> <commander|communications|operations|scribe> <@person>` · "
     "`/incident status [<id>]` · `/incident postmortem <id>`"
 )
 
@@ -55,6 +59,13 @@ class SetSeverity:
 
 
 @dataclass(frozen=True)
+class AssignRole:
+    incident_id: str
+    role: IncidentRole
+    to: str  # slack:<user id> for a mention, else the name as typed
+
+
+@dataclass(frozen=True)
 class Status:
     incident_id: str | None  # None: every open incident
 
@@ -69,7 +80,10 @@ class Help:
     pass
 
 
-Command = Declare | Acknowledge | Mitigate | Resolve | SetSeverity | Status | WritePostmortem | Help
+Command = Declare | Acknowledge | Mitigate | Resolve | SetSeverity | AssignRole | Status | WritePostmortem | Help
+
+# A user mention as Slack sends it in a slash command's text (`<@U0BOB|bob>`, or `<@U0BOB>`).
+_MENTION = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
 
 _ONE_ID: dict[str, type[Acknowledge | Mitigate | Resolve]] = {
     "ack": Acknowledge,
@@ -92,6 +106,10 @@ def parse(text: str) -> Command:
         if len(rest) != 2:
             raise CommandError(f"`severity` takes an incident and a severity. {USAGE}")
         return SetSeverity(rest[0], _severity(rest[1]))
+    if verb == "role":
+        if len(rest) != 3:
+            raise CommandError(f"`role` takes an incident, a role and a person. {USAGE}")
+        return AssignRole(rest[0], _role(rest[1]), _person(rest[2]))
     if verb == "status":
         if len(rest) > 1:
             raise CommandError(f"`status` takes at most one incident. {USAGE}")
@@ -117,6 +135,20 @@ def _one_id(verb: str, words: list[str]) -> str:
     if len(words) != 1:
         raise CommandError(f"`{verb}` takes exactly one incident id. {USAGE}")
     return words[0]
+
+
+def _role(word: str) -> IncidentRole:
+    try:
+        return IncidentRole(word.lower())
+    except ValueError:
+        raise CommandError(f"`{word}` is not a role: use one of {', '.join(r.value for r in IncidentRole)}.") from None
+
+
+def _person(word: str) -> str:
+    mention = _MENTION.fullmatch(word)
+    if mention is not None:
+        return slack_actor(mention.group(1))
+    return word.removeprefix("@")
 
 
 def _severity(word: str) -> Severity:
