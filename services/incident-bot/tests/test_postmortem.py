@@ -8,10 +8,18 @@ import json
 import random
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from slack_fixtures import T0, recorded_events, recorded_incident
 
-from ballast.events.contracts.incident import IncidentRole, IncidentStatus
+from ballast.events.contracts.incident import (
+    IncidentEvent,
+    IncidentRole,
+    IncidentStatus,
+    IncidentUpdated,
+    incident_event_type,
+)
+from ballast.events.envelope import new_event
 from ballast.incident_bot.postmortem import (
     ActionType,
     EntryKind,
@@ -160,3 +168,35 @@ def test_the_people_in_each_role_head_the_document() -> None:
     commander = next(i for i, row in enumerate(rows) if row.startswith("| Commander |"))
     assert rows[commander + 1 : commander + 3] == ["| Communications | dana |", "| Scribe | slack:U0CARL |"]
     assert json.loads(render_json(pm).content)["roles"] == {"scribe": "slack:U0CARL", "communications": "dana"}
+
+
+def test_severity_and_role_changes_are_lines_of_the_timeline_saying_what_changed() -> None:
+    incident = recorded_incident()  # critical, commanded by slack:U0ALICE from its acknowledgement at 09:04
+
+    def update(minutes: int, by: str, **changed: object) -> Any:
+        data = IncidentUpdated(
+            cluster=incident.cluster,
+            incident_id=incident.incident_id,
+            service=incident.service,
+            namespace=incident.namespace,
+            severity=incident.severity,
+            commander=incident.commander,
+            changed_by=by,
+            at=T0 + minutes * MINUTE,
+        ).model_copy(update=changed)
+        event_id = f"{incident.incident_id}:updated:{data.at.isoformat()}"
+        source = f"/clusters/{incident.cluster}/incident-bot"
+        return new_event(incident_event_type(IncidentEvent.UPDATED), source, data, event_id=event_id)
+
+    scribe = {IncidentRole.SCRIBE: "slack:U0CARL"}
+    updates = [
+        update(6, "slack:U0BOB", roles=scribe),
+        update(7, "slack:U0ALICE", commander="slack:U0BOB", roles=scribe),
+        update(8, "slack:U0BOB", commander="slack:U0BOB", roles=scribe),  # told again: no news
+    ]
+    pm = write_postmortem(incident, [*(event for _, event in recorded_events()), *updates])
+    lines = [(entry.at, entry.text) for entry in pm.timeline if entry.text.startswith("incident updated")]
+    assert lines == [
+        (T0 + 6 * MINUTE, "incident updated by slack:U0BOB: scribe slack:U0CARL"),
+        (T0 + 7 * MINUTE, "incident updated by slack:U0ALICE: commander slack:U0BOB"),
+    ]

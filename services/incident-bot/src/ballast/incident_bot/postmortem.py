@@ -38,6 +38,7 @@ from ballast.events.contracts.incident import (
     IncidentRole,
     IncidentStatus,
     IncidentTransition,
+    IncidentUpdated,
     Severity,
 )
 from ballast.events.contracts.policy import AuditViolation, Decision, PolicyDecision
@@ -249,7 +250,7 @@ def _related(
         if event.msg_id in seen or not _about(incident, event.data):
             continue
         at = _utc(_event_time(event))
-        own = isinstance(event.data, IncidentTransition | IncidentEscalated)
+        own = isinstance(event.data, IncidentTransition | IncidentEscalated | IncidentUpdated)
         if not own and (at < start or (end is not None and at > end)):
             continue
         seen[event.msg_id] = _Related(at, event)
@@ -257,7 +258,7 @@ def _related(
 
 
 def _about(incident: IncidentTransition, data: BaseModel) -> bool:
-    if isinstance(data, IncidentTransition | IncidentEscalated):
+    if isinstance(data, IncidentTransition | IncidentEscalated | IncidentUpdated):
         return data.incident_id == incident.incident_id
     namespace, name = _scope(data)
     if namespace is None and name is None:
@@ -284,7 +285,7 @@ def _event_time(event: Envelope[BaseModel]) -> datetime:
     data = event.data
     if isinstance(data, BurnAlert):
         return data.since
-    if isinstance(data, BudgetTransition | PolicyDecision | ChaosRunFact | IncidentEscalated):
+    if isinstance(data, BudgetTransition | PolicyDecision | ChaosRunFact | IncidentEscalated | IncidentUpdated):
         return data.at
     if isinstance(data, AuditViolation):
         return data.audit_started_at
@@ -306,7 +307,7 @@ def _status_time(incident: IncidentTransition) -> datetime:
 
 def _kind(event: Envelope[BaseModel]) -> EntryKind:
     data = event.data
-    if isinstance(data, IncidentTransition | IncidentEscalated):
+    if isinstance(data, IncidentTransition | IncidentEscalated | IncidentUpdated):
         return EntryKind.INCIDENT
     if isinstance(data, BurnAlert | BudgetTransition):
         return EntryKind.SLO
@@ -323,6 +324,7 @@ def _kind(event: Envelope[BaseModel]) -> EntryKind:
 def _timeline(related: Sequence[_Related]) -> tuple[TimelineEntry, ...]:
     entries = []
     rolled_out: set[tuple[str, int]] = set()
+    people: _People | None = None  # the incident's severity and who held its roles, as its events told so far
     for item in related:
         event, data = item.event, item.event.data
         if isinstance(data, ReconcileOutcome) and _OUTCOME_BY_TYPE.get(event.type) is WebAppOutcome.RECONCILED:
@@ -330,6 +332,15 @@ def _timeline(related: Sequence[_Related]) -> tuple[TimelineEntry, ...]:
             if (data.webapp.uid, data.generation) in rolled_out:
                 continue
             rolled_out.add((data.webapp.uid, data.generation))
+        if isinstance(data, IncidentUpdated):
+            after = _People.of(data)
+            text = _describe_update(data, people, after)
+            people = after
+            if text is not None:
+                entries.append(TimelineEntry(at=item.at, kind=EntryKind.INCIDENT, text=text, event=item.ref))
+            continue
+        if isinstance(data, IncidentTransition):
+            people = _People.of(data)
         text = _describe(event)
         if text is not None:
             entries.append(TimelineEntry(at=item.at, kind=_kind(event), text=text, event=item.ref))
@@ -370,6 +381,35 @@ def _describe(event: Envelope[BaseModel]) -> str | None:
     if isinstance(data, ChaosRunFact):
         return _describe_chaos(data)
     return None
+
+
+@dataclass(frozen=True)
+class _People:
+    severity: Severity
+    commander: str | None
+    roles: dict[IncidentRole, str]
+
+    @classmethod
+    def of(cls, data: IncidentTransition | IncidentUpdated) -> _People:
+        return cls(data.severity, data.commander, dict(data.roles))
+
+
+def _describe_update(data: IncidentUpdated, before: _People | None, after: _People) -> str | None:
+    """What an `updated` event changed, against the incident as its events told it before (all of it when they did
+    not); None when it changed nothing they told."""
+    changes = []
+    if before is None or after.severity is not before.severity:
+        changes.append(f"severity {after.severity}")
+    if after.commander is not None and (before is None or after.commander != before.commander):
+        changes.append(f"commander {after.commander}")
+    for role in SUPPORTING_ROLES:
+        holder = after.roles.get(role)
+        if holder is not None and (before is None or before.roles.get(role) != holder):
+            changes.append(f"{role} {holder}")
+    if not changes:
+        return None
+    by = f" by {data.changed_by}" if data.changed_by else ""
+    return f"incident updated{by}: " + ", ".join(changes)
 
 
 def _describe_transition(data: IncidentTransition) -> str:
