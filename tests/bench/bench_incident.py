@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import hashlib
 import hmac
 import json
@@ -64,10 +63,10 @@ from nats.js.api import StorageType, StreamConfig
 from pydantic import ValidationError
 
 from ballast.incident_bot.alertmanager import AmWebhook
-from ballast.incident_bot.app import GC_THRESHOLD
 from ballast.incident_bot.slack.cards import CARD_EVENT_TYPE
 from ballast.local.nats_server import free_port
 from ballast.local.policy_webhook import write_certificate
+from ballast.runtime import collector
 from ballast.testing import NatsServer, ServiceProcess
 from ballast.testing.host import CpuTimes
 from ballast.testing.slack import SlackApi
@@ -470,12 +469,11 @@ if __name__ == "__main__":
     parser.add_argument("--serve-baseline", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     plan = Plan(args.alerts, args.rate, args.per_group, args.notifications)
-    # Every process of the run on uvloop and with the bot's collector settings (run_service, incident_bot.app): the
+    # Every process of the run on uvloop and with the bot's collector settings (run_service, ServiceApp): the
     # baseline receiver does its work under the same conditions, and the sender and the local Slack, which a real
     # deployment does not run on the bot's machine, take as little of this one's two cores from it as they can and
     # add no pauses of their own to the latencies (a full collection in this process had held a card's stamp 90 ms).
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLD)
+    collector.settle(collector.BUSY_SERVICE)
     if args.serve_baseline:
         uvloop.run(serve_baseline())
     elif args.send:

@@ -60,8 +60,8 @@ from ballast.events.contracts.slo import SLO_STATUS, SloStatusRequest, SloStatus
 from ballast.events.envelope import new_event
 from ballast.local.nats_server import NatsServer, free_port
 from ballast.local.prometheus import Prometheus, ScrapeTarget
+from ballast.runtime import collector
 from ballast.slo import Alerting, AlertTier, EventRatioSli, RollingWindow, ServiceLevelObjective, WindowCatalogue
-from ballast.slo_engine.app import tune_gc
 from ballast.slo_engine.budgets import BudgetBook, StoredBudget
 from ballast.slo_engine.evaluator import Evaluator
 from ballast.slo_engine.prometheus_measure import PrometheusMeasurer
@@ -378,6 +378,6 @@ if __name__ == "__main__":
     arguments = parser.parse_args()
     if min(arguments.slos, arguments.events, arguments.webapps, arguments.burst) < 1 or arguments.requests < 2:
         parser.error("--slos, --events, --webapps and --burst must be at least 1, --requests at least 2")
-    tune_gc()  # as the engine process does
+    collector.settle(collector.BUSY_SERVICE)  # as the engine process does once started
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # as the engine runs (run_service)
         runner.run(main(arguments.slos, arguments.events, arguments.webapps, arguments.burst, arguments.requests))

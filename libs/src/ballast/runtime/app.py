@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import signal
@@ -33,6 +32,7 @@ from ballast.bus.consumer import Consumer, Handler
 from ballast.bus.endpoints import EndpointHandler
 from ballast.events.catalogue import CATALOGUE, Catalogue, ConsumerSpec
 from ballast.events.registry import EndpointSpec
+from ballast.runtime import collector
 from ballast.runtime.config import ConfigError, HttpsSettings, ServiceSettings, load_settings
 from ballast.runtime.http import HealthServer, ReadinessCheck
 from ballast.telemetry.logs import configure_logging
@@ -131,7 +131,7 @@ class ServiceApp:
         self._resources: list[Resource[Any]] = []
         self._https: HttpsServer | None = None
         self._checks: dict[str, ReadinessCheck] = {"nats": self._nats_ready}
-        # The collector's (gen0, gen1, gen2) thresholds once started; None keeps Python's (700, 10, 10).
+        # The collector's thresholds once started (`collector.BUSY_SERVICE` for a busy one); None keeps Python's.
         self.gc_threshold: tuple[int, int, int] | None = None
 
     def consume(self, spec: ConsumerSpec, handler: Handler, *, concurrency: int = 32, batch: int = 32) -> None:
@@ -309,11 +309,7 @@ class ServiceApp:
                 log.info("stopped before start-up finished")
                 return
             consumers = starting.result()
-            # What start-up made (modules, classes, models, opened resources) lives as long as the process: the
-            # collector's full passes, which stop every request and message, need not walk it again.
-            gc.freeze()
-            if self.gc_threshold is not None:
-                gc.set_threshold(*self.gc_threshold)
+            collector.settle(self.gc_threshold)
             bus = self.bus
             assert bus is not None  # _start connected it
             self.ready.set()

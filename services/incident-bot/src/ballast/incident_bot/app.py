@@ -20,14 +20,9 @@ from ballast.incident_bot.records import Claim, IncidentCounter, StoredIncident
 from ballast.incident_bot.slack.service import SlackSettings, wire_slack
 from ballast.incident_bot.store import IncidentStore
 from ballast.incident_bot.webhooks import WebhookCredentials, webhook_routes
-from ballast.runtime import PORTS, HttpsSettings, ServiceApp
+from ballast.runtime import PORTS, HttpsSettings, ServiceApp, collector
 
 NAME = "incident-bot"
-# Collections of the youngest generation after this many allocations (Python's default: 700). In an alert storm the
-# bot allocates much per webhook and per bus message (requests, models, futures) and keeps much alive a while (the
-# view, requests in flight): at the default, 10,000 alerts cost some 300 young and 30 older collections, the older
-# ones 7-10 ms each, every request stopped meanwhile.
-GC_THRESHOLD = (50_000, 20, 100)
 
 
 class IncidentBotSettings(HttpsSettings, SlackSettings):
@@ -62,7 +57,9 @@ class IncidentBotSettings(HttpsSettings, SlackSettings):
 
 def build(settings: IncidentBotSettings) -> ServiceApp:
     app = ServiceApp(NAME, settings)
-    app.gc_threshold = GC_THRESHOLD
+    # An alert storm allocates much per webhook and bus message: at Python's collector pace 10,000 alerts cost some 300
+    # young and 30 older collections, the older ones 7-10 ms each with every request stopped.
+    app.gc_threshold = collector.BUSY_SERVICE
     escalation = load_escalation(settings.escalation_file)
     metrics = IncidentMetrics(app.registry)
 

@@ -1,6 +1,5 @@
 from ballast.runtime import run_service
-from ballast.slo_engine.app import NAME, SloEngineSettings, build, tune_gc
+from ballast.slo_engine.app import NAME, SloEngineSettings, build
 
 if __name__ == "__main__":
-    tune_gc()
     run_service(NAME, SloEngineSettings, build)

@@ -20,7 +20,6 @@ evaluated.
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import Sequence
 from datetime import timedelta
 from importlib.metadata import version
@@ -35,7 +34,7 @@ from ballast.events.catalogue import SLO_BUDGETS, SLO_ENGINE_CAUSES, SLO_ENGINE_
 from ballast.events.contracts.slo import SLO_STATUS
 from ballast.kube.client import api_client
 from ballast.kube.controller import ControllerMetrics
-from ballast.runtime import PORTS, ServiceApp
+from ballast.runtime import PORTS, ServiceApp, collector
 from ballast.runtime.leases import LeaseSettings
 from ballast.slo import RuleOptions, WindowCatalogue
 from ballast.slo_engine.availability import WebAppRecord
@@ -79,21 +78,11 @@ class SloEngineSettings(LeaseSettings):
     )
 
 
-# Collections of the youngest generation after this many allocations (Python's default: 700). The engine allocates
-# a lot per fact and per SLO each cycle and keeps many long-lived objects (every SLO, state and record): at the
-# default, a cycle over 5,000 SLOs ran some 450 collections, a third of its CPU. The cost is a few MB more garbage
-# between collections.
-GC_THRESHOLD = (50_000, 20, 100)
-
-
-def tune_gc() -> None:
-    """Fewer, larger collections, and what start-up made (modules, classes) out of their way for good."""
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLD)
-
-
 def build(settings: SloEngineSettings) -> ServiceApp:
     app = ServiceApp(NAME, settings)
+    # The engine allocates much per fact and per SLO each cycle and keeps every SLO, state and record: at Python's
+    # collector pace a cycle over 5,000 SLOs ran some 450 collections, a third of its CPU.
+    app.gc_threshold = collector.BUSY_SERVICE
     controller_metrics = ControllerMetrics(app.registry)
     view = StatusView()
     app.registry.register(BudgetGauges(view))

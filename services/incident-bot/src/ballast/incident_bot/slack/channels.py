@@ -241,10 +241,9 @@ class IncidentChannels:
         """Gives a failed attempt's claim up, so that the retry (here or on another replica) need not wait it out."""
         with contextlib.suppress(Exception):
             entry = await self._threads.get(key)
-            thread = entry.value if entry is not None else None
-            if thread is not None and thread.ts is None and thread.claimed_at != RELEASED:
-                assert entry is not None
-                await self._threads.update(key, thread.model_copy(update={"claimed_at": RELEASED}), entry.revision)
+            if entry is None or entry.value is None or entry.value.ts is not None or entry.value.claimed_at == RELEASED:
+                return  # gone, done, or given up already (by `_open`, with the channel it made)
+            await self._threads.update(key, entry.value.model_copy(update={"claimed_at": RELEASED}), entry.revision)
 
     async def _open(self, incident: IncidentTransition, key: str, thread: SlackThread, revision: int) -> SlackThread:
         """Holding the claim: the channel, then the card, written to the bucket together once both exist. An
