@@ -3,6 +3,7 @@ each window, stale facts dropped, the record bounded, rollouts kept once per gen
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,6 +15,7 @@ from ballast.slo_engine.availability import (
     MAX_CHANGES,
     RECENT_FACTS,
     Availability,
+    Fact,
     WebAppRecord,
     availability_of,
 )
@@ -127,3 +129,31 @@ def test_a_generation_rolls_out_once_and_ends_when_the_webapp_is_up_again() -> N
     assert rolled.up_again(T0 + 5 * MINUTE) == T0 + 5 * MINUTE  # up then
     assert rolled.up_again(T0 + 12 * MINUTE) == T0 + 20 * MINUTE
     assert record((T0, DOWN)).up_again(T0 + MINUTE) is None
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_batch_of_facts_gives_the_record_they_give_one_by_one(seed: int) -> None:
+    # Out of order, repeated, at the same instant, older than the retention, deletions collected: a batch of them
+    # (the ingest applies a WebApp's facts of one batch together) ends where applying each in turn does.
+    picks = random.Random(seed)
+    keep_after = T0 + 20 * MINUTE
+    facts = [
+        Fact(
+            T0 + picks.randrange(0, 400) * MINUTE,
+            picks.choice((UP, DOWN, UNKNOWN)),
+            collected=picks.random() < 0.1,
+        )
+        for _ in range(RECENT_FACTS + 200)
+    ]
+    start = record((T0, UP), (T0 + 5 * MINUTE, DOWN))
+    one_by_one = start
+    for single in facts:
+        one_by_one = one_by_one.observe_all((single,), keep_after)
+    batched = start
+    for at in range(0, len(facts), 37):
+        batched = batched.observe_all(facts[at : at + 37], keep_after)
+    assert batched == one_by_one
+    assert start.observe_all(facts, keep_after) == one_by_one
+    kept = [change.at for change in (*one_by_one.settled, *one_by_one.recent)]
+    assert one_by_one.settled, "facts were settled (more than RECENT_FACTS, some older than the retention)"
+    assert kept == sorted(kept)

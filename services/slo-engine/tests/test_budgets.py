@@ -24,7 +24,7 @@ from ballast.events.contracts.slo import (
 )
 from ballast.local.nats_server import NatsServer
 from ballast.slo import Alerting, AlertTier, EventRatioSli, RollingWindow, ServiceLevelObjective, workbook_windows
-from ballast.slo.evaluation import BudgetState, Measurement, evaluate
+from ballast.slo.evaluation import BudgetState, Figures, Measurement, evaluate
 from ballast.slo_engine.budgets import (
     STATE_REFRESH,
     BudgetBook,
@@ -245,17 +245,21 @@ async def test_a_state_whose_figures_did_not_move_is_stored_again_only_after_the
 def test_a_state_is_current_while_its_figures_period_and_age_allow() -> None:
     slo = objective()
     stored = evaluate(slo, "shop", CLUSTER, WINDOWS, measured(T0, 0.0005, 0.0002), None).state
+
+    def figures(at: datetime, ratio: float, period: float) -> Figures:
+        found = evaluate(slo, "shop", CLUSTER, WINDOWS, measured(at, ratio, period), stored).figures
+        assert found is not None, "a newer measurement has figures"
+        return found
+
     soon = T0 + timedelta(seconds=10)
-    assert current(stored, evaluate(slo, "shop", CLUSTER, WINDOWS, measured(soon, 0.0005, 0.0002), stored).state)
+    assert current(stored, figures(soon, 0.0005, 0.0002))
     # Beyond rounding: a burn rate, the budget left.
-    assert not current(stored, evaluate(slo, "shop", CLUSTER, WINDOWS, measured(soon, 0.00051, 0.0002), stored).state)
-    assert not current(stored, evaluate(slo, "shop", CLUSTER, WINDOWS, measured(soon, 0.0005, 0.00021), stored).state)
+    assert not current(stored, figures(soon, 0.00051, 0.0002))
+    assert not current(stored, figures(soon, 0.0005, 0.00021))
     # Too old, however unchanged.
-    late = T0 + STATE_REFRESH
-    assert not current(stored, evaluate(slo, "shop", CLUSTER, WINDOWS, measured(late, 0.0005, 0.0002), stored).state)
+    assert not current(stored, figures(T0 + STATE_REFRESH, 0.0005, 0.0002))
     # A tier that starts firing is never the same figures.
-    burning = evaluate(slo, "shop", CLUSTER, WINDOWS, measured(soon, 0.1, 0.0002), stored).state
-    assert not current(stored, burning)
+    assert not current(stored, figures(soon, 0.1, 0.0002))
 
 
 async def test_the_status_endpoint_answers_from_the_stored_states(

@@ -309,7 +309,7 @@ async def _same_burn_rates_as_prometheus(
     measurement = readings.measurement(SeriesSlo.of(namespace, objective), windows)
     assert measurement is not None
     state = evaluate(objective, namespace, CLUSTER, windows, measurement, None).state
-    engine = {rate.window: rate.burn_rate for rate in state.burn_rates}
+    engine = dict(state.burn_rates)
 
     (sli_group, _meta, _alerts) = slo_rules(namespace, objective, RuleOptions(version="t", windows=catalogue))
     expressions = {rule.record: rule.expr for rule in sli_group.rules if isinstance(rule, RecordingRule)}

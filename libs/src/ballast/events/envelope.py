@@ -127,21 +127,38 @@ def encode(event: Envelope[BaseModel]) -> tuple[dict[str, str], bytes]:
     return headers, event.data.model_dump_json().encode()
 
 
+# The CloudEvents attribute a header name carries ("" for none): NATS keeps header case as sent but the binding says
+# names are case-insensitive. Worked out once per name (every message repeats the same few), up to a bound.
+_ATTRIBUTE_OF: dict[str, str] = {}
+_REQUIRED_ATTRIBUTES = frozenset(h[3:] for h in REQUIRED_HEADERS)
+
+
+def _attribute_of(name: str) -> str:
+    attribute = name[3:].lower() if name[:3].lower() == "ce-" else ""
+    if len(_ATTRIBUTE_OF) < 1024:
+        _ATTRIBUTE_OF[name] = attribute
+    return attribute
+
+
 def decode(headers: Mapping[str, str] | None, body: bytes, registry: TypeRegistry) -> Envelope[BaseModel]:
     """Validates a received message and returns its typed envelope, or raises `EventDecodeError`."""
-    # NATS keeps header case as sent but the binding says names are case-insensitive.
     attrs: dict[str, str] = {}
+    extended = False  # an attribute beyond the core ones: an extension
     for name, raw in (headers or {}).items():
-        if name[:3].lower() != "ce-":
+        attribute = _ATTRIBUTE_OF.get(name)
+        if attribute is None:
+            attribute = _attribute_of(name)
+        if not attribute:
             continue
         if raw[:1] == '"' or "%" in raw:  # most values are plain: no call for them (hot path)
             try:
                 raw = _decode_value(raw)
             except UnicodeDecodeError as exc:
                 raise EventDecodeError(DecodeFailure.BAD_HEADER, f"header {name} is not valid UTF-8: {exc}") from exc
-        attrs[name[3:].lower()] = raw
-    missing = [h for h in REQUIRED_HEADERS if h[3:] not in attrs]
-    if missing:
+        attrs[attribute] = raw
+        extended = extended or attribute not in _CORE_ATTRIBUTES
+    if not attrs.keys() >= _REQUIRED_ATTRIBUTES:
+        missing = [h for h in REQUIRED_HEADERS if h[3:] not in attrs]
         raise EventDecodeError(DecodeFailure.MISSING_HEADER, f"missing required header(s) {', '.join(missing)}")
     ce_type = attrs["type"]
     if attrs["specversion"] != SPEC_VERSION:
@@ -154,7 +171,7 @@ def decode(headers: Mapping[str, str] | None, body: bytes, registry: TypeRegistr
     if event_type is None:
         raise EventDecodeError(DecodeFailure.UNKNOWN_TYPE, f"ce-type {ce_type!r} is not registered", ce_type)
     content_type = attrs.get("datacontenttype", JSON_CONTENT_TYPE)
-    if content_type.split(";")[0].strip() != JSON_CONTENT_TYPE:
+    if content_type != JSON_CONTENT_TYPE and content_type.split(";")[0].strip() != JSON_CONTENT_TYPE:
         raise EventDecodeError(
             DecodeFailure.BAD_HEADER, f"ce-datacontenttype {content_type!r} is not {JSON_CONTENT_TYPE}", ce_type
         )
@@ -184,7 +201,7 @@ def decode(headers: Mapping[str, str] | None, body: bytes, registry: TypeRegistr
                 "subject": attrs.get("subject"),
                 "datacontenttype": content_type,
                 "dataschema": attrs.get("dataschema"),
-                "extensions": {k: v for k, v in attrs.items() if k not in _CORE_ATTRIBUTES},
+                "extensions": {k: v for k, v in attrs.items() if k not in _CORE_ATTRIBUTES} if extended else {},
                 "data": data,
             }
         )

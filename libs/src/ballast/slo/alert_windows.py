@@ -11,7 +11,7 @@ import functools
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal, NamedTuple, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -51,6 +51,18 @@ def _factor(percent: float, long_window: timedelta, period: timedelta) -> float:
     return percent * (period / hours) / 100 / (long_window / hours)
 
 
+class Threshold(NamedTuple):
+    """A burn condition over one period length: it holds when the error ratio over both windows exceeds
+    `factor` x the error budget."""
+
+    short_window: timedelta
+    long_window: timedelta
+    factor: float
+
+
+TierThresholds = tuple[Threshold, Threshold]  # a tier's quick and slow condition
+
+
 class TierWindows(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -75,8 +87,33 @@ class AlertWindows(BaseModel):
 
     def windows(self) -> list[timedelta]:
         """Every short and long window, shortest first: the SLI is recorded over each."""
+        return list(self.sorted_windows)
+
+    # Cached per table (cached_property: kept out of the fields, equality and dumps): an engine asks for them for
+    # every SLO each cycle, and SLOs share a few tables.
+    @functools.cached_property
+    def sorted_windows(self) -> tuple[timedelta, ...]:
         conditions = (self.page.quick, self.page.slow, self.ticket.quick, self.ticket.slow)
-        return sorted({w for c in conditions for w in (c.short_window, c.long_window)})
+        return tuple(sorted({w for c in conditions for w in (c.short_window, c.long_window)}))
+
+    @functools.cached_property
+    def _thresholds_by_length(self) -> dict[timedelta, tuple[TierThresholds, TierThresholds]]:
+        return {}
+
+    def thresholds(self, period: timedelta) -> tuple[TierThresholds, TierThresholds]:
+        """The page and the ticket tier's (quick, slow) conditions, in BurnTier's order, with their factors for a
+        period of this length."""
+        known = self._thresholds_by_length
+        found = known.get(period)
+        if found is None:
+
+            def threshold(condition: BurnWindow) -> Threshold:
+                return Threshold(condition.short_window, condition.long_window, condition.factor(period))
+
+            page = (threshold(self.page.quick), threshold(self.page.slow))
+            ticket = (threshold(self.ticket.quick), threshold(self.ticket.slow))
+            found = known[period] = (page, ticket)
+        return found
 
 
 def workbook_windows(period: timedelta) -> AlertWindows:

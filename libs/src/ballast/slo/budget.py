@@ -6,6 +6,7 @@ Remaining budget may go negative once overspent; only displays should clamp it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 
 
@@ -18,6 +19,12 @@ def burn_rate(error_ratio: float, error_budget: float) -> float:
     """How many times faster than sustainable the budget burns: E(w) / B (1.0 spends it exactly over the period)."""
     _require_budget(error_budget)
     return error_ratio / error_budget
+
+
+def burn_rates(error_ratios: Mapping[timedelta, float], error_budget: float) -> dict[timedelta, float]:
+    """`burn_rate` of each window's error ratio, the budget checked once."""
+    _require_budget(error_budget)
+    return {window: ratio / error_budget for window, ratio in error_ratios.items()}
 
 
 def budget_remaining(period_error_ratio: float, error_budget: float) -> float:

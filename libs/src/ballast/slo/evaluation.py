@@ -13,12 +13,13 @@ transition told twice carries one id, which the bus keeps once. A measurement ol
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Self
+from typing import Annotated, Any, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
 from ballast.events.contracts.slo import (
     AlertState,
@@ -35,13 +36,16 @@ from ballast.events.contracts.slo import (
     WindowRate,
     burn_event,
 )
-from ballast.slo.alert_windows import AlertWindows, BurnWindow
-from ballast.slo.budget import budget_remaining, burn_rate, time_to_exhaustion
+from ballast.slo.alert_windows import AlertWindows, BurnWindow, Threshold
+from ballast.slo.budget import budget_remaining, burn_rates, time_to_exhaustion
 from ballast.slo.durations import format_duration
 from ballast.slo.objective import ServiceLevelObjective
 from ballast.slo.periods import period_at
 
 ErrorRatio = float
+Window = Annotated[timedelta, Field(gt=timedelta(0))]
+BurnRate = Annotated[float, Field(ge=0)]
+BURN_TIERS = tuple(BurnTier)  # iterating the enum each time costs more than the loop it drives
 
 
 class Counts(BaseModel):
@@ -129,11 +133,37 @@ class BudgetState(BaseModel):
     period: timedelta = Field(description="the budget period's length")
     evaluated_at: AwareDatetime
     budget_remaining: float = Field(le=1)
-    burn_rates: tuple[WindowRate, ...]
+    burn_rates: dict[Window, BurnRate] = Field(description="window -> burn rate, shortest window first")
     firing: dict[BurnTier, AwareDatetime] = Field(default_factory=dict, description="tier -> firing since")
     exhausted_since: AwareDatetime | None = None
     time_to_exhaustion: timedelta | None = None
     consumption: tuple[CauseConsumption, ...] = ()
+
+    # The burn rates are stored as they always were, a list of WindowRate (`{"window", "burn_rate"}`), and held as a
+    # mapping: a model per window made every state (an engine validates, stores and follows thousands each cycle)
+    # several times dearer to build and to collect.
+    @field_validator("burn_rates", mode="before")
+    @classmethod
+    def _from_window_rates(cls, value: Any) -> Any:
+        if not isinstance(value, list | tuple):
+            return value
+        rates: dict[Any, Any] = {}
+        for rate in value:
+            if isinstance(rate, WindowRate):
+                rates[rate.window] = rate.burn_rate
+            elif isinstance(rate, Mapping) and set(rate) == {"window", "burn_rate"}:
+                rates[rate["window"]] = rate["burn_rate"]
+            else:
+                raise ValueError(f"a burn rate is {{window, burn_rate}}, not {rate!r}")
+        return rates
+
+    @field_serializer("burn_rates")
+    def _as_window_rates(self, rates: dict[timedelta, float]) -> list[dict[str, Any]]:
+        return [{"window": window, "burn_rate": rate} for window, rate in rates.items()]
+
+    @property
+    def exhausted(self) -> bool:
+        return self.exhausted_since is not None
 
     def status(self) -> SloState:
         return SloState(
@@ -141,7 +171,7 @@ class BudgetState(BaseModel):
             objective=self.objective,
             period=self.period,
             budget_remaining=self.budget_remaining,
-            burn_rates=self.burn_rates,
+            burn_rates=tuple(WindowRate(window=window, burn_rate=rate) for window, rate in self.burn_rates.items()),
             firing=tuple(tier for tier in BurnTier if tier in self.firing),
             budget_exhausted=self.exhausted_since is not None,
             time_to_exhaustion=self.time_to_exhaustion,
@@ -160,9 +190,57 @@ class Transition:
 
 
 @dataclass(frozen=True)
+class Figures:
+    """What an evaluation found, field for field the `BudgetState` it becomes. Kept as plain data until a state is
+    wanted: most SLOs most cycles find the figures of the state they hold (`BudgetBook` compares before building), and
+    validating a state with its burn rates costs more than the evaluation's arithmetic."""
+
+    slo: SloRef
+    objective: float
+    period_start: datetime
+    period: timedelta
+    evaluated_at: datetime
+    budget_remaining: float
+    burn_rates: dict[timedelta, float]  # window -> burn rate, shortest window first
+    firing: dict[BurnTier, datetime]
+    exhausted_since: datetime | None
+    time_to_exhaustion: timedelta | None
+    consumption: tuple[CauseConsumption, ...]
+
+    def state(self) -> BudgetState:
+        return BudgetState.model_validate(
+            {
+                "slo": self.slo,
+                "objective": self.objective,
+                "period_start": self.period_start,
+                "period": self.period,
+                "evaluated_at": self.evaluated_at,
+                "budget_remaining": self.budget_remaining,
+                "burn_rates": self.burn_rates,
+                "firing": self.firing,
+                "exhausted_since": self.exhausted_since,
+                "time_to_exhaustion": self.time_to_exhaustion,
+                "consumption": self.consumption,
+            }
+        )
+
+
+@dataclass(frozen=True)
 class Evaluation:
-    state: BudgetState
+    """The figures found and the transitions since the previous state. `figures` is None when the measurement was
+    no newer than `previous`, which stands."""
+
+    figures: Figures | None
     transitions: tuple[Transition, ...]
+    previous: BudgetState | None = None
+
+    @functools.cached_property
+    def state(self) -> BudgetState:
+        """The state the figures make (validated once, when first asked for)."""
+        if self.figures is None:
+            assert self.previous is not None, "an evaluation without figures keeps its previous state"
+            return self.previous
+        return self.figures.state()
 
 
 def exhaustion_threshold(slo: ServiceLevelObjective) -> float:
@@ -216,11 +294,12 @@ def evaluate(
     measurement: Measurement,
     previous: BudgetState | None,
 ) -> Evaluation:
-    """The SLO's state at `measurement.at` and the transitions from `previous` (None: never evaluated)."""
+    """The SLO's figures at `measurement.at` and the transitions from `previous` (None: never evaluated)."""
     if previous is not None and measurement.at <= previous.evaluated_at:
-        return Evaluation(previous, ())
-    alert_windows = windows.windows()
-    missing = [w for w in alert_windows if w not in measurement.windows]
+        return Evaluation(None, (), previous)
+    ratios = measurement.windows
+    alert_windows = windows.sorted_windows
+    missing = [w for w in alert_windows if w not in ratios]
     if missing:
         names = ", ".join(format_duration(w) for w in missing)
         raise ValueError(f"the measurement of SLO {namespace}/{slo.name} has no error ratio over {names}")
@@ -229,6 +308,7 @@ def evaluate(
     period = period_at(slo.window, at)
     length = period.length
     budget = slo.error_budget
+    rates = burn_rates(ratios, budget)  # every window's, the budget checked once: this runs for every SLO each cycle
     ref = previous.slo if previous is not None else SloRef(namespace=namespace, name=slo.name, service=slo.service)
     if (ref.namespace, ref.name, ref.service) != (namespace, slo.name, slo.service):
         ref = SloRef(namespace=namespace, name=slo.name, service=slo.service)
@@ -238,44 +318,42 @@ def evaluate(
         consumption = accrued(previous, 1 - remaining, measurement.causes, at)
     # The page tier's long window (1h in the Workbook's table): recent enough to follow a change in burn, long enough
     # not to swing with every scrape.
-    tte = time_to_exhaustion(remaining, burn_rate(measurement.windows[windows.page.quick.long_window], budget), length)
+    tte = time_to_exhaustion(remaining, rates[windows.page.quick.long_window], length)
 
     def burns(condition: BurnWindow) -> WindowBurn:
         return WindowBurn(
             short_window=condition.short_window,
             long_window=condition.long_window,
             factor=condition.factor(length),
-            short_burn_rate=burn_rate(measurement.windows[condition.short_window], budget),
-            long_burn_rate=burn_rate(measurement.windows[condition.long_window], budget),
+            short_burn_rate=rates[condition.short_window],
+            long_burn_rate=rates[condition.long_window],
         )
 
     minimum = slo.min_request_rate
-    rates = measurement.request_rates
+    request_rates = measurement.request_rates
 
-    def busy(condition: BurnWindow) -> bool:
-        """Enough requests over the condition's long window for it to count (always, without a minimum)."""
-        return minimum is None or rates is None or rates.get(condition.long_window, 0.0) >= minimum
-
-    def holds(condition: BurnWindow) -> bool:
-        threshold = condition.factor(length) * budget
+    def holds(condition: Threshold) -> bool:
+        # Sloth's comparison, on ratios (`ratio > factor x budget`), so the engine and the alert rules agree at the
+        # boundary; with a minimum request rate, only while the long window had enough requests.
+        threshold = condition.factor * budget
         return (
-            busy(condition)
-            and measurement.windows[condition.short_window] > threshold
-            and measurement.windows[condition.long_window] > threshold
+            ratios[condition.short_window] > threshold
+            and ratios[condition.long_window] > threshold
+            and (minimum is None or request_rates is None or request_rates.get(condition.long_window, 0.0) >= minimum)
         )
 
     quiet = minimum is not None and measurement.request_rate is not None and measurement.request_rate < minimum
     was_firing = previous.firing if previous is not None else {}
-    firing: dict[BurnTier, AwareDatetime] = {}
+    firing: dict[BurnTier, datetime] = {}
     transitions: list[Transition] = []
-    for tier in BurnTier:
-        conditions = windows.tier(tier)
-        fires = slo.alerting.tier(tier).enabled and not quiet and (holds(conditions.quick) or holds(conditions.slow))
+    for tier, (quick, slow) in zip(BURN_TIERS, windows.thresholds(length), strict=True):
+        fires = not quiet and (holds(quick) or holds(slow)) and slo.alerting.tier(tier).enabled
         if fires:
             firing[tier] = was_firing.get(tier, at)
         if fires == (tier in was_firing):
             continue
         change = AlertState.FIRING if fires else AlertState.RESOLVED
+        conditions = windows.tier(tier)
         alert = BurnAlert(
             cluster=cluster,
             slo=ref,
@@ -314,23 +392,17 @@ def evaluate(
         )
         transitions.append(Transition(event, f"{namespace}/{slo.name}:{event}:{at.isoformat()}", payload))
 
-    # One validation of the whole state (its burn rates as plain data): an engine evaluates thousands each cycle, and
-    # building every WindowRate on its own costs more than the arithmetic.
-    state = BudgetState.model_validate(
-        {
-            "slo": ref,
-            "objective": slo.objective,
-            "period_start": period.start,
-            "period": length,
-            "evaluated_at": at,
-            "budget_remaining": remaining,
-            "burn_rates": [
-                {"window": w, "burn_rate": burn_rate(measurement.windows[w], budget)} for w in alert_windows
-            ],
-            "firing": firing,
-            "exhausted_since": exhausted_since,
-            "time_to_exhaustion": tte,
-            "consumption": consumption,
-        }
+    figures = Figures(
+        slo=ref,
+        objective=slo.objective,
+        period_start=period.start,
+        period=length,
+        evaluated_at=at,
+        budget_remaining=remaining,
+        burn_rates=rates if tuple(rates) == alert_windows else {w: rates[w] for w in alert_windows},
+        firing=firing,
+        exhausted_since=exhausted_since,
+        time_to_exhaustion=tte,
+        consumption=consumption,
     )
-    return Evaluation(state, tuple(transitions))
+    return Evaluation(figures, tuple(transitions), previous)

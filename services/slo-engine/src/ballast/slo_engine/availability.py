@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import bisect
 import enum
+from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Self
+from typing import NamedTuple, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -100,45 +101,56 @@ class WebAppRecord(BaseModel):
 
     def observe(self, at: datetime, state: Availability, keep_after: datetime) -> Self:
         """The record with the fact applied (itself when it was applied already, or came too late to place)."""
-        if self.settled and self.recent and at < self.recent[0].at:
+        return self.observe_all((Fact(at, state),), keep_after)
+
+    def observe_all(self, facts: Iterable[Fact], keep_after: datetime) -> Self:
+        """The record with the facts applied in turn, as `observe` would one after another, copied once (a burst of
+        facts about one WebApp comes in one batch); itself when none changed it."""
+        settled, recent = list(self.settled), list(self.recent)
+        truncated = self.truncated
+        changed = False
+        for at, state, collected in facts:
+            if collected and (recent or settled) and (recent or settled)[-1].state is Availability.UNKNOWN:
+                continue  # the garbage collector removing a deleted WebApp's Deployment: nothing is down
+            if settled and recent and at < recent[0].at:
+                continue  # too late to place
+            # `recent` is in time order: find the fact's place by bisection.
+            place = bisect.bisect_right(recent, at, key=_at)
+            same_time = place
+            while same_time > 0 and recent[same_time - 1].at == at:
+                same_time -= 1
+                if recent[same_time].state is state:
+                    break  # applied already
+            else:
+                recent.insert(place, Change(at=at, state=state))
+                while len(recent) > RECENT_FACTS:
+                    _settle(settled, recent.pop(0))
+                settled, truncated = _trim(settled, recent, keep_after, truncated)
+                changed = True
+        if not changed:
             return self
-        # `recent` is in time order: find the fact's place by bisection (a burst of facts about one WebApp is applied
-        # fact by fact to a record of up to RECENT_FACTS of them).
-        place = bisect.bisect_right(self.recent, at, key=_at)
-        same_time = place
-        while same_time > 0 and self.recent[same_time - 1].at == at:
-            same_time -= 1
-            if self.recent[same_time].state is state:
-                return self  # applied already
-        recent = [*self.recent[:place], Change(at=at, state=state), *self.recent[place:]]
-        settled = list(self.settled)
-        while len(recent) > RECENT_FACTS:
-            _settle(settled, recent.pop(0))
-        return self._trimmed(settled, recent, self.rollouts, keep_after)
+        return self.model_copy(
+            update={
+                "settled": tuple(settled),
+                "recent": tuple(recent),
+                "rollouts": tuple(r for r in self.rollouts if r.at >= keep_after),
+                "truncated": truncated,
+            }
+        )
 
     def rolled_out(self, generation: int, at: datetime, keep_after: datetime) -> Self:
         """The record with a rollout of `generation` at `at` (only its first report counts)."""
         if any(r.generation == generation for r in self.rollouts):
             return self
-        rollouts = tuple(sorted((*self.rollouts, Rollout(generation=generation, at=at)), key=lambda r: r.at))
-        return self._trimmed(list(self.settled), list(self.recent), rollouts, keep_after)
-
-    def _trimmed(
-        self, settled: list[Change], recent: list[Change], rollouts: tuple[Rollout, ...], keep_after: datetime
-    ) -> Self:
-        while recent and recent[0].at <= keep_after:
-            _settle(settled, recent.pop(0))
-        # Keep the change that held at `keep_after`: it says what the state was from there.
-        first = 0
-        while first + 1 < len(settled) and settled[first + 1].at <= keep_after:
-            first += 1
-        dropped = max(0, len(settled) - first - MAX_CHANGES)
+        rollouts = sorted((*self.rollouts, Rollout(generation=generation, at=at)), key=lambda r: r.at)
+        recent = list(self.recent)
+        settled, truncated = _trim(list(self.settled), recent, keep_after, self.truncated)
         return self.model_copy(
             update={
-                "settled": tuple(settled[first + dropped :]),
+                "settled": tuple(settled),
                 "recent": tuple(recent),
                 "rollouts": tuple(r for r in rollouts if r.at >= keep_after),
-                "truncated": self.truncated + dropped,
+                "truncated": truncated,
             }
         )
 
@@ -174,6 +186,32 @@ class WebAppRecord(BaseModel):
 
 def _at(change: Change) -> datetime:
     return change.at
+
+
+class Fact(NamedTuple):
+    """What a cluster fact tells of a WebApp: its state from `at` on. `collected`: a deleted WebApp's Deployment
+    removed by the garbage collector, which tells nothing once the WebApp's deletion is known."""
+
+    at: datetime
+    state: Availability
+    collected: bool = False
+
+
+def _trim(
+    settled: list[Change], recent: list[Change], keep_after: datetime, truncated: int
+) -> tuple[list[Change], int]:
+    """Facts older than `keep_after` settled and settled changes before it dropped, keeping the one that held at
+    `keep_after` (it says what the state was from there), and at most MAX_CHANGES of them (the others counted in
+    `truncated`). `recent` is trimmed in place; the settled changes kept and the new count are returned."""
+    while recent and recent[0].at <= keep_after:
+        _settle(settled, recent.pop(0))
+    first = 0
+    while first + 1 < len(settled) and settled[first + 1].at <= keep_after:
+        first += 1
+    dropped = max(0, len(settled) - first - MAX_CHANGES)
+    if first or dropped:
+        settled = settled[first + dropped :]
+    return settled, truncated + dropped
 
 
 def _settle(settled: list[Change], fact: Change) -> None:

@@ -30,7 +30,7 @@ from ballast.events.contracts.slo import SloEvent, slo_event_type, slo_subject
 from ballast.events.envelope import new_event
 from ballast.events.registry import TypeRegistry
 from ballast.slo import AlertWindows, ServiceLevelObjective
-from ballast.slo.evaluation import BudgetState, Measurement, Transition, evaluate
+from ballast.slo.evaluation import BudgetState, Figures, Measurement, Transition, evaluate
 
 
 class UnpublishedEvent(BaseModel):
@@ -76,16 +76,17 @@ def _close(a: float, b: float) -> bool:
     return a == b or abs(a - b) <= FIGURE_TOLERANCE * max(1.0, abs(a), abs(b))
 
 
-def current(stored: BudgetState, new: BudgetState) -> bool:
-    """Whether the stored state still tells what the new one does: its figures the same within the tolerance, stored
+def current(stored: BudgetState, new: Figures) -> bool:
+    """Whether the stored state still tells what the new figures do: its figures the same within the tolerance, stored
     less than STATE_REFRESH before, and the same period (a rolling period moves with every evaluation: the same when
     both are rolling periods of one length). Cheapest checks first: it runs for every SLO every cycle."""
     if not _close(stored.budget_remaining, new.budget_remaining):
         return False
     if new.evaluated_at - stored.evaluated_at >= STATE_REFRESH or len(stored.burn_rates) != len(new.burn_rates):
         return False
-    for old_rate, new_rate in zip(stored.burn_rates, new.burn_rates, strict=True):
-        if old_rate.window != new_rate.window or not _close(old_rate.burn_rate, new_rate.burn_rate):
+    for window, rate in new.burn_rates.items():
+        was = stored.burn_rates.get(window)
+        if was is None or not _close(was, rate):
             return False
     if stored.period_start != new.period_start and not (
         stored.evaluated_at - stored.period_start == stored.period == new.period == new.evaluated_at - new.period_start
@@ -174,8 +175,8 @@ class BudgetBook:
                 results[index] = error
                 continue
             if stored is not None and (
-                evaluation.state is stored.state  # a measurement no newer than the state
-                or (not evaluation.transitions and current(stored.state, evaluation.state))
+                evaluation.figures is None  # a measurement no newer than the state
+                or (not evaluation.transitions and current(stored.state, evaluation.figures))
             ):
                 results[index] = stored.state
                 continue

@@ -78,7 +78,7 @@ def slo_status(
             # Rounded for people (kubectl prints every digit); svc.slo.status has the exact figure.
             "budgetRemaining": round(state.budget_remaining, 4),
             "burnRates": [
-                {"window": format_duration(rate.window), "burnRate": rate.burn_rate} for rate in state.burn_rates
+                {"window": format_duration(window), "burnRate": rate} for window, rate in state.burn_rates.items()
             ],
             "firingTiers": [str(tier) for tier in firing],
             "evaluatedAt": state.evaluated_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),

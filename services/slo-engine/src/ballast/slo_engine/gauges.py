@@ -55,11 +55,11 @@ class BudgetGauges:
         for state in self._view.states():
             slo = [state.slo.namespace, state.slo.name, state.slo.service]
             remaining.add_metric(slo, state.budget_remaining)
-            for rate in state.burn_rates:
-                burn.add_metric([*slo, format_duration(rate.window)], rate.burn_rate)
+            for window, rate in state.burn_rates.items():
+                burn.add_metric([*slo, format_duration(window)], rate)
             for tier in BurnTier:
                 firing.add_metric([*slo, str(tier)], 1.0 if tier in state.firing else 0.0)
-            exhausted.add_metric(slo, 1.0 if state.budget_exhausted else 0.0)
+            exhausted.add_metric(slo, 1.0 if state.exhausted else 0.0)
             if state.time_to_exhaustion is not None:
                 tte.add_metric(slo, state.time_to_exhaustion.total_seconds())
             for part in state.consumption:

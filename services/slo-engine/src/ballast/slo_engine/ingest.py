@@ -19,13 +19,11 @@ from ballast.events.contracts.incident import IncidentTransition
 from ballast.events.contracts.k8s import ObservedObject
 from ballast.events.contracts.reconcile import ReconcileOutcome
 from ballast.slo.webapp_availability import webapp_of
-from ballast.slo_engine.availability import Availability, WebAppRecord, availability_of
+from ballast.slo_engine.availability import Fact, availability_of
 from ballast.slo_engine.causes import CauseWindow, chaos_window, incident_window, merged
 from ballast.slo_engine.store import SliStore
 
 log = logging.getLogger(__name__)
-
-Change = Callable[[WebAppRecord], WebAppRecord]
 
 # Clocks of the machines publishing facts and of this one differ a little; more than this is a wrong date.
 MAX_CLOCK_SKEW = timedelta(minutes=2)
@@ -55,43 +53,42 @@ class FactIngest:
 
     async def on_fact(self, delivery: Delivery) -> None:
         """A WebApp or Deployment fact from `evt.k8s`."""
-        found = self._fact_change(delivery)
+        found = self._fact(delivery)
         if found is not None:
-            await self._store.update_webapp(*found[0], found[1])
+            keep_after = self._now() - self._retention
+            await self._store.update_webapp(*found[0], lambda record: record.observe_all((found[1],), keep_after))
 
     async def on_facts(self, deliveries: Sequence[Delivery]) -> list[Exception | None]:
         """A batch of facts (the batch consumer's handler): the facts about one WebApp are applied in order and
         written together, every WebApp's write at once. Per fact: None once stored, or why not (a `Reject`, or the
         write's failure: the fact is delivered again)."""
         outcomes: list[Exception | None] = [None] * len(deliveries)
-        by_webapp: dict[tuple[str, str], list[tuple[int, Change]]] = {}
+        by_webapp: dict[tuple[str, str], list[tuple[int, Fact]]] = {}
         for index, delivery in enumerate(deliveries):
             try:
-                found = self._fact_change(delivery)
+                found = self._fact(delivery)
             except Reject as rejected:
                 outcomes[index] = rejected
                 continue
             if found is not None:
                 by_webapp.setdefault(found[0], []).append((index, found[1]))
+        keep_after = self._now() - self._retention
 
-        async def write(target: tuple[str, str], changes: list[tuple[int, Change]]) -> None:
-            def apply(record: WebAppRecord) -> WebAppRecord:
-                for _, change in changes:
-                    record = change(record)
-                return record
-
+        async def write(target: tuple[str, str], facts: list[tuple[int, Fact]]) -> None:
             try:
-                await self._store.update_webapp(*target, apply)
+                await self._store.update_webapp(
+                    *target, lambda record: record.observe_all((fact for _, fact in facts), keep_after)
+                )
             except Exception as error:  # not stored: these facts come back
-                for index, _ in changes:
+                for index, _ in facts:
                     outcomes[index] = error
 
         if by_webapp:
-            await asyncio.gather(*(write(target, changes) for target, changes in by_webapp.items()))
+            await asyncio.gather(*(write(target, facts) for target, facts in by_webapp.items()))
         return outcomes
 
-    def _fact_change(self, delivery: Delivery) -> tuple[tuple[str, str], Change] | None:
-        """The WebApp a fact is about and the change it makes to its record; None for a fact that tells nothing."""
+    def _fact(self, delivery: Delivery) -> tuple[tuple[str, str], Fact] | None:
+        """The WebApp a fact is about and what it tells of it; None for a fact that tells nothing."""
         fact = delivery.event.data
         if not isinstance(fact, ObservedObject) or fact.cluster != self._cluster:
             return None  # another kind (the filter lets only these through) or another cluster's fact
@@ -104,16 +101,8 @@ class FactIngest:
         state = availability_of(fact, verb)
         if state is None:
             return None
-        at = self._dated(delivery)
-        keep_after = self._now() - self._retention
         collected = fact.object.kind == "Deployment" and verb == "deleted"
-
-        def apply(record: WebAppRecord) -> WebAppRecord:
-            if collected and record.changes and record.changes[-1].state is Availability.UNKNOWN:
-                return record  # the garbage collector removing a deleted WebApp's Deployment: nothing is down
-            return record.observe(at, state, keep_after)
-
-        return target, apply
+        return target, Fact(self._dated(delivery), state, collected)
 
     async def on_cause(self, delivery: Delivery) -> None:
         """A rollout, chaos or incident event from PLATFORM_EVENTS."""

@@ -126,7 +126,7 @@ class PrometheusMeasurer:
                 if record is None and not candidates:
                     spans = ()  # nothing going on: what it consumes is unattributed
                 else:
-                    lag = windows.windows()[0]
+                    lag = windows.sorted_windows[0]
                     spans = cause_spans(slo, key[0], record, candidates, self._settle, readings.at, lag)
             measurement = readings.measurement(SeriesSlo.of(key[0], slo), windows, rated=key in rated, causes=spans)
             if measurement is not None:  # not recorded yet, or a NaN period: the last state stands

@@ -99,7 +99,7 @@ class Readings:
         if period is None:
             return None
         try:
-            alert_windows = {window: ratios[window] or 0.0 for window in windows.windows()}
+            alert_windows = {window: ratios[window] or 0.0 for window in windows.sorted_windows}
         except KeyError:
             return None
         rates = dict(self.rates.get(key, {})) if rated else None
@@ -115,8 +115,11 @@ def _ratio(value: str) -> float | None:
 
 
 class PrometheusSource:
-    def __init__(self, url: str, *, timeout: float = 10.0, session: aiohttp.ClientSession | None = None) -> None:
+    def __init__(
+        self, url: str, *, timeout: float = 10.0, session: aiohttp.ClientSession | None = None, in_flight: int = 2
+    ) -> None:
         self.url = url.rstrip("/")
+        self.in_flight = max(1, in_flight)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._own_session = session is None
         self._session = session
@@ -155,39 +158,68 @@ class PrometheusSource:
         """Every SLO's error ratio over each of `windows` at `at` (now, to the second, by default), and the request
         rates recorded over each of `rate_windows`."""
         moment = at or datetime.now(UTC).replace(microsecond=0)
-        wanted = sorted(set(windows))
-        try:
-            async with asyncio.TaskGroup() as tasks:
-                vectors = {w: tasks.create_task(self.query(sli_query(w), moment)) for w in wanted}
-                rate_vectors = {
-                    w: tasks.create_task(self.query(requests_query(w), moment)) for w in sorted(set(rate_windows))
-                }
-        except* PrometheusUnavailable as failed:
-            raise failed.exceptions[0] from None  # one reason is enough: the cycle has no measurement either way
         ratios: dict[SeriesSlo, dict[timedelta, float | None]] = {}
-        # A sample per SLO and window (80,000 a cycle for 10,000 SLOs): no more work per sample than needed.
-        for window, task in vectors.items():
-            for sample in task.result():
-                labels = sample["metric"]
-                service, slo = labels.get("sloth_service"), labels.get("sloth_slo")
-                if service is None or slo is None:
-                    continue  # a series of that name recorded by something else
-                key = SeriesSlo(labels.get(NAMESPACE_LABEL, ""), service, slo)
-                value = _ratio(sample["value"][1])
-                per_slo = ratios.get(key)
-                if per_slo is None:
-                    ratios[key] = {window: value}
-                    continue
-                if window in per_slo and (value is None or (per_slo[window] or 0.0) >= value):
-                    continue  # two series for one SLO (rules loaded twice, other extra labels): the worse counts
-                per_slo[window] = value
         rates: dict[SeriesSlo, dict[timedelta, float]] = {}
-        for window, task in rate_vectors.items():
-            for sample in task.result():
-                labels = sample["metric"]
-                rate = float(sample["value"][1])
-                if "sloth_service" not in labels or "sloth_slo" not in labels or math.isnan(rate):
-                    continue
-                key = SeriesSlo(labels.get(NAMESPACE_LABEL, ""), labels["sloth_service"], labels["sloth_slo"])
-                rates.setdefault(key, {})[window] = rate
+        queries = [(w, sli_query(w), False) for w in sorted(set(windows))]
+        queries += [(w, requests_query(w), True) for w in sorted(set(rate_windows))]
+        # Each answer is taken in as soon as it arrives, while Prometheus works on the next: at most `in_flight` at
+        # once, so that its first answers are not held back by evaluating all the others on the same cores.
+        pending = iter(queries)
+        running: dict[asyncio.Task[list[dict[str, Any]]], tuple[timedelta, bool]] = {}
+
+        def ask() -> None:
+            for window, expr, rate in pending:
+                running[asyncio.create_task(self.query(expr, moment))] = (window, rate)
+                return
+
+        try:
+            for _ in range(self.in_flight):
+                ask()
+            while running:
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                failed = [error for task in done if (error := task.exception()) is not None]
+                if failed:
+                    raise failed[0]  # one reason is enough: the cycle has no measurement either way
+                for task in done:
+                    window, rate = running.pop(task)
+                    ask()
+                    if rate:
+                        _take_rates(rates, window, task.result())
+                    else:
+                        _take_ratios(ratios, window, task.result())
+        finally:
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.wait(running)
         return Readings(moment, ratios, rates)
+
+
+# A sample per SLO and window (80,000 a cycle for 10,000 SLOs): no more work per sample than needed.
+def _take_ratios(
+    ratios: dict[SeriesSlo, dict[timedelta, float | None]], window: timedelta, vector: list[dict[str, Any]]
+) -> None:
+    for sample in vector:
+        labels = sample["metric"]
+        try:
+            key = SeriesSlo(labels.get(NAMESPACE_LABEL, ""), labels["sloth_service"], labels["sloth_slo"])
+        except KeyError:
+            continue  # a series of that name recorded by something else
+        value = _ratio(sample["value"][1])
+        per_slo = ratios.get(key)
+        if per_slo is None:
+            ratios[key] = {window: value}
+        elif window not in per_slo or (value is not None and (per_slo[window] or 0.0) < value):
+            per_slo[window] = value  # two series for one SLO (rules loaded twice, other extra labels): the worse
+
+
+def _take_rates(
+    rates: dict[SeriesSlo, dict[timedelta, float]], window: timedelta, vector: list[dict[str, Any]]
+) -> None:
+    for sample in vector:
+        labels = sample["metric"]
+        rate = float(sample["value"][1])
+        if "sloth_service" not in labels or "sloth_slo" not in labels or math.isnan(rate):
+            continue
+        key = SeriesSlo(labels.get(NAMESPACE_LABEL, ""), labels["sloth_service"], labels["sloth_slo"])
+        rates.setdefault(key, {})[window] = rate

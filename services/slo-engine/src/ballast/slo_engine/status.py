@@ -13,16 +13,18 @@ from pydantic import BaseModel
 
 from ballast.bus.endpoints import EndpointError
 from ballast.bus.kv import CaughtUp, KeyValue, Watch
-from ballast.events.contracts.slo import SloState, SloStatusRequest, SloStatusResponse
+from ballast.events.contracts.slo import SloStatusRequest, SloStatusResponse
 from ballast.runtime.stopping import until_stopped
+from ballast.slo.evaluation import BudgetState
 from ballast.slo_engine.budgets import StoredBudget
 
 
 class StatusView:
     def __init__(self) -> None:
-        # Per namespace, per SLO name: the answer for each SLO is made once per stored change, not once per request,
-        # and a request naming a namespace (and an SLO) looks it up instead of scanning every SLO.
-        self._states: dict[str, dict[str, SloState]] = {}
+        # Per namespace, per SLO name: a request naming a namespace (and an SLO) looks it up instead of scanning
+        # every SLO. The states are kept as stored and made answers when asked: every cycle stores thousands of
+        # states, and a request asks for one or a few.
+        self._states: dict[str, dict[str, BudgetState]] = {}
         self._keys: dict[str, tuple[str, str]] = {}  # bucket key -> (namespace, name)
         self.caught_up = asyncio.Event()
 
@@ -40,12 +42,12 @@ class StatusView:
             if where is not None:
                 self._states[where[0]].pop(where[1], None)
             if change.value is not None:
-                state = change.value.state.status()
+                state = change.value.state
                 namespace, name = state.slo.namespace, state.slo.name
                 self._states.setdefault(namespace, {})[name] = state
                 self._keys[change.key] = (namespace, name)
 
-    def states(self) -> list[SloState]:
+    def states(self) -> list[BudgetState]:
         return [state for by_name in self._states.values() for state in by_name.values()]
 
     def answer(self, request: SloStatusRequest) -> SloStatusResponse:
@@ -58,8 +60,8 @@ class StatusView:
             candidates = [found] if found is not None else []
         matching = [state for state in candidates if request.service is None or state.slo.service == request.service]
         if request.burning_only:
-            matching = [s for s in matching if s.firing or s.budget_exhausted]
-        return SloStatusResponse(slos=tuple(sorted(matching, key=_by_name)))
+            matching = [s for s in matching if s.firing or s.exhausted]
+        return SloStatusResponse(slos=tuple(state.status() for state in sorted(matching, key=_by_name)))
 
     async def handle(self, request: BaseModel) -> SloStatusResponse:
         """The endpoint handler."""
@@ -69,5 +71,5 @@ class StatusView:
         return self.answer(request)
 
 
-def _by_name(state: SloState) -> tuple[str, str]:
+def _by_name(state: BudgetState) -> tuple[str, str]:
     return state.slo.namespace, state.slo.name
