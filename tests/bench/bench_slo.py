@@ -70,6 +70,7 @@ from ballast.slo_engine.prometheus_source import PrometheusSource, sli_record, w
 from ballast.slo_engine.rules_sync import NAMESPACE_LABEL
 from ballast.telemetry.metrics import BusMetrics
 from ballast.testing import ServiceProcess, eventually
+from ballast.testing.host import CpuTimes
 
 CLUSTER = "bench"
 PER_NAMESPACE = 100
@@ -81,6 +82,12 @@ MOVED = 1.5  # the series' scale from the second cycle on
 
 def log(message: str) -> None:
     print(f"bench-slo: {message}", file=sys.stderr, flush=True)
+
+
+def stolen(since: CpuTimes) -> str:
+    """The host's CPU time the hypervisor gave other guests since `since` (see ballast.testing.host): a shared
+    machine's figures move with it."""
+    return f", host CPU steal {CpuTimes.now().steal_pct_since(since):.1f}%"
 
 
 def p99(samples: list[float]) -> float:
@@ -276,8 +283,9 @@ async def main(n: int, events: int, webapps: int, burst: int, requests: int) -> 
             for start in range(0, events, 1000):
                 await bus.publisher.publish_all(backlog[start : start + 1000])
             log(f"{events} facts about {webapps} WebApps stored; raw consume+ack")
+            host = CpuTimes.now()
             raw_before = await raw_ingest(bus, events, "bench-raw-before")
-            log(f"raw: {raw_before:.0f} events/s; starting the engine")
+            log(f"raw: {raw_before:.0f} events/s{stolen(host)}; starting the engine")
             engine = ServiceProcess.module(
                 "ballast.slo_engine",
                 nats_url=nats_server.url,
@@ -285,11 +293,13 @@ async def main(n: int, events: int, webapps: int, burst: int, requests: int) -> 
                 BALLAST_CLUSTER=CLUSTER,
                 BALLAST_LOG_LEVEL="ERROR",
             ).start()
+            host = CpuTimes.now()
             engine_rate = await engine_ingest(bus, events, timeout=max(120, events / 50))
-            log(f"engine: {engine_rate:.0f} events/s; raw consume+ack again")
+            log(f"engine: {engine_rate:.0f} events/s{stolen(host)} (from its start); raw consume+ack again")
+            host = CpuTimes.now()
             raw_after = await raw_ingest(bus, events, "bench-raw-after")
             raw_rate = (raw_before + raw_after) / 2  # before and after: a neighbour's load moves both alike
-            log(f"raw: {raw_after:.0f} events/s; engine / mean raw: {engine_rate / raw_rate:.2f}")
+            log(f"raw: {raw_after:.0f} events/s{stolen(host)}; engine / mean raw: {engine_rate / raw_rate:.2f}")
             await engine.wait_status("/readyz", 200, timeout=60)
 
             # 2. evaluation
@@ -321,7 +331,7 @@ async def main(n: int, events: int, webapps: int, burst: int, requests: int) -> 
                             lambda: moved(prometheus.url, n), timeout=60, interval=0.5, what="the moved series scraped"
                         )
                     profiler = cProfile.Profile() if profile else None
-                    started, cpu = time.perf_counter(), time.process_time()
+                    started, cpu, host = time.perf_counter(), time.process_time(), CpuTimes.now()
                     if profiler is not None:
                         profiler.enable()
                     moments.append(datetime.now(UTC))
@@ -336,7 +346,7 @@ async def main(n: int, events: int, webapps: int, burst: int, requests: int) -> 
                     what = ("every state created", "every state's figures moved", "the same figures: none stored")
                     log(
                         f"cycle {cycle + 1} ({what[cycle]}): {evaluated} SLOs in {cycles[-1]:.0f} ms "
-                        f"({cpu_ms:.0f} ms CPU here)"
+                        f"({cpu_ms:.0f} ms CPU here{stolen(host)})"
                     )
 
             # 3. status
@@ -350,6 +360,7 @@ async def main(n: int, events: int, webapps: int, burst: int, requests: int) -> 
             await eventually(holds_all, timeout=120, interval=0.2, what=f"the engine's view holding {n} SLOs")
             picks = random.Random(16)
             latencies = []
+            host = CpuTimes.now()
             for i in range(WARM_UP + requests):
                 namespace, name = slo_key(picks.randrange(n))
                 started = time.perf_counter()
@@ -361,7 +372,7 @@ async def main(n: int, events: int, webapps: int, burst: int, requests: int) -> 
                     latencies.append(took)
             log(
                 f"status: {requests} requests, p50 {statistics.median(latencies):.2f} ms, "
-                f"p99 {p99(latencies):.2f} ms, max {max(latencies):.2f} ms"
+                f"p99 {p99(latencies):.2f} ms, max {max(latencies):.2f} ms{stolen(host)}"
             )
             await engine.stop(timeout=30)
         finally:
