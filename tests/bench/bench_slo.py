@@ -25,7 +25,9 @@ Phases:
    the budget book on the real `slo-budgets` bucket: read, evaluate, store each state (compare-and-set), publish the
    transitions. The first cycle creates every state and publishes the page tiers' firing events; then every series
    moves (x1.5, scraped before going on) and eval_cycle_ms is the second cycle (every state's figures changed: every
-   state stored); a third over the same series (figures unchanged: no state stored again) is printed too.
+   state stored); a third over the same series (figures unchanged: no state stored again) is printed too. What the
+   bench built before (the N objectives, the facts) is frozen out of the collector's way first, as an engine's
+   start-up is. Every phase's line says the host's CPU steal meanwhile.
 3. status: R `svc.slo.status` requests for one SLO each (namespace and name, a different SLO each time) sent to the
    engine process over the bus once its view holds the N states as the second cycle stored them (not while it is
    still applying that cycle's N writes); status_p99_ms from R after a warm-up.
