@@ -47,6 +47,19 @@ def test_header_names_are_case_insensitive_and_quoted_values_accepted() -> None:
     assert decode(shouted, body, REGISTRY).subject == "shop/web"
 
 
+def test_a_header_repeated_in_another_case_counts_last_and_each_value_is_checked() -> None:
+    headers, body = encode(observed("web"))
+    assert decode({**headers, "CE-SUBJECT": "shop/api"}, body, REGISTRY).subject == "shop/api"
+    assert decode({**headers, "CE-SUBJECT": "shop%2Fapi"}, body, REGISTRY).subject == "shop/api"
+    assert decode({**headers, "ce-subject": "%20a", "CE-SUBJECT": "b"}, body, REGISTRY).subject == "b"
+    error = _failure({**headers, "ce-subject": "%FF", "CE-SUBJECT": "shop/web"}, body)  # overridden, yet refused
+    assert error.failure is DecodeFailure.BAD_HEADER
+    assert "ce-subject" in error.detail
+    # The same names again (any message after the first goes the remembered way): the same answers.
+    assert decode({**headers, "ce-subject": "%20a", "CE-SUBJECT": "b"}, body, REGISTRY).subject == "b"
+    assert decode(headers, body, REGISTRY).subject == "shop/web"
+
+
 def test_extensions_travel_as_ce_headers() -> None:
     event = observed("web").model_copy(update={"extensions": {"replayrun": "run-7"}})
     headers, body = encode(event)

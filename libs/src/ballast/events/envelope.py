@@ -127,36 +127,42 @@ def encode(event: Envelope[BaseModel]) -> tuple[dict[str, str], bytes]:
     return headers, event.data.model_dump_json().encode()
 
 
-# The CloudEvents attribute a header name carries ("" for none): NATS keeps header case as sent but the binding says
-# names are case-insensitive. Worked out once per name (every message repeats the same few), up to a bound.
-_ATTRIBUTE_OF: dict[str, str] = {}
+# Which headers carry CloudEvents attributes, worked out once per list of header names (a producer sends the same few
+# in the same order on every message, so a consumer sees a handful of lists): the (header, attribute) pairs in order,
+# and whether any attribute is an extension. NATS keeps header case as sent, and the binding says names are
+# case-insensitive.
+_Plan = tuple[tuple[tuple[str, str], ...], bool]
+_PLANS: dict[tuple[str, ...], _Plan] = {}
 _REQUIRED_ATTRIBUTES = frozenset(h[3:] for h in REQUIRED_HEADERS)
 
 
-def _attribute_of(name: str) -> str:
-    attribute = name[3:].lower() if name[:3].lower() == "ce-" else ""
-    if len(_ATTRIBUTE_OF) < 1024:
-        _ATTRIBUTE_OF[name] = attribute
-    return attribute
+def _plan(names: tuple[str, ...]) -> _Plan:
+    carried = tuple((name, name[3:].lower()) for name in names if name[:3].lower() == "ce-")
+    plan = carried, any(attribute not in _CORE_ATTRIBUTES for _, attribute in carried)
+    if len(_PLANS) < 256:
+        _PLANS[names] = plan
+    return plan
 
 
 def decode(headers: Mapping[str, str] | None, body: bytes, registry: TypeRegistry) -> Envelope[BaseModel]:
     """Validates a received message and returns its typed envelope, or raises `EventDecodeError`."""
-    attrs: dict[str, str] = {}
-    extended = False  # an attribute beyond the core ones: an extension
-    for name, raw in (headers or {}).items():
-        attribute = _ATTRIBUTE_OF.get(name)
-        if attribute is None:
-            attribute = _attribute_of(name)
-        if not attribute:
-            continue
-        if raw[:1] == '"' or "%" in raw:  # most values are plain: no call for them (hot path)
-            try:
-                raw = _decode_value(raw)
-            except UnicodeDecodeError as exc:
-                raise EventDecodeError(DecodeFailure.BAD_HEADER, f"header {name} is not valid UTF-8: {exc}") from exc
-        attrs[attribute] = raw
-        extended = extended or attribute not in _CORE_ATTRIBUTES
+    headers = headers or {}
+    names = tuple(headers)
+    carried, extended = _PLANS.get(names) or _plan(names)
+    attrs = {attribute: headers[name] for name, attribute in carried}  # a name repeated in other case: the last
+    joined = "".join(attrs.values())
+    if '"' in joined or "%" in joined or len(attrs) < len(carried):  # most are plain, none repeated (hot path)
+        attrs = {}
+        for name, attribute in carried:
+            raw = headers[name]
+            if raw[:1] == '"' or "%" in raw:
+                try:
+                    raw = _decode_value(raw)
+                except UnicodeDecodeError as exc:
+                    raise EventDecodeError(
+                        DecodeFailure.BAD_HEADER, f"header {name} is not valid UTF-8: {exc}"
+                    ) from exc
+            attrs[attribute] = raw
     if not attrs.keys() >= _REQUIRED_ATTRIBUTES:
         missing = [h for h in REQUIRED_HEADERS if h[3:] not in attrs]
         raise EventDecodeError(DecodeFailure.MISSING_HEADER, f"missing required header(s) {', '.join(missing)}")

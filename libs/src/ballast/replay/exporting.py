@@ -71,7 +71,7 @@ async def export(
                 return result
     pending: list[bytes] = []
     write = out.write
-    async with contextlib.aclosing(read_selection(bus, stream, selection)) as messages:
+    async with contextlib.aclosing(read_selection(bus, stream, selection, lean=False)) as messages:
         async for stored in messages:
             try:
                 line = export_line(stream, stored.sequence, stored.time, stored.subject, stored.headers, stored.data)

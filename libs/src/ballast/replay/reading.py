@@ -1,14 +1,20 @@
-"""Reading a selection of one stream, in stream order, through the bus's ordered reader.
+"""Reading a selection of one stream, in stream order.
 
 The start goes to the server (a sequence or a time), so does the subject filter; the end is the selection's last
 sequence, else its end time, else (unless following) the message that was last when reading began. Times are the
 stream's own (when each message was stored).
+
+A read to an end goes through the lean reader (`lean_reader`: several times faster than nats-py) where it can, and
+through the bus's ordered reader where it cannot (TLS, credentials, several servers: from where the lean one
+stopped) or when following the stream. Both give the same messages: sequences, times, subjects, headers and bodies.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
+import logging
 from collections.abc import AsyncGenerator
 from typing import Literal
 
@@ -17,13 +23,31 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from ballast.bus import LAST, Bus, StoredEvent
+from ballast.replay.lean_reader import LeanReader, Unsupported, parse_headers, stored_time
 from ballast.replay.selection import Selection, SelectionError
+
+log = logging.getLogger(__name__)
 
 
 async def read_selection(
-    bus: Bus, stream: str, selection: Selection, *, follow: bool = False
+    bus: Bus, stream: str, selection: Selection, *, follow: bool = False, lean: bool = True
 ) -> AsyncGenerator[StoredEvent, None]:
-    """The selected messages; use with `contextlib.aclosing` when the loop may end early."""
+    """The selected messages; use with `contextlib.aclosing` when the loop may end early. `lean=False` reads with
+    the bus's ordered reader only."""
+    if lean and not follow:
+        last: int | None = None
+        try:
+            async for stored in _read_lean(bus, stream, selection):
+                last = stored.sequence
+                yield stored
+            return
+        except Unsupported as exc:
+            log.info("reading %s continues with the bus reader: %s", stream, exc)
+        if last is not None:
+            # Stored times only grow along the stream: what follows the last one handed out is within `since`.
+            selection = dataclasses.replace(selection, from_seq=last + 1, since=None)
+            if selection.to_seq is not None and last >= selection.to_seq:
+                return
     until: int | Literal["last"] | None = selection.to_seq if selection.to_seq is not None else None
     if until is None and not follow:
         until = LAST
@@ -47,6 +71,31 @@ async def read_selection(
                 yield stored
     except LookupError as exc:
         raise SelectionError(str(exc)) from None
+
+
+async def _read_lean(bus: Bus, stream: str, selection: Selection) -> AsyncGenerator[StoredEvent, None]:
+    reader = LeanReader(
+        bus.url,
+        stream,
+        subjects=selection.subjects,
+        from_seq=selection.from_seq,
+        from_time=selection.since if selection.from_seq is None else None,
+        until=selection.to_seq,
+    )
+    registry = bus.catalogue.registry
+    since, until = selection.since, selection.until
+    async with reader:
+        async for batch in reader:
+            for sequence, subject, nanos, block, payload in batch:
+                time = stored_time(nanos)
+                if since is not None and time < since:
+                    continue  # a sequence start before the time window
+                if until is not None and time > until:
+                    return
+                headers = parse_headers(block)
+                if selection.filters_headers and not selection.wants(headers):
+                    continue
+                yield StoredEvent(sequence, time, subject, headers, payload, registry)
 
 
 async def last_sequence(bus: Bus, stream: str) -> int:
