@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from io import BytesIO
 
 import pytest
@@ -102,7 +103,9 @@ async def test_the_lean_export_writes_the_same_bytes_as_the_bus_reader(bus: Bus,
 async def test_a_selection_reads_the_same_messages_through_the_lean_reader_and_the_bus_reader(
     bus: Bus, recorded: str
 ) -> None:
-    async def read(selection: Selection, *, lean: bool) -> list[tuple[object, ...]]:
+    Read = tuple[int, datetime, str, dict[str, str], bytes, bool]
+
+    async def read(selection: Selection, *, lean: bool) -> list[Read]:
         async with contextlib.aclosing(read_selection(bus, recorded, selection, lean=lean)) as messages:
             return [(m.sequence, m.time, m.subject, dict(m.headers), m.data, m.error is None) async for m in messages]
 
