@@ -138,6 +138,18 @@ def test_types_and_sources_are_globs_on_the_headers() -> None:
         Selection(from_seq=5, to_seq=4)
 
 
+def test_what_is_left_of_a_selection_after_a_sequence() -> None:
+    since = datetime(2026, 12, 1, tzinfo=UTC)
+    window = Selection(subjects=("evt.k8s.>",), types=("io.k8s.*",), since=since, from_seq=None, to_seq=40)
+    rest = window.after(17)
+    assert rest == Selection(subjects=("evt.k8s.>",), types=("io.k8s.*",), from_seq=18, to_seq=40)
+    assert rest is not None
+    assert rest.filters_headers
+    assert window.after(39) == Selection(subjects=("evt.k8s.>",), types=("io.k8s.*",), from_seq=40, to_seq=40)
+    assert window.after(40) is None  # its last was handed out: nothing is left (not an empty range refused)
+    assert Selection().after(5) == Selection(from_seq=6)
+
+
 def test_pacing() -> None:
     assert Pacing.parse("instant").speed is None
     assert Pacing.parse("original").speed == 1.0

@@ -11,7 +11,6 @@ ordered reader is used, from where the lean one stopped. Both give the same line
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -62,13 +61,10 @@ async def export(
         if result.stopped:
             return result
         if result.last_seq is not None:
-            selection = dataclasses.replace(selection, from_seq=result.last_seq + 1, since=None)
-            if (
-                selection.to_seq is not None
-                and selection.from_seq is not None
-                and selection.from_seq > selection.to_seq
-            ):
+            rest = selection.after(result.last_seq)
+            if rest is None:
                 return result
+            selection = rest
     pending: list[bytes] = []
     write = out.write
     async with contextlib.aclosing(read_selection(bus, stream, selection, lean=False)) as messages:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import logging
 from collections.abc import AsyncGenerator
 from typing import Literal
@@ -44,10 +43,10 @@ async def read_selection(
         except Unsupported as exc:
             log.info("reading %s continues with the bus reader: %s", stream, exc)
         if last is not None:
-            # Stored times only grow along the stream: what follows the last one handed out is within `since`.
-            selection = dataclasses.replace(selection, from_seq=last + 1, since=None)
-            if selection.to_seq is not None and last >= selection.to_seq:
+            rest = selection.after(last)
+            if rest is None:
                 return
+            selection = rest
     until: int | Literal["last"] | None = selection.to_seq if selection.to_seq is not None else None
     if until is None and not follow:
         until = LAST

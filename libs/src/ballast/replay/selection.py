@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from fnmatch import translate
 from typing import Final
@@ -111,6 +111,14 @@ class Selection:
         if self._type_glob is not None and not self._type_glob.fullmatch(_header(headers, "ce-type") or ""):
             return False
         return self._source_glob is None or self._source_glob.fullmatch(_header(headers, "ce-source") or "") is not None
+
+    def after(self, sequence: int) -> Selection | None:
+        """What is left of the selection once a reader has handed out everything up to `sequence` (a reader taking
+        over from another); None when that was its last. Stored times only grow along a stream, so the start time
+        is behind it."""
+        if self.to_seq is not None and sequence >= self.to_seq:
+            return None
+        return replace(self, from_seq=sequence + 1, since=None)
 
     def describe(self) -> str:
         parts = []

@@ -36,7 +36,7 @@ from ballast.events.contracts.slo import (
     WindowRate,
     burn_event,
 )
-from ballast.slo.alert_windows import AlertWindows, BurnWindow, Threshold
+from ballast.slo.alert_windows import AlertWindows, Threshold
 from ballast.slo.budget import budget_remaining, burn_rates, time_to_exhaustion
 from ballast.slo.durations import format_duration
 from ballast.slo.objective import ServiceLevelObjective
@@ -320,11 +320,11 @@ def evaluate(
     # not to swing with every scrape.
     tte = time_to_exhaustion(remaining, rates[windows.page.quick.long_window], length)
 
-    def burns(condition: BurnWindow) -> WindowBurn:
+    def burns(condition: Threshold) -> WindowBurn:
         return WindowBurn(
             short_window=condition.short_window,
             long_window=condition.long_window,
-            factor=condition.factor(length),
+            factor=condition.factor,
             short_burn_rate=rates[condition.short_window],
             long_burn_rate=rates[condition.long_window],
         )
@@ -353,7 +353,6 @@ def evaluate(
         if fires == (tier in was_firing):
             continue
         change = AlertState.FIRING if fires else AlertState.RESOLVED
-        conditions = windows.tier(tier)
         alert = BurnAlert(
             cluster=cluster,
             slo=ref,
@@ -362,7 +361,7 @@ def evaluate(
             since=at,
             objective=slo.objective,
             period=length,
-            windows=(burns(conditions.quick), burns(conditions.slow)),
+            windows=(burns(quick), burns(slow)),
             budget_remaining=remaining,
             time_to_exhaustion=tte,
             consumption=consumption,

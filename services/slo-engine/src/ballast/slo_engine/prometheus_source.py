@@ -168,9 +168,10 @@ class PrometheusSource:
         running: dict[asyncio.Task[list[dict[str, Any]]], tuple[timedelta, bool]] = {}
 
         def ask() -> None:
-            for window, expr, rate in pending:
+            query = next(pending, None)
+            if query is not None:
+                window, expr, rate = query
                 running[asyncio.create_task(self.query(expr, moment))] = (window, rate)
-                return
 
         try:
             for _ in range(self.in_flight):
