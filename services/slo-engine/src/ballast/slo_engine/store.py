@@ -16,6 +16,7 @@ from typing import Generic, TypeVar
 from pydantic import BaseModel
 
 from ballast.bus.kv import CaughtUp, Entry, KeyValue, KvConflict
+from ballast.runtime.stopping import until_stopped
 from ballast.slo_engine.availability import WebAppRecord
 from ballast.slo_engine.causes import CauseWindow
 
@@ -156,14 +157,11 @@ class SliMirror:
             self.caught_up.set()
 
     async def follow(self, stop: asyncio.Event) -> None:
+        # As every watch follows: a term can end while a watch is still being opened, and Python 3.11's wait_for
+        # (in nats-py's consumer creation) may lose the cancel then; waiting for the watch to end hung the stop.
         async with asyncio.TaskGroup() as tasks:
-            followers = [
-                tasks.create_task(self._follow_webapps()),
-                tasks.create_task(self._follow_causes()),
-            ]
-            await stop.wait()
-            for follower in followers:
-                follower.cancel()
+            tasks.create_task(until_stopped(self._follow_webapps(), stop))
+            tasks.create_task(until_stopped(self._follow_causes(), stop))
 
     async def _follow_webapps(self) -> None:
         async with self._store.webapps.watch("webapp.>") as changes:
