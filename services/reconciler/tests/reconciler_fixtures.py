@@ -18,7 +18,7 @@ from ballast.kube.apply import get
 from ballast.kube.client import api_client
 from ballast.kube.install import install, load_manifests
 from ballast.kube.resource import WEBAPP
-from ballast.reconciler.api import API_VERSION, GROUP, VERSION, WEBAPPS
+from ballast.reconciler.api import API_VERSION, GROUP, VERSION, WEBAPPS, PodSecurityLevel
 from ballast.reconciler.operator import OperatorMetrics, WebAppOperator
 from ballast.testing.waiting import eventually
 
@@ -66,6 +66,21 @@ async def admitted(custom: client.CustomObjectsApi, namespace: str, body: dict[s
             return False
         raise
     return True
+
+
+async def judged_by_label(custom: client.CustomObjectsApi, namespace: str, label: str) -> None:
+    """Waits until the admission policy judges `namespace` by its tenant label `label`: the policy reads namespaces
+    from the API server's cache, so for a moment after a label is written it still sees the old labels."""
+    allowed = PodSecurityLevel(label) if label in set(PodSecurityLevel) else PodSecurityLevel.RESTRICTED
+
+    async def judged() -> bool:
+        for level in PodSecurityLevel:
+            probe = webapp(unique("probe"), {"image": IMAGE, "security": {"podSecurityStandard": level.value}})
+            if await admitted(custom, namespace, probe) != allowed.allows(level):
+                return False
+        return True
+
+    await eventually(judged, timeout=10, interval=0.05, what=f"policy judging {namespace} by label {label}")
 
 
 async def condition(kube_api: Any, namespace: str, name: str, cond_type: str) -> tuple[str, str] | None:

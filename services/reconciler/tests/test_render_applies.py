@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from reconciler_fixtures import platform_api  # noqa: F401
+from kubernetes_asyncio import client
+from reconciler_fixtures import IMAGE, judged_by_label, platform_api  # noqa: F401
 
 from ballast.kube.apply import apply, get
 from ballast.kube.errors import Invalid
@@ -22,13 +23,11 @@ MANAGER = "ballast-reconciler"
 async def webapp(kube_api: Any, namespace: str, **spec: Any) -> WebApp:
     """A real WebApp to own the children (the garbage collector removes children of a missing owner); no operator
     runs here, so the children are exactly what the test applies."""
-    from kubernetes_asyncio import client
-
     body = {
         "apiVersion": "platform.example.com/v1",
         "kind": "WebApp",
         "metadata": {"name": "web"},
-        "spec": {"image": "registry.example.com/shop/web:1.2.3"} | spec,
+        "spec": {"image": IMAGE} | spec,
     }
     stored = await client.CustomObjectsApi(kube_api).create_namespaced_custom_object(
         "platform.example.com", "v1", namespace, "webapps", body
@@ -45,11 +44,10 @@ async def enforce(kube_api: Any, namespace: str, level: str) -> None:
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": namespace_labels(tenant)}},
         field_manager=MANAGER,
     )
+    await judged_by_label(client.CustomObjectsApi(kube_api), namespace, level)
 
 
 async def ready_pods(kube_api: Any, namespace: str) -> int:
-    from kubernetes_asyncio import client
-
     pods = await client.CoreV1Api(kube_api).list_namespaced_pod(namespace, label_selector="app.kubernetes.io/name=web")
     return sum(
         1

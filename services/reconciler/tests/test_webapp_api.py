@@ -15,7 +15,7 @@ import yaml
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import BaseModel, TypeAdapter
-from reconciler_fixtures import CRD_FILES, DEPLOY, IMAGE, POLICY_FILE, admitted, platform_api, unique, webapp  # noqa: F401
+from reconciler_fixtures import CRD_FILES, DEPLOY, IMAGE, POLICY_FILE, judged_by_label, platform_api, unique, webapp  # noqa: F401
 
 from ballast.kube.install import InstallError, install, load_manifests
 from ballast.reconciler.api import (
@@ -172,16 +172,7 @@ async def label_namespace(
     await client.CoreV1Api(kube_api).patch_namespace(
         namespace, {"metadata": {"labels": {MAX_POD_SECURITY_LABEL: label}}}, **MERGE_PATCH
     )
-    allowed = PodSecurityLevel(label) if label in set(PodSecurityLevel) else PodSecurityLevel.RESTRICTED
-
-    async def judged_by_label() -> bool:
-        for level in PodSecurityLevel:
-            probe = webapp(unique("probe"), {"image": IMAGE, "security": {"podSecurityStandard": level.value}})
-            if await admitted(custom, namespace, probe) != allowed.allows(level):
-                return False
-        return True
-
-    await eventually(judged_by_label, timeout=10, interval=0.05, what=f"policy judging by label {label}")
+    await judged_by_label(custom, namespace, label)
 
 
 @cluster
