@@ -76,7 +76,7 @@ async def _script(where: platform.Platform, state_dir: Path) -> None:
     from ballast.slo import RuleOptions, WindowCatalogue
     from ballast.slo.durations import format_duration
     from ballast.slo_engine.api import ServiceLevelObjectiveSpec, to_objective
-    from ballast.slo_engine.budgets import BudgetBook, StoredBudget
+    from ballast.slo_engine.budgets import BudgetBook, BudgetShard
     from ballast.slo_engine.prometheus_source import PrometheusSource, SeriesSlo, windows_to_read
     from ballast.slo_engine.rules_sync import RuleSync
     from ballast.telemetry.metrics import BusMetrics
@@ -96,7 +96,7 @@ async def _script(where: platform.Platform, state_dir: Path) -> None:
     await bus.ensure_streams([PLATFORM_EVENTS])
     await bus.ensure_buckets([SLO_BUDGETS])
     book = BudgetBook(
-        await bus.kv(SLO_BUDGETS, StoredBudget), bus.publisher, CATALOGUE.registry, "local", "/local/slo-demo"
+        await bus.kv(SLO_BUDGETS, BudgetShard), bus.publisher, CATALOGUE.registry, "local", "/local/slo-demo"
     )
     nc = await nats.connect(where.nats_url)
 
@@ -149,7 +149,7 @@ async def _script(where: platform.Platform, state_dir: Path) -> None:
             if measurement is None:
                 return None
             state = await book.evaluate(objective, NAMESPACE, windows, measurement)
-            burns = {rate.window: rate.burn_rate for rate in state.burn_rates}
+            burns = state.burn_rates
             in_prometheus = await alerts()
             firing = set(state.firing)
             engine = ",".join(sorted(firing)) or "-"

@@ -65,7 +65,7 @@ from ballast.local.nats_server import NatsServer, free_port
 from ballast.local.prometheus import Prometheus, ScrapeTarget
 from ballast.runtime import collector
 from ballast.slo import Alerting, AlertTier, EventRatioSli, RollingWindow, ServiceLevelObjective, WindowCatalogue
-from ballast.slo_engine.budgets import BudgetBook, StoredBudget
+from ballast.slo_engine.budgets import BudgetBook, BudgetShard
 from ballast.slo_engine.evaluator import Evaluator
 from ballast.slo_engine.prometheus_measure import PrometheusMeasurer
 from ballast.slo_engine.prometheus_source import PrometheusSource, sli_record, windows_to_read
@@ -318,7 +318,7 @@ async def main(n: int, events: int, webapps: int, burst: int, requests: int) -> 
             del backlog
             collector.settle()
             book = BudgetBook(
-                await bus.kv(SLO_BUDGETS, StoredBudget), bus.publisher, bus.catalogue.registry, CLUSTER, "/bench"
+                await bus.kv(SLO_BUDGETS, BudgetShard), bus.publisher, bus.catalogue.registry, CLUSTER, "/bench"
             )
             cycles: list[float] = []
             moments: list[datetime] = []

@@ -26,13 +26,17 @@ from ballast.local.nats_server import NatsServer
 from ballast.slo import Alerting, AlertTier, EventRatioSli, RollingWindow, ServiceLevelObjective, workbook_windows
 from ballast.slo.evaluation import BudgetState, Figures, Measurement, evaluate
 from ballast.slo_engine.budgets import (
+    SHARDS,
     STATE_REFRESH,
     BudgetBook,
+    BudgetShard,
     Evaluand,
     StoredBudget,
     UnpublishedEvent,
-    budget_key,
     current,
+    legacy_key,
+    shard_key,
+    slo_id,
 )
 from ballast.slo_engine.status import StatusView
 from ballast.telemetry.metrics import BusMetrics
@@ -81,8 +85,25 @@ async def connect(nats_server: NatsServer) -> AsyncIterator[Connect]:
 
 
 async def book(bus: Bus) -> BudgetBook:
-    kv = await bus.kv(SLO_BUDGETS, StoredBudget)
+    kv = await bus.kv(SLO_BUDGETS, BudgetShard)
     return BudgetBook(kv, bus.publisher, CATALOGUE.registry, CLUSTER, f"/clusters/{CLUSTER}/slo-engine")
+
+
+async def stored_budget(bus: Bus, namespace: str, name: str) -> tuple[StoredBudget | None, int]:
+    """The SLO's budget as its shard holds it, and the shard's revision (0: no shard)."""
+    entry = await (await bus.kv(SLO_BUDGETS, BudgetShard)).get(shard_key(namespace, name))
+    if entry is None or entry.value is None:
+        return None, 0
+    return entry.value.budgets.get(slo_id(namespace, name)), entry.revision
+
+
+async def old_layout(bus: Bus, namespace: str, name: str, record: StoredBudget) -> None:
+    """Writes `record` as the engine did before shards: alone, under `<namespace>.<name>`."""
+    await (await bus.kv(SLO_BUDGETS, StoredBudget)).put(legacy_key(namespace, name), record)
+
+
+async def old_key_gone(bus: Bus, namespace: str, name: str) -> bool:
+    return await (await bus.kv(SLO_BUDGETS, StoredBudget)).get(legacy_key(namespace, name)) is None
 
 
 async def published(bus: Bus, namespace: str) -> list[tuple[str, str]]:
@@ -138,22 +159,128 @@ async def test_transitions_a_stopped_run_left_unpublished_go_out_once(
     left = StoredBudget(
         state=evaluation.state, unpublished=(UnpublishedEvent.of(namespace, "availability", transition),)
     )
-    kv = await bus.kv(SLO_BUDGETS, StoredBudget)
-    await kv.put(budget_key(namespace, "availability"), left)
+    kv = await bus.kv(SLO_BUDGETS, BudgetShard)
+    shard = shard_key(namespace, "availability")
+    await kv.put(shard, BudgetShard(budgets={slo_id(namespace, "availability"): left}))
 
     engine = await book(await connect())
     await engine.evaluate(objective(), namespace, WINDOWS, measured(T0 + MINUTE, 0.1))
     # Published by the next evaluation, and cleared from the bucket.
     assert await published(bus, namespace) == [firing_id(namespace, T0)]
-    entry = await kv.get(budget_key(namespace, "availability"))
-    assert entry is not None
-    assert entry.value is not None
-    assert entry.value.unpublished == ()
+    record, _ = await stored_budget(bus, namespace, "availability")
+    assert record is not None
+    assert record.unpublished == ()
+    assert record.state.firing == {BurnTier.PAGE: T0}
 
     # Had the run published them before it stopped, publishing again stores nothing new.
-    await kv.put(budget_key(namespace, "availability"), left)
+    await kv.put(shard, BudgetShard(budgets={slo_id(namespace, "availability"): left}))
     await engine.evaluate(objective(), namespace, WINDOWS, measured(T0 + 2 * MINUTE, 0.1))
     assert await published(bus, namespace) == [firing_id(namespace, T0)]
+
+
+async def test_a_budget_stored_before_shards_is_carried_over_and_its_unpublished_transitions_go_out_once(
+    connect: Connect, unique: Callable[[str], str]
+) -> None:
+    namespace = unique("shop-")
+    bus = await connect()
+    evaluation = evaluate(objective(), namespace, CLUSTER, WINDOWS, measured(T0, 0.1), None)
+    (transition,) = evaluation.transitions
+    left = StoredBudget(
+        state=evaluation.state, unpublished=(UnpublishedEvent.of(namespace, "availability", transition),)
+    )
+    await old_layout(bus, namespace, "availability", left)
+
+    engine = await book(await connect())
+    assert await engine.state(namespace, "availability") == evaluation.state  # read where it is
+    still = await engine.evaluate(objective(), namespace, WINDOWS, measured(T0 + MINUTE, 0.1))
+    assert still.firing == {BurnTier.PAGE: T0}  # evaluated against it: firing since before, not reset
+    assert await published(bus, namespace) == [firing_id(namespace, T0)]
+    record, _ = await stored_budget(bus, namespace, "availability")
+    assert record is not None
+    assert (record.state, record.unpublished) == (still, ())
+    assert await old_key_gone(bus, namespace, "availability")
+
+
+async def test_a_leaders_first_cycle_carries_the_old_layout_over_into_shards_keeping_every_state(
+    connect: Connect, unique: Callable[[str], str]
+) -> None:
+    namespace = unique("shop-")
+    bus = await connect()
+    names = [f"slo-{i}" for i in range(12)]
+    for name in names:
+        state = evaluate(objective(name), namespace, CLUSTER, WINDOWS, measured(T0, 0.1), None).state
+        await old_layout(bus, namespace, name, StoredBudget(state=state))
+    view = StatusView()
+    stop = asyncio.Event()
+    following = asyncio.create_task(view.follow(await bus.kv(SLO_BUDGETS, BudgetShard), stop))
+    try:
+        await asyncio.wait_for(view.caught_up.wait(), timeout=10)
+        shown = view.answer(SloStatusRequest(namespace=namespace))
+        assert [s.slo.name for s in shown.slos] == sorted(names)  # the old keys, read as shards of one
+
+        leader = await book(await connect())
+        # Half of them measured this cycle; the rest are carried over all the same.
+        measured_now = names[::2]
+        states = await leader.evaluate_all(
+            [Evaluand(objective(name), namespace, WINDOWS, measured(T0 + MINUTE, 0.1)) for name in measured_now]
+        )
+        assert [s.firing for s in states if isinstance(s, BudgetState)] == [{BurnTier.PAGE: T0}] * len(measured_now)
+        for name in names:
+            record, _ = await stored_budget(bus, namespace, name)
+            assert record is not None, name
+            assert record.state.evaluated_at == (T0 + MINUTE if name in measured_now else T0)
+            assert await old_key_gone(bus, namespace, name)
+
+        async def carried() -> bool:
+            answer = view.answer(SloStatusRequest(namespace=namespace)).slos
+            return [(s.slo.name, s.evaluated_at) for s in answer] == sorted(
+                (name, T0 + MINUTE if name in measured_now else T0) for name in names
+            )
+
+        # The old keys' deletions do not take the SLOs out of the view: their shards hold them now.
+        await eventually(carried, timeout=10, interval=0.05, what="the view shows every SLO from its shard")
+    finally:
+        stop.set()
+        await following
+    # The firing tiers found before the change are not told again.
+    assert await published(bus, namespace) == []
+
+
+async def test_a_cycle_writes_each_shard_once_however_many_of_its_slos_moved(
+    connect: Connect, unique: Callable[[str], str]
+) -> None:
+    namespace = unique("shop-")
+    bus = await connect()
+    leader = await book(bus)
+    names = [f"slo-{i}" for i in range(2 * SHARDS)]
+    shards = {shard_key(namespace, name) for name in names}
+    assert len(shards) < len(names)
+
+    async def writes_during(at: datetime, ratio: float) -> int:
+        before = (await bus.js.stream_info(f"KV_{SLO_BUDGETS.name}")).state.last_seq
+        states = await leader.evaluate_all(
+            [Evaluand(objective(name), namespace, WINDOWS, measured(at, ratio)) for name in names]
+        )
+        assert all(isinstance(s, BudgetState) and s.evaluated_at == at for s in states), states
+        return int((await bus.js.stream_info(f"KV_{SLO_BUDGETS.name}")).state.last_seq - before)
+
+    assert await writes_during(T0, 0.0001) == len(shards)  # no transitions: one write per shard
+    assert await writes_during(T0 + MINUTE, 0.0002) == len(shards)  # every figure moved: again one per shard
+    for name in names:
+        record, _ = await stored_budget(bus, namespace, name)
+        assert record is not None
+        assert record.state.evaluated_at == T0 + MINUTE
+
+    await leader.forget(namespace, names[0])
+    assert await leader.state(namespace, names[0]) is None
+    assert (await stored_budget(bus, namespace, names[0]))[0] is None
+    assert (await stored_budget(bus, namespace, names[1]))[0] is not None
+
+
+def test_a_value_of_the_layout_before_shards_reads_as_a_shard_of_one() -> None:
+    state = evaluate(objective(), "shop", CLUSTER, WINDOWS, measured(T0, 0.1), None).state
+    shard = BudgetShard.model_validate_json(StoredBudget(state=state).model_dump_json())
+    assert shard.budgets == {"shop/availability": StoredBudget(state=state)}
 
 
 async def test_replicas_evaluating_at_once_store_one_state_and_tell_once(
@@ -203,12 +330,11 @@ async def test_a_cycle_evaluates_all_at_once_and_one_whose_copy_is_stale_against
             (slo_event_type(SloEvent.PAGE_BURN_FIRING), f"{namespace}/b:page:firing:{later.isoformat()}"),
         ]
     )
-    stored = await (await connect()).kv(SLO_BUDGETS, StoredBudget)
+    reader = await connect()
     for name in names:
-        entry = await stored.get(budget_key(namespace, name))
-        assert entry is not None
-        assert entry.value is not None
-        assert entry.value.unpublished == ()  # told, then cleared
+        record, _ = await stored_budget(reader, namespace, name)
+        assert record is not None
+        assert record.unpublished == ()  # told, then cleared
     # The same measurement again: nothing changes, nothing is written or told.
     assert await leader.evaluate_all(cycle(later, 0.1)) == second
     assert len(await published(await connect(), namespace)) == len(told)
@@ -219,16 +345,17 @@ async def test_a_state_whose_figures_did_not_move_is_stored_again_only_after_the
 ) -> None:
     namespace = unique("shop-")
     leader = await book(await connect())
-    kv = await (await connect()).kv(SLO_BUDGETS, StoredBudget)
+    reader = await connect()
 
     async def cycle(at: datetime, ratio: float) -> tuple[BudgetState, int]:
         (state,) = await leader.evaluate_all(
             [Evaluand(objective("a"), namespace, WINDOWS, measured(at, ratio, 0.0002))]
         )
         assert isinstance(state, BudgetState)
-        entry = await kv.get(budget_key(namespace, "a"))
-        assert entry is not None
-        return state, entry.revision
+        record, revision = await stored_budget(reader, namespace, "a")
+        assert record is not None
+        assert record.state == state
+        return state, revision
 
     first, revision = await cycle(T0, 0.0005)
     same, same_revision = await cycle(T0 + timedelta(seconds=10), 0.0005)
@@ -273,7 +400,7 @@ async def test_the_status_endpoint_answers_from_the_stored_states(
 
     view = StatusView()
     stop = asyncio.Event()
-    following = asyncio.create_task(view.follow(await engine_bus.kv(SLO_BUDGETS, StoredBudget), stop))
+    following = asyncio.create_task(view.follow(await engine_bus.kv(SLO_BUDGETS, BudgetShard), stop))
     await engine_bus.serve(SLO_STATUS, view.handle)
     caller = await connect()
 

@@ -35,7 +35,7 @@ from ballast.kube.informer import ObjectKey
 from ballast.local.traffic import TrafficExporter
 from ballast.slo import RuleOptions, ServiceLevelObjective, WindowCatalogue
 from ballast.slo.evaluation import BudgetState
-from ballast.slo_engine.budgets import BudgetBook, StoredBudget
+from ballast.slo_engine.budgets import BudgetBook, BudgetShard
 from ballast.slo_engine.prometheus_measure import PrometheusMeasurer
 from ballast.slo_engine.prometheus_source import PrometheusSource
 from ballast.slo_engine.rules_sync import RuleSync
@@ -81,7 +81,7 @@ async def test_an_slo_below_its_minimum_request_rate_stays_silent_while_one_abov
         await bus.ensure_streams([PLATFORM_EVENTS])
         await bus.ensure_buckets([SLO_BUDGETS])
         book = BudgetBook(
-            await bus.kv(SLO_BUDGETS, StoredBudget), bus.publisher, CATALOGUE.registry, CLUSTER, "/test/slo-engine"
+            await bus.kv(SLO_BUDGETS, BudgetShard), bus.publisher, CATALOGUE.registry, CLUSTER, "/test/slo-engine"
         )
         async with PrometheusSource(prometheus.url) as source:
             measurer = PrometheusMeasurer(source, catalogue)

@@ -42,7 +42,7 @@ from ballast.slo import (
 )
 from ballast.slo.evaluation import BudgetState, evaluate
 from ballast.slo.rules import RecordingRule
-from ballast.slo_engine.budgets import BudgetBook, StoredBudget
+from ballast.slo_engine.budgets import BudgetBook, BudgetShard
 from ballast.slo_engine.prometheus_source import PrometheusSource, SeriesSlo, sli_record, windows_to_read
 from ballast.slo_engine.rules_sync import RuleSync, slo_rules
 from ballast.testing import eventually
@@ -218,7 +218,7 @@ async def test_injected_errors_page_in_prometheus_and_on_the_bus_with_the_same_b
         await bus.ensure_streams([PLATFORM_EVENTS])
         await bus.ensure_buckets([SLO_BUDGETS])
         book = BudgetBook(
-            await bus.kv(SLO_BUDGETS, StoredBudget), bus.publisher, CATALOGUE.registry, CLUSTER, "/test/slo-engine"
+            await bus.kv(SLO_BUDGETS, BudgetShard), bus.publisher, CATALOGUE.registry, CLUSTER, "/test/slo-engine"
         )
         async with PrometheusSource(prometheus.url) as source:
             await _rules_loaded(prometheus.url)

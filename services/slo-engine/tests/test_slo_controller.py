@@ -20,7 +20,7 @@ from ballast.kube.rest import send_json
 from ballast.slo import workbook_windows
 from ballast.slo.evaluation import Measurement
 from ballast.slo_engine.api import GROUP, SLOS, VERSION
-from ballast.slo_engine.budgets import BudgetBook, StoredBudget
+from ballast.slo_engine.budgets import BudgetBook, BudgetShard
 from ballast.slo_engine.controller import SloController
 from ballast.testing import eventually
 
@@ -49,7 +49,7 @@ def slo(name: str, spec: dict[str, Any]) -> dict[str, Any]:
 async def book(bus: Bus) -> BudgetBook:
     await bus.ensure_streams([PLATFORM_EVENTS])
     await bus.ensure_buckets([SLO_BUDGETS])
-    kv = await bus.kv(SLO_BUDGETS, StoredBudget)
+    kv = await bus.kv(SLO_BUDGETS, BudgetShard)
     return BudgetBook(kv, bus.publisher, CATALOGUE.registry, "local", "/clusters/local/slo-engine")
 
 

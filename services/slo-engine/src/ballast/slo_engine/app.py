@@ -38,7 +38,7 @@ from ballast.runtime import PORTS, ServiceApp, collector
 from ballast.runtime.leases import LeaseSettings
 from ballast.slo import RuleOptions, WindowCatalogue
 from ballast.slo_engine.availability import WebAppRecord
-from ballast.slo_engine.budgets import BudgetBook, StoredBudget
+from ballast.slo_engine.budgets import BudgetBook, BudgetShard
 from ballast.slo_engine.causes import CauseWindow
 from ballast.slo_engine.controller import SloController
 from ballast.slo_engine.defaults import DefaultSlos
@@ -106,7 +106,7 @@ def build(settings: SloEngineSettings) -> ServiceApp:
         await api.close()
 
     async def open_book(bus: Bus) -> BudgetBook:
-        kv = await bus.kv(SLO_BUDGETS, StoredBudget)
+        kv = await bus.kv(SLO_BUDGETS, BudgetShard)
         return BudgetBook(kv, bus.publisher, bus.catalogue.registry, settings.cluster, source)
 
     async def open_store(bus: Bus) -> SliStore:
@@ -133,8 +133,9 @@ def build(settings: SloEngineSettings) -> ServiceApp:
     app.consume_batches(SLO_ENGINE_FACTS, on_facts, concurrency=SLO_ENGINE_FACTS.max_ack_pending)
     app.consume(SLO_ENGINE_CAUSES, on_cause)
 
-    async def follow_budgets(bus: Bus, stop: asyncio.Event) -> None:
-        await view.follow(await bus.kv(SLO_BUDGETS, StoredBudget), stop)
+    async def follow_budgets(_: Bus, stop: asyncio.Event) -> None:
+        # The book's own bucket object: what the leader writes comes back to its view as written, not decoded again.
+        await view.follow(book.value.kv, stop)
 
     app.background(follow_budgets)
     app.serve(SLO_STATUS, view.handle)

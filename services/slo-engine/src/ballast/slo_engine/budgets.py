@@ -1,28 +1,34 @@
 """The SLOs' budget states in JetStream KV (`SLO_BUDGETS`), and the transitions they publish once.
 
-An evaluation reads the SLO's stored state, evaluates against it, and writes the new state with compare-and-set
-(a replica that lost the race reads again and evaluates against the winner's state). The transitions found are
-written with the state, as unpublished, before they are published, and cleared after: a process that dies between
-the write and the publish leaves them for the next evaluation to publish. Their ids are fixed by the transition, so
-a publish repeated within the stream's duplicate window is stored once. Nothing is ever reset: a restarted engine
-evaluates against the stored state, so it neither forgets a firing tier nor tells it again.
+States are stored in shards: each SLO's under `_shards.<nnn>` (one of SHARDS keys, by a hash of its namespace and
+name), as `<namespace>/<name>` in that shard's value. An evaluation reads the SLO's shard, evaluates against its
+stored state, and writes the shard back with compare-and-set (a replica that lost the race reads again and evaluates
+against the winner's state). The transitions found are written with the state, as unpublished, before they are
+published, and cleared after: a process that dies between the write and the publish leaves them for the next
+evaluation to publish. Their ids are fixed by the transition, so a publish repeated within the stream's duplicate
+window is stored once. Nothing is ever reset: a restarted engine evaluates against the stored state, so it neither
+forgets a firing tier nor tells it again; the per-SLO keys of the layout before shards (`<namespace>.<name>`) are
+read too and carried over into their shards by the leader's first cycle.
 
-A cycle evaluates every SLO at once (`evaluate_all`): against the states the book last read or wrote (the whole
-bucket, read in one pass at its first cycle), all new states are written together and acknowledged as they come,
-and the transitions of all of them are published together. Compare-and-set still guards each key: an SLO whose copy
-is stale (another replica wrote) or that holds transitions left unpublished goes the one-by-one way, which reads it.
-A state whose figures did not move since the stored one (no transition, the same within rounding) is not stored again
-until it is STATE_REFRESH old: most SLOs most cycles, and a write per SLO per cycle was most of a cycle's cost.
+A cycle evaluates every SLO at once (`evaluate_all`): against the shards the book last read or wrote (the whole
+bucket, read in one pass at its first cycle), every shard holding a new state is written, all together and
+acknowledged as they come, and the transitions of all of them are published together. Compare-and-set still guards
+each shard: the SLOs of a shard whose copy is stale (another replica wrote) and those holding transitions left
+unpublished go the one-by-one way, which reads it. A state whose figures did not move since the stored one (no
+transition, the same within rounding) is not stored again until it is STATE_REFRESH old. A write per SLO (a message
+published, stored, acknowledged and watched) was most of a cycle's cost when every state moved: shards make it a
+few hundred writes whatever the number of SLOs.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+import zlib
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any, NamedTuple
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ballast.bus.kv import CaughtUp, Entry, KeyValue, KvConflict
 from ballast.bus.publisher import Publisher
@@ -56,12 +62,59 @@ class UnpublishedEvent(BaseModel):
 
 
 class StoredBudget(BaseModel):
-    """The value kept per SLO in the bucket, under `<namespace>.<name>`."""
+    """One SLO's stored budget: its state and the transitions not yet known to be on the bus."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     state: BudgetState
     unpublished: tuple[UnpublishedEvent, ...] = ()
+
+
+# SLOs are stored SHARDS to a key, hashed by namespace and name: a cycle that moves every SLO's figures writes a few
+# hundred values, not one per SLO (each write is a message published, stored and acknowledged, and was most of a
+# cycle's cost). 256 keeps a shard of 100,000 SLOs near 300 kB, inside the server's 1 MB message limit. Changing it
+# moves SLOs between keys: it is part of the stored layout.
+SHARDS = 256
+SHARD_PREFIX = "_shards."  # no namespace starts with "_": never a key of the per-SLO layout before shards
+
+
+def slo_id(namespace: str, name: str) -> str:
+    """An SLO's name within its shard."""
+    return f"{namespace}/{name}"
+
+
+def shard_key(namespace: str, name: str) -> str:
+    """The key of the shard holding the SLO's budget (crc32: the same in every process, unlike `hash`)."""
+    return f"{SHARD_PREFIX}{zlib.crc32(slo_id(namespace, name).encode()) % SHARDS:03d}"
+
+
+def legacy_key(namespace: str, name: str) -> str:
+    """Where the layout before shards kept the SLO's budget alone (`<namespace>.<name>`); read to carry it over."""
+    return f"{namespace}.{name}"
+
+
+class BudgetShard(BaseModel):
+    """The value kept under a shard key: the budgets of the SLOs hashed to it, by `<namespace>/<name>`.
+
+    A value of the layout before shards (one `StoredBudget` under `<namespace>.<name>`) reads as a shard of one, so
+    that the bucket is read with one model while such keys remain (the leader carries them over at its first cycle).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    budgets: dict[str, StoredBudget] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_one_budget(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "state" in value and "budgets" not in value:
+            slo = value["state"].get("slo") if isinstance(value["state"], dict) else None
+            if isinstance(slo, dict):
+                return {"budgets": {slo_id(str(slo.get("namespace")), str(slo.get("name"))): value}}
+        return value
+
+
+EMPTY_SHARD: dict[str, StoredBudget] = {}
 
 
 # A state whose figures did not move (beyond what any reader shows) is not stored again each cycle, only this often:
@@ -109,10 +162,6 @@ def current(stored: BudgetState, new: Figures) -> bool:
     )
 
 
-def budget_key(namespace: str, name: str) -> str:
-    return f"{namespace}.{name}"
-
-
 class Evaluand(NamedTuple):
     """One SLO to evaluate in a cycle."""
 
@@ -122,54 +171,97 @@ class Evaluand(NamedTuple):
     measurement: Measurement
 
 
+Shards = dict[str, tuple[int, Mapping[str, StoredBudget]]]  # shard key -> (revision, budgets); absent: no such key
+
+
 class BudgetBook:
     def __init__(
-        self, kv: KeyValue[StoredBudget], publisher: Publisher, registry: TypeRegistry, cluster: str, source: str
+        self, kv: KeyValue[BudgetShard], publisher: Publisher, registry: TypeRegistry, cluster: str, source: str
     ) -> None:
         self._kv = kv
         self._publisher = publisher
         self._registry = registry
         self.cluster = cluster
         self.source = source
-        # What this book last read or wrote per key (revision 0: absent); None until the bucket is read once.
-        self._known: dict[str, tuple[int, StoredBudget | None]] | None = None
+        # What this book last read or wrote per shard; None until the bucket is read once.
+        self._known: Shards | None = None
+
+    @property
+    def kv(self) -> KeyValue[BudgetShard]:
+        """The bucket, for a view of it in the same process (its watch gets this book's writes undecoded)."""
+        return self._kv
 
     def drop_copy(self) -> None:
         """Forgets the copy (a new term as leader: another leader wrote meanwhile); the next cycle reads the bucket."""
         self._known = None
 
-    async def _load(self) -> dict[str, tuple[int, StoredBudget | None]]:
-        """The whole bucket, read once (one pass of a watch, rather than a request per key)."""
-        known: dict[str, tuple[int, StoredBudget | None]] = {}
+    async def _load(self) -> Shards:
+        """The whole bucket, read once (one pass of a watch, rather than a request per key); budgets still under
+        the per-SLO keys of the layout before shards are carried over into their shards."""
+        known: Shards = {}
+        legacy: dict[str, list[tuple[str, int, str, StoredBudget]]] = {}
         async with self._kv.watch() as changes:
             async for change in changes:
                 if isinstance(change, CaughtUp):
                     break
-                known[change.key] = (change.revision, change.value)
+                if change.key.startswith(SHARD_PREFIX):
+                    if change.value is not None:
+                        known[change.key] = (change.revision, change.value.budgets)
+                    else:
+                        known.pop(change.key, None)
+                elif change.value is not None:
+                    for sid, record in change.value.budgets.items():
+                        namespace, _, name = sid.partition("/")
+                        entry = (change.key, change.revision, sid, record)
+                        legacy.setdefault(shard_key(namespace, name), []).append(entry)
+        for key, budgets in legacy.items():
+            await self._carry_over(known, key, budgets)
         self._known = known
         return known
+
+    async def _carry_over(self, known: Shards, key: str, budgets: list[tuple[str, int, str, StoredBudget]]) -> None:
+        """Writes budgets of the layout before shards into their shard (the newer state where the shard has the SLO
+        too: a replica of the older version may still have been writing), then deletes their old keys."""
+        while True:
+            revision, stored = known.get(key, (0, EMPTY_SHARD))
+            merged = dict(stored)
+            for _, _, sid, record in budgets:
+                have = merged.get(sid)
+                if have is None or record.state.evaluated_at > have.state.evaluated_at:
+                    merged[sid] = record
+            shard = BudgetShard(budgets=merged)
+            try:
+                known[key] = (await self._write(key, revision, shard), shard.budgets)
+                break
+            except KvConflict:
+                await self._refresh(known, key)
+        for old_key, old_revision, _, _ in budgets:
+            with contextlib.suppress(KvConflict):  # written again since (an older replica): carried over next term
+                await self._kv.delete(old_key, revision=old_revision)
+
+    async def _refresh(self, known: Shards, key: str) -> None:
+        entry = await self._kv.get(key)
+        if entry is None or entry.value is None:
+            known.pop(key, None)
+        else:
+            known[key] = (entry.revision, entry.value.budgets)
 
     async def evaluate_all(self, evaluands: Sequence[Evaluand]) -> list[BudgetState | Exception]:
         """Evaluates many SLOs at once: each one's new state, or the error evaluating it raised."""
         known = self._known if self._known is not None else await self._load()
         results: list[BudgetState | Exception | None] = [None] * len(evaluands)
         one_by_one: list[int] = []
-        writes: list[tuple[str, StoredBudget, int]] = []
-        written: list[int] = []
+        changed: dict[str, dict[str, tuple[int, StoredBudget]]] = {}  # shard -> SLO -> (evaluand, new record)
         for index, item in enumerate(evaluands):
-            key = budget_key(item.namespace, item.slo.name)
-            revision, stored = known.get(key, (0, None))
+            namespace, name = item.namespace, item.slo.name
+            key = shard_key(namespace, name)
+            stored = known.get(key, (0, EMPTY_SHARD))[1].get(slo_id(namespace, name))
             if stored is not None and stored.unpublished:
                 one_by_one.append(index)  # left by a run that stopped before publishing them: publish first
                 continue
             try:
                 evaluation = evaluate(
-                    item.slo,
-                    item.namespace,
-                    self.cluster,
-                    item.windows,
-                    item.measurement,
-                    stored.state if stored is not None else None,
+                    item.slo, namespace, self.cluster, item.windows, item.measurement, stored.state if stored else None
                 )
             except Exception as error:
                 results[index] = error
@@ -180,92 +272,159 @@ class BudgetBook:
             ):
                 results[index] = stored.state
                 continue
-            unpublished = tuple(UnpublishedEvent.of(item.namespace, item.slo.name, t) for t in evaluation.transitions)
-            writes.append((key, StoredBudget(state=evaluation.state, unpublished=unpublished), revision))
-            written.append(index)
-        outcomes = await self._kv.update_all(writes)
-        told: list[tuple[str, StoredBudget, int]] = []
-        for index, (key, record, _), outcome in zip(written, writes, outcomes, strict=True):
+            unpublished = tuple(UnpublishedEvent.of(namespace, name, t) for t in evaluation.transitions)
+            record = StoredBudget(state=evaluation.state, unpublished=unpublished)
+            changed.setdefault(key, {})[slo_id(namespace, name)] = (index, record)
+        writes = []
+        for key, news in changed.items():
+            revision, stored_budgets = known.get(key, (0, EMPTY_SHARD))
+            budgets = dict(stored_budgets)
+            for sid, (_, record) in news.items():
+                budgets[sid] = record
+            writes.append((key, BudgetShard(budgets=budgets), revision))
+        told: dict[str, dict[str, tuple[UnpublishedEvent, ...]]] = {}
+        stale: set[str] = set()
+        for (key, shard, _), outcome in zip(writes, await self._kv.update_all(writes), strict=True):
             if isinstance(outcome, KvConflict):
                 known.pop(key, None)
-                one_by_one.append(index)  # another replica wrote meanwhile: read it and evaluate against it
+                stale.add(key)
+                # Another replica wrote to the shard meanwhile: read it and evaluate against it.
+                one_by_one.extend(index for index, _ in changed[key].values())
                 continue
-            known[key] = (outcome, record)
-            results[index] = record.state
-            if record.unpublished:
-                told.append((key, record, outcome))
+            known[key] = (outcome, shard.budgets)
+            for sid, (index, record) in changed[key].items():
+                results[index] = record.state
+                if record.unpublished:
+                    told.setdefault(key, {})[sid] = record.unpublished
         if told:
-            await self._publish(tuple(event for _, record, _ in told for event in record.unpublished))
-            cleared = [(key, StoredBudget(state=record.state), revision) for key, record, revision in told]
-            for (key, record, _), outcome in zip(cleared, await self._kv.update_all(cleared), strict=True):
-                if isinstance(outcome, KvConflict):
-                    known.pop(key, None)  # a newer state was stored, by an evaluation that published these first
-                else:
-                    known[key] = (outcome, record)
+            await self._publish(tuple(event for news in told.values() for events in news.values() for event in events))
+            await self._clear_all(known, told)
         for index in one_by_one:
             item = evaluands[index]
             try:
                 results[index] = await self.evaluate(item.slo, item.namespace, item.windows, item.measurement)
             except Exception as error:
                 results[index] = error
+        for key in stale - known.keys():
+            await self._refresh(known, key)
         return [result if result is not None else RuntimeError("not evaluated") for result in results]
+
+    async def _clear_all(self, known: Shards, told: dict[str, dict[str, tuple[UnpublishedEvent, ...]]]) -> None:
+        """Clears the transitions published from their shards, all shards at once; a shard written meanwhile is
+        read and cleared again (`_clear`)."""
+        writes = []
+        for key, news in told.items():
+            revision, budgets = known[key]
+            writes.append((key, BudgetShard(budgets=_cleared(budgets, news)), revision))
+        for (key, shard, _), outcome in zip(writes, await self._kv.update_all(writes), strict=True):
+            if isinstance(outcome, KvConflict):
+                await self._clear(key, told[key])
+            else:
+                known[key] = (outcome, shard.budgets)
+
+    async def _clear(self, key: str, told: Mapping[str, tuple[UnpublishedEvent, ...]]) -> None:
+        """Clears published transitions from the shard as it is now: those still waiting there (a newer state of the
+        SLO holds only its own, published by the evaluation that stored it)."""
+        while True:
+            entry = await self._kv.get(key)
+            if entry is None or entry.value is None:
+                return
+            budgets = _cleared(entry.value.budgets, told)
+            if budgets is entry.value.budgets:
+                return
+            try:
+                self._remember(key, await self._kv.update(key, BudgetShard(budgets=budgets), entry.revision), budgets)
+                return
+            except KvConflict:
+                continue
 
     async def state(self, namespace: str, name: str) -> BudgetState | None:
         """The SLO's stored state: this book's copy once its cycles keep one (the SLO controller asks after every
         evaluation, for every SLO), else read."""
-        key = budget_key(namespace, name)
+        key, sid = shard_key(namespace, name), slo_id(namespace, name)
         if self._known is not None and key in self._known:
-            stored = self._known[key][1]
-            return stored.state if stored is not None else None
-        entry = await self._kv.get(key)
-        return entry.value.state if entry is not None and entry.value is not None else None
+            held = self._known[key][1].get(sid)
+            if held is not None:
+                return held.state
+        _, stored, _ = await self._read(namespace, name)
+        return stored.state if stored is not None else None
+
+    async def _read(
+        self, namespace: str, name: str
+    ) -> tuple[Entry[BudgetShard] | None, StoredBudget | None, Entry[BudgetShard] | None]:
+        """The SLO's shard as stored, its budget, and the entry of its old per-SLO key when the budget is still
+        there only (not carried over yet)."""
+        entry = await self._kv.get(shard_key(namespace, name))
+        sid = slo_id(namespace, name)
+        stored = entry.value.budgets.get(sid) if entry is not None and entry.value is not None else None
+        if stored is not None:
+            return entry, stored, None
+        old = await self._kv.get(legacy_key(namespace, name))
+        if old is None or old.value is None or sid not in old.value.budgets:
+            return entry, None, None
+        return entry, old.value.budgets[sid], old
 
     async def evaluate(
         self, slo: ServiceLevelObjective, namespace: str, windows: AlertWindows, measurement: Measurement
     ) -> BudgetState:
         """Evaluates `measurement` against the stored state, stores the result and publishes its transitions."""
-        key = budget_key(namespace, slo.name)
+        key, sid = shard_key(namespace, slo.name), slo_id(namespace, slo.name)
         while True:
-            entry = await self._kv.get(key)
-            stored = entry.value if entry is not None else None
+            entry, stored, old = await self._read(namespace, slo.name)
             if stored is not None and stored.unpublished:
                 await self._publish(stored.unpublished)  # left by a run that stopped before publishing them
             previous = stored.state if stored is not None else None
             evaluation = evaluate(slo, namespace, self.cluster, windows, measurement, previous)
-            if stored is not None and evaluation.state == stored.state and not stored.unpublished:
+            if stored is not None and evaluation.state == stored.state and not stored.unpublished and old is None:
                 return stored.state
             record = StoredBudget(
                 state=evaluation.state,
                 unpublished=tuple(UnpublishedEvent.of(namespace, slo.name, t) for t in evaluation.transitions),
             )
+            budgets = dict(entry.value.budgets) if entry is not None and entry.value is not None else {}
+            budgets[sid] = record
             try:
-                revision = await self._write(key, entry, record)
+                revision = await self._write(key, entry.revision if entry else 0, BudgetShard(budgets=budgets))
             except KvConflict:
                 continue  # another replica stored a state meanwhile: evaluate against it
             break
-        self._remember(key, revision, record)
+        self._remember(key, revision, budgets)
+        if old is not None:
+            with contextlib.suppress(KvConflict):
+                await self._kv.delete(old.key, revision=old.revision)
         if record.unpublished:
             await self._publish(record.unpublished)
-            # A conflict means a newer state was stored, by an evaluation that published these first.
-            with contextlib.suppress(KvConflict):
-                cleared = StoredBudget(state=record.state)
-                self._remember(key, await self._kv.update(key, cleared, revision), cleared)
+            await self._clear(key, {sid: record.unpublished})
         return record.state
 
-    def _remember(self, key: str, revision: int, record: StoredBudget | None) -> None:
+    def _remember(self, key: str, revision: int, budgets: Mapping[str, StoredBudget]) -> None:
         if self._known is not None:
-            self._known[key] = (revision, record)
+            self._known[key] = (revision, budgets)
 
     async def forget(self, namespace: str, name: str) -> None:
         """Drops a deleted SLO's state (its history stays until the bucket's limits drop it)."""
-        await self._kv.delete(budget_key(namespace, name))
-        if self._known is not None:
-            self._known.pop(budget_key(namespace, name), None)
+        key, sid = shard_key(namespace, name), slo_id(namespace, name)
+        while True:
+            entry, _, old = await self._read(namespace, name)
+            if old is not None:
+                with contextlib.suppress(KvConflict):
+                    await self._kv.delete(old.key, revision=old.revision)
+                continue
+            if entry is None or entry.value is None or sid not in entry.value.budgets:
+                break
+            budgets = {other: record for other, record in entry.value.budgets.items() if other != sid}
+            try:
+                self._remember(key, await self._kv.update(key, BudgetShard(budgets=budgets), entry.revision), budgets)
+                return
+            except KvConflict:
+                continue
+        if self._known is not None and key in self._known and sid in self._known[key][1]:
+            await self._refresh(self._known, key)
 
-    async def _write(self, key: str, entry: Entry[StoredBudget] | None, record: StoredBudget) -> int:
-        if entry is None:
-            return await self._kv.create(key, record)
-        return await self._kv.update(key, record, entry.revision)
+    async def _write(self, key: str, revision: int, shard: BudgetShard) -> int:
+        if revision == 0:
+            return await self._kv.create(key, shard)
+        return await self._kv.update(key, shard, revision)
 
     async def _publish(self, events: tuple[UnpublishedEvent, ...]) -> None:
         envelopes = []
@@ -276,3 +435,16 @@ class BudgetBook:
             envelope = new_event(ce_type, self.source, data, subject=subject, event_id=unpublished.id)
             envelopes.append((slo_subject(self.cluster, unpublished.namespace, unpublished.event), envelope))
         await self._publisher.publish_all(envelopes)
+
+
+def _cleared(
+    budgets: Mapping[str, StoredBudget], told: Mapping[str, tuple[UnpublishedEvent, ...]]
+) -> Mapping[str, StoredBudget]:
+    """`budgets` without the published transitions `told` (per SLO); the same object when none is still there."""
+    cleared: dict[str, StoredBudget] | None = None
+    for sid, events in told.items():
+        record = budgets.get(sid)
+        if record is not None and record.unpublished == events:
+            cleared = dict(budgets) if cleared is None else cleared
+            cleared[sid] = StoredBudget(state=record.state)
+    return budgets if cleared is None else cleared

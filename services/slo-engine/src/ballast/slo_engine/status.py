@@ -16,7 +16,7 @@ from ballast.bus.kv import CaughtUp, KeyValue, Watch
 from ballast.events.contracts.slo import SloStatusRequest, SloStatusResponse
 from ballast.runtime.stopping import until_stopped
 from ballast.slo.evaluation import BudgetState
-from ballast.slo_engine.budgets import StoredBudget
+from ballast.slo_engine.budgets import BudgetShard, slo_id
 
 
 class StatusView:
@@ -25,27 +25,36 @@ class StatusView:
         # every SLO. The states are kept as stored and made answers when asked: every cycle stores thousands of
         # states, and a request asks for one or a few.
         self._states: dict[str, dict[str, BudgetState]] = {}
-        self._keys: dict[str, tuple[str, str]] = {}  # bucket key -> (namespace, name)
+        # Which SLOs each key holds, and which key an SLO's shown state came from: while a budget of the layout
+        # before shards is carried over, its old key is deleted after its shard holds it, and must not take it along.
+        self._held: dict[str, tuple[tuple[str, str], ...]] = {}
+        self._source: dict[tuple[str, str], str] = {}
         self.caught_up = asyncio.Event()
 
-    async def follow(self, kv: KeyValue[StoredBudget], stop: asyncio.Event) -> None:
+    async def follow(self, kv: KeyValue[BudgetShard], stop: asyncio.Event) -> None:
         """Applies the bucket's changes until `stop` is set."""
         async with kv.watch() as changes:
             await until_stopped(self._apply(changes), stop)
 
-    async def _apply(self, changes: Watch[StoredBudget]) -> None:
+    async def _apply(self, changes: Watch[BudgetShard]) -> None:
         async for change in changes:
             if isinstance(change, CaughtUp):
                 self.caught_up.set()
                 continue
-            where = self._keys.pop(change.key, None)
-            if where is not None:
-                self._states[where[0]].pop(where[1], None)
-            if change.value is not None:
-                state = change.value.state
-                namespace, name = state.slo.namespace, state.slo.name
-                self._states.setdefault(namespace, {})[name] = state
-                self._keys[change.key] = (namespace, name)
+            budgets = change.value.budgets if change.value is not None else {}
+            held = []
+            for record in budgets.values():
+                state = record.state
+                where = (state.slo.namespace, state.slo.name)
+                self._states.setdefault(where[0], {})[where[1]] = state
+                self._source[where] = change.key
+                held.append(where)
+            for where in self._held.pop(change.key, ()):
+                if self._source.get(where) == change.key and slo_id(*where) not in budgets:
+                    del self._source[where]
+                    self._states[where[0]].pop(where[1], None)
+            if held:
+                self._held[change.key] = tuple(held)
 
     def states(self) -> list[BudgetState]:
         return [state for by_name in self._states.values() for state in by_name.values()]
