@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import orjson
 import pytest
 from pydantic import ValidationError
 
@@ -68,6 +69,17 @@ def run(measurement: Measurement, previous: BudgetState | None = None, slo: Serv
 
 def events(evaluation: Evaluation) -> list[tuple[SloEvent, str]]:
     return [(t.event, t.id) for t in evaluation.transitions]
+
+
+def test_a_state_is_stored_with_its_burn_rates_by_window_and_one_stored_as_a_list_before_reads_the_same() -> None:
+    state = run(measured(T0, 0.1, period=0.0005)).state
+    stored = orjson.loads(state.model_dump_json())
+    assert list(stored["burn_rates"]) == ["PT5M", "PT30M", "PT1H", "PT2H", "PT6H", "P1D", "P3D"]
+    assert BudgetState.model_validate_json(state.model_dump_json()) == state
+    as_before = stored | {"burn_rates": [{"window": w, "burn_rate": r} for w, r in stored["burn_rates"].items()]}
+    assert BudgetState.model_validate(as_before) == state
+    with pytest.raises(ValidationError, match="a burn rate is"):
+        BudgetState.model_validate(stored | {"burn_rates": [{"window": "PT5M"}]})
 
 
 def test_ten_percent_errors_fire_both_tiers_with_their_burn_rates() -> None:

@@ -5,13 +5,17 @@ The reading against a real Prometheus is in test_prometheus_live."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from ballast.slo import workbook_windows
 from ballast.slo_engine.prometheus_source import (
+    SERIES_LABEL,
     Readings,
     SeriesSlo,
-    _ratio,
+    _rates,
+    _ratios,
     requests_query,
+    sli_query,
     sli_record,
     windows_to_read,
 )
@@ -37,34 +41,62 @@ def test_one_query_per_distinct_window_of_all_tables() -> None:
 def test_a_measurement_needs_every_window_and_a_known_period() -> None:
     full: dict[timedelta, float | None] = {window: 0.002 for window in WINDOWS.windows()}
     full[WINDOWS.period] = 0.0005
-    measured = Readings(AT, {SHOP: full}).measurement(SHOP, WINDOWS)
+    measured = Readings.of_slos(AT, {SHOP: full}).measurement(SHOP, WINDOWS)
     assert measured is not None
     assert measured.at == AT
     assert measured.windows[timedelta(minutes=5)] == 0.002
     assert measured.period == 0.0005
 
     missing = {w: r for w, r in full.items() if w != timedelta(days=3)}
-    assert Readings(AT, {SHOP: missing}).measurement(SHOP, WINDOWS) is None  # rules not loaded (yet)
-    assert Readings(AT, {}).measurement(SHOP, WINDOWS) is None
+    assert Readings.of_slos(AT, {SHOP: missing}).measurement(SHOP, WINDOWS) is None  # rules not loaded (yet)
+    assert Readings.of_slos(AT, {}).measurement(SHOP, WINDOWS) is None
 
     idle = full | {timedelta(minutes=5): None}
-    quiet = Readings(AT, {SHOP: idle}).measurement(SHOP, WINDOWS)
+    quiet = Readings.of_slos(AT, {SHOP: idle}).measurement(SHOP, WINDOWS)
     assert quiet is not None
     assert quiet.windows[timedelta(minutes=5)] == 0.0  # no requests, no errors
-    assert Readings(AT, {SHOP: full | {WINDOWS.period: None}}).measurement(SHOP, WINDOWS) is None
+    assert Readings.of_slos(AT, {SHOP: full | {WINDOWS.period: None}}).measurement(SHOP, WINDOWS) is None
 
 
-def test_sample_values_become_ratios() -> None:
-    assert _ratio("0.25") == 0.25
-    assert _ratio("NaN") is None
-    assert _ratio("1.0000001") == 1.0  # a raw-ratio query's overshoot
-    assert _ratio("-0") == 0.0
+def sample(series: str | None, value: str) -> dict[str, Any]:
+    return {"metric": {} if series is None else {SERIES_LABEL: series}, "value": [1764600000.0, value]}
+
+
+def test_an_answer_becomes_each_slos_ratio() -> None:
+    answer = [
+        sample("shop/web/availability", "0.25"),
+        sample("shop/web/idle", "NaN"),
+        sample("shop/web/raw", "1.0000001"),  # a raw-ratio query's overshoot
+        sample("shop/web/zero", "-0"),
+        sample(None, "0.5"),  # not joined: no SLO's series
+    ]
+    assert _ratios(answer) == {
+        "shop/web/availability": 0.25,
+        "shop/web/idle": None,
+        "shop/web/raw": 1.0,
+        "shop/web/zero": 0.0,
+    }
+    assert _rates([sample("shop/web/a", "4.5"), sample("shop/web/b", "NaN")]) == {"shop/web/a": 4.5}
+
+
+def test_the_joined_series_label_names_the_slo_both_ways() -> None:
+    assert SHOP.joined == "shop/web/availability"
+    assert SeriesSlo.parse(SHOP.joined) == SHOP
+    assert SeriesSlo.parse("shop/team/web/availability") == SeriesSlo("shop", "team/web", "availability")
+    assert SeriesSlo.parse("/web/availability") == SeriesSlo("", "web", "availability")  # rules from spec files
+    assert sli_query(timedelta(minutes=5)) == (
+        'max by (ballast_slo_series) (label_join(slo:sli_error:ratio_rate5m, "ballast_slo_series", "/", '
+        '"namespace", "sloth_service", "sloth_slo"))'
+    )
+    readings = Readings.of_slos(AT, {SHOP: {timedelta(minutes=5): 0.1}}, {SHOP: {timedelta(hours=1): 2.0}})
+    assert readings.ratios == {SHOP: {timedelta(minutes=5): 0.1}}
+    assert readings.rates == {SHOP: {timedelta(hours=1): 2.0}}
 
 
 def test_an_slo_with_a_minimum_gets_its_request_rates_and_causes_others_none() -> None:
     full: dict[timedelta, float | None] = {window: 0.002 for window in (*WINDOWS.windows(), WINDOWS.period)}
     hour = timedelta(hours=1)
-    readings = Readings(AT, {SHOP: full}, {SHOP: {hour: 4.5}})
+    readings = Readings.of_slos(AT, {SHOP: full}, {SHOP: {hour: 4.5}})
     rated = readings.measurement(SHOP, WINDOWS, rated=True, causes=())
     assert rated is not None
     assert rated.request_rates == {hour: 4.5}  # the windows without a series had no requests
@@ -73,5 +105,7 @@ def test_an_slo_with_a_minimum_gets_its_request_rates_and_causes_others_none() -
     assert plain is not None
     assert (plain.request_rates, plain.causes) == (None, None)
     assert sorted(requests_query(w) for w in gated_windows(WINDOWS)) == [
-        f"max by (namespace, sloth_service, sloth_slo) (ballast:slo_requests:rate{w})" for w in ("1d", "1h", "3d", "6h")
+        f'max by (ballast_slo_series) (label_join(ballast:slo_requests:rate{w}, "ballast_slo_series", "/", '
+        '"namespace", "sloth_service", "sloth_slo"))'
+        for w in ("1d", "1h", "3d", "6h")
     ]

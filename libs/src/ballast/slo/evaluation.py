@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ballast.events.contracts.slo import (
     AlertState,
@@ -139,9 +139,10 @@ class BudgetState(BaseModel):
     time_to_exhaustion: timedelta | None = None
     consumption: tuple[CauseConsumption, ...] = ()
 
-    # The burn rates are stored as they always were, a list of WindowRate (`{"window", "burn_rate"}`), and held as a
-    # mapping: a model per window made a state (an engine validates and keeps thousands each cycle) twice as dear to
-    # validate, and seven models more for the collector to walk.
+    # Held, and stored, as a window -> rate mapping (`{"PT5M": 14.4, ...}`): a model per window made a state (an engine
+    # validates and keeps thousands each cycle) twice as dear to validate, and a list built per state by a Python
+    # serializer made it dearer to store. States stored before kept a list of WindowRate (`{"window", "burn_rate"}`),
+    # which is still read.
     @field_validator("burn_rates", mode="before")
     @classmethod
     def _from_window_rates(cls, value: Any) -> Any:
@@ -156,10 +157,6 @@ class BudgetState(BaseModel):
             else:
                 raise ValueError(f"a burn rate is {{window, burn_rate}}, not {rate!r}")
         return rates
-
-    @field_serializer("burn_rates")
-    def _as_window_rates(self, rates: dict[timedelta, float]) -> list[dict[str, Any]]:
-        return [{"window": window, "burn_rate": rate} for window, rate in rates.items()]
 
     @property
     def exhausted(self) -> bool:
