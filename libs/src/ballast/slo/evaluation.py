@@ -186,11 +186,12 @@ class Transition:
     payload: BurnAlert | BudgetExhausted | BudgetRecovered
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Figures:
     """What an evaluation found, field for field the `BudgetState` it becomes. Kept as plain data until a state is
     wanted: most SLOs most cycles find the figures of the state they hold (`BudgetBook` compares before building), and
-    validating a state costs about as much as the evaluation's arithmetic."""
+    validating a state costs about as much as the evaluation's arithmetic. Not changed once made; not frozen only
+    because a frozen dataclass sets each field through `object.__setattr__`, and every SLO makes one every cycle."""
 
     slo: SloRef
     objective: float

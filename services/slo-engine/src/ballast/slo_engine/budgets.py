@@ -85,7 +85,11 @@ def slo_id(namespace: str, name: str) -> str:
 
 def shard_key(namespace: str, name: str) -> str:
     """The key of the shard holding the SLO's budget (crc32: the same in every process, unlike `hash`)."""
-    return f"{SHARD_PREFIX}{zlib.crc32(slo_id(namespace, name).encode()) % SHARDS:03d}"
+    return _shard_key(slo_id(namespace, name))
+
+
+def _shard_key(sid: str) -> str:
+    return f"{SHARD_PREFIX}{zlib.crc32(sid.encode()) % SHARDS:03d}"
 
 
 def legacy_key(namespace: str, name: str) -> str:
@@ -185,6 +189,8 @@ class BudgetBook:
         self.source = source
         # What this book last read or wrote per shard; None until the bucket is read once.
         self._known: Shards | None = None
+        # Each SLO's (shard key, name in its shard): a cycle needs both for every SLO.
+        self._where: dict[tuple[str, str], tuple[str, str]] = {}
 
     @property
     def kv(self) -> KeyValue[BudgetShard]:
@@ -254,8 +260,12 @@ class BudgetBook:
         changed: dict[str, dict[str, tuple[int, StoredBudget]]] = {}  # shard -> SLO -> (evaluand, new record)
         for index, item in enumerate(evaluands):
             namespace, name = item.namespace, item.slo.name
-            key = shard_key(namespace, name)
-            stored = known.get(key, (0, EMPTY_SHARD))[1].get(slo_id(namespace, name))
+            where = self._where.get((namespace, name))
+            if where is None:
+                sid = slo_id(namespace, name)
+                where = self._where[(namespace, name)] = (_shard_key(sid), sid)
+            key, sid = where
+            stored = known.get(key, (0, EMPTY_SHARD))[1].get(sid)
             if stored is not None and stored.unpublished:
                 one_by_one.append(index)  # left by a run that stopped before publishing them: publish first
                 continue
@@ -274,7 +284,7 @@ class BudgetBook:
                 continue
             unpublished = tuple(UnpublishedEvent.of(namespace, name, t) for t in evaluation.transitions)
             record = StoredBudget(state=evaluation.state, unpublished=unpublished)
-            changed.setdefault(key, {})[slo_id(namespace, name)] = (index, record)
+            changed.setdefault(key, {})[sid] = (index, record)
         writes = []
         for key, news in changed.items():
             revision, stored_budgets = known.get(key, (0, EMPTY_SHARD))
@@ -403,6 +413,7 @@ class BudgetBook:
 
     async def forget(self, namespace: str, name: str) -> None:
         """Drops a deleted SLO's state (its history stays until the bucket's limits drop it)."""
+        self._where.pop((namespace, name), None)
         key, sid = shard_key(namespace, name), slo_id(namespace, name)
         while True:
             entry, _, old = await self._read(namespace, name)
