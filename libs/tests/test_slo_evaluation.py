@@ -268,8 +268,14 @@ def test_counts_give_ratios_and_bad_input_is_refused() -> None:
     assert at.period == 0.0  # no events, no errors
     with pytest.raises(ValidationError, match=r"bad 5\.0 exceeds total 4\.0"):
         Counts(bad=5, total=4)
-    with pytest.raises(ValidationError, match=r"the 5m error ratio 1\.5 is not within 0 and 1"):
+    with pytest.raises(ValueError, match=r"the 5m error ratio 1\.5 is not within 0 and 1"):
         Measurement(at=T0, windows={timedelta(minutes=5): 1.5}, period=0)
+    with pytest.raises(ValueError, match=r"the period's error ratio -0\.1 is not within 0 and 1"):
+        Measurement(at=T0, windows={}, period=-0.1)
+    with pytest.raises(ValueError, match="needs a zone"):
+        Measurement(at=T0.replace(tzinfo=None), windows={}, period=0)
+    with pytest.raises(ValueError, match="request rate -1 is negative"):
+        Measurement(at=T0, windows={}, period=0, request_rate=-1)
 
 
 def test_a_calendar_month_scales_the_factors_with_its_length() -> None:

@@ -4,29 +4,16 @@ resolved by itself, the freeze refused a deploy and let a hotfix through, and th
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-from ballast.local.nats_server import free_port
+from demo_runs import run_demo
 
 pytestmark = pytest.mark.cluster
-DEMO = Path(__file__).resolve().parents[2] / "scripts" / "loop_demo.py"
 
 
 def test_the_loop_runs_from_burn_to_postmortem_and_stops(tmp_path: Path) -> None:
-    state = tmp_path / "loop"
-    argv = [str(DEMO), "--state-dir", str(state), "--nats-port", str(free_port())]
-    done = subprocess.run(
-        [sys.executable, *argv, "--http-port-base", str(free_port())],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-3000:]
-    out = done.stdout
+    out = run_demo("loop_demo.py", tmp_path / "loop")
     steps = [line for line in out.splitlines() if line.startswith("[loop-demo] ") and "/6 " in line]
     assert len(steps) == 6, steps
     assert "new image refused at admission: 403" in out

@@ -4,28 +4,16 @@ engine, and recovery cleared both; the figures it prints come from the engine's 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-from ballast.local.nats_server import free_port
+from demo_runs import run_demo
 
 pytestmark = pytest.mark.cluster
-DEMO = Path(__file__).resolve().parents[2] / "scripts" / "slo_demo.py"
 
 
 def test_injected_errors_page_in_prometheus_and_the_engine_and_recovery_clears_both(tmp_path: Path) -> None:
-    argv = [str(DEMO), "--state-dir", str(tmp_path / "slo"), "--nats-port", str(free_port())]
-    done = subprocess.run(
-        [sys.executable, *argv, "--http-port-base", str(free_port())],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-3000:]
-    out = done.stdout
+    out = run_demo("slo_demo.py", tmp_path / "slo")
     steps = [line for line in out.splitlines() if line.startswith("[slo-demo] ") and "/6 " in line]
     assert len(steps) == 6, steps
     assert "page tier firing in Prometheus and in the engine" in out

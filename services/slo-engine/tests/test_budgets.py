@@ -148,17 +148,21 @@ async def test_state_survives_an_engine_restart_and_a_transition_goes_out_once(
     ]
 
 
+def left_unpublished(namespace: str) -> StoredBudget:
+    """What a run that stored its evaluation (the page tier firing at T0) and stopped before publishing leaves."""
+    evaluation = evaluate(objective(), namespace, CLUSTER, WINDOWS, measured(T0, 0.1), None)
+    (transition,) = evaluation.transitions
+    return StoredBudget(
+        state=evaluation.state, unpublished=(UnpublishedEvent.of(namespace, "availability", transition),)
+    )
+
+
 async def test_transitions_a_stopped_run_left_unpublished_go_out_once(
     connect: Connect, unique: Callable[[str], str]
 ) -> None:
     namespace = unique("shop-")
     bus = await connect()
-    # What a run that stored its evaluation and stopped before publishing leaves in the bucket.
-    evaluation = evaluate(objective(), namespace, CLUSTER, WINDOWS, measured(T0, 0.1), None)
-    (transition,) = evaluation.transitions
-    left = StoredBudget(
-        state=evaluation.state, unpublished=(UnpublishedEvent.of(namespace, "availability", transition),)
-    )
+    left = left_unpublished(namespace)
     kv = await bus.kv(SLO_BUDGETS, BudgetShard)
     shard = shard_key(namespace, "availability")
     await kv.put(shard, BudgetShard(budgets={slo_id(namespace, "availability"): left}))
@@ -183,15 +187,11 @@ async def test_a_budget_stored_before_shards_is_carried_over_and_its_unpublished
 ) -> None:
     namespace = unique("shop-")
     bus = await connect()
-    evaluation = evaluate(objective(), namespace, CLUSTER, WINDOWS, measured(T0, 0.1), None)
-    (transition,) = evaluation.transitions
-    left = StoredBudget(
-        state=evaluation.state, unpublished=(UnpublishedEvent.of(namespace, "availability", transition),)
-    )
+    left = left_unpublished(namespace)
     await old_layout(bus, namespace, "availability", left)
 
     engine = await book(await connect())
-    assert await engine.state(namespace, "availability") == evaluation.state  # read where it is
+    assert await engine.state(namespace, "availability") == left.state  # read where it is
     still = await engine.evaluate(objective(), namespace, WINDOWS, measured(T0 + MINUTE, 0.1))
     assert still.firing == {BurnTier.PAGE: T0}  # evaluated against it: firing since before, not reset
     assert await published(bus, namespace) == [firing_id(namespace, T0)]

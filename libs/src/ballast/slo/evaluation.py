@@ -82,41 +82,41 @@ class CauseSpan(BaseModel):
         return self.start < end and start < self.end
 
 
-class Measurement(BaseModel):
-    """An SLO's figures at one instant: the error ratio over every alert window and over its budget period so far."""
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """An SLO's figures at one instant: the error ratio over every alert window and over its budget period so far.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    A measurer makes one per SLO every cycle and `evaluate` reads it in the same process: plain data checked here,
+    not a pydantic model (whose validation was a tenth of a 10,000-SLO cycle); every ratio is checked all the same.
+    """
 
-    at: AwareDatetime = Field(description="the instant the figures describe; transitions are dated by it")
-    windows: dict[timedelta, ErrorRatio] = Field(description="the error ratio over each alert window, 0 to 1")
-    period: ErrorRatio = Field(ge=0, le=1, description="the error ratio since the budget period's start")
-    request_rate: float | None = Field(
-        default=None, ge=0, description="requests/s over the shortest window, for the SLO's minimum request rate"
-    )
-    request_rates: dict[timedelta, float] | None = Field(
-        default=None,
-        description="requests/s over alert windows, for the SLO's minimum request rate: a burn condition holds only "
-        "while its long window's rate reaches it (the generated alerts' rule); a window left out counts as no requests",
-    )
-    consumption: tuple[CauseConsumption, ...] = Field(
-        default=(), description="the period's budget consumption by cause, where the SLI can tell"
-    )
-    causes: tuple[CauseSpan, ...] | None = Field(
-        default=None,
-        description="where the SLI cannot tell consumption by cause (PromQL SLIs): the causes bearing on the SLO, "
-        "to which `evaluate` attributes the budget consumed since the previous evaluation (see `accrued`)",
-    )
+    at: datetime  # the instant the figures describe (with a zone); transitions are dated by it
+    windows: Mapping[timedelta, float]  # the error ratio over each alert window, 0 to 1
+    period: float  # the error ratio since the budget period's start, 0 to 1
+    # requests/s over the shortest window, for the SLO's minimum request rate
+    request_rate: float | None = None
+    # requests/s over alert windows, for the SLO's minimum request rate: a burn condition holds only while its long
+    # window's rate reaches it (the generated alerts' rule); a window left out counts as no requests
+    request_rates: Mapping[timedelta, float] | None = None
+    consumption: tuple[CauseConsumption, ...] = ()  # the period's budget consumption by cause, where the SLI can tell
+    # where the SLI cannot tell consumption by cause (PromQL SLIs): the causes bearing on the SLO, to which `evaluate`
+    # attributes the budget consumed since the previous evaluation (see `accrued`)
+    causes: tuple[CauseSpan, ...] | None = None
 
-    @model_validator(mode="after")
-    def _ratios(self) -> Self:
+    def __post_init__(self) -> None:
+        if self.at.tzinfo is None:
+            raise ValueError(f"a measurement's time needs a zone: {self.at.isoformat()}")
         for window, ratio in self.windows.items():
             if not 0 <= ratio <= 1:
                 raise ValueError(f"the {format_duration(window)} error ratio {ratio} is not within 0 and 1")
-        return self
+        if not 0 <= self.period <= 1:
+            raise ValueError(f"the period's error ratio {self.period} is not within 0 and 1")
+        if self.request_rate is not None and not self.request_rate >= 0:
+            raise ValueError(f"the request rate {self.request_rate} is negative")
 
     @classmethod
     def from_counts(
-        cls, at: AwareDatetime, windows: Mapping[timedelta, Counts], period: Counts, request_rate: float | None = None
+        cls, at: datetime, windows: Mapping[timedelta, Counts], period: Counts, request_rate: float | None = None
     ) -> Self:
         ratios = {window: counts.error_ratio for window, counts in windows.items()}
         return cls(at=at, windows=ratios, period=period.error_ratio, request_rate=request_rate)
