@@ -246,6 +246,48 @@ async def test_a_leaders_first_cycle_carries_the_old_layout_over_into_shards_kee
     assert await published(bus, namespace) == []
 
 
+def same_shard(namespace: str) -> tuple[str, str]:
+    """Two SLO names whose budgets share a shard in `namespace`."""
+    seen: dict[str, str] = {}
+    for i in range(10 * SHARDS):
+        name = f"slo-{i}"
+        other = seen.setdefault(shard_key(namespace, name), name)
+        if other != name:
+            return other, name
+    raise AssertionError("no two names share a shard")
+
+
+async def test_a_shard_another_replica_wrote_meanwhile_is_read_again_and_its_write_kept(
+    connect: Connect, unique: Callable[[str], str]
+) -> None:
+    namespace = unique("shop-")
+    a, b = same_shard(namespace)
+    leader = await book(await connect())
+    first = await leader.evaluate_all([Evaluand(objective(n), namespace, WINDOWS, measured(T0, 0.1)) for n in (a, b)])
+    assert [s.firing for s in first if isinstance(s, BudgetState)] == [{BurnTier.PAGE: T0}] * 2
+    # Another replica evaluates `b` alone: the shard changes under the leader's copy of it.
+    other = await book(await connect())
+    resolved = await other.evaluate(objective(b), namespace, WINDOWS, measured(T0 + MINUTE, 0.0))
+    assert resolved.firing == {}
+
+    # The leader's cycle measures only `a`: its write of the shard loses, and `a` is done against the shard as stored,
+    # so `b`'s newer state stays.
+    (a_later,) = await leader.evaluate_all([Evaluand(objective(a), namespace, WINDOWS, measured(T0 + 2 * MINUTE, 0.1))])
+    assert isinstance(a_later, BudgetState)
+    assert (a_later.evaluated_at, a_later.firing) == (T0 + 2 * MINUTE, {BurnTier.PAGE: T0})
+    reader = await connect()
+    stored_b, _ = await stored_budget(reader, namespace, b)
+    assert stored_b is not None
+    assert stored_b.state == resolved
+
+    # The leader's copy holds the shard as stored now: `b` is evaluated against the resolved state, and fires anew.
+    later = T0 + 3 * MINUTE
+    both = await leader.evaluate_all([Evaluand(objective(n), namespace, WINDOWS, measured(later, 0.1)) for n in (a, b)])
+    assert [s.firing for s in both if isinstance(s, BudgetState)] == [{BurnTier.PAGE: T0}, {BurnTier.PAGE: later}]
+    fires_again = (slo_event_type(SloEvent.PAGE_BURN_FIRING), f"{namespace}/{b}:page:firing:{later.isoformat()}")
+    assert (await published(reader, namespace)).count(fires_again) == 1
+
+
 async def test_a_cycle_writes_each_shard_once_however_many_of_its_slos_moved(
     connect: Connect, unique: Callable[[str], str]
 ) -> None:
