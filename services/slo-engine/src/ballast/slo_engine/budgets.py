@@ -270,9 +270,8 @@ class BudgetBook:
                 one_by_one.append(index)  # left by a run that stopped before publishing them: publish first
                 continue
             try:
-                evaluation = evaluate(
-                    item.slo, namespace, self.cluster, item.windows, item.measurement, stored.state if stored else None
-                )
+                previous = stored.state if stored is not None else None
+                evaluation = evaluate(item.slo, namespace, self.cluster, item.windows, item.measurement, previous)
             except Exception as error:
                 results[index] = error
                 continue
