@@ -41,6 +41,7 @@ from ballast.slo.budget import budget_remaining, burn_rates, time_to_exhaustion
 from ballast.slo.durations import format_duration
 from ballast.slo.objective import ServiceLevelObjective
 from ballast.slo.periods import period_at
+from ballast.slo.window import RollingWindow
 
 ErrorRatio = float
 Window = Annotated[timedelta, Field(gt=timedelta(0))]
@@ -304,7 +305,8 @@ def evaluate(
 
     at = measurement.at
     period = period_at(slo.window, at)
-    length = period.length
+    # A rolling period's length is its window's: no need for `Period.length`'s two conversions to UTC.
+    length = slo.window.length if isinstance(slo.window, RollingWindow) else period.length
     budget = slo.error_budget
     rates = burn_rates(ratios, budget)  # every window's, the budget checked once: this runs for every SLO each cycle
     ref = previous.slo if previous is not None else SloRef(namespace=namespace, name=slo.name, service=slo.service)

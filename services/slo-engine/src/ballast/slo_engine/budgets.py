@@ -281,7 +281,8 @@ class BudgetBook:
             ):
                 results[index] = stored.state
                 continue
-            unpublished = tuple(UnpublishedEvent.of(namespace, name, t) for t in evaluation.transitions)
+            transitions = evaluation.transitions
+            unpublished = tuple(UnpublishedEvent.of(namespace, name, t) for t in transitions) if transitions else ()
             record = StoredBudget(state=evaluation.state, unpublished=unpublished)
             changed.setdefault(key, {})[sid] = (index, record)
         writes = []

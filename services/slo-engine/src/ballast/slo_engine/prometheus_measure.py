@@ -65,6 +65,9 @@ def prometheus_windows(
     return known[length]
 
 
+Table = tuple[AlertWindows, SeriesSlo]  # an SLO's window table and the key of its recorded series
+
+
 class PrometheusMeasurer:
     name = "prometheus"
 
@@ -85,20 +88,36 @@ class PrometheusMeasurer:
         self.ready = asyncio.Event()
         self.ready.set()  # nothing to load: Prometheus holds the history
         self.failing: str | None = None  # why the last read failed; None while reads succeed
+        # Per SLO: the object last seen, and its window table and series key (None: not read from Prometheus).
+        self._known: dict[ObjectKey, tuple[ServiceLevelObjective, Table | None]] = {}
+
+    def _tables(
+        self, slos: Mapping[ObjectKey, ServiceLevelObjective]
+    ) -> dict[ObjectKey, tuple[AlertWindows, SeriesSlo]]:
+        """The window table and series key of every SLO read from Prometheus; kept from the last cycle for the SLO
+        objects that did not change (the same object: the controller makes a new one for a new spec)."""
+        by_period: dict[timedelta, AlertWindows | None] = {}  # SLOs share a few periods: each table looked up once
+        known = self._known
+        self._known = {}
+        tables: dict[ObjectKey, Table] = {}
+        for key, slo in slos.items():
+            kept = known.get(key)
+            if kept is None or kept[0] is not slo:
+                windows = prometheus_windows(slo, self._catalogue, by_period)
+                kept = (slo, None if windows is None else (windows, SeriesSlo.of(key[0], slo)))
+            self._known[key] = kept
+            if kept[1] is not None:
+                tables[key] = kept[1]
+        return tables
 
     async def measure(self, slos: Mapping[ObjectKey, ServiceLevelObjective], at: datetime) -> dict[ObjectKey, Measured]:
-        by_period: dict[timedelta, AlertWindows | None] = {}  # SLOs share a few periods: each table looked up once
-        tables = {
-            key: windows
-            for key, slo in slos.items()
-            if (windows := prometheus_windows(slo, self._catalogue, by_period)) is not None
-        }
+        tables = self._tables(slos)
         if not tables:
             return {}
         rated = {key for key in tables if slos[key].min_request_rate is not None}
-        rate_windows = {window for key in rated for window in gated_windows(tables[key])}
+        rate_windows = {window for key in rated for window in gated_windows(tables[key][0])}
         try:
-            read = windows_to_read(w for w in by_period.values() if w is not None)
+            read = windows_to_read({id(windows): windows for windows, _ in tables.values()}.values())
             readings = await self._source.read(read, at, rate_windows)
         except PrometheusUnavailable as error:
             # Not raised: the evaluator would log a traceback every cycle; the transition is logged once instead.
@@ -116,7 +135,7 @@ class PrometheusMeasurer:
             for window in self._mirror.causes.values():
                 by_namespace.setdefault(window.namespace, []).append(window)
         everywhere = by_namespace.get(None, [])
-        for key, windows in tables.items():
+        for key, (windows, series) in tables.items():
             slo = slos[key]
             spans: tuple[CauseSpan, ...] | None = None
             if self._mirror is not None:
@@ -128,12 +147,12 @@ class PrometheusMeasurer:
                 else:
                     lag = windows.sorted_windows[0]
                     spans = cause_spans(slo, key[0], record, candidates, self._settle, readings.at, lag)
-            measurement = readings.measurement(SeriesSlo.of(key[0], slo), windows, rated=key in rated, causes=spans)
+            measurement = readings.measurement(series, windows, rated=key in rated, causes=spans)
             if measurement is not None:  # not recorded yet, or a NaN period: the last state stands
                 measured[key] = (windows, measurement)
         return measured
 
-    def _health(self, failing: str | None, tables: Mapping[ObjectKey, AlertWindows]) -> None:
+    def _health(self, failing: str | None, tables: Iterable[ObjectKey]) -> None:
         # Told at every failing cycle (an SLO created meanwhile learns it too), and once when reads succeed again.
         if failing is not None or self.failing is not None:
             self._changed(tables, failing)
