@@ -88,7 +88,7 @@ class Measurement:
     """An SLO's figures at one instant: the error ratio over every alert window and over its budget period so far.
 
     A measurer makes one per SLO every cycle and `evaluate` reads it in the same process: plain data checked here,
-    not a pydantic model (whose validation was a tenth of a 10,000-SLO cycle); every ratio is checked all the same.
+    not a pydantic model (its validation was about 5 % of a 10,000-SLO cycle); every ratio is checked all the same.
     """
 
     at: datetime  # the instant the figures describe (with a zone); transitions are dated by it

@@ -91,9 +91,7 @@ class PrometheusMeasurer:
         # Per SLO: the object last seen, and its window table and series key (None: not read from Prometheus).
         self._known: dict[ObjectKey, tuple[ServiceLevelObjective, Table | None]] = {}
 
-    def _tables(
-        self, slos: Mapping[ObjectKey, ServiceLevelObjective]
-    ) -> dict[ObjectKey, tuple[AlertWindows, SeriesSlo]]:
+    def _tables(self, slos: Mapping[ObjectKey, ServiceLevelObjective]) -> dict[ObjectKey, Table]:
         """The window table and series key of every SLO read from Prometheus; kept from the last cycle for the SLO
         objects that did not change (the same object: the controller makes a new one for a new spec)."""
         by_period: dict[timedelta, AlertWindows | None] = {}  # SLOs share a few periods: each table looked up once
