@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from ballast.bus import Bus
-from ballast.replay.lean_reader import LeanReader, Unsupported, parse_headers, stored_time
+from ballast.replay.lean_reader import Unsupported, parse_headers, stored_time
 from ballast.replay.progress import Progress, Stop
-from ballast.replay.reading import read_selection
+from ballast.replay.reading import lean_reader, read_selection
 from ballast.replay.records import NotAnEvent, export_line, export_line_raw
 from ballast.replay.selection import Selection
 
@@ -104,14 +104,7 @@ async def _export_lean(
 ) -> None:
     """The export through the lean reader: a socket read's messages become lines and are written in one go."""
     since, until = selection.since, selection.until
-    reader = LeanReader(
-        url,
-        stream,
-        subjects=selection.subjects,
-        from_seq=selection.from_seq,
-        from_time=since if selection.from_seq is None else None,
-        until=selection.to_seq,
-    )
+    reader = lean_reader(url, stream, selection)
     write = out.write
     not_events = result.not_events
     filtered = selection.filters_headers

@@ -72,15 +72,21 @@ async def read_selection(
         raise SelectionError(str(exc)) from None
 
 
-async def _read_lean(bus: Bus, stream: str, selection: Selection) -> AsyncGenerator[StoredEvent, None]:
-    reader = LeanReader(
-        bus.url,
+def lean_reader(url: str, stream: str, selection: Selection) -> LeanReader:
+    """The lean reader of the selection's start, subjects and last sequence (its time window and header filters are
+    the caller's to apply: the server has no end time)."""
+    return LeanReader(
+        url,
         stream,
         subjects=selection.subjects,
         from_seq=selection.from_seq,
         from_time=selection.since if selection.from_seq is None else None,
         until=selection.to_seq,
     )
+
+
+async def _read_lean(bus: Bus, stream: str, selection: Selection) -> AsyncGenerator[StoredEvent, None]:
+    reader = lean_reader(bus.url, stream, selection)
     registry = bus.catalogue.registry
     since, until = selection.since, selection.until
     async with reader:
