@@ -30,7 +30,7 @@ $(UV):
 	$(PYTHON) -m pip install --user --quiet "uv==$(UV_VERSION)"
 
 dev: $(UV) ## create the development environment from uv.lock (Python deps, nats-server)
-	$(UV) sync --locked --all-packages --python $(PYTHON)
+	$(UV) sync --locked --all-packages --python $(PYTHON) --compile-bytecode
 
 tools: ## build kube-apiserver, etcd, kwok, opa, helm, promtool, prometheus from the Go module proxy (cached)
 	scripts/build-tools.sh

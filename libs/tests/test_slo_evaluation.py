@@ -30,7 +30,16 @@ from ballast.slo import (
     workbook_windows,
 )
 from ballast.slo.durations import parse_duration
-from ballast.slo.evaluation import BudgetState, CauseSpan, Counts, Evaluation, Measurement, evaluate
+from ballast.slo.evaluation import (
+    BudgetState,
+    CauseSpan,
+    Counts,
+    Evaluation,
+    Measurement,
+    evaluate,
+    evaluate_planned,
+    plan,
+)
 from ballast.slo.periods import Period, period_at
 
 DAYS_30 = timedelta(days=30)
@@ -284,6 +293,64 @@ def test_a_calendar_month_scales_the_factors_with_its_length() -> None:
     assert isinstance(alert, BurnAlert)
     assert alert.period == timedelta(days=31)  # December
     assert alert.windows[0].factor == pytest.approx(14.88)  # 2 % of 744 h in 1 h
+
+
+def test_one_plan_evaluates_a_calendar_month_as_each_months_own_evaluation_does() -> None:
+    slo = objective(window=CalendarWindow(unit=CalendarUnit.MONTH))
+    planned = plan(slo, "shop-ns", WINDOWS)
+    for at in (T0, datetime(2027, 2, 10, tzinfo=UTC), datetime(2027, 3, 10, tzinfo=UTC)):  # 31, 28, 31 days
+        alone, with_plan = run(measured(at, 0.1), slo=slo), evaluate_planned(planned, "local", measured(at, 0.1), None)
+        assert with_plan.figures == alone.figures
+        assert [t.payload for t in with_plan.transitions] == [t.payload for t in alone.transitions]
+
+
+def test_a_plan_is_kept_only_for_the_very_objects_it_was_made_of() -> None:
+    planned = plan(SLO, "shop-ns", WINDOWS)
+    assert planned.fits(SLO, "shop-ns", WINDOWS)
+    assert not planned.fits(objective(), "shop-ns", WINDOWS)  # an equal spec, but a new object: a changed one is
+    assert not planned.fits(SLO, "other-ns", WINDOWS)
+    assert not planned.fits(SLO, "shop-ns", workbook_windows(DAYS_30))
+
+
+def test_a_hundred_percent_objective_has_no_budget_to_plan_with() -> None:
+    with pytest.raises(ValueError, match="no budget to burn"):
+        plan(objective(objective=100), "shop-ns", WINDOWS)
+
+
+@pytest.mark.parametrize(
+    "evaluation",
+    [
+        pytest.param(lambda: run(measured(T0)), id="quiet"),
+        pytest.param(lambda: run(measured(T0, 0.1, period=0.002)), id="firing-and-exhausted"),
+        pytest.param(
+            lambda: run(
+                measured(T0, 0.1, period=0.0005), slo=objective(window=CalendarWindow(unit=CalendarUnit.MONTH))
+            ),
+            id="calendar-month",
+        ),
+        pytest.param(
+            lambda: run(
+                Measurement(
+                    at=T0,
+                    windows={w: 0.01 for w in WINDOWS.windows()},
+                    period=0.0004,
+                    consumption=(CauseConsumption(cause=BudgetCause.CHAOS, budget_consumed=0.4, refs=("run-1",)),),
+                )
+            ),
+            id="consumption",
+        ),
+    ],
+)
+def test_a_state_made_without_validation_is_what_validating_it_gives(evaluation: object) -> None:
+    # States are built from the evaluation's own figures without validation (`trusted`): each must be a state that
+    # validation accepts as it is, and read back from its JSON (the bucket) equal.
+    assert callable(evaluation)
+    state = evaluation().state
+    assert isinstance(state, BudgetState)
+    assert BudgetState.model_validate(state.model_dump()) == state
+    assert BudgetState.model_validate_json(state.model_dump_json()) == state
+    assert state.model_fields_set == set(BudgetState.model_fields)
+    assert state.model_copy(update={"budget_remaining": 0.5}).budget_remaining == 0.5
 
 
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -223,7 +223,7 @@ class KeyValue(Generic[M]):
     def _encode(self, value: M, key: str) -> bytes:
         if not isinstance(value, self.model):
             raise TypeError(f"bucket {self.bucket!r} holds {self.model.__name__}, not {type(value).__name__}")
-        data = value.model_dump_json().encode()
+        data = value.__pydantic_serializer__.to_json(value)  # the bytes model_dump_json decodes to a str
         if self._watches and value.model_config.get("frozen"):
             self._written[key] = (data, value)
         return data

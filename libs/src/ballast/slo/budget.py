@@ -10,20 +10,20 @@ from collections.abc import Mapping
 from datetime import timedelta
 
 
-def _require_budget(error_budget: float) -> None:
+def require_budget(error_budget: float) -> None:
     if not 0 < error_budget <= 1:
         raise ValueError(f"error budget {error_budget} must be in (0, 1]: a 100% objective has no budget to burn")
 
 
 def burn_rate(error_ratio: float, error_budget: float) -> float:
     """How many times faster than sustainable the budget burns: E(w) / B (1.0 spends it exactly over the period)."""
-    _require_budget(error_budget)
+    require_budget(error_budget)
     return error_ratio / error_budget
 
 
 def burn_rates(error_ratios: Mapping[timedelta, float], error_budget: float) -> dict[timedelta, float]:
     """`burn_rate` of each window's error ratio, the budget checked once."""
-    _require_budget(error_budget)
+    require_budget(error_budget)
     return {window: ratio / error_budget for window, ratio in error_ratios.items()}
 
 
@@ -34,7 +34,7 @@ def budget_remaining(period_error_ratio: float, error_budget: float) -> float:
 
 def budget_remaining_from_counts(bad: float, total: float, error_budget: float) -> float:
     """The same from event counts, 1 - bad / (total * B); with no events nothing is spent."""
-    _require_budget(error_budget)
+    require_budget(error_budget)
     if total <= 0:
         return 1.0
     return 1 - bad / (total * error_budget)
@@ -62,7 +62,7 @@ def detection_time(error_ratio: float, error_budget: float, window: timedelta, f
 
     None when the error ratio never gets there (it is below the threshold).
     """
-    _require_budget(error_budget)
+    require_budget(error_budget)
     if error_ratio <= factor * error_budget:
         return None
     return window * (error_budget / error_ratio * factor)

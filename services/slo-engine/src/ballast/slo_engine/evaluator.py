@@ -18,6 +18,7 @@ from typing import Protocol
 
 from ballast.kube.informer import ObjectKey
 from ballast.kube.pacing import pause, until_any
+from ballast.runtime import collector
 from ballast.slo import AlertWindows, ServiceLevelObjective, WebAppAvailabilitySli
 from ballast.slo.evaluation import Measurement
 from ballast.slo_engine.budgets import BudgetBook, Evaluand
@@ -92,6 +93,12 @@ class Evaluator:
 
     async def evaluate_all(self, at: datetime) -> int:
         """Measures and evaluates every SLO a measurer takes at `at`; returns how many were evaluated."""
+        # A cycle makes and drops a few hundred thousand objects, none in reference cycles: the collector's passes
+        # during one found nothing to free and took 40-70 ms of a 10,000-SLO cycle.
+        with collector.paused():
+            return await self._evaluate_all(at)
+
+    async def _evaluate_all(self, at: datetime) -> int:
         objectives = dict(self._objectives())
         evaluated = 0
         for measurer in self._measurers:
