@@ -355,3 +355,65 @@ def test_written_since_reads_creation_and_every_managers_last_write() -> None:
         }
     }
     assert written_since(updated, since), "the API server keeps seconds: the second of `since` counts"
+
+
+async def test_each_replica_keeps_its_own_entry_in_by_pod_and_a_gone_replicas_is_dropped(
+    nats_server: NatsServer,
+    services: Callable[..., ServiceProcess],
+    kube_api: Any,
+    kubeconfig_path: Path,
+    opa_binary: Path,
+    tmp_path: Path,
+    namespace: str,
+    gate_crds: None,
+    cluster_objects: ClusterObjects,
+) -> None:
+    cluster = f"c{uuid.uuid4().hex[:8]}"
+    kind = unique_kind("K8sRequiredLabels")
+    await cluster_objects.create_template(library_template("requiredlabels", kind))
+    quick = {
+        "BALLAST_AUDIT_INTERVAL": "0",
+        "BALLAST_STATUS_PRUNE_INTERVAL": "0.5",
+        "BALLAST_LEASE_DURATION": "3",
+        "BALLAST_RENEW_DEADLINE": "2",
+        "BALLAST_RETRY_PERIOD": "0.5",
+    }
+    gates = {
+        identity: start_cluster_gate(
+            services,
+            tmp_path,
+            nats_url=nats_server.url,
+            kubeconfig=kubeconfig_path,
+            opa_binary=opa_binary,
+            cluster=cluster,
+            namespace=namespace,
+            BALLAST_IDENTITY=identity,
+            **quick,
+        )
+        for identity in ("gate-a", "gate-b")
+    }
+    for gate in gates.values():
+        await gate.process.wait_status("/readyz", 200, timeout=60)
+
+    async def by_pod(path: str, ids: list[str]) -> list[dict[str, Any]] | None:
+        entries = ((await send_json(kube_api, "GET", path)).get("status") or {}).get("byPod") or []
+        return entries if [e.get("id") for e in entries] == ids else None
+
+    template_path = f"/apis/templates.gatekeeper.sh/v1/constrainttemplates/{kind.lower()}"
+    entries = await eventually(lambda: by_pod(template_path, ["gate-a", "gate-b"]), timeout=30, what="both entries")
+    uid = (await cluster_objects.template(kind.lower()))["metadata"]["uid"]
+    assert all(e["errors"] == [] and e["templateUID"] == uid and e["observedGeneration"] == 1 for e in entries)
+
+    plural = f"{CONSTRAINTS}/{kind.lower()}"
+    match = {"kinds": [{"apiGroups": ["apps"], "kinds": ["Deployment"]}], "namespaces": [namespace]}
+    constraint = await send_json(kube_api, "POST", plural, body=required_labels(kind, "must-have-owner", match))
+    constraint_path = f"{plural}/must-have-owner"
+    entries = await eventually(lambda: by_pod(constraint_path, ["gate-a", "gate-b"]), timeout=30, what="enforced")
+    assert [(e["enforced"], e["constraintUID"], e["observedGeneration"]) for e in entries] == [
+        (True, constraint["metadata"]["uid"], 1)
+    ] * 2
+
+    # gate-b goes: its entries go with it (the leader drops them), gate-a's stay.
+    await gates["gate-b"].process.stop()
+    await eventually(lambda: by_pod(template_path, ["gate-a"]), timeout=60, what="gate-b's template entry gone")
+    await eventually(lambda: by_pod(constraint_path, ["gate-a"]), timeout=60, what="gate-b's constraint entry gone")

@@ -151,8 +151,8 @@ CHAOS_RUNS = BucketSpec(
 )
 POLICY_GATE = BucketSpec(
     name="policy-gate",
-    description="When a policy-gate was last alive, per cluster: a gate coming back audits what was admitted "
-    "while none was.",
+    description="When a policy-gate was last alive, per cluster (a gate coming back audits what was admitted "
+    "while none was) and per replica (whose entries in the policies' status stay).",
 )
 SLACK_THREADS = BucketSpec(
     name="incident-slack",

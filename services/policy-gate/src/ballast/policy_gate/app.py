@@ -4,6 +4,7 @@ with the cluster watched, Namespaces, ConstraintTemplates and constraints, the s
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Annotated, Any, Self, cast
 
 from pydantic import DirectoryPath, Field, FilePath, field_validator, model_validator
@@ -19,12 +20,15 @@ from ballast.policy_gate.admission import admission_routes
 from ballast.policy_gate.audit import Alive, Auditor, Heartbeat
 from ballast.policy_gate.cluster import Cluster
 from ballast.policy_gate.gate import Gate
+from ballast.policy_gate.pod_status import Live, Replicas
 from ballast.policy_gate.sources import ClusterPolicies
 from ballast.policy_gate.sync import Inventory, parse_sync_kinds
 from ballast.runtime import PORTS, HttpsSettings, ServiceApp
 from ballast.runtime.leases import LeaseSettings
 
 NAME = "policy-gate"
+
+log = logging.getLogger(__name__)
 
 
 class PolicyGateSettings(HttpsSettings, LeaseSettings):
@@ -59,6 +63,9 @@ class PolicyGateSettings(HttpsSettings, LeaseSettings):
     audit_chunk_size: int = Field(default=500, ge=1, le=10000, description="objects per list request")
     constraint_violations_limit: int = Field(default=20, ge=0, le=500, description="violations kept per constraint")
     lease_name: str = "ballast-policy-gate-audit"
+    status_prune_interval: float = Field(
+        default=30.0, gt=0, description="seconds between the leader's passes dropping gone replicas' byPod entries"
+    )
 
     @field_validator("sync_kinds", mode="before")
     @classmethod
@@ -78,10 +85,10 @@ class PolicyGateSettings(HttpsSettings, LeaseSettings):
 class ClusterParts:
     """What the gate runs against the cluster, made once the gate is open (they feed its engine)."""
 
-    def __init__(self, settings: PolicyGateSettings, gate: Gate, metrics: ControllerMetrics) -> None:
+    def __init__(self, settings: PolicyGateSettings, gate: Gate, metrics: ControllerMetrics, live: Live) -> None:
         assert gate.cluster is not None
         self.cluster = gate.cluster
-        self.policies = ClusterPolicies(gate.cluster.api, gate.engine, metrics, settings.identity)
+        self.policies = ClusterPolicies(gate.cluster.api, gate.engine, metrics, settings.identity, live)
         self.inventory = Inventory(
             gate.cluster, gate.engine, [*parse_sync_kinds(settings.sync_kinds), *gate.sync_kinds]
         )
@@ -146,8 +153,13 @@ def build(settings: PolicyGateSettings) -> ServiceApp:
     if api is None:
         return app
 
+    async def open_replicas(bus: Bus) -> Replicas:
+        return Replicas(await bus.kv(POLICY_GATE, Alive), settings.cluster, settings.identity)
+
+    replicas = app.lifespan("replicas", open_replicas)
+
     async def open_parts(_: Bus) -> ClusterParts:
-        return ClusterParts(settings, gate.value, controller_metrics)
+        return ClusterParts(settings, gate.value, controller_metrics, lambda: replicas.value.live())
 
     async def open_heartbeat(bus: Bus) -> Heartbeat:
         return Heartbeat(await bus.kv(POLICY_GATE, Alive), settings.cluster, settings.identity)
@@ -157,13 +169,26 @@ def build(settings: PolicyGateSettings) -> ServiceApp:
     app.readiness("cluster", lambda: parts.value.readiness() if parts.is_open else None)
     app.background(lambda _, stop: parts.value.run(stop))
     app.background(lambda _, stop: heartbeat.value.run(stop))
+    app.background(lambda _, stop: replicas.value.follow(stop))
+
+    async def prune_gone(lost: asyncio.Event) -> None:
+        """The leader drops the status entries of replicas gone, and their long-silent heartbeats."""
+        while not lost.is_set():
+            try:
+                await parts.value.policies.prune_gone()
+                await replicas.value.forget_gone()
+            except Exception:  # the API server or NATS away: the next pass tries again
+                log.exception("dropping the status entries of gone replicas failed")
+            await pause(lost, settings.status_prune_interval)
 
     async def audit(_: Bus, lost: asyncio.Event) -> None:
         while parts.value.readiness() is not None:  # an audit before the constraints are loaded would find nothing
             await pause(lost, 0.2)
             if lost.is_set():
                 return
-        await parts.value.auditor.run(lost, interval=settings.audit_interval, heartbeat=heartbeat.value)
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(prune_gone(lost))
+            await parts.value.auditor.run(lost, interval=settings.audit_interval, heartbeat=heartbeat.value)
 
     app.lead(lambda: settings.elector(api.value), audit)
     return app

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -56,7 +57,7 @@ OUTAGE_AFTER = timedelta(seconds=3 * HEARTBEAT_INTERVAL)  # a longer silence was
 
 
 class Alive(BaseModel):
-    """The `policy-gate` bucket's value under `alive.<cluster>`."""
+    """The `policy-gate` bucket's value under `alive.<cluster>` (any replica) and `replica.<cluster>.<id>`."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -68,12 +69,21 @@ def alive_key(cluster: str) -> str:
     return f"alive.{cluster}"
 
 
+def replica_key(cluster: str, identity: str) -> str:
+    """A replica's heartbeat key: its identity with what a key cannot hold as `_` (the value holds it whole)."""
+    return f"replica.{cluster}.{_KEY_UNSAFE.sub('_', identity)}"
+
+
+_KEY_UNSAFE = re.compile(r"[^-/_=.a-zA-Z0-9]|^\.|\.$|\.(?=\.)")
+
+
 class Heartbeat:
     """Marks the gate alive every HEARTBEAT_INTERVAL; `last_before_start` is the mark found before the first one."""
 
     def __init__(self, kv: KeyValue[Alive], cluster: str, identity: str) -> None:
         self._kv = kv
         self._key = alive_key(cluster)
+        self._replica_key = replica_key(cluster, identity)
         self._identity = identity
         self.last_before_start: datetime | None = None
         self.read = asyncio.Event()
@@ -83,11 +93,16 @@ class Heartbeat:
         self.last_before_start = entry.value.at if entry is not None and entry.value is not None else None
         self.read.set()
         while not stop.is_set():
+            alive = Alive(at=datetime.now(UTC), gate=self._identity)
             try:
-                await self._kv.put(self._key, Alive(at=datetime.now(UTC), gate=self._identity))
+                await self._kv.put(self._key, alive)  # the cluster's gate: any replica (outages)
+                await self._kv.put(self._replica_key, alive)  # this replica (whose `byPod` entries stay)
             except Exception as exc:  # NATS away: the next beat tries again
                 log.warning("heartbeat not written: %s", exc)
             await pause(stop, HEARTBEAT_INTERVAL)
+        # Stopping: this replica's entries in the policies' status go at the leader's next pass, not OUTAGE_AFTER on.
+        with contextlib.suppress(Exception):
+            await self._kv.delete(self._replica_key)
 
     def outage_since(self, now: datetime) -> datetime | None:
         """When the gate was last seen alive, if it was away long enough to count as an outage."""

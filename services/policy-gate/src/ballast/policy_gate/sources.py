@@ -7,7 +7,9 @@ nothing else: the other templates stay loaded, and a refused new version leaves 
 template deleted takes its constraint kind (CRD and constraints) with it, as in Gatekeeper.
 
 One worker reconciles the templates, so OPA is never loading two versions of the same modules at once. Status
-writes do not requeue (only a spec change, `metadata.generation`, does).
+writes do not requeue (only a spec change, `metadata.generation`, does). Each replica writes its own entry in the
+templates' and constraints' `status.byPod` (`pod_status`): what it loaded and, for a constraint, whether it enforces
+it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ballast.kube.rest import send_json
 from ballast.policy import Constraint, ConstraintError, ConstraintTemplate, PolicyEngine, TemplateError
 from ballast.policy.constraints import API_GROUP as CONSTRAINTS_GROUP
 from ballast.policy.crds import STORED_VERSION, constraint_crd, crd_name, plural
+from ballast.policy_gate.pod_status import Live, has_gone, write_by_pod
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +48,34 @@ class CrdNotReady(Exception):
 @dataclass
 class _ConstraintWatch:
     informer: Informer
+    resource: Resource
     stop: asyncio.Event
 
 
+OPERATIONS = ("audit", "webhook")  # what each replica does with what it loaded (Gatekeeper's `operations`)
+
+
 class ClusterPolicies:
-    def __init__(self, api: KubeApi, engine: PolicyEngine, metrics: ControllerMetrics, identity: str) -> None:
+    def __init__(
+        self,
+        api: KubeApi,
+        engine: PolicyEngine,
+        metrics: ControllerMetrics,
+        identity: str,
+        live: Live = lambda: None,
+    ) -> None:
         self._api = api
         self._engine = engine
         self._identity = identity
+        self._live = live
         self.templates = Informer(api, TEMPLATE)
         self.controller: Controller[ObjectKey] = Controller("constrainttemplates", self._reconcile, metrics, workers=1)
         self.controller.watch(self.templates, own_key, generation_changed)
+        # This replica's entry in each constraint's `status.byPod`, written when it loads (or refuses) a generation.
+        self.constraint_status: Controller[tuple[str, str]] = Controller(
+            "constraint-status", self._write_constraint_status, metrics, workers=2
+        )
+        self._refused: dict[tuple[str, str], str] = {}  # (kind, name) -> why this replica does not use it
         self._kinds: dict[str, str] = {}  # template name -> the kind loaded for it
         self._watches: dict[str, _ConstraintWatch] = {}  # kind -> its constraints' informer
         self._seen: set[str] = set()  # templates reconciled at least once (loaded or refused)
@@ -75,6 +95,7 @@ class ClusterPolicies:
             self._tasks = tasks
             tasks.create_task(self.templates.run(stop))
             tasks.create_task(self.controller.run(stop))
+            tasks.create_task(self.constraint_status.run(stop))
             await stop.wait()
             for watch in self._watches.values():
                 watch.stop.set()
@@ -162,22 +183,31 @@ class ClusterPolicies:
         kind = template.kind
         if kind in self._watches:
             return
-        informer = Informer(self._api, constraint_resource(template))
+
+        resource = constraint_resource(template)
+        informer = Informer(self._api, resource)
         engine = self._engine
+        refused = self._refused
+        status = self.constraint_status
 
         def changed(event: WatchEvent, new: dict[str, Any], old: dict[str, Any] | None) -> None:
             name = str((new.get("metadata") or {}).get("name"))
             if event == "DELETED":
                 engine.remove_constraint(kind, name)
+                refused.pop((kind, name), None)
                 return
             try:
                 engine.add_constraint(Constraint.from_manifest(new))
+                refused.pop((kind, name), None)
             except ConstraintError as exc:
                 log.error("constraint %s/%s not used: %s", kind, name, exc)
                 engine.remove_constraint(kind, name)
+                refused[(kind, name)] = str(exc)
+            if generation_changed(event, new, old):  # not for its status written (this replica's, or the audit's)
+                status.enqueue((kind, name))
 
         informer.subscribe(changed)
-        watch = _ConstraintWatch(informer, asyncio.Event())
+        watch = _ConstraintWatch(informer, resource, asyncio.Event())
         self._watches[kind] = watch
         assert self._tasks is not None, "run() first"
         self._tasks.create_task(informer.run(watch.stop))
@@ -185,25 +215,53 @@ class ClusterPolicies:
     async def _write_status(
         self, name: str, generation: Any, *, created: bool, errors: list[tuple[str, Exception]]
     ) -> None:
-        """Gatekeeper's template status: `created` and this gate's entry in `byPod` with the errors."""
-        body = {
-            "status": {
-                "created": created,
-                "byPod": [
-                    {
-                        "id": self._identity,
-                        "observedGeneration": generation,
-                        "operations": ["audit", "webhook"],
-                        "errors": [{"code": code, "message": str(exc)} for code, exc in errors],
-                    }
-                ],
-            }
+        """Gatekeeper's template status: `created` and this replica's entry in `byPod` with the errors."""
+        obj = self.templates.store.get(("", name)) or {}
+        entry = {
+            "id": self._identity,
+            "observedGeneration": generation,
+            "operations": list(OPERATIONS),
+            "templateUID": (obj.get("metadata") or {}).get("uid"),
+            "errors": [{"code": code, "message": str(exc)} for code, exc in errors],
         }
-        with contextlib.suppress(NotFound):  # deleted meanwhile
-            await send_json(
-                self._api,
-                "PATCH",
-                TEMPLATE.path(None, name, "status"),
-                headers={"Content-Type": "application/merge-patch+json"},
-                body=body,
-            )
+        await write_by_pod(self._api, TEMPLATE.path(None, name), self._identity, entry, self._live(), created=created)
+
+    async def _write_constraint_status(self, key: tuple[str, str]) -> Result:
+        """This replica's entry in a constraint's `byPod`: whether it enforces the generation it read, and why not."""
+        kind, name = key
+        watch = self._watches.get(kind)
+        obj = watch.informer.store.get(("", name)) if watch is not None else None
+        if watch is None or obj is None:
+            return Result()  # deleted meanwhile: nothing to write to
+        metadata = obj.get("metadata") or {}
+        why = self._refused.get(key)
+        entry = {
+            "id": self._identity,
+            "constraintUID": metadata.get("uid"),
+            "enforced": why is None,
+            "observedGeneration": metadata.get("generation"),
+            "operations": list(OPERATIONS),
+            "errors": [] if why is None else [{"code": "constraint_error", "message": why}],
+        }
+        await write_by_pod(self._api, watch.resource.path(None, name), self._identity, entry, self._live())
+        return Result()
+
+    async def prune_gone(self) -> int:
+        """Drops the `byPod` entries of replicas gone from every template's and constraint's status; how many objects
+        were written. Run by the leader now and then."""
+        live = self._live()
+        if live is None:
+            return 0
+        targets = [(TEMPLATE, obj) for obj in self.templates.store.values()]
+        targets += [(w.resource, obj) for w in list(self._watches.values()) for obj in w.informer.store.values()]
+        written = 0
+        for resource, obj in targets:
+            if not has_gone((obj.get("status") or {}).get("byPod"), self._identity, live):
+                continue
+            name = str((obj.get("metadata") or {}).get("name"))
+            path = resource.path(None, name)
+            try:
+                written += await write_by_pod(self._api, path, self._identity, None, live)
+            except ApiError as exc:  # the next pass tries again
+                log.warning("dropping gone replicas from %s %s failed: %s", resource.kind, name, exc)
+        return written
