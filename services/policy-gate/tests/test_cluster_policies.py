@@ -417,3 +417,70 @@ async def test_each_replica_keeps_its_own_entry_in_by_pod_and_a_gone_replicas_is
     await gates["gate-b"].process.stop()
     await eventually(lambda: by_pod(template_path, ["gate-a"]), timeout=60, what="gate-b's template entry gone")
     await eventually(lambda: by_pod(constraint_path, ["gate-a"]), timeout=60, what="gate-b's constraint entry gone")
+
+
+async def test_a_namespace_a_config_leaves_out_of_the_audit_is_not_audited_but_still_judged(
+    nats_server: NatsServer,
+    services: Callable[..., ServiceProcess],
+    bus: Bus,
+    kube_api: Any,
+    kubeconfig_path: Path,
+    opa_binary: Path,
+    tmp_path: Path,
+    namespace: str,
+    gate_crds: None,
+    cluster_objects: ClusterObjects,
+) -> None:
+    cluster = f"c{uuid.uuid4().hex[:8]}"
+    kind = unique_kind("K8sRequiredLabels")
+    await cluster_objects.create_template(library_template("requiredlabels", kind))
+    await send_json(
+        kube_api, "POST", f"/apis/apps/v1/namespaces/{namespace}/deployments", body=deployment(namespace, "bare")
+    )
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    gatekeeper_config = {
+        "apiVersion": "config.gatekeeper.sh/v1alpha1",
+        "kind": "Config",
+        "metadata": {"name": "config", "namespace": "gatekeeper-system"},
+        "spec": {"match": [{"excludedNamespaces": [namespace], "processes": ["audit"]}]},
+    }
+    (policies / "config.yaml").write_text(yaml.safe_dump(gatekeeper_config))
+    gate = start_cluster_gate(
+        services,
+        tmp_path,
+        nats_url=nats_server.url,
+        kubeconfig=kubeconfig_path,
+        opa_binary=opa_binary,
+        cluster=cluster,
+        namespace=namespace,
+        BALLAST_AUDIT_INTERVAL="1",
+        BALLAST_POLICY_DIR=str(policies),
+    )
+    await gate.process.wait_status("/readyz", 200, timeout=60)
+    match = {"kinds": [{"apiGroups": ["apps"], "kinds": ["Deployment"]}], "namespaces": [namespace]}
+    plural = f"{CONSTRAINTS}/{kind.lower()}"
+    await send_json(kube_api, "POST", plural, body=required_labels(kind, "owner", match))
+
+    async def denied() -> PolicyCheckResponse | None:  # the webhook's process is not excluded: judged
+        answer = await check(bus, cluster, namespace, deployment(namespace, "bare"))
+        return None if answer.allowed else answer
+
+    await eventually(denied, timeout=30, what="the constraint in force on the bus")
+
+    async def audited() -> dict[str, Any] | None:
+        status = (await send_json(kube_api, "GET", f"{plural}/owner")).get("status") or {}
+        return status if "auditTimestamp" in status else None
+
+    first = await eventually(audited, timeout=30, what="an audit of the constraint")
+    later = await eventually(  # an audit that started after the constraint was loaded, not one racing its loading
+        lambda: audited_after(kube_api, f"{plural}/owner", first["auditTimestamp"]), timeout=30, what="a later audit"
+    )
+    assert later["totalViolations"] == 0
+    assert later.get("violations") == []
+    assert await stored_events(bus, f"evt.policy.{cluster}.{namespace}.audit_violation") == []
+
+
+async def audited_after(kube_api: Any, path: str, stamp: str) -> dict[str, Any] | None:
+    status = (await send_json(kube_api, "GET", path)).get("status") or {}
+    return status if status.get("auditTimestamp", "") > stamp else None

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 from policies import deployment, write_policies
 
 from ballast.bus import Bus, EndpointCallError
@@ -228,3 +229,44 @@ async def test_the_gates_own_opa_killed_is_restarted_with_the_policies(
     assert "K8sRequiredLabels/must-have-owner" in {v.policy for v in denied.violations}
     assert "opa exited with -9; restarting" in gate.log()
     await gate.stop(timeout=15)
+
+
+async def test_a_configs_excluded_namespaces_are_not_judged_by_the_constraints(
+    nats_server: NatsServer,
+    services: Callable[..., ServiceProcess],
+    bus: Bus,
+    opa_binary: Path,
+    tmp_path: Path,
+    unique: Callable[[str], str],
+) -> None:
+    cluster = unique("gate")
+    policies = write_policies(tmp_path / "policies")
+    gatekeeper_config = {
+        "apiVersion": "config.gatekeeper.sh/v1alpha1",
+        "kind": "Config",
+        "metadata": {"name": "config", "namespace": "gatekeeper-system"},
+        "spec": {"match": [{"excludedNamespaces": ["legacy-*"], "processes": ["webhook"]}]},
+    }
+    (policies / "config.yaml").write_text(yaml.safe_dump(gatekeeper_config))
+    gate = services(
+        "ballast.policy_gate",
+        nats_url=nats_server.url,
+        BALLAST_HTTPS_PORT="0",
+        BALLAST_CLUSTER=cluster,
+        BALLAST_OPA_BINARY=str(opa_binary),
+        BALLAST_POLICY_DIR=str(policies),
+    )
+    await gate.wait_status("/readyz", 200)
+
+    bare = deployment("bare", {})
+    assert not (await check(bus, cluster, bare)).allowed  # in shop: judged
+    legacy = bare | {"metadata": bare["metadata"] | {"namespace": "legacy-billing"}}
+    answer = await check(bus, cluster, legacy)
+    assert answer.allowed
+    assert answer.violations == []
+    # A manifest without a namespace is in the request's.
+    unnamed = bare | {"metadata": {k: v for k, v in bare["metadata"].items() if k != "namespace"}}
+    request = PolicyCheckRequest(cluster=cluster, namespace="legacy-billing", manifests=[unnamed], requested_by="test")
+    in_request = await bus.request(POLICY_CHECK, request, timeout=10)
+    assert isinstance(in_request, PolicyCheckResponse)
+    assert in_request.allowed

@@ -12,6 +12,7 @@ from ballast.policy.constraints import API_GROUP as CONSTRAINTS_GROUP
 from ballast.policy.constraints import Constraint, ConstraintError
 from ballast.policy.documents import DocumentError, load_documents
 from ballast.policy.engine import PolicyEngine
+from ballast.policy.exclusions import Exclusion, config_exclusions
 from ballast.policy.expansion import ExpansionError, ExpansionTemplate
 from ballast.policy.templates import ConstraintTemplate, TemplateError
 
@@ -38,6 +39,7 @@ class PolicySet:
     constraints: list[Constraint] = field(default_factory=list)
     expansions: list[ExpansionTemplate] = field(default_factory=list)
     sync: list[tuple[str, str]] = field(default_factory=list)  # (apiVersion, kind) a Config's syncOnly names
+    exclusions: list[Exclusion] = field(default_factory=list)  # a Config's spec.match
     problems: list[str] = field(default_factory=list)  # what could not be read or loaded, one line each
 
 
@@ -72,6 +74,7 @@ def read_policies(paths: Iterable[Path]) -> PolicySet:
                     policies.expansions.append(ExpansionTemplate.from_manifest(document))
                 elif kind == "Config" and group == CONFIG_GROUP:
                     policies.sync.extend(sync_only(document))
+                    policies.exclusions.extend(config_exclusions(document))
                 elif group == CONSTRAINTS_GROUP:
                     policies.constraints.append(Constraint.from_manifest(document))
                 else:

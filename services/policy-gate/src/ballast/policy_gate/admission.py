@@ -124,6 +124,7 @@ def admission_routes(gate: Callable[[], Gate]) -> list[web.RouteDef]:
                 requested_by=request.user_info.username,
                 freezes=[freeze],
                 started=started,
+                namespaces=[request.namespace],
             )
         except OpaError as exc:
             log.warning("admission review %s not judged: %s", request.uid, exc)

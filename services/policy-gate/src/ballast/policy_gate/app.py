@@ -90,7 +90,7 @@ class ClusterParts:
         self.cluster = gate.cluster
         self.policies = ClusterPolicies(gate.cluster.api, gate.engine, metrics, settings.identity, live)
         self.inventory = Inventory(
-            gate.cluster, gate.engine, [*parse_sync_kinds(settings.sync_kinds), *gate.sync_kinds]
+            gate.cluster, gate.engine, [*parse_sync_kinds(settings.sync_kinds), *gate.sync_kinds], gate.exclusions
         )
         self.auditor = Auditor(
             gate.cluster,
@@ -99,6 +99,7 @@ class ClusterParts:
             settings.cluster,
             chunk_size=settings.audit_chunk_size,
             violations_limit=settings.constraint_violations_limit,
+            exclusions=gate.exclusions,
         )
 
     def readiness(self) -> str | None:

@@ -48,6 +48,7 @@ from ballast.kube.rest import send_json
 from ballast.policy import Constraint, PolicyEngine, Violation, review_object
 from ballast.policy.constraints import API_GROUP as CONSTRAINTS_GROUP
 from ballast.policy.crds import STORED_VERSION
+from ballast.policy.exclusions import Exclusions
 from ballast.policy_gate.cluster import Cluster
 
 log = logging.getLogger(__name__)
@@ -148,7 +149,9 @@ class Auditor:
         *,
         chunk_size: int = 500,
         violations_limit: int = 20,
+        exclusions: Exclusions | None = None,
     ) -> None:
+        self._exclusions = exclusions or Exclusions()
         self._cluster = cluster
         self._engine = engine
         self._publisher = publisher
@@ -198,6 +201,8 @@ class Auditor:
             async for chunk in self._chunks(resource):
                 if since is not None:
                     chunk = [o for o in chunk if written_since(o, since)]
+                if self._exclusions.entries:  # the namespaces a Config leaves out of "audit"
+                    chunk = [o for o in chunk if not self._exclusions.excludes("audit", o)]
                 if not chunk:
                     continue
                 objects += len(chunk)

@@ -42,6 +42,7 @@ from ballast.policy import (
     review_admission_request,
     review_object,
 )
+from ballast.policy.exclusions import Exclusions
 from ballast.policy_gate.cluster import Cluster
 from ballast.policy_gate.decisions import DecisionLog
 from ballast.policy_gate.freeze import (
@@ -96,6 +97,7 @@ class Gate:
         self.freezes = freezes or FreezeBook()
         self.cluster = cluster
         self.sync_kinds: list[tuple[str, str]] = []  # what the policy files' Gatekeeper Configs sync
+        self.exclusions = Exclusions()  # the namespaces the policy files' Gatekeeper Configs leave out
         self._external_problem: str | None = None
 
     @classmethod
@@ -126,6 +128,7 @@ class Gate:
         if policy_dir is not None:
             policies = read_policies([policy_dir])
             gate.sync_kinds = list(policies.sync)
+            gate.exclusions = Exclusions.of(policies.exclusions)
             for problem in await load_policies(engine, policies):
                 log.error("policy refused: %s", problem)
             log.info(
@@ -193,13 +196,23 @@ class Gate:
         requested_by: str,
         freezes: Sequence[FreezeVerdict] | None = None,
         started: float | None = None,
+        namespaces: Sequence[str | None] | None = None,
     ) -> list[Judgement]:
         """The one evaluation path of the bus check and the admission webhook: each review's violations (workloads
         also judged as the pods they create) with the error-budget policy's verdict (`freezes`, one per review),
         each object's verdict in the decision log. Raises `OpaError` when the engine cannot answer: the caller's
         failure policy decides then."""
         started = time.perf_counter() if started is None else started
-        found = await self.engine.review(reviews)
+        # Objects in the namespaces a Config leaves out of "webhook" are not judged by the constraints (the
+        # error-budget policy still applies); `namespaces` names the request's namespace where an object has none.
+        exclusions = self.exclusions
+        left_out = [
+            exclusions.excludes("webhook", review.subject, namespaces[index] if namespaces is not None else None)
+            for index, review in enumerate(reviews)
+        ]
+        judged = [review for review, out in zip(reviews, left_out, strict=True) if not out]
+        answers = iter(await self.engine.review(judged) if judged else [])
+        found = [[] if out else next(answers) for out in left_out]
         verdicts = [
             Judgement([*violations, *freeze.violations], freeze.override_reason)
             for violations, freeze in zip(found, freezes or [FreezeVerdict()] * len(found), strict=True)
@@ -249,6 +262,7 @@ class Gate:
                 requested_by=request.requested_by,
                 freezes=freezes,
                 started=started,
+                namespaces=[request.namespace] * len(reviews),
             )
         except OpaError as exc:  # unreachable, or refusing what it was asked: the caller's failure policy decides
             raise EndpointError(503, f"the policy engine is unavailable: {exc}") from exc

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from ballast.kube import Informer
 from ballast.kube.pacing import pause, until_any
 from ballast.policy import PolicyEngine
+from ballast.policy.exclusions import Exclusions
 from ballast.policy_gate.cluster import Cluster, typed
 
 log = logging.getLogger(__name__)
@@ -38,9 +39,16 @@ def parse_sync_kinds(entries: Iterable[str]) -> list[tuple[str, str]]:
 
 
 class Inventory:
-    def __init__(self, cluster: Cluster, engine: PolicyEngine, kinds: Iterable[tuple[str, str]]) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        engine: PolicyEngine,
+        kinds: Iterable[tuple[str, str]],
+        exclusions: Exclusions | None = None,
+    ) -> None:
         self._cluster = cluster
         self._engine = engine
+        self._exclusions = exclusions or Exclusions()
         self.kinds = sorted(set(kinds))
         self._informers: list[Informer] = []
         self._dirty = asyncio.Event()
@@ -78,7 +86,12 @@ class Inventory:
             await until_any(informer.synced, stop)
         while not stop.is_set():
             self._dirty.clear()
-            objects = itertools.chain.from_iterable(i.store.values() for i in self._informers)
+            excluded = self._exclusions  # a Config's "sync" exclusions stay out of data.inventory
+            objects = (
+                obj
+                for obj in itertools.chain.from_iterable(i.store.values() for i in self._informers)
+                if not excluded.excludes("sync", obj)
+            )
             try:
                 await self._engine.set_inventory(objects)
             except Exception as exc:  # OPA restarting: it gets the inventory with everything else when it is back
