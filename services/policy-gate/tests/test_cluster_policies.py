@@ -2,7 +2,8 @@
 with the template's parameters schema (the API server refuses bad parameters), a template with a Rego error refused on
 its status without harming the others; namespaceSelector decided from watched Namespaces; a referential policy fed
 from the sync config's kinds; the audit in chunks writing capped violations to the constraint's status and all of them
-to the bus; and the audit at once of what was written while no gate was alive."""
+to the bus; the audit at once of what was written while no gate was alive; each replica's entry in `byPod`; and a
+Config's namespaces left out of the audit and of the inventory."""
 
 from __future__ import annotations
 
@@ -484,3 +485,61 @@ async def test_a_namespace_a_config_leaves_out_of_the_audit_is_not_audited_but_s
 async def audited_after(kube_api: Any, path: str, stamp: str) -> dict[str, Any] | None:
     status = (await send_json(kube_api, "GET", path)).get("status") or {}
     return status if status.get("auditTimestamp", "") > stamp else None
+
+
+async def test_a_namespace_a_config_leaves_out_of_sync_is_not_in_the_inventory(
+    nats_server: NatsServer,
+    services: Callable[..., ServiceProcess],
+    bus: Bus,
+    kube_api: Any,
+    kubeconfig_path: Path,
+    opa_binary: Path,
+    tmp_path: Path,
+    namespace: str,
+    gate_crds: None,
+    cluster_objects: ClusterObjects,
+) -> None:
+    cluster = f"c{uuid.uuid4().hex[:8]}"
+    kind = unique_kind("K8sUniqueIngressHost")
+    kept = f"{namespace}-kept"  # a second namespace, synced
+    await send_json(kube_api, "POST", "/api/v1/namespaces", body={"metadata": {"name": kept}})
+    try:
+        policies = tmp_path / "policies"
+        policies.mkdir()
+        constraint = {
+            "apiVersion": "constraints.gatekeeper.sh/v1beta1",
+            "kind": kind,
+            "metadata": {"name": "unique-hosts"},
+            "spec": {"match": {"kinds": [{"apiGroups": ["networking.k8s.io"], "kinds": ["Ingress"]}]}},
+        }
+        gatekeeper_config = {
+            "apiVersion": "config.gatekeeper.sh/v1alpha1",
+            "kind": "Config",
+            "metadata": {"name": "config", "namespace": "gatekeeper-system"},
+            "spec": {
+                "sync": {"syncOnly": [{"group": "networking.k8s.io", "version": "v1", "kind": "Ingress"}]},
+                "match": [{"excludedNamespaces": [namespace], "processes": ["sync"]}],
+            },
+        }
+        library = library_template("uniqueingresshost", kind)
+        (policies / "policies.yaml").write_text(yaml.safe_dump_all([library, constraint, gatekeeper_config]))
+        left_out, synced = (f"{uuid.uuid4().hex[:8]}.shop.example.com" for _ in range(2))
+        for where, host in ((namespace, left_out), (kept, synced)):
+            path = f"/apis/networking.k8s.io/v1/namespaces/{where}/ingresses"
+            await send_json(kube_api, "POST", path, body=ingress(where, "a", host))
+        gate = start_cluster_gate(
+            services,
+            tmp_path,
+            nats_url=nats_server.url,
+            kubeconfig=kubeconfig_path,
+            opa_binary=opa_binary,
+            cluster=cluster,
+            namespace=namespace,
+            BALLAST_POLICY_DIR=str(policies),
+            BALLAST_AUDIT_INTERVAL="0",
+        )
+        await gate.process.wait_status("/readyz", 200, timeout=60)  # ready: the inventory pushed once
+        assert not (await check(bus, cluster, "other", ingress("other", "b", synced))).allowed
+        assert (await check(bus, cluster, "other", ingress("other", "b", left_out))).allowed
+    finally:
+        await send_json(kube_api, "DELETE", f"/api/v1/namespaces/{kept}")
