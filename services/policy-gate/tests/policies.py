@@ -57,6 +57,19 @@ def constraint(kind: str, name: str, action: str, match: dict[str, Any], **param
     }
 
 
+def gatekeeper_config(*match: dict[str, Any], sync: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    """A Gatekeeper `Config`: namespaces left out per process (`spec.match`) and the kinds synced (`syncOnly`)."""
+    spec: dict[str, Any] = {"match": list(match)}
+    if sync is not None:
+        spec["sync"] = {"syncOnly": sync}
+    return {
+        "apiVersion": "config.gatekeeper.sh/v1alpha1",
+        "kind": "Config",
+        "metadata": {"name": "config", "namespace": "gatekeeper-system"},
+        "spec": spec,
+    }
+
+
 DEPLOYMENTS = {"kinds": [{"apiGroups": ["apps"], "kinds": ["Deployment"]}]}
 PODS = {"kinds": [{"apiGroups": [""], "kinds": ["Pod"]}]}
 

@@ -25,7 +25,7 @@ from gate_cluster import (  # noqa: F401  (gate_crds: fixture)
     stored_events,
     unique_kind,
 )
-from policies import BROKEN, template
+from policies import BROKEN, gatekeeper_config, template
 
 from ballast.bus import Bus
 from ballast.events.catalogue import POLICY_GATE
@@ -440,13 +440,8 @@ async def test_a_namespace_a_config_leaves_out_of_the_audit_is_not_audited_but_s
     )
     policies = tmp_path / "policies"
     policies.mkdir()
-    gatekeeper_config = {
-        "apiVersion": "config.gatekeeper.sh/v1alpha1",
-        "kind": "Config",
-        "metadata": {"name": "config", "namespace": "gatekeeper-system"},
-        "spec": {"match": [{"excludedNamespaces": [namespace], "processes": ["audit"]}]},
-    }
-    (policies / "config.yaml").write_text(yaml.safe_dump(gatekeeper_config))
+    config = gatekeeper_config({"excludedNamespaces": [namespace], "processes": ["audit"]})
+    (policies / "config.yaml").write_text(yaml.safe_dump(config))
     gate = start_cluster_gate(
         services,
         tmp_path,
@@ -512,17 +507,12 @@ async def test_a_namespace_a_config_leaves_out_of_sync_is_not_in_the_inventory(
             "metadata": {"name": "unique-hosts"},
             "spec": {"match": {"kinds": [{"apiGroups": ["networking.k8s.io"], "kinds": ["Ingress"]}]}},
         }
-        gatekeeper_config = {
-            "apiVersion": "config.gatekeeper.sh/v1alpha1",
-            "kind": "Config",
-            "metadata": {"name": "config", "namespace": "gatekeeper-system"},
-            "spec": {
-                "sync": {"syncOnly": [{"group": "networking.k8s.io", "version": "v1", "kind": "Ingress"}]},
-                "match": [{"excludedNamespaces": [namespace], "processes": ["sync"]}],
-            },
-        }
+        config = gatekeeper_config(
+            {"excludedNamespaces": [namespace], "processes": ["sync"]},
+            sync=[{"group": "networking.k8s.io", "version": "v1", "kind": "Ingress"}],
+        )
         library = library_template("uniqueingresshost", kind)
-        (policies / "policies.yaml").write_text(yaml.safe_dump_all([library, constraint, gatekeeper_config]))
+        (policies / "policies.yaml").write_text(yaml.safe_dump_all([library, constraint, config]))
         left_out, synced = (f"{uuid.uuid4().hex[:8]}.shop.example.com" for _ in range(2))
         for where, host in ((namespace, left_out), (kept, synced)):
             path = f"/apis/networking.k8s.io/v1/namespaces/{where}/ingresses"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from policies import deployment, write_policies
+from policies import deployment, gatekeeper_config, write_policies
 
 from ballast.bus import Bus, EndpointCallError
 from ballast.events.contracts.policy import (
@@ -241,13 +241,8 @@ async def test_a_configs_excluded_namespaces_are_not_judged_by_the_constraints(
 ) -> None:
     cluster = unique("gate")
     policies = write_policies(tmp_path / "policies")
-    gatekeeper_config = {
-        "apiVersion": "config.gatekeeper.sh/v1alpha1",
-        "kind": "Config",
-        "metadata": {"name": "config", "namespace": "gatekeeper-system"},
-        "spec": {"match": [{"excludedNamespaces": ["legacy-*"], "processes": ["webhook"]}]},
-    }
-    (policies / "config.yaml").write_text(yaml.safe_dump(gatekeeper_config))
+    config = gatekeeper_config({"excludedNamespaces": ["legacy-*"], "processes": ["webhook"]})
+    (policies / "config.yaml").write_text(yaml.safe_dump(config))
     gate = services(
         "ballast.policy_gate",
         nats_url=nats_server.url,
