@@ -374,7 +374,7 @@ async def test_each_replica_keeps_its_own_entry_in_by_pod_and_a_gone_replicas_is
     await cluster_objects.create_template(library_template("requiredlabels", kind))
     quick = {
         "BALLAST_AUDIT_INTERVAL": "0",
-        "BALLAST_STATUS_PRUNE_INTERVAL": "0.5",
+        "BALLAST_STATUS_REPAIR_INTERVAL": "0.5",
         "BALLAST_LEASE_DURATION": "3",
         "BALLAST_RENEW_DEADLINE": "2",
         "BALLAST_RETRY_PERIOD": "0.5",
@@ -418,6 +418,18 @@ async def test_each_replica_keeps_its_own_entry_in_by_pod_and_a_gone_replicas_is
     await gates["gate-b"].process.stop()
     await eventually(lambda: by_pod(template_path, ["gate-a"]), timeout=60, what="gate-b's template entry gone")
     await eventually(lambda: by_pod(constraint_path, ["gate-a"]), timeout=60, what="gate-b's constraint entry gone")
+
+    # An entry lost (here, removed by hand) is written again by its replica.
+    for path in (template_path, constraint_path):
+        await send_json(
+            kube_api,
+            "PATCH",
+            f"{path}/status",
+            headers={"Content-Type": "application/merge-patch+json"},
+            body={"status": {"byPod": []}},
+        )
+    await eventually(lambda: by_pod(template_path, ["gate-a"]), timeout=30, what="gate-a's template entry again")
+    await eventually(lambda: by_pod(constraint_path, ["gate-a"]), timeout=30, what="gate-a's constraint entry again")
 
 
 async def test_a_namespace_a_config_leaves_out_of_the_audit_is_not_audited_but_still_judged(

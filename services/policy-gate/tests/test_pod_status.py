@@ -59,9 +59,13 @@ async def test_the_replicas_alive_are_those_heard_from_lately_and_long_silent_on
     async with asyncio.timeout(30), asyncio.TaskGroup() as tasks:
         tasks.create_task(replicas.follow(stop))
         await replicas.caught_up.wait()
+        assert replicas.live(now) is None  # its own heartbeat not seen yet: the view may lag, nobody is gone
+        await kv.put(replica_key(cluster, "me"), Alive(at=now, gate="me"))
+        await eventually(lambda: replicas.live(now) is not None, timeout=10, what="its own heartbeat seen")
         assert replicas.live(now) == {"fresh", "me"}
+        assert replicas.live(now + OUTAGE_AFTER * 2) is None  # its own beat old: the view lags, not the others
         await kv.put(replica_key(cluster, "silent"), Alive(at=datetime.now(UTC), gate="silent"))  # back
-        await eventually(lambda: "silent" in (replicas.live() or ()), timeout=10, what="the replica heard again")
+        await eventually(lambda: "silent" in (replicas.live(now) or ()), timeout=10, what="the replica heard again")
         await replicas.forget_gone()
         assert await kv.get(replica_key(cluster, "long gone")) is None
         assert await kv.get(replica_key(cluster, "fresh")) is not None

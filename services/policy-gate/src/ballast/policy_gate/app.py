@@ -63,8 +63,11 @@ class PolicyGateSettings(HttpsSettings, LeaseSettings):
     audit_chunk_size: int = Field(default=500, ge=1, le=10000, description="objects per list request")
     constraint_violations_limit: int = Field(default=20, ge=0, le=500, description="violations kept per constraint")
     lease_name: str = "ballast-policy-gate-audit"
-    status_prune_interval: float = Field(
-        default=30.0, gt=0, description="seconds between the leader's passes dropping gone replicas' byPod entries"
+    status_repair_interval: float = Field(
+        default=30.0,
+        gt=0,
+        description="seconds between the leader's passes dropping gone replicas' byPod entries, and each replica's "
+        "looks for its own gone missing",
     )
 
     @field_validator("sync_kinds", mode="before")
@@ -88,7 +91,9 @@ class ClusterParts:
     def __init__(self, settings: PolicyGateSettings, gate: Gate, metrics: ControllerMetrics, live: Live) -> None:
         assert gate.cluster is not None
         self.cluster = gate.cluster
-        self.policies = ClusterPolicies(gate.cluster.api, gate.engine, metrics, settings.identity, live)
+        self.policies = ClusterPolicies(
+            gate.cluster.api, gate.engine, metrics, settings.identity, live, settings.status_repair_interval
+        )
         self.inventory = Inventory(
             gate.cluster, gate.engine, [*parse_sync_kinds(settings.sync_kinds), *gate.sync_kinds], gate.exclusions
         )
@@ -180,7 +185,7 @@ def build(settings: PolicyGateSettings) -> ServiceApp:
                 await replicas.value.forget_gone()
             except Exception:  # the API server or NATS away: the next pass tries again
                 log.exception("dropping the status entries of gone replicas failed")
-            await pause(lost, settings.status_prune_interval)
+            await pause(lost, settings.status_repair_interval)
 
     async def audit(_: Bus, lost: asyncio.Event) -> None:
         while parts.value.readiness() is not None:  # an audit before the constraints are loaded would find nothing

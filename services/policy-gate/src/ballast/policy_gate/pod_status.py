@@ -6,7 +6,9 @@ Gatekeeper writes a status object per pod, owned by the pod, and aggregates them
 takes its status with it. Here the list is written in place, read and written back with the object's
 `resourceVersion` (a conflict is read again), and which replicas are alive is what their heartbeats in the
 `policy-gate` bucket say (`replica.<cluster>.<id>`, every HEARTBEAT_INTERVAL): a replica silent for longer than
-OUTAGE_AFTER is gone. Until a replica has read the others' heartbeats once, it keeps every entry.
+OUTAGE_AFTER is gone. Until a replica has read the heartbeats once, and while its own last heartbeat it has read is
+older than that (its view lags), it keeps every entry. A replica whose entry went missing writes it again
+(`ClusterPolicies` looks every STATUS_REPAIR_INTERVAL).
 """
 
 from __future__ import annotations
@@ -117,11 +119,17 @@ class Replicas:
                     self._seen[change.key] = (change.value.gate, change.value.at, change.revision)
 
     def live(self, now: datetime | None = None) -> Collection[str] | None:
-        """The replicas heard from within OUTAGE_AFTER, this one always; None until the heartbeats were read once."""
+        """The replicas heard from within OUTAGE_AFTER; None (not known) until the heartbeats were read once, and
+        while this replica's own last heartbeat seen is older than that: then it is the view that lags (NATS away,
+        the watch behind), not the others that are gone."""
         if not self.caught_up.is_set():
             return None
         moment = now or datetime.now(UTC)
-        return {replica for replica, at, _ in self._seen.values() if moment - at <= OUTAGE_AFTER} | {self._me}
+        heard = {replica: at for replica, at, _ in self._seen.values()}
+        mine = heard.get(self._me)
+        if mine is None or moment - mine > OUTAGE_AFTER:
+            return None
+        return {replica for replica, at in heard.items() if moment - at <= OUTAGE_AFTER}
 
     async def forget_gone(self, now: datetime | None = None) -> None:
         """Deletes the heartbeats of replicas silent for FORGET_AFTER (unless one came meanwhile)."""

@@ -23,6 +23,7 @@ from typing import Any
 from ballast.kube import ApiError, Controller, ControllerMetrics, Informer, KubeApi, NotFound, Result, WatchEvent
 from ballast.kube.handler import own_key
 from ballast.kube.informer import ObjectKey
+from ballast.kube.pacing import pause
 from ballast.kube.predicate import generation_changed
 from ballast.kube.resource import CUSTOM_RESOURCE_DEFINITION, Resource
 from ballast.kube.rest import send_json
@@ -63,8 +64,10 @@ class ClusterPolicies:
         metrics: ControllerMetrics,
         identity: str,
         live: Live = lambda: None,
+        reassert_interval: float = 30.0,
     ) -> None:
         self._api = api
+        self._reassert_interval = reassert_interval  # between looks for this replica's status entries gone missing
         self._engine = engine
         self._identity = identity
         self._live = live
@@ -76,6 +79,7 @@ class ClusterPolicies:
             "constraint-status", self._write_constraint_status, metrics, workers=2
         )
         self._refused: dict[tuple[str, str], str] = {}  # (kind, name) -> why this replica does not use it
+        self._template_entries: dict[str, tuple[dict[str, Any], bool]] = {}  # name -> (its entry, `created`) written
         self._kinds: dict[str, str] = {}  # template name -> the kind loaded for it
         self._watches: dict[str, _ConstraintWatch] = {}  # kind -> its constraints' informer
         self._seen: set[str] = set()  # templates reconciled at least once (loaded or refused)
@@ -96,6 +100,7 @@ class ClusterPolicies:
             tasks.create_task(self.templates.run(stop))
             tasks.create_task(self.controller.run(stop))
             tasks.create_task(self.constraint_status.run(stop))
+            tasks.create_task(self._reassert(stop))
             await stop.wait()
             for watch in self._watches.values():
                 watch.stop.set()
@@ -110,6 +115,7 @@ class ClusterPolicies:
     async def _sync(self, name: str) -> Result:
         obj = self.templates.store.get(("", name))
         if obj is None:
+            self._template_entries.pop(name, None)
             kind = self._kinds.pop(name, None)
             if kind is not None:
                 await self._forget_kind(kind)
@@ -224,7 +230,35 @@ class ClusterPolicies:
             "templateUID": (obj.get("metadata") or {}).get("uid"),
             "errors": [{"code": code, "message": str(exc)} for code, exc in errors],
         }
+        self._template_entries[name] = (entry, created)
         await write_by_pod(self._api, TEMPLATE.path(None, name), self._identity, entry, self._live(), created=created)
+
+    async def _reassert(self, stop: asyncio.Event) -> None:
+        """Now and then, writes again this replica's entries missing from the status (dropped while its heartbeats
+        were not seen, or a write lost)."""
+        while not stop.is_set():
+            await pause(stop, self._reassert_interval)
+            if stop.is_set():
+                return
+            for (_, name), obj in list(self.templates.store.items()):
+                written = self._template_entries.get(name)
+                if written is None or self._has_entry(obj):
+                    continue
+                entry, created = written
+                try:
+                    await write_by_pod(
+                        self._api, TEMPLATE.path(None, name), self._identity, entry, self._live(), created=created
+                    )
+                except ApiError as exc:  # the next pass tries again
+                    log.warning("writing again this replica's status entry of %s failed: %s", name, exc)
+            for kind, watch in list(self._watches.items()):
+                for (_, name), obj in list(watch.informer.store.items()):
+                    if not self._has_entry(obj):
+                        self.constraint_status.enqueue((kind, name))
+
+    def _has_entry(self, obj: dict[str, Any]) -> bool:
+        entries = (obj.get("status") or {}).get("byPod")
+        return isinstance(entries, list) and any(isinstance(e, dict) and e.get("id") == self._identity for e in entries)
 
     async def _write_constraint_status(self, key: tuple[str, str]) -> Result:
         """This replica's entry in a constraint's `byPod`: whether it enforces the generation it read, and why not."""
