@@ -254,6 +254,30 @@ def test_budget_consumed_between_evaluations_goes_to_the_causes_that_overlapped_
     assert back.state.status().consumption == back.state.consumption
 
 
+def test_a_promql_slo_excluding_chaos_burn_gets_back_what_chaos_runs_consumed() -> None:
+    excluding = objective(policy=ErrorBudgetPolicy(exclude_chaos_burn=True))
+    run_span = CauseSpan(cause=BudgetCause.CHAOS, ref="run-1", start=T0 + MINUTE, end=T0 + 3 * MINUTE)
+    first = run(spent(T0, 0.1, run_span), slo=excluding)
+    assert first.state.budget_remaining == pytest.approx(0.9)
+    during = run(spent(T0 + 2 * MINUTE, 0.4, run_span), first.state, slo=excluding)
+    chaos = during.state.consumption[0]
+    assert (chaos.cause, chaos.excluded) == (BudgetCause.CHAOS, True)
+    assert chaos.budget_consumed == pytest.approx(0.3)
+    assert during.state.budget_remaining == pytest.approx(0.9)  # the run's 0.3 given back
+    assert during.state.burn_rates  # the alert windows still burn on what Prometheus saw
+    # Later errors outside the run count; the run's share stays out, and shrinks as errors leave the period.
+    quiet = run(spent(T0 + 4 * MINUTE, 0.4, run_span), during.state, slo=excluding)
+    after = run(spent(T0 + 6 * MINUTE, 0.5, run_span), quiet.state, slo=excluding)
+    assert after.state.budget_remaining == pytest.approx(0.8)
+    back = run(spent(T0 + 8 * MINUTE, 0.25, run_span), after.state, slo=excluding)
+    assert consumption(back)[BudgetCause.CHAOS][0] == pytest.approx(0.15)
+    assert back.state.budget_remaining == pytest.approx(0.9)
+    # Not excluding, the same figures: the run's burn is the budget's.
+    counted = run(spent(T0 + 2 * MINUTE, 0.4, run_span), run(spent(T0, 0.1, run_span)).state)
+    assert counted.state.budget_remaining == pytest.approx(0.6)
+    assert not counted.state.consumption[0].excluded
+
+
 def test_a_measurement_telling_its_consumption_is_kept_as_told() -> None:
     told = (CauseConsumption(cause=BudgetCause.ROLLOUT, budget_consumed=0.5, refs=("web@2",)),)
     measurement = Measurement(at=T0, windows=dict.fromkeys(WINDOWS.windows(), 0.0), period=0.0005, consumption=told)

@@ -21,6 +21,7 @@ from ballast.slo import (
     EventRatioSli,
     InvalidSpec,
     LatencySli,
+    RatioTimeslices,
     RawErrorRatioSli,
     RollingWindow,
     RuleOptions,
@@ -275,7 +276,6 @@ def test_a_minimum_request_rate_adds_a_traffic_condition_on_each_long_window() -
         ({"sli": WebAppAvailabilitySli(namespace="shop", webapp="web")}, "a webapp_availability SLI has no Prometheus"),
         ({"sli": EventRatioSli(good_query="g", total_query="t", source="datadog")}, "for 'datadog', not Prometheus"),
         ({"sli": EventRatioSli(good_query="g", total_query="t")}, "no {{.window}} placeholder"),
-        ({"budgeting": Timeslices(slice_window=timedelta(minutes=1), slice_target=0.9)}, "Timeslices budget"),
     ],
 )
 def test_slos_prometheus_rules_cannot_express_are_refused_with_the_reason(
@@ -283,6 +283,28 @@ def test_slos_prometheus_rules_cannot_express_are_refused_with_the_reason(
 ) -> None:
     with pytest.raises(UnsupportedSlo, match=reason.replace("{", r"\{").replace("}", r"\}")):
         generate(slo(**changes))
+
+
+def period_rule(groups: list[RuleGroup]) -> RecordingRule:
+    (found,) = [r for r in rules(groups, RecordingRule) if r.record == "slo:sli_error:ratio_rate30d"]
+    return found
+
+
+def test_slice_budgets_count_slices_over_the_period_and_occurrences_keep_sloths_mean() -> None:
+    minute, five = timedelta(minutes=1), timedelta(minutes=5)
+    selector = '{sloth_id="shop-requests", sloth_service="shop", sloth_slo="requests"}'
+    sliced = generate(slo(budgeting=Timeslices(slice_window=minute, slice_target=0.95)))
+    assert period_rule(sliced).expr == (
+        f"avg_over_time(((slo:sli_error:ratio_rate1m{selector} >= 0) > bool 0.050000000000000044)[30d:1m])\n"
+    )
+    # The slice window is recorded too when it is not an alert window, with the SLI's query at that range.
+    (one_minute,) = [r for r in rules(sliced, RecordingRule) if r.record == "slo:sli_error:ratio_rate1m"]
+    assert "[1m]" in one_minute.expr
+    assert one_minute.labels["sloth_window"] == "1m"
+    averaged = generate(slo(budgeting=RatioTimeslices(slice_window=five)))
+    assert period_rule(averaged).expr == f"avg_over_time((slo:sli_error:ratio_rate5m{selector} >= 0)[30d:5m])\n"
+    assert len(rules(averaged, RecordingRule)) == len(rules(generate(slo()), RecordingRule))  # 5m was recorded
+    assert period_rule(generate(slo())).expr.startswith(f"sum_over_time(slo:sli_error:ratio_rate5m{selector}[30d])")
 
 
 def test_alert_windows_list_every_window_once_shortest_first() -> None:

@@ -19,13 +19,14 @@ from ballast.events.contracts.chaos import (
 )
 from ballast.events.contracts.incident import IncidentSource, IncidentStatus, IncidentTransition, Severity
 from ballast.events.contracts.slo import BudgetCause, CauseConsumption
-from ballast.slo import ErrorBudgetPolicy, RollingWindow, ServiceLevelObjective, WebAppAvailabilitySli
+from ballast.slo import ErrorBudgetPolicy, RollingWindow, ServiceLevelObjective, Timeslices, WebAppAvailabilitySli
 from ballast.slo.intervals import intersect, normalise, subtract, total
 from ballast.slo_engine.availability import Availability, WebAppRecord
 from ballast.slo_engine.causes import CauseWindow, chaos_window, incident_window, merged
 from ballast.slo_engine.measure import alert_windows, availability_measurement
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+SECOND = timedelta(seconds=1)
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
 SETTLE = 5 * MINUTE
@@ -89,6 +90,27 @@ def test_an_slo_excluding_chaos_burn_keeps_it_out_of_the_budget_but_not_out_of_i
     assert measured.period == pytest.approx(5 / 60)  # only the 5 minutes outside the run
     assert by_cause(measured.consumption)[BudgetCause.CHAOS].excluded
     assert measured.windows[HOUR] == pytest.approx(10 / 60)  # the burn the page tier sees is the real one
+
+
+def test_a_timeslices_budget_counts_bad_minutes_and_shares_each_among_its_causes() -> None:
+    # Down from 30.5 to 20 minutes before T0, of 60 observed: half a minute and nine whole ones, ten bad minutes of
+    # sixty (Occurrences would count 9.5 minutes of down time).
+    record = down_between(T0 - 30 * MINUTE + 30 * SECOND, T0 - 20 * MINUTE)
+    run = chaos(T0 - 30 * MINUTE + 45 * SECOND, T0 - 25 * MINUTE)  # a quarter of the first minute, then five more
+    sliced = slo().model_copy(update={"budgeting": Timeslices(slice_window=MINUTE, slice_target=0.99)})
+    measured = availability_measurement(sliced, "shop", record, [run], alert_windows(sliced, T0), T0, SETTLE)
+    assert measured.period == pytest.approx(10 / 60)
+    parts = by_cause(measured.consumption)
+    budget_slices = 60 * 0.01
+    # The first minute's down time was half during the run: half its cost is the run's.
+    assert parts[BudgetCause.CHAOS].budget_consumed == pytest.approx(4.5 / budget_slices)
+    assert parts[BudgetCause.UNATTRIBUTED].budget_consumed == pytest.approx(5.5 / budget_slices)
+    assert measured.windows[HOUR] == pytest.approx(9.5 / 60)  # the alert windows burn on the error ratio itself
+
+    excluding = sliced.model_copy(update={"policy": ErrorBudgetPolicy(exclude_chaos_burn=True)})
+    measured = availability_measurement(excluding, "shop", record, [run], alert_windows(excluding, T0), T0, SETTLE)
+    assert measured.period == pytest.approx(6 / 60)  # the first minute still a quarter down: still bad at 99 %
+    assert by_cause(measured.consumption)[BudgetCause.CHAOS].excluded
 
 
 def test_chaos_elsewhere_is_not_this_slos_and_a_selector_run_is_its_whole_namespaces() -> None:

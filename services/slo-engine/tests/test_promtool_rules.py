@@ -23,6 +23,7 @@ from ballast.slo import (
     AlertTier,
     EventRatioSli,
     LatencySli,
+    RatioTimeslices,
     RawErrorRatioSli,
     RollingWindow,
     RuleDocument,
@@ -30,6 +31,7 @@ from ballast.slo import (
     RuleOptions,
     ServiceLevelObjective,
     SpecFormat,
+    Timeslices,
     WindowCatalogue,
     document_rules,
     load_paths,
@@ -42,6 +44,7 @@ CONFORMANCE = Path(
     os.environ.get("BALLAST_CONFORMANCE") or Path(__file__).resolve().parents[4] / "shared" / "conformance"
 )
 VERSION = version("ballast-libs")
+SLOTH = (SpecFormat.SLOTH_PROMETHEUS, RuleOptions(version=VERSION))
 DAYS_30 = timedelta(days=30)
 
 SEVEN_DAYS = """
@@ -185,4 +188,44 @@ def test_a_minimum_request_rate_keeps_low_traffic_silent(promtool: Path, tmp_pat
     write_rules(tmp_path / "low-traffic.rules.yaml", groups)
     shutil.copy(SUITES / "low-traffic.test.yaml", tmp_path)
     tested = run(promtool, "test", "rules", "low-traffic.test.yaml", cwd=tmp_path)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+@pytest.mark.timeout(300)
+def test_slice_budgets_record_the_share_of_bad_slices_and_the_mean_slice_ratio(promtool: Path, tmp_path: Path) -> None:
+    minute = timedelta(minutes=1)
+
+    def sliced(name: str, **changes: object) -> ServiceLevelObjective:  # an alert name of its own: no duplicate
+        return kiosk(name=name, alerting=Alerting(name=f"Kiosk{name.title()}Burn", page=AlertTier()), **changes)
+
+    # One-minute slices over 30 days: promtool accepts the rules (the subquery has 43,200 steps, which promtool's
+    # unit-test engine, limited to 10,000 samples a query against Prometheus's 50 million, will not run).
+    monthly = [
+        *slo_rule_groups(sliced("timeslices", budgeting=Timeslices(slice_window=minute, slice_target=0.9)), *SLOTH),
+        *slo_rule_groups(sliced("ratio", budgeting=RatioTimeslices(slice_window=minute)), *SLOTH),
+    ]
+    rules = write_rules(tmp_path / "monthly.rules.yaml", monthly)
+    checked = run(promtool, "check", "rules", "monthly.rules.yaml", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"SUCCESS: {rules} rules found" in checked.stdout
+    # Five-minute slices over 7 days (2,016 steps) in the unit test.
+    (tmp_path / "windows").mkdir()
+    (tmp_path / "windows" / "7d.yaml").write_text(SEVEN_DAYS)
+    weekly = RuleOptions(version=VERSION, windows=WindowCatalogue.from_directory(tmp_path / "windows"))
+    week, five = RollingWindow(length=timedelta(days=7)), 5 * minute
+    groups = [
+        *slo_rule_groups(
+            sliced("timeslices", window=week, budgeting=Timeslices(slice_window=five, slice_target=0.9)),
+            SpecFormat.SLOTH_PROMETHEUS,
+            weekly,
+        ),
+        *slo_rule_groups(
+            sliced("ratio", window=week, budgeting=RatioTimeslices(slice_window=five)),
+            SpecFormat.SLOTH_PROMETHEUS,
+            weekly,
+        ),
+    ]
+    write_rules(tmp_path / "timeslices.rules.yaml", groups)
+    shutil.copy(SUITES / "timeslices.test.yaml", tmp_path)
+    tested = run(promtool, "test", "rules", "timeslices.test.yaml", cwd=tmp_path)
     assert tested.returncode == 0, tested.stdout + tested.stderr

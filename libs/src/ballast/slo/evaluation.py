@@ -261,7 +261,12 @@ def exhaustion_threshold(slo: ServiceLevelObjective) -> float:
 
 
 def accrued(
-    previous: BudgetState | None, consumed: float, causes: tuple[CauseSpan, ...], at: datetime
+    previous: BudgetState | None,
+    consumed: float,
+    causes: tuple[CauseSpan, ...],
+    at: datetime,
+    *,
+    exclude_chaos: bool = False,
 ) -> tuple[CauseConsumption, ...]:
     """The period's consumption by cause, carried on from `previous` when the SLI only tells how much budget is
     consumed in all (`consumed`, a share of the budget), not when.
@@ -271,12 +276,19 @@ def accrued(
     (`unattributed`). Budget given back meanwhile (errors leaving the rolling period, more good requests diluting
     them) is taken from every cause in proportion, as the figures cannot tell whose errors left. The first evaluation
     cannot tell when the budget already consumed went: it is unattributed.
+
+    `consumed` is all the SLI tells, chaos included; with `exclude_chaos` the chaos entry is marked excluded, and the
+    caller keeps it out of the budget left (`previous.budget_remaining` is read back the same way).
     """
     if previous is None:
         return (CauseConsumption(cause=BudgetCause.UNATTRIBUTED, budget_consumed=consumed),) if consumed > 0 else ()
-    was = max(0.0, 1 - previous.budget_remaining)
+    was = max(0.0, 1 - previous.budget_remaining + excluded_consumption(previous.consumption))
     now = max(0.0, consumed)
-    if now == was and (previous.consumption or now == 0):
+    if (
+        now == was
+        and (previous.consumption or now == 0)
+        and all(c.excluded is (exclude_chaos and c.cause is BudgetCause.CHAOS) for c in previous.consumption)
+    ):
         return previous.consumption  # nothing consumed nor given back (most SLOs, most cycles)
     shares = {entry.cause: (entry.budget_consumed, set(entry.refs)) for entry in previous.consumption}
     if not shares and was > 0:  # a state from before attribution: what it had consumed went unattributed
@@ -291,10 +303,20 @@ def accrued(
             value, refs = shares.get(cause, (0.0, set()))
             shares[cause] = (value + now - was, refs | {span.ref for span in during if span.cause is cause})
     return tuple(
-        CauseConsumption(cause=cause, budget_consumed=shares[cause][0], refs=tuple(sorted(shares[cause][1])))
+        CauseConsumption(
+            cause=cause,
+            budget_consumed=shares[cause][0],
+            refs=tuple(sorted(shares[cause][1])),
+            excluded=exclude_chaos and cause is BudgetCause.CHAOS,
+        )
         for cause in BudgetCause
         if cause in shares and shares[cause][0] > 1e-12
     )
+
+
+def excluded_consumption(consumption: tuple[CauseConsumption, ...]) -> float:
+    """The budget consumed by causes the SLO keeps out of its budget (chaos, when it excludes chaos-caused burn)."""
+    return sum(c.budget_consumed for c in consumption if c.excluded) if consumption else 0.0
 
 
 TierConditions = tuple[BurnTier, bool, Threshold, Threshold, float, float]  # tier, enabled, quick, slow, their ratios
@@ -387,10 +409,16 @@ def evaluate_planned(
         period = period_at(slo.window, at)
         length, period_start = period.length, period.start
     ref = plan.ref
-    remaining = 1 - measurement.period / budget
+    consumed = measurement.period / budget
     consumption = measurement.consumption
     if measurement.causes is not None:
-        consumption = accrued(previous, 1 - remaining, measurement.causes, at)
+        # The SLI's ratio holds the chaos-caused errors (Prometheus cannot tell them): an SLO excluding them gives
+        # back what was attributed to chaos runs. An availability SLI's period ratio leaves them out already.
+        exclude = slo.policy.exclude_chaos_burn
+        consumption = accrued(previous, consumed, measurement.causes, at, exclude_chaos=exclude)
+        if exclude:
+            consumed = max(0.0, consumed - excluded_consumption(consumption))
+    remaining = 1 - consumed
     # The page tier's long window (1h in the Workbook's table): recent enough to follow a change in burn, long enough
     # not to swing with every scrape.
     tte = time_to_exhaustion(remaining, rates[plan.windows.page.quick.long_window], length)

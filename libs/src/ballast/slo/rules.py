@@ -5,6 +5,12 @@ the SLO's metadata (`sloth-slo-meta-recordings-<id>`), and one alert per enabled
 need a short and a long window burning faster than the tier's factor (`sloth-slo-alerts-<id>`). Names, labels and
 expressions keep Sloth's spelling, `sloth_*` labels included, so dashboards and alert routes made for Sloth work.
 Only a minimum request rate, which Sloth lacks, adds a term to the alert conditions.
+
+The period's ratio is Sloth's (the mean of the shortest window's ratios) for an Occurrences budget. Under OpenSLO's
+slice methods, which Sloth lacks, it counts slices instead: a subquery with one step per slice over the period (steps
+Prometheus aligns to the epoch, as `ballast.slo.slices` does for availability SLIs) over the slice window's ratio,
+recorded too when it is not an alert window. Timeslices records the share of slices whose good ratio missed the slice
+target, RatioTimeslices the slices' mean ratio; a slice without traffic (a NaN ratio) counts for neither.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from datetime import timedelta
 
 from ballast.events.contracts.slo import BurnTier
 from ballast.slo.alert_windows import AlertWindows, BurnWindow, MissingAlertWindows, WindowCatalogue
-from ballast.slo.budgeting import Timeslices
+from ballast.slo.budgeting import Occurrences, Timeslices
 from ballast.slo.durations import format_duration
 from ballast.slo.group import KubernetesObject, SloGroup, SpecFormat
 from ballast.slo.numbers import go_float
@@ -104,8 +110,6 @@ def _prometheus_sli(slo: ServiceLevelObjective) -> EventRatioSli | RawErrorRatio
 def _alert_windows(slo: ServiceLevelObjective, catalogue: WindowCatalogue) -> AlertWindows:
     if not isinstance(slo.window, RollingWindow):
         raise UnsupportedSlo("a calendar window has no fixed range for Prometheus rules; use a rolling window")
-    if isinstance(slo.budgeting, Timeslices):
-        raise UnsupportedSlo("Prometheus rules here count error ratios; a Timeslices budget counts good slices")
     try:
         return catalogue.for_period(slo.window.length)
     except MissingAlertWindows as error:
@@ -124,10 +128,28 @@ def _sli_group(slo: ServiceLevelObjective, windows: AlertWindows, labels: dict[s
         )
         for window in windows.windows()
     ]
-    # The period's ratio is the mean of the shortest window's ratios (Sloth's optimised rule): a month of raw
-    # counters per evaluation would be too costly.
-    series = f"{_sli_record(shortest)}{_selector(slo)}[{format_duration(period)}]"
-    mean = f"sum_over_time({series})\n/ ignoring (sloth_window)\ncount_over_time({series})\n"
+    budgeting = slo.budgeting
+    if isinstance(budgeting, Occurrences):
+        # The period's ratio is the mean of the shortest window's ratios (Sloth's optimised rule): a month of raw
+        # counters per evaluation would be too costly.
+        series = f"{_sli_record(shortest)}{_selector(slo)}[{format_duration(period)}]"
+        mean = f"sum_over_time({series})\n/ ignoring (sloth_window)\ncount_over_time({series})\n"
+    else:
+        width = budgeting.slice_window
+        if width not in windows.windows():
+            rules.append(
+                RecordingRule(
+                    _sli_record(width),
+                    sli.error_ratio(format_duration(width)),
+                    labels | {"sloth_window": format_duration(width)},
+                )
+            )
+        # `>= 0` drops the slices without traffic (a NaN ratio compares false).
+        slices = f"({_sli_record(width)}{_selector(slo)} >= 0)"
+        if isinstance(budgeting, Timeslices):
+            # A slice is bad when its good ratio misses the target: its error ratio is over 1 - target.
+            slices = f"({slices} > bool {go_float(1 - budgeting.slice_target)})"
+        mean = f"avg_over_time({slices}[{format_duration(period)}:{format_duration(width)}])\n"
     rules.append(RecordingRule(_sli_record(period), mean, labels | {"sloth_window": format_duration(period)}))
     return RuleGroup(f"sloth-slo-sli-recordings-{slo.id}", tuple(rules))
 

@@ -4,9 +4,11 @@ and the period's consumption by cause.
 Budget attribution: the down time of the period is intersected with each cause's time (the chaos runs against the
 WebApp or its namespace, its rollouts, the open incidents of its service); the budget a cause consumed is that down
 time over the observed time of the period, over the error budget. Down time during several causes counts for each;
-down time during none is `unattributed`. An SLO that excludes chaos-caused burn keeps the down time during chaos runs
-out of its period ratio (so out of its budget); its alert windows still see it, so that a run burning too fast still
-pages and the chaos-runner still aborts it.
+down time during none is `unattributed`. Under the Timeslices budgeting methods the period's error is counted in
+slices (`ballast.slo.slices`), and a cause gets the part of each bad slice's cost that its down time in the slice
+carries. An SLO that excludes chaos-caused burn keeps the down time during chaos runs out of its period ratio (so out
+of its budget); its alert windows still see it, so that a run burning too fast still pages and the chaos-runner still
+aborts it.
 
 A rollout lasts from the first report of a new generation until the WebApp is up again after a settling time (a
 rollout that never took the WebApp down ends when the settling time does).
@@ -23,8 +25,9 @@ from datetime import datetime, timedelta
 from ballast.events.contracts.slo import BudgetCause, CauseConsumption
 from ballast.slo import AlertWindows, ServiceLevelObjective, workbook_windows
 from ballast.slo.evaluation import CauseSpan, Measurement
-from ballast.slo.intervals import Interval, clip, intersect, subtract, total
+from ballast.slo.intervals import Interval, clip, intersect, subtract
 from ballast.slo.periods import period_at
+from ballast.slo.slices import CostWeights, period_error_ratio
 from ballast.slo_engine.availability import WebAppRecord
 from ballast.slo_engine.causes import CauseWindow
 
@@ -98,8 +101,9 @@ def availability_measurement(
     ratios = {window: record.error_ratio(at - window, at) for window in windows.windows()}
     period = period_at(slo.window, at)
     observed, down = record.spans(period.start, at)
-    seen = total(observed)
-    budget_time = seen * slo.error_budget  # the down time the whole budget allows over what was observed
+    # The share of the period's error each cause's down time carries, as the SLO's budgeting method counts it.
+    weights = CostWeights(slo.budgeting, observed, down)
+    budget = slo.error_budget
     consumption: list[CauseConsumption] = []
     attributed: list[Interval] = []
     chaos_down: list[Interval] = []
@@ -113,17 +117,19 @@ def availability_measurement(
         if excluded:
             chaos_down = during
         consumption.append(
-            CauseConsumption(cause=cause, budget_consumed=total(during) / budget_time, refs=refs, excluded=excluded)
+            CauseConsumption(
+                cause=cause, budget_consumed=weights.error_ratio(during) / budget, refs=refs, excluded=excluded
+            )
         )
     unattributed = subtract(down, attributed)
     if unattributed:
         consumption.append(
-            CauseConsumption(cause=BudgetCause.UNATTRIBUTED, budget_consumed=total(unattributed) / budget_time)
+            CauseConsumption(cause=BudgetCause.UNATTRIBUTED, budget_consumed=weights.error_ratio(unattributed) / budget)
         )
-    counted = total(subtract(down, chaos_down))
     return Measurement(
         at=at,
         windows=ratios,
-        period=counted / seen if seen > timedelta(0) else 0.0,
+        # Chaos-run down time kept out when the SLO excludes it: that time counts as up.
+        period=period_error_ratio(slo.budgeting, observed, subtract(down, chaos_down)),
         consumption=tuple(consumption),
     )

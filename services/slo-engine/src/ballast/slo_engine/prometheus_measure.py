@@ -32,7 +32,6 @@ from ballast.slo import (
     ServiceLevelObjective,
     WindowCatalogue,
 )
-from ballast.slo.budgeting import Timeslices
 from ballast.slo.evaluation import CauseSpan
 from ballast.slo_engine.causes import CauseWindow
 from ballast.slo_engine.evaluator import Measured
@@ -53,7 +52,7 @@ def prometheus_windows(
     keeps the tables found by period, for a caller looking up many SLOs."""
     if not isinstance(slo.sli, EventRatioSli | RawErrorRatioSli | LatencySli):
         return None
-    if not isinstance(slo.window, RollingWindow) or isinstance(slo.budgeting, Timeslices):
+    if not isinstance(slo.window, RollingWindow):
         return None
     known = {} if known is None else known
     length = slo.window.length
