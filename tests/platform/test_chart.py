@@ -311,6 +311,7 @@ CLUSTER_GRANTS: dict[str, Grants] = {
         ("templates.gatekeeper.sh", "constrainttemplates/status", ()): verbs("patch"),
         ("constraints.gatekeeper.sh", "*", ()): READ,
         ("constraints.gatekeeper.sh", "*/status", ()): verbs("patch"),
+        ("config.gatekeeper.sh", "configs", ()): READ,
         ("apiextensions.k8s.io", "customresourcedefinitions", ()): verbs("get", "create", "update", "delete"),
         ("", "namespaces", ()): READ,
         ("apps", "replicasets", ()): verbs("list"),

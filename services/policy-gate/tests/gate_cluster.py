@@ -1,7 +1,11 @@
 """The gate watching the test control plane (`BALLAST_WATCH_CLUSTER`), and what it needs there: Gatekeeper's
 ConstraintTemplate CRD (read from the shared checkout beside the repository, `../shared/crds/gatekeeper`, or from
 `BALLAST_THIRD_PARTY_CRDS`) and the WebApp CRD (deploy/crds). Templates are cluster-wide and every gate watches them
-all: each test gives its templates kinds of its own and deletes them at its end."""
+all: each test gives its templates kinds of its own and deletes them at its end.
+
+Gatekeeper's Config CRD is not among the shared CRDs: `config_crd` stands in for it (the same group, version, kind
+and scope, its spec left open), installed only by the tests that read a Config from the cluster (`config_crd`
+fixture); each of those gates reads a Config in the test's own namespace."""
 
 from __future__ import annotations
 
@@ -45,6 +49,44 @@ async def gate_crds(kubeconfig_path: Path) -> None:
     api = await api_client(str(kubeconfig_path))
     try:
         await install(api, load_manifests(TEMPLATE_CRD, WEBAPP_CRD, TENANT_CRD))
+    finally:
+        await api.close()
+
+
+CONFIG_CRD: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "configs.config.gatekeeper.sh"},
+    "spec": {
+        "group": "config.gatekeeper.sh",
+        "scope": "Namespaced",
+        "names": {"kind": "Config", "listKind": "ConfigList", "plural": "configs", "singular": "config"},
+        "versions": [
+            {
+                "name": "v1alpha1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                            "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                        },
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def config_crd(kubeconfig_path: Path) -> None:
+    """A CRD for Gatekeeper's `Config` (see the module docstring), installed once."""
+    api = await api_client(str(kubeconfig_path))
+    try:
+        await install(api, [CONFIG_CRD])
     finally:
         await api.close()
 

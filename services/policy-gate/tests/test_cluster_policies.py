@@ -3,7 +3,7 @@ with the template's parameters schema (the API server refuses bad parameters), a
 its status without harming the others; namespaceSelector decided from watched Namespaces; a referential policy fed
 from the sync config's kinds; the audit in chunks writing capped violations to the constraint's status and all of them
 to the bus; the audit at once of what was written while no gate was alive; each replica's entry in `byPod`; and a
-Config's namespaces left out of the audit and of the inventory."""
+Config's namespaces left out of the audit and of the inventory; a Config in the cluster followed as it changes."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 import yaml
-from gate_cluster import (  # noqa: F401  (gate_crds: fixture)
+from gate_cluster import (  # noqa: F401  (cluster_objects, config_crd, gate_crds: fixtures)
     LIBRARY,
     ClusterObjects,
     cluster_objects,
+    config_crd,
     gate_crds,
     library_template,
     start_cluster_gate,
@@ -545,3 +546,115 @@ async def test_a_namespace_a_config_leaves_out_of_sync_is_not_in_the_inventory(
         assert (await check(bus, cluster, "other", ingress("other", "b", left_out))).allowed
     finally:
         await send_json(kube_api, "DELETE", f"/api/v1/namespaces/{kept}")
+
+
+async def test_a_config_in_the_cluster_leaves_namespaces_out_as_it_changes_and_its_deletion_brings_them_back(
+    nats_server: NatsServer,
+    services: Callable[..., ServiceProcess],
+    bus: Bus,
+    kube_api: Any,
+    kubeconfig_path: Path,
+    opa_binary: Path,
+    tmp_path: Path,
+    namespace: str,
+    gate_crds: None,
+    config_crd: None,
+    cluster_objects: ClusterObjects,
+) -> None:
+    cluster = f"c{uuid.uuid4().hex[:8]}"
+    kind = unique_kind("K8sRequiredLabels")
+    await cluster_objects.create_template(library_template("requiredlabels", kind))
+    gate = start_cluster_gate(
+        services,
+        tmp_path,
+        nats_url=nats_server.url,
+        kubeconfig=kubeconfig_path,
+        opa_binary=opa_binary,
+        cluster=cluster,
+        namespace=namespace,
+        BALLAST_AUDIT_INTERVAL="0",
+        BALLAST_GATEKEEPER_CONFIG=f"{namespace}/config",
+    )
+    await gate.process.wait_status("/readyz", 200, timeout=60)
+    match = {"kinds": [{"apiGroups": ["apps"], "kinds": ["Deployment"]}]}
+    await send_json(kube_api, "POST", f"{CONSTRAINTS}/{kind.lower()}", body=required_labels(kind, "owner", match))
+    bare = deployment(namespace, "bare")
+
+    async def judged(allowed: bool) -> bool:
+        return (await check(bus, cluster, namespace, bare)).allowed is allowed
+
+    await eventually(lambda: judged(False), timeout=30, what="the constraint in force")
+    configs = f"/apis/config.gatekeeper.sh/v1alpha1/namespaces/{namespace}/configs"
+    config = gatekeeper_config({"excludedNamespaces": ["kube-system"], "processes": ["*"]})
+    config["metadata"]["namespace"] = namespace
+    await send_json(kube_api, "POST", configs, body=config)
+    stored = await send_json(kube_api, "GET", f"{configs}/config")
+    stored["spec"]["match"].append({"excludedNamespaces": [f"{namespace[:6]}*"], "processes": ["webhook"]})
+    await send_json(kube_api, "PUT", f"{configs}/config", body=stored)
+    await eventually(lambda: judged(True), timeout=30, what="the namespace left out of the webhook")
+    elsewhere = deployment("other", "bare")
+    assert not (await check(bus, cluster, "other", elsewhere)).allowed  # the pattern takes this namespace only
+    await send_json(kube_api, "DELETE", f"{configs}/config")
+    await eventually(lambda: judged(False), timeout=30, what="the namespace judged again once the Config is gone")
+
+
+async def test_a_config_in_the_cluster_syncs_its_kinds_into_the_inventory(
+    nats_server: NatsServer,
+    services: Callable[..., ServiceProcess],
+    bus: Bus,
+    kube_api: Any,
+    kubeconfig_path: Path,
+    opa_binary: Path,
+    tmp_path: Path,
+    namespace: str,
+    gate_crds: None,
+    config_crd: None,
+    cluster_objects: ClusterObjects,
+) -> None:
+    cluster = f"c{uuid.uuid4().hex[:8]}"
+    kind = unique_kind("K8sUniqueIngressHost")
+    await cluster_objects.create_template(library_template("uniqueingresshost", kind))
+    host = f"{uuid.uuid4().hex[:8]}.shop.example.com"
+    await send_json(
+        kube_api,
+        "POST",
+        f"/apis/networking.k8s.io/v1/namespaces/{namespace}/ingresses",
+        body=ingress(namespace, "a", host),
+    )
+    gate = start_cluster_gate(
+        services,
+        tmp_path,
+        nats_url=nats_server.url,
+        kubeconfig=kubeconfig_path,
+        opa_binary=opa_binary,
+        cluster=cluster,
+        namespace=namespace,
+        BALLAST_AUDIT_INTERVAL="0",
+        BALLAST_GATEKEEPER_CONFIG=f"{namespace}/config",
+    )
+    await gate.process.wait_status("/readyz", 200, timeout=60)
+    constraint = {
+        "apiVersion": "constraints.gatekeeper.sh/v1beta1",
+        "kind": kind,
+        "metadata": {"name": "unique-hosts"},
+        "spec": {"match": {"kinds": [{"apiGroups": ["networking.k8s.io"], "kinds": ["Ingress"]}]}},
+    }
+    await send_json(kube_api, "POST", f"{CONSTRAINTS}/{kind.lower()}", body=constraint)
+    duplicate = ingress("other", "b", host)
+
+    async def enforced() -> bool:  # the gate's own status entry: it judges by the constraint
+        status = (await send_json(kube_api, "GET", f"{CONSTRAINTS}/{kind.lower()}/unique-hosts")).get("status") or {}
+        return any(entry.get("enforced") for entry in status.get("byPod") or [])
+
+    await eventually(enforced, timeout=30, what="the constraint enforced")
+    assert (await check(bus, cluster, "other", duplicate)).allowed  # nothing synced: the host is not known
+    config = gatekeeper_config(sync=[{"group": "networking.k8s.io", "version": "v1", "kind": "Ingress"}])
+    config["metadata"]["namespace"] = namespace
+    await send_json(
+        kube_api, "POST", f"/apis/config.gatekeeper.sh/v1alpha1/namespaces/{namespace}/configs", body=config
+    )
+
+    async def refused() -> bool:
+        return not (await check(bus, cluster, "other", duplicate)).allowed
+
+    await eventually(refused, timeout=30, what="the Config's sync kind in the inventory: the host taken")

@@ -15,11 +15,13 @@ from ballast.events.catalogue import POLICY_GATE
 from ballast.events.contracts.policy import POLICY_CHECK, PolicyCheckRequest
 from ballast.kube import ControllerMetrics
 from ballast.kube.client import api_client
-from ballast.kube.pacing import pause
+from ballast.kube.pacing import pause, until_any
+from ballast.policy.exclusions import Exclusions
 from ballast.policy_gate.admission import admission_routes
 from ballast.policy_gate.audit import Alive, Auditor, Heartbeat
 from ballast.policy_gate.cluster import Cluster
 from ballast.policy_gate.gate import Gate
+from ballast.policy_gate.gatekeeper_config import ClusterConfig, config_location
 from ballast.policy_gate.pod_status import Live, Replicas
 from ballast.policy_gate.sources import ClusterPolicies
 from ballast.policy_gate.sync import Inventory, parse_sync_kinds
@@ -63,6 +65,11 @@ class PolicyGateSettings(HttpsSettings, LeaseSettings):
     audit_chunk_size: int = Field(default=500, ge=1, le=10000, description="objects per list request")
     constraint_violations_limit: int = Field(default=20, ge=0, le=500, description="violations kept per constraint")
     lease_name: str = "ballast-policy-gate-audit"
+    gatekeeper_config: str = Field(
+        default="gatekeeper-system/config",
+        description="namespace/name of the Gatekeeper Config read from the cluster (with WATCH_CLUSTER; needs "
+        "Gatekeeper's Config CRD); empty: none",
+    )
     status_repair_interval: float = Field(
         default=30.0,
         gt=0,
@@ -80,6 +87,7 @@ class PolicyGateSettings(HttpsSettings, LeaseSettings):
         if (self.opa_binary is None) == (self.opa_url is None):
             raise ValueError("set exactly one of BALLAST_OPA_BINARY (run OPA here) and BALLAST_OPA_URL (use that OPA)")
         parse_sync_kinds(self.sync_kinds)  # a malformed entry stops start-up naming it
+        config_location(self.gatekeeper_config)
         if self.sync_kinds and not self.watch_cluster:
             raise ValueError("BALLAST_SYNC_KINDS needs BALLAST_WATCH_CLUSTER=true")
         return self
@@ -94,9 +102,8 @@ class ClusterParts:
         self.policies = ClusterPolicies(
             gate.cluster.api, gate.engine, metrics, settings.identity, live, settings.status_repair_interval
         )
-        self.inventory = Inventory(
-            gate.cluster, gate.engine, [*parse_sync_kinds(settings.sync_kinds), *gate.sync_kinds], gate.exclusions
-        )
+        self._sync_kinds = [*parse_sync_kinds(settings.sync_kinds), *gate.sync_kinds]  # the settings' and files'
+        self.inventory = Inventory(gate.cluster, gate.engine, self._sync_kinds, lambda: gate.exclusions)
         self.auditor = Auditor(
             gate.cluster,
             gate.engine,
@@ -104,18 +111,32 @@ class ClusterParts:
             settings.cluster,
             chunk_size=settings.audit_chunk_size,
             violations_limit=settings.constraint_violations_limit,
-            exclusions=gate.exclusions,
+            exclusions=lambda: gate.exclusions,
         )
+        location = config_location(settings.gatekeeper_config)
+        self.config = None if location is None else ClusterConfig(gate.cluster.api, *location, self._config_changed)
+        self._gate = gate
+
+    def _config_changed(self, exclusions: Exclusions, kinds: list[tuple[str, str]]) -> None:
+        self._gate.set_cluster_exclusions(exclusions)
+        self.inventory.exclusions_changed()
+        self.inventory.set_kinds([*self._sync_kinds, *kinds])
 
     def readiness(self) -> str | None:
         if not self.cluster.namespaces.synced.is_set():
             return "Namespaces not listed yet"
+        if self.config is not None and not self.config.synced.is_set():
+            return f"Gatekeeper Config {self.config.key} not read yet"
         return self.policies.readiness() or self.inventory.readiness()
 
     async def run(self, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self.cluster.namespaces.run(stop))
             tasks.create_task(self.policies.run(stop))
+            if self.config is not None:
+                tasks.create_task(self.config.run(stop))
+                # The inventory starts with the Config's sync kinds, not without them and then again.
+                await until_any(self.config.synced, stop)
             tasks.create_task(self.inventory.run(stop))
 
 

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -149,9 +149,9 @@ class Auditor:
         *,
         chunk_size: int = 500,
         violations_limit: int = 20,
-        exclusions: Exclusions | None = None,
+        exclusions: Callable[[], Exclusions] = Exclusions,
     ) -> None:
-        self._exclusions = exclusions or Exclusions()
+        self._exclusions = exclusions  # read at each audit: a Config in the cluster may change them
         self._cluster = cluster
         self._engine = engine
         self._publisher = publisher
@@ -196,13 +196,14 @@ class Auditor:
         started_at = datetime.now(UTC)
         constraints = [c for kind in self._engine.constraints.values() for c in kind.values()]
         findings = {c.key: _Findings() for c in constraints}
+        exclusions = self._exclusions()
         objects = 0
         for resource in await self._audited_kinds(constraints):
             async for chunk in self._chunks(resource):
                 if since is not None:
                     chunk = [o for o in chunk if written_since(o, since)]
-                if self._exclusions.entries:  # the namespaces a Config leaves out of "audit"
-                    chunk = [o for o in chunk if not self._exclusions.excludes("audit", o)]
+                if exclusions.entries:  # the namespaces a Config leaves out of "audit"
+                    chunk = [o for o in chunk if not exclusions.excludes("audit", o)]
                 if not chunk:
                     continue
                 objects += len(chunk)

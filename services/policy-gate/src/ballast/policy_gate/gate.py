@@ -97,7 +97,8 @@ class Gate:
         self.freezes = freezes or FreezeBook()
         self.cluster = cluster
         self.sync_kinds: list[tuple[str, str]] = []  # what the policy files' Gatekeeper Configs sync
-        self.exclusions = Exclusions()  # the namespaces the policy files' Gatekeeper Configs leave out
+        self.file_exclusions = Exclusions()  # the namespaces the policy files' Gatekeeper Configs leave out
+        self.exclusions = Exclusions()  # those and the cluster's Config's (`set_cluster_exclusions`)
         self._external_problem: str | None = None
 
     @classmethod
@@ -128,7 +129,7 @@ class Gate:
         if policy_dir is not None:
             policies = read_policies([policy_dir])
             gate.sync_kinds = list(policies.sync)
-            gate.exclusions = Exclusions.of(policies.exclusions)
+            gate.file_exclusions = gate.exclusions = Exclusions.of(policies.exclusions)
             for problem in await load_policies(engine, policies):
                 log.error("policy refused: %s", problem)
             log.info(
@@ -140,6 +141,10 @@ class Gate:
                 },
             )
         return gate
+
+    def set_cluster_exclusions(self, exclusions: Exclusions) -> None:
+        """What the cluster's Gatekeeper Config leaves out, beside the policy files' Configs (`ClusterConfig`)."""
+        self.exclusions = Exclusions((*self.file_exclusions.entries, *exclusions.entries))
 
     def readiness(self) -> str | None:
         if self.opa is not None and not self.opa.ready:

@@ -1,12 +1,13 @@
 """`data.inventory` for referential policies: the kinds a sync config names, watched, laid out as Gatekeeper's sync
 lays them out (`cluster[apiVersion][kind][name]`, `namespace[ns][apiVersion][kind][name]`).
 
-The kinds come from Gatekeeper `Config` objects in the policy files (`spec.sync.syncOnly: [{group, version, kind}]`)
-and from `BALLAST_SYNC_KINDS` (`apiVersion/Kind`, comma-separated). Each is resolved by discovery and watched; a kind
-the API server does not serve (the extensions/v1beta1 Ingress the library's sync.yaml still names) is skipped with a
-warning, as Gatekeeper skips it. Changes are pushed to OPA as one document, at most every PUSH_INTERVAL (a burst of
-changes is one push). Until every kind is listed and pushed once, the gate is not ready: a referential policy judged
-on a half-filled inventory would allow what it should deny (a duplicate Ingress host, say).
+The kinds come from Gatekeeper `Config`s (`spec.sync.syncOnly: [{group, version, kind}]`: the policy files', and the
+cluster's, which may change them at any time: the kinds are then watched anew) and from `BALLAST_SYNC_KINDS`
+(`apiVersion/Kind`, comma-separated). Each is resolved by discovery and watched; a kind the API server does not serve
+(the extensions/v1beta1 Ingress the library's sync.yaml still names) is skipped with a warning, as Gatekeeper skips
+it. Changes are pushed to OPA as one document, at most every PUSH_INTERVAL (a burst of changes is one push). Until
+every kind is listed and pushed once, the gate is not ready: a referential policy judged on a half-filled inventory
+would allow what it should deny (a duplicate Ingress host, say).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ballast.kube import Informer
 from ballast.kube.pacing import pause, until_any
@@ -44,24 +45,52 @@ class Inventory:
         cluster: Cluster,
         engine: PolicyEngine,
         kinds: Iterable[tuple[str, str]],
-        exclusions: Exclusions | None = None,
+        exclusions: Callable[[], Exclusions] = Exclusions,
     ) -> None:
         self._cluster = cluster
         self._engine = engine
-        self._exclusions = exclusions or Exclusions()
+        self._exclusions = exclusions  # read at each push: a Config's "sync" exclusions may change
         self.kinds = sorted(set(kinds))
         self._informers: list[Informer] = []
         self._dirty = asyncio.Event()
+        self._rewatch = asyncio.Event()
         self.pushed = asyncio.Event()
 
     def readiness(self) -> str | None:
         return None if self.pushed.is_set() or not self.kinds else "inventory not synced yet"
 
+    def set_kinds(self, kinds: Iterable[tuple[str, str]]) -> None:
+        """The kinds to keep from now on: watched anew if they changed (the objects of a kind no longer named leave
+        the inventory at the next push)."""
+        wanted = sorted(set(kinds))
+        if wanted != self.kinds:
+            self.kinds = wanted
+            self._rewatch.set()
+
+    def exclusions_changed(self) -> None:
+        self._dirty.set()
+
     async def run(self, stop: asyncio.Event) -> None:
-        if not self.kinds:
-            return
+        while not stop.is_set():
+            self._rewatch.clear()
+            kinds = list(self.kinds)
+            if not kinds:
+                self._informers = []
+                if self.pushed.is_set():  # kinds there were, none now: an empty inventory
+                    await self._set_inventory()
+                await until_any(self._rewatch, stop)
+                continue
+            watching = asyncio.Event()  # until the kinds change or the gate stops
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._watch(kinds, watching))
+                await until_any(self._rewatch, stop)
+                watching.set()
+            if not stop.is_set():
+                log.info("sync kinds changed: watching them anew", extra={"kinds": [f"{v}/{k}" for v, k in self.kinds]})
+
+    async def _watch(self, kinds: list[tuple[str, str]], stop: asyncio.Event) -> None:
         resources = []
-        pending = list(self.kinds)
+        pending = list(kinds)
         while pending and not stop.is_set():
             api_version, kind = pending[0]
             try:
@@ -86,19 +115,22 @@ class Inventory:
             await until_any(informer.synced, stop)
         while not stop.is_set():
             self._dirty.clear()
-            excluded = self._exclusions  # a Config's "sync" exclusions stay out of data.inventory
-            objects = (
-                obj
-                for obj in itertools.chain.from_iterable(i.store.values() for i in self._informers)
-                if not excluded.excludes("sync", obj)
-            )
-            try:
-                await self._engine.set_inventory(objects)
-            except Exception as exc:  # OPA restarting: it gets the inventory with everything else when it is back
-                log.warning("inventory not pushed: %s", exc)
-            else:
-                if not self.pushed.is_set():
-                    log.info("inventory synced", extra={"kinds": [f"{v}/{k}" for v, k in self.kinds]})
-                self.pushed.set()
+            await self._set_inventory()
             await until_any(self._dirty, stop)
             await pause(stop, PUSH_INTERVAL)
+
+    async def _set_inventory(self) -> None:
+        excluded = self._exclusions()  # a Config's "sync" exclusions stay out of data.inventory
+        objects = (
+            obj
+            for obj in itertools.chain.from_iterable(i.store.values() for i in self._informers)
+            if not excluded.excludes("sync", obj)
+        )
+        try:
+            await self._engine.set_inventory(objects)
+        except Exception as exc:  # OPA restarting: it gets the inventory with everything else when it is back
+            log.warning("inventory not pushed: %s", exc)
+        else:
+            if not self.pushed.is_set():
+                log.info("inventory synced", extra={"kinds": [f"{v}/{k}" for v, k in self.kinds]})
+            self.pushed.set()
