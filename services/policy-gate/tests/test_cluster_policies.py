@@ -69,6 +69,25 @@ def ingress(namespace: str, name: str, host: str) -> dict[str, Any]:
     }
 
 
+async def create_ingress(kube_api: Any, namespace: str, name: str, host: str) -> None:
+    await send_json(
+        kube_api,
+        "POST",
+        f"/apis/networking.k8s.io/v1/namespaces/{namespace}/ingresses",
+        body=ingress(namespace, name, host),
+    )
+
+
+def unique_hosts(kind: str) -> dict[str, Any]:
+    """A constraint of the library's uniqueingresshost template (as `kind`) on every Ingress."""
+    return {
+        "apiVersion": "constraints.gatekeeper.sh/v1beta1",
+        "kind": kind,
+        "metadata": {"name": "unique-hosts"},
+        "spec": {"match": {"kinds": [{"apiGroups": ["networking.k8s.io"], "kinds": ["Ingress"]}]}},
+    }
+
+
 async def check(bus: Bus, cluster: str, namespace: str, manifest: dict[str, Any]) -> PolicyCheckResponse:
     request = PolicyCheckRequest(cluster=cluster, namespace=namespace, manifests=[manifest], requested_by="test")
     answer = await bus.request(POLICY_CHECK, request, timeout=10)
@@ -209,22 +228,12 @@ async def test_a_referential_policy_reads_the_synced_inventory(
     policies.mkdir()
     # From files this time, with the library's own sync config (which also names kinds no longer served).
     library = library_template("uniqueingresshost", kind)
-    constraint = {
-        "apiVersion": "constraints.gatekeeper.sh/v1beta1",
-        "kind": kind,
-        "metadata": {"name": "unique-hosts"},
-        "spec": {"match": {"kinds": [{"apiGroups": ["networking.k8s.io"], "kinds": ["Ingress"]}]}},
-    }
+    constraint = unique_hosts(kind)
     sync = (LIBRARY / "general" / "uniqueingresshost" / "sync.yaml").read_text()
     (policies / "policies.yaml").write_text(yaml.safe_dump_all([library, constraint]))
     (policies / "sync.yaml").write_text(sync)
     host = f"{uuid.uuid4().hex[:8]}.shop.example.com"
-    await send_json(
-        kube_api,
-        "POST",
-        f"/apis/networking.k8s.io/v1/namespaces/{namespace}/ingresses",
-        body=ingress(namespace, "a", host),
-    )
+    await create_ingress(kube_api, namespace, "a", host)
     gate = start_cluster_gate(
         services,
         tmp_path,
@@ -245,12 +254,7 @@ async def test_a_referential_policy_reads_the_synced_inventory(
 
     second = f"{uuid.uuid4().hex[:8]}.shop.example.com"
     assert (await check(bus, cluster, "other", ingress("other", "b", second))).allowed
-    await send_json(
-        kube_api,
-        "POST",
-        f"/apis/networking.k8s.io/v1/namespaces/{namespace}/ingresses",
-        body=ingress(namespace, "c", second),
-    )
+    await create_ingress(kube_api, namespace, "c", second)
 
     async def conflicts() -> bool:
         return not (await check(bus, cluster, "other", ingress("other", "b", second))).allowed
@@ -514,12 +518,7 @@ async def test_a_namespace_a_config_leaves_out_of_sync_is_not_in_the_inventory(
     try:
         policies = tmp_path / "policies"
         policies.mkdir()
-        constraint = {
-            "apiVersion": "constraints.gatekeeper.sh/v1beta1",
-            "kind": kind,
-            "metadata": {"name": "unique-hosts"},
-            "spec": {"match": {"kinds": [{"apiGroups": ["networking.k8s.io"], "kinds": ["Ingress"]}]}},
-        }
+        constraint = unique_hosts(kind)
         config = gatekeeper_config(
             {"excludedNamespaces": [namespace], "processes": ["sync"]},
             sync=[{"group": "networking.k8s.io", "version": "v1", "kind": "Ingress"}],
@@ -528,8 +527,7 @@ async def test_a_namespace_a_config_leaves_out_of_sync_is_not_in_the_inventory(
         (policies / "policies.yaml").write_text(yaml.safe_dump_all([library, constraint, config]))
         left_out, synced = (f"{uuid.uuid4().hex[:8]}.shop.example.com" for _ in range(2))
         for where, host in ((namespace, left_out), (kept, synced)):
-            path = f"/apis/networking.k8s.io/v1/namespaces/{where}/ingresses"
-            await send_json(kube_api, "POST", path, body=ingress(where, "a", host))
+            await create_ingress(kube_api, where, "a", host)
         gate = start_cluster_gate(
             services,
             tmp_path,
@@ -573,7 +571,7 @@ async def test_a_config_in_the_cluster_leaves_namespaces_out_as_it_changes_and_i
         cluster=cluster,
         namespace=namespace,
         BALLAST_AUDIT_INTERVAL="0",
-        BALLAST_GATEKEEPER_CONFIG=f"{namespace}/config",
+        BALLAST_GATEKEEPER_CONFIG=f"{namespace}/config",  # a Config of the test's own
     )
     await gate.process.wait_status("/readyz", 200, timeout=60)
     match = {"kinds": [{"apiGroups": ["apps"], "kinds": ["Deployment"]}]}
@@ -615,12 +613,7 @@ async def test_a_config_in_the_cluster_syncs_its_kinds_into_the_inventory(
     kind = unique_kind("K8sUniqueIngressHost")
     await cluster_objects.create_template(library_template("uniqueingresshost", kind))
     host = f"{uuid.uuid4().hex[:8]}.shop.example.com"
-    await send_json(
-        kube_api,
-        "POST",
-        f"/apis/networking.k8s.io/v1/namespaces/{namespace}/ingresses",
-        body=ingress(namespace, "a", host),
-    )
+    await create_ingress(kube_api, namespace, "a", host)
     gate = start_cluster_gate(
         services,
         tmp_path,
@@ -633,12 +626,7 @@ async def test_a_config_in_the_cluster_syncs_its_kinds_into_the_inventory(
         BALLAST_GATEKEEPER_CONFIG=f"{namespace}/config",
     )
     await gate.process.wait_status("/readyz", 200, timeout=60)
-    constraint = {
-        "apiVersion": "constraints.gatekeeper.sh/v1beta1",
-        "kind": kind,
-        "metadata": {"name": "unique-hosts"},
-        "spec": {"match": {"kinds": [{"apiGroups": ["networking.k8s.io"], "kinds": ["Ingress"]}]}},
-    }
+    constraint = unique_hosts(kind)
     await send_json(kube_api, "POST", f"{CONSTRAINTS}/{kind.lower()}", body=constraint)
     duplicate = ingress("other", "b", host)
 
