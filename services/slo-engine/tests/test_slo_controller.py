@@ -1,5 +1,6 @@
 """The SLO controller against a real API server and nats-server: the budget state shows in the status (and in
-`kubectl get slo`'s columns), an SLO the model refuses says why, and a deleted SLO's state is dropped."""
+`kubectl get slo`'s columns), an SLO the model refuses says why, an SLO no measurer of the engine can evaluate says
+why too, and a deleted SLO's state is dropped."""
 
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ from ballast.bus import Bus
 from ballast.events.catalogue import CATALOGUE, PLATFORM_EVENTS, SLO_BUDGETS
 from ballast.kube.controller import ControllerMetrics
 from ballast.kube.rest import send_json
-from ballast.slo import workbook_windows
+from ballast.slo import WindowCatalogue, workbook_windows
 from ballast.slo.evaluation import Measurement
-from ballast.slo_engine.api import GROUP, SLOS, VERSION
+from ballast.slo_engine.api import GROUP, SLOS, VERSION, ServiceLevelObjectiveSpec, to_objective
+from ballast.slo_engine.app import not_evaluated
 from ballast.slo_engine.budgets import BudgetBook, BudgetShard
 from ballast.slo_engine.controller import SloController
 from ballast.testing import eventually
@@ -55,7 +57,12 @@ async def book(bus: Bus) -> BudgetBook:
 
 @pytest.fixture
 async def controller(kube_api: Any, slo_api: None, book: BudgetBook) -> AsyncIterator[SloController]:
-    running = SloController(kube_api, book, ControllerMetrics(CollectorRegistry()))
+    running = SloController(
+        kube_api,
+        book,
+        ControllerMetrics(CollectorRegistry()),
+        not_evaluated=lambda slo: not_evaluated(slo, WindowCatalogue.builtin(), prometheus=True),
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(running.run(stop))
     yield running
@@ -156,3 +163,49 @@ async def test_an_slo_the_model_refuses_says_why_and_a_deleted_ones_state_goes(
         return await book.state(namespace, "shop") is None
 
     await eventually(dropped, timeout=20, interval=0.1, what="budget state dropped")
+
+
+EVENTS = {"eventRatio": {"errorQuery": "sum(rate(e[{{.window}}]))", "totalQuery": "sum(rate(t[{{.window}}]))"}}
+CALENDAR = {"type": "Calendar", "duration": "1M", "timeZone": "Europe/Berlin"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "prometheus", "reason"),
+    [
+        ({}, True, None),  # availability: the engine's own measurer
+        ({"window": CALENDAR}, False, None),
+        ({"sli": EVENTS}, True, None),
+        ({"sli": EVENTS}, False, "the engine reads no Prometheus (BALLAST_PROMETHEUS_URL is unset)"),
+        ({"sli": EVENTS, "window": CALENDAR}, True, "a PromQL SLI needs a rolling window"),
+        ({"sli": EVENTS, "window": {"duration": "14d"}}, True, "no alert windows for a 2w period"),
+    ],
+)
+def test_what_no_measurer_of_the_engine_evaluates_is_told_why(
+    changes: dict[str, Any], prometheus: bool, reason: str | None
+) -> None:
+    objective = to_objective("shop", "slo", ServiceLevelObjectiveSpec.model_validate(SPEC | changes))
+    found = not_evaluated(objective, WindowCatalogue.builtin(), prometheus=prometheus)
+    if reason is None:
+        assert found is None
+    else:
+        assert found is not None
+        assert reason in found
+
+
+@cluster
+async def test_an_slo_no_measurer_evaluates_says_why_instead_of_awaiting_evaluation(
+    kube_api: Any, controller: SloController, namespace: str
+) -> None:
+    custom = client.CustomObjectsApi(kube_api)
+    monthly = SPEC | {"sli": EVENTS, "window": CALENDAR}
+    await custom.create_namespaced_custom_object(GROUP, VERSION, namespace, SLOS, slo("monthly", monthly))
+
+    async def not_ready() -> dict[str, Any] | None:
+        found = {c["type"]: c for c in (await status_of(custom, namespace, "monthly")).get("conditions", [])}
+        ready = found.get("Ready")
+        return ready if ready is not None and ready["status"] == "False" else None
+
+    ready = await eventually(not_ready, timeout=20, interval=0.1, what="Ready False")
+    assert ready["reason"] == "NotEvaluated"
+    assert "a PromQL SLI needs a rolling window" in ready["message"]
+    assert (namespace, "monthly") in controller.objectives  # a valid SLO all the same

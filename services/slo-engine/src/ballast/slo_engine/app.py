@@ -36,7 +36,7 @@ from ballast.kube.client import api_client
 from ballast.kube.controller import ControllerMetrics
 from ballast.runtime import PORTS, ServiceApp, collector
 from ballast.runtime.leases import LeaseSettings
-from ballast.slo import RuleOptions, WindowCatalogue
+from ballast.slo import RuleOptions, ServiceLevelObjective, WebAppAvailabilitySli, WindowCatalogue
 from ballast.slo_engine.availability import WebAppRecord
 from ballast.slo_engine.budgets import BudgetBook, BudgetShard
 from ballast.slo_engine.causes import CauseWindow
@@ -45,7 +45,7 @@ from ballast.slo_engine.defaults import DefaultSlos
 from ballast.slo_engine.evaluator import AvailabilityMeasurer, Evaluator, Measurer
 from ballast.slo_engine.gauges import BudgetGauges
 from ballast.slo_engine.ingest import FactIngest
-from ballast.slo_engine.prometheus_measure import PrometheusMeasurer
+from ballast.slo_engine.prometheus_measure import PrometheusMeasurer, unmeasured_reason
 from ballast.slo_engine.prometheus_source import PrometheusSource
 from ballast.slo_engine.rules_sync import RuleSync
 from ballast.slo_engine.status import StatusView
@@ -67,7 +67,7 @@ class SloEngineSettings(LeaseSettings):
         default=300.0, ge=0, description="seconds a rollout lasts at least (then until the WebApp is up again)"
     )
     prometheus_url: str | None = Field(
-        default=None, description="unset: SLOs with PromQL SLIs get a status but are not evaluated"
+        default=None, description="unset: SLOs with PromQL SLIs are not evaluated (their status says so)"
     )
     slo_rules_dir: Path | None = Field(default=None, description="where to write SLO rule files for a Prometheus")
     slo_windows_dir: Path | None = Field(
@@ -76,6 +76,16 @@ class SloEngineSettings(LeaseSettings):
     sli_retention_days: int = Field(
         default=400, ge=4, description="days of SLI history kept: at least the longest SLO period (a year: 366)"
     )
+
+
+def not_evaluated(slo: ServiceLevelObjective, catalogue: WindowCatalogue, *, prometheus: bool) -> str | None:
+    """Why none of the engine's measurers evaluates `slo` (its status says so); None when one does: availability
+    SLIs always, PromQL SLIs when there is a Prometheus and their rules can exist."""
+    if isinstance(slo.sli, WebAppAvailabilitySli):
+        return None
+    if not prometheus:
+        return "its SLI is PromQL and the engine reads no Prometheus (BALLAST_PROMETHEUS_URL is unset)"
+    return unmeasured_reason(slo, catalogue)
 
 
 def build(settings: SloEngineSettings) -> ServiceApp:
@@ -146,7 +156,14 @@ def build(settings: SloEngineSettings) -> ServiceApp:
         rules = None
         if settings.slo_rules_dir is not None:
             rules = RuleSync(api.value, settings.slo_rules_dir, RuleOptions(version("ballast-libs"), catalogue))
-        slos = SloController(api.value, book.value, controller_metrics, workers=settings.workers, rules=rules)
+        slos = SloController(
+            api.value,
+            book.value,
+            controller_metrics,
+            workers=settings.workers,
+            rules=rules,
+            not_evaluated=lambda slo: not_evaluated(slo, catalogue, prometheus=bool(settings.prometheus_url)),
+        )
         mirror = SliMirror(store.value)
         measurers: list[Measurer] = [AvailabilityMeasurer(mirror, timedelta(seconds=settings.rollout_settle))]
         # The source outlives the tasks: the evaluator reads through it until the TaskGroup has ended.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -52,8 +52,11 @@ def slo_status(
     refused: str | None,
     now: datetime,
     unmeasured: str | None = None,
+    not_evaluated: str | None = None,
 ) -> dict[str, Any]:
-    """The status the object should have: its budget figures and Ready, Burning and BudgetExhausted conditions."""
+    """The status the object should have: its budget figures and Ready, Burning and BudgetExhausted conditions.
+    `not_evaluated` says why no measurer of this engine can evaluate the (valid) SLO: Ready is False with it, rather
+    than Unknown waiting for an evaluation that will not come."""
     old = obj.get("status") or {}
     conditions = [Condition.model_validate(c) for c in old.get("conditions", [])]
     generation = obj["metadata"].get("generation")
@@ -69,6 +72,8 @@ def slo_status(
         condition("Measured", True, "ReaderRecovered", "measured again")
     if refused is not None:
         condition("Ready", False, "InvalidSpec", refused)
+    elif not_evaluated is not None:
+        condition("Ready", False, "NotEvaluated", not_evaluated)
     elif state is None:
         condition("Ready", "Unknown", "AwaitingEvaluation", "no measurement evaluated yet")
     else:
@@ -138,10 +143,12 @@ class SloController:
         *,
         workers: int = 4,
         rules: RuleSync | None = None,
+        not_evaluated: Callable[[ServiceLevelObjective], str | None] = lambda slo: None,
     ) -> None:
         self._api = api
         self._book = book
         self.rules = rules
+        self._not_evaluated = not_evaluated  # why the engine's measurers cannot evaluate an SLO, if they cannot
         self._rules_of: dict[ObjectKey, tuple[str, int]] = {}  # (uid, generation) whose rules were written
         self._unmeasured: dict[ObjectKey, str] = {}  # why a measurer could not read the SLO's SLI
         self.slos = Informer(api, SLO)
@@ -191,8 +198,12 @@ class SloController:
             refused = _reason(error)
         await self._sync_rules(key, obj)
         state = await self._book.state(namespace, name) if refused is None else None
+        objective = self.objectives.get(key)
+        not_evaluated = self._not_evaluated(objective) if objective is not None else None
         now = datetime.now(UTC)
-        status = slo_status(obj, state, refused, now.replace(microsecond=0), self._unmeasured.get(key))
+        status = slo_status(
+            obj, state, refused, now.replace(microsecond=0), self._unmeasured.get(key), not_evaluated=not_evaluated
+        )
         wait = refresh_wait(obj.get("status") or {}, status, now)
         if wait is not None:
             return Result(requeue_after=wait)

@@ -64,6 +64,20 @@ def prometheus_windows(
     return known[length]
 
 
+def unmeasured_reason(slo: ServiceLevelObjective, catalogue: WindowCatalogue) -> str | None:
+    """Why an SLO with a PromQL SLI cannot be read from Prometheus (its rules cannot exist); None when it can, or when
+    its SLI is not PromQL (another measurer's)."""
+    if not isinstance(slo.sli, EventRatioSli | RawErrorRatioSli | LatencySli):
+        return None
+    if not isinstance(slo.window, RollingWindow):
+        return "a calendar window has no fixed range for Prometheus rules: a PromQL SLI needs a rolling window"
+    try:
+        catalogue.for_period(slo.window.length)
+    except MissingAlertWindows as error:
+        return f"{error}: its PromQL SLI is not read"
+    return None
+
+
 Table = tuple[AlertWindows, SeriesSlo]  # an SLO's window table and the key of its recorded series
 
 
