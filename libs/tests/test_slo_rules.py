@@ -270,7 +270,7 @@ def test_a_minimum_request_rate_adds_a_traffic_condition_on_each_long_window() -
 @pytest.mark.parametrize(
     ("changes", "reason"),
     [
-        ({"window": CalendarWindow(unit=CalendarUnit.MONTH)}, "calendar window has no fixed range"),
+        ({"window": CalendarWindow(unit=CalendarUnit.WEEK)}, "no alert windows for a 1w period"),
         ({"window": RollingWindow(length=timedelta(days=14))}, "no alert windows for a 2w period"),
         ({"sli": ThresholdSli(query="q", op="lt", value=1)}, "a threshold SLI has no Prometheus error-ratio query"),
         ({"sli": WebAppAvailabilitySli(namespace="shop", webapp="web")}, "a webapp_availability SLI has no Prometheus"),
@@ -305,6 +305,18 @@ def test_slice_budgets_count_slices_over_the_period_and_occurrences_keep_sloths_
     assert period_rule(averaged).expr == f"avg_over_time((slo:sli_error:ratio_rate5m{selector} >= 0)[30d:5m])\n"
     assert len(rules(averaged, RecordingRule)) == len(rules(generate(slo()), RecordingRule))  # 5m was recorded
     assert period_rule(generate(slo())).expr.startswith(f"sum_over_time(slo:sli_error:ratio_rate5m{selector}[30d])")
+
+
+def test_a_calendar_month_gets_the_30_day_windows_and_alerts_and_no_period_ratio() -> None:
+    monthly = generate(slo(window=CalendarWindow(unit=CalendarUnit.MONTH, time_zone="Europe/Berlin")))
+    rolling = generate(slo())
+    records = [r.record for r in rules(monthly, RecordingRule)]
+    assert "slo:sli_error:ratio_rate30d" not in records  # no fixed range: the engine asks since the period's start
+    assert "slo:period_burn_rate:ratio" not in records
+    assert "slo:period_error_budget_remaining:ratio" not in records
+    windows = [r.record for r in rules(rolling, RecordingRule) if r.record.startswith("slo:sli_error:")]
+    assert [r for r in records if r.startswith("slo:sli_error:")] == windows[:-1]  # the same windows, bar the period
+    assert rules(monthly, AlertingRule) == rules(rolling, AlertingRule)  # the 30-day table's factors
 
 
 def test_alert_windows_list_every_window_once_shortest_first() -> None:

@@ -2,7 +2,8 @@
 control plane: the generated rule groups load; 10 % of errors injected through `ballast traffic set` make the page
 tier fire in Prometheus (ALERTS) and, through the Prometheus reader and the budget book, on the bus; the engine's
 burn rates equal Prometheus's own evaluation of the generated recording rules at the same instant within 1 %; and
-recovery clears both. A deleted pod costs the exporter's WebApp errors until it is replaced.
+recovery clears both. A calendar period's ratio is read since its start. A deleted pod costs the exporter's WebApp
+errors until it is replaced.
 
 The SLO has a 1h period with an AlertWindows table (Sloth's format) of 5s to 1m windows instead of 5m to 3d, and
 Prometheus scrapes and evaluates every second, so the story takes a couple of minutes, not days. The factors scale
@@ -34,15 +35,20 @@ from ballast.local.traffic import Faults, TrafficExporter
 from ballast.slo import (
     Alerting,
     AlertTier,
+    AlertWindows,
+    CalendarUnit,
+    CalendarWindow,
     EventRatioSli,
     RollingWindow,
     RuleOptions,
     ServiceLevelObjective,
     WindowCatalogue,
 )
-from ballast.slo.evaluation import BudgetState, evaluate
+from ballast.slo.evaluation import BudgetState, Measurement, evaluate
+from ballast.slo.periods import period_at
 from ballast.slo.rules import RecordingRule
 from ballast.slo_engine.budgets import BudgetBook, BudgetShard
+from ballast.slo_engine.prometheus_measure import PrometheusMeasurer
 from ballast.slo_engine.prometheus_source import PrometheusSource, SeriesSlo, sli_record, windows_to_read
 from ballast.slo_engine.rules_sync import RuleSync, slo_rules
 from ballast.testing import eventually
@@ -352,3 +358,60 @@ async def test_bad_traffic_settings_are_refused_with_the_reason_and_change_nothi
     assert await traffic("set", "shop", "--latency-ms", "10", "--url", exporter.url) == 1
     assert "'shop' is not NAMESPACE/WEBAPP" in capsys.readouterr().err
     assert exporter.model.faults(("shop", "web")) == Faults(error_rate=0.2)
+
+
+async def test_a_calendar_period_is_read_since_its_start_as_the_mean_of_its_recorded_shortest_window(
+    kube_api: Any,
+    namespace: str,
+    exporter: TrafficExporter,
+    catalogue: WindowCatalogue,
+    prometheus_binary: Path,
+    tmp_path: Path,
+) -> None:
+    """A calendar SLO's rules record its windows but no period ratio (no fixed range); the measurer asks for the
+    ratio since the period's start, which is the mean of every shortest-window ratio recorded since, computed here
+    from the raw samples."""
+    await two_pods_served(kube_api, namespace, exporter)
+    hourly = availability(namespace).model_copy(
+        update={"name": "hourly", "window": CalendarWindow(unit=CalendarUnit.HOUR)}
+    )
+    windows = catalogue.for_period(PERIOD)  # an hour's usual length: the fast table
+    prometheus = await scraping_prometheus(exporter, prometheus_binary, tmp_path)
+    try:
+        options = RuleOptions(version=version("ballast-libs"), windows=catalogue)
+        synced = await RuleSync(None, prometheus.rules_dir, options).sync(
+            {"metadata": {"namespace": namespace, "name": "hourly"}}, hourly
+        )
+        assert synced.rule_file is not None
+        await asyncio.to_thread(prometheus.reload)
+        assert await traffic("set", f"{namespace}/web", "--error-rate", "0.05", "--url", exporter.url) == 0
+        async with PrometheusSource(prometheus.url) as source:
+            measurer = PrometheusMeasurer(source, catalogue)
+            key = (namespace, "hourly")
+
+            async def measured() -> Measurement | None:
+                found = await measurer.measure({key: hourly}, datetime.now(UTC).replace(microsecond=0))
+                return found[key][1] if key in found else None
+
+            # Some seconds of ratios recorded, so that the mean is over several samples.
+            await eventually(lambda: _recorded(source, hourly, namespace, windows, 5), timeout=60, what="ratios")
+            measurement = await eventually(measured, timeout=30, interval=0.5, what="a calendar measurement")
+            since = measurement.at - period_at(hourly.window, measurement.at).start
+            selector = f'{{sloth_id="{hourly.id}",namespace="{namespace}"}}'
+            shortest = sli_record(windows.windows()[0])
+            (series,) = await source.query(f"{shortest}{selector}[{int(since.total_seconds())}s]", measurement.at)
+            samples = [float(value) for _, value in series["values"]]
+            assert measurement.period == pytest.approx(sum(samples) / len(samples), rel=1e-9)
+            assert 0 < measurement.period < 0.2
+            state = evaluate(hourly, namespace, CLUSTER, windows, measurement, None).state
+            assert state.budget_remaining == pytest.approx(1 - measurement.period / hourly.error_budget)
+    finally:
+        await asyncio.to_thread(prometheus.stop)
+
+
+async def _recorded(
+    source: PrometheusSource, objective: ServiceLevelObjective, namespace: str, windows: AlertWindows, count: int
+) -> bool:
+    selector = f'{{sloth_id="{objective.id}",namespace="{namespace}"}}'
+    found = await source.query(f"count_over_time({sli_record(windows.windows()[0])}{selector}[1h])", datetime.now(UTC))
+    return bool(found) and float(found[0]["value"][1]) >= count

@@ -1,5 +1,6 @@
 """The Prometheus reader's readings into measurements: every window and the period needed, an idle window counts as
-no errors, a NaN period is not guessed at (the SLO keeps its last state), and one query per window covers all SLOs.
+no errors, a NaN period is not guessed at (the SLO keeps its last state), one query per window covers all SLOs, and a
+calendar period is asked since its start.
 The reading against a real Prometheus is in test_prometheus_live."""
 
 from __future__ import annotations
@@ -7,13 +8,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ballast.slo import workbook_windows
+from ballast.slo import CalendarUnit, CalendarWindow, EventRatioSli, ServiceLevelObjective, workbook_windows
 from ballast.slo_engine.prometheus_source import (
     SERIES_LABEL,
     Readings,
     SeriesSlo,
     _rates,
     _ratios,
+    period_query,
     requests_query,
     sli_query,
     sli_record,
@@ -109,3 +111,25 @@ def test_an_slo_with_a_minimum_gets_its_request_rates_and_causes_others_none() -
         '"namespace", "sloth_service", "sloth_slo"))'
         for w in ("1d", "1h", "3d", "6h")
     ]
+
+
+def test_a_calendar_period_is_asked_since_its_start_for_every_slo_of_its_group() -> None:
+    monthly = ServiceLevelObjective(
+        service="web",
+        name="availability",
+        objective=99.9,
+        window=CalendarWindow(unit=CalendarUnit.MONTH),
+        sli=EventRatioSli(error_query="e[{{.window}}]", total_query="t[{{.window}}]"),
+    )
+    query = period_query(monthly, WINDOWS, ["web.b", "web-a", 'we"b'], timedelta(hours=1, minutes=30))
+    # The SLOs' ids as an exact alternation, each RE2 metacharacter escaped, inside a PromQL string.
+    assert 'sloth_id=~"we\\"b|web-a|web\\\\.b"' in query
+    assert "sum_over_time(slo:sli_error:ratio_rate5m" in query
+    assert "[5400s]" in query  # since the period's start
+    assert query.startswith(f"max by ({SERIES_LABEL}) (label_join((sum_over_time(")
+    # A calendar SLO's ratio comes from the period query's answer, not from a recorded series.
+    readings = Readings.of_slos(AT, {SHOP: dict.fromkeys(WINDOWS.windows(), 0.0) | {WINDOWS.period: 0.5}})
+    measured = readings.measurement(SHOP, WINDOWS, calendar={SHOP.joined: 0.002})
+    assert measured is not None
+    assert measured.period == 0.002
+    assert readings.measurement(SHOP, WINDOWS, calendar={}) is None  # not answered: no measurement

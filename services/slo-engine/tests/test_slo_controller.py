@@ -167,6 +167,7 @@ async def test_an_slo_the_model_refuses_says_why_and_a_deleted_ones_state_goes(
 
 EVENTS = {"eventRatio": {"errorQuery": "sum(rate(e[{{.window}}]))", "totalQuery": "sum(rate(t[{{.window}}]))"}}
 CALENDAR = {"type": "Calendar", "duration": "1M", "timeZone": "Europe/Berlin"}
+WEEKLY = {"type": "Calendar", "duration": "1w"}
 
 
 @pytest.mark.parametrize(
@@ -176,7 +177,8 @@ CALENDAR = {"type": "Calendar", "duration": "1M", "timeZone": "Europe/Berlin"}
         ({"window": CALENDAR}, False, None),
         ({"sli": EVENTS}, True, None),
         ({"sli": EVENTS}, False, "the engine reads no Prometheus (BALLAST_PROMETHEUS_URL is unset)"),
-        ({"sli": EVENTS, "window": CALENDAR}, True, "a PromQL SLI needs a rolling window"),
+        ({"sli": EVENTS, "window": CALENDAR}, True, None),  # a month: the 30-day table
+        ({"sli": EVENTS, "window": WEEKLY}, True, "no alert windows for a 1w period"),
         ({"sli": EVENTS, "window": {"duration": "14d"}}, True, "no alert windows for a 2w period"),
     ],
 )
@@ -197,15 +199,15 @@ async def test_an_slo_no_measurer_evaluates_says_why_instead_of_awaiting_evaluat
     kube_api: Any, controller: SloController, namespace: str
 ) -> None:
     custom = client.CustomObjectsApi(kube_api)
-    monthly = SPEC | {"sli": EVENTS, "window": CALENDAR}
-    await custom.create_namespaced_custom_object(GROUP, VERSION, namespace, SLOS, slo("monthly", monthly))
+    weekly = SPEC | {"sli": EVENTS, "window": WEEKLY}  # no alert window table for a week among the built-in ones
+    await custom.create_namespaced_custom_object(GROUP, VERSION, namespace, SLOS, slo("weekly", weekly))
 
     async def not_ready() -> dict[str, Any] | None:
-        found = {c["type"]: c for c in (await status_of(custom, namespace, "monthly")).get("conditions", [])}
+        found = {c["type"]: c for c in (await status_of(custom, namespace, "weekly")).get("conditions", [])}
         ready = found.get("Ready")
         return ready if ready is not None and ready["status"] == "False" else None
 
     ready = await eventually(not_ready, timeout=20, interval=0.1, what="Ready False")
     assert ready["reason"] == "NotEvaluated"
-    assert "a PromQL SLI needs a rolling window" in ready["message"]
-    assert (namespace, "monthly") in controller.objectives  # a valid SLO all the same
+    assert "no alert windows for a 1w period" in ready["message"]
+    assert (namespace, "weekly") in controller.objectives  # a valid SLO all the same

@@ -64,3 +64,17 @@ def _calendar_period(window: CalendarWindow, at: datetime) -> Period:
         start = datetime(first // 12, first % 12 + 1, 1)
         end = datetime((first + months) // 12, (first + months) % 12 + 1, 1)
     return Period(start.replace(tzinfo=zone), end.replace(tzinfo=zone))
+
+
+# A calendar period's length as alert-window tables and Prometheus rules name it: its units' usual length (a month is
+# 30 days, as Sloth's default period). Rules need one fixed length; the evaluator scales with each period's own.
+_NOMINAL_MONTH_DAYS = {CalendarUnit.MONTH: 30, CalendarUnit.QUARTER: 90, CalendarUnit.YEAR: 365}
+
+
+def nominal_length(window: SloWindow) -> timedelta:
+    """A rolling window's length; a calendar window's usual one (1 month: 30 days, 1 week: 7 days)."""
+    if isinstance(window, RollingWindow):
+        return window.length
+    if window.unit in _FIXED:
+        return _FIXED[window.unit] * window.count
+    return timedelta(days=_NOMINAL_MONTH_DAYS[window.unit] * window.count)

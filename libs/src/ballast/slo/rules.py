@@ -11,6 +11,10 @@ slice methods, which Sloth lacks, it counts slices instead: a subquery with one 
 Prometheus aligns to the epoch, as `ballast.slo.slices` does for availability SLIs) over the slice window's ratio,
 recorded too when it is not an alert window. Timeslices records the share of slices whose good ratio missed the slice
 target, RatioTimeslices the slices' mean ratio; a slice without traffic (a NaN ratio) counts for neither.
+
+A calendar window (which Sloth lacks too) gets the alert windows and factors of its usual length (a month: the 30-day
+table), and no period ratio: a calendar period has no fixed range, so the slo-engine asks Prometheus for the ratio
+since the period's start (`period_ratio_expr`) when it evaluates, and the period burn-rate rules are left out.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from ballast.slo.durations import format_duration
 from ballast.slo.group import KubernetesObject, SloGroup, SpecFormat
 from ballast.slo.numbers import go_float
 from ballast.slo.objective import ServiceLevelObjective
+from ballast.slo.periods import nominal_length
 from ballast.slo.sli import PROMETHEUS, EventRatioSli, LatencySli, RawErrorRatioSli, has_window
 from ballast.slo.window import RollingWindow
 
@@ -107,19 +112,33 @@ def _prometheus_sli(slo: ServiceLevelObjective) -> EventRatioSli | RawErrorRatio
     return sli
 
 
-def _alert_windows(slo: ServiceLevelObjective, catalogue: WindowCatalogue) -> AlertWindows:
-    if not isinstance(slo.window, RollingWindow):
-        raise UnsupportedSlo("a calendar window has no fixed range for Prometheus rules; use a rolling window")
+def alert_windows_of(slo: ServiceLevelObjective, catalogue: WindowCatalogue) -> AlertWindows:
+    """The SLO's alert window table: its period's, a calendar period's usual length for a calendar window (a month's
+    is the 30-day table). Raises UnsupportedSlo when the catalogue has none."""
     try:
-        return catalogue.for_period(slo.window.length)
+        return catalogue.for_period(nominal_length(slo.window))
     except MissingAlertWindows as error:
         raise UnsupportedSlo(str(error)) from None
 
 
+def period_ratio_expr(slo: ServiceLevelObjective, windows: AlertWindows, selector: str, span: str) -> str:
+    """The error ratio over the last `span` (a PromQL range) as the SLO's budgeting method counts it, from the
+    recorded series `selector` picks: Sloth's mean of the shortest window's ratios for Occurrences, one subquery step
+    per slice for the slice methods (a slice without traffic, a NaN ratio, counts for neither)."""
+    budgeting = slo.budgeting
+    if isinstance(budgeting, Occurrences):
+        series = f"{_sli_record(windows.windows()[0])}{selector}[{span}]"
+        return f"sum_over_time({series})\n/ ignoring (sloth_window)\ncount_over_time({series})\n"
+    width = budgeting.slice_window
+    slices = f"({_sli_record(width)}{selector} >= 0)"  # `>= 0` drops NaN: it compares false
+    if isinstance(budgeting, Timeslices):
+        # A slice is bad when its good ratio misses the target: its error ratio is over 1 - target.
+        slices = f"({slices} > bool {go_float(1 - budgeting.slice_target)})"
+    return f"avg_over_time({slices}[{span}:{format_duration(width)}])\n"
+
+
 def _sli_group(slo: ServiceLevelObjective, windows: AlertWindows, labels: dict[str, str]) -> RuleGroup:
     sli = _prometheus_sli(slo)
-    period = windows.period
-    shortest = windows.windows()[0]
     rules = [
         RecordingRule(
             _sli_record(window),
@@ -129,28 +148,17 @@ def _sli_group(slo: ServiceLevelObjective, windows: AlertWindows, labels: dict[s
         for window in windows.windows()
     ]
     budgeting = slo.budgeting
-    if isinstance(budgeting, Occurrences):
-        # The period's ratio is the mean of the shortest window's ratios (Sloth's optimised rule): a month of raw
-        # counters per evaluation would be too costly.
-        series = f"{_sli_record(shortest)}{_selector(slo)}[{format_duration(period)}]"
-        mean = f"sum_over_time({series})\n/ ignoring (sloth_window)\ncount_over_time({series})\n"
-    else:
-        width = budgeting.slice_window
-        if width not in windows.windows():
-            rules.append(
-                RecordingRule(
-                    _sli_record(width),
-                    sli.error_ratio(format_duration(width)),
-                    labels | {"sloth_window": format_duration(width)},
-                )
-            )
-        # `>= 0` drops the slices without traffic (a NaN ratio compares false).
-        slices = f"({_sli_record(width)}{_selector(slo)} >= 0)"
-        if isinstance(budgeting, Timeslices):
-            # A slice is bad when its good ratio misses the target: its error ratio is over 1 - target.
-            slices = f"({slices} > bool {go_float(1 - budgeting.slice_target)})"
-        mean = f"avg_over_time({slices}[{format_duration(period)}:{format_duration(width)}])\n"
-    rules.append(RecordingRule(_sli_record(period), mean, labels | {"sloth_window": format_duration(period)}))
+    if not isinstance(budgeting, Occurrences) and budgeting.slice_window not in windows.windows():
+        width = format_duration(budgeting.slice_window)  # the slices' own ratio, recorded too
+        rules.append(
+            RecordingRule(_sli_record(budgeting.slice_window), sli.error_ratio(width), labels | {"sloth_window": width})
+        )
+    if isinstance(slo.window, RollingWindow):
+        # The period's ratio over the last period. A calendar period has no fixed range: the engine asks for the
+        # ratio since its start itself.
+        period = format_duration(windows.period)
+        ratio = period_ratio_expr(slo, windows, _selector(slo), period)
+        rules.append(RecordingRule(_sli_record(windows.period), ratio, labels | {"sloth_window": period}))
     return RuleGroup(f"sloth-slo-sli-recordings-{slo.id}", tuple(rules))
 
 
@@ -177,9 +185,15 @@ def _meta_group(
             RecordingRule("slo:error_budget:ratio", f"vector(1-{objective})", labels),
             RecordingRule("slo:time_period:days", f"vector({go_float(windows.period / timedelta(days=1))})", labels),
             RecordingRule("slo:current_burn_rate:ratio", burn(windows.windows()[0]), labels),
-            RecordingRule("slo:period_burn_rate:ratio", burn(windows.period), labels),
-            RecordingRule(
-                "slo:period_error_budget_remaining:ratio", f"1 - slo:period_burn_rate:ratio{selector}", labels
+            *(
+                (
+                    RecordingRule("slo:period_burn_rate:ratio", burn(windows.period), labels),
+                    RecordingRule(
+                        "slo:period_error_budget_remaining:ratio", f"1 - slo:period_burn_rate:ratio{selector}", labels
+                    ),
+                )
+                if isinstance(slo.window, RollingWindow)  # a calendar period's ratio is not recorded
+                else ()
             ),
             RecordingRule("sloth_slo_info", "vector(1)", dict(sorted(info.items()))),
         ),
@@ -219,7 +233,7 @@ def _alert(slo: ServiceLevelObjective, tier: BurnTier, windows: AlertWindows) ->
 
 def slo_rule_groups(slo: ServiceLevelObjective, spec: SpecFormat, options: RuleOptions) -> list[RuleGroup]:
     """The rule groups for one SLO; raises UnsupportedSlo when Prometheus rules cannot express it."""
-    windows = _alert_windows(slo, options.windows)
+    windows = alert_windows_of(slo, options.windows)
     labels = dict(sorted((slo.labels | options.extra_labels | _ids(slo)).items()))
     groups = []
     if options.recordings:

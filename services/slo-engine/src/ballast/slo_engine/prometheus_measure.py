@@ -3,7 +3,11 @@ the series the generated recording rules record (`rules_sync`), one instant quer
 
 Which windows an SLO has is the rules' choice: the table of its period in the same window catalogue the rules were
 generated with, so the evaluator's tiers are the ones the rules' alerts use. An SLO whose rules cannot exist (a
-calendar window, a period without a table) is not measured here.
+period without a table) is not measured here.
+
+A calendar SLO (its table that of the period's usual length: a month's is the 30-day table) has no recorded period
+ratio: its ratio since the period's start is asked for each cycle, one query for the SLOs whose periods start at the
+same instant and count alike (`period_query`).
 
 Prometheus unreachable (or refusing the query): no SLO is measured this cycle, so each keeps its last evaluated
 state, never reset; `failing` holds the reason until a read succeeds again, and `changed` is told of the SLOs it
@@ -20,6 +24,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from ballast.kube.informer import ObjectKey
 from ballast.slo import (
@@ -33,10 +38,17 @@ from ballast.slo import (
     WindowCatalogue,
 )
 from ballast.slo.evaluation import CauseSpan
+from ballast.slo.periods import nominal_length, period_at
 from ballast.slo_engine.causes import CauseWindow
 from ballast.slo_engine.evaluator import Measured
 from ballast.slo_engine.measure import cause_spans
-from ballast.slo_engine.prometheus_source import PrometheusSource, PrometheusUnavailable, SeriesSlo, windows_to_read
+from ballast.slo_engine.prometheus_source import (
+    PrometheusSource,
+    PrometheusUnavailable,
+    SeriesSlo,
+    period_query,
+    windows_to_read,
+)
 from ballast.slo_engine.request_rates import gated_windows
 from ballast.slo_engine.store import SliMirror
 
@@ -52,10 +64,8 @@ def prometheus_windows(
     keeps the tables found by period, for a caller looking up many SLOs."""
     if not isinstance(slo.sli, EventRatioSli | RawErrorRatioSli | LatencySli):
         return None
-    if not isinstance(slo.window, RollingWindow):
-        return None
     known = {} if known is None else known
-    length = slo.window.length
+    length = nominal_length(slo.window)
     if length not in known:
         try:
             known[length] = catalogue.for_period(length)
@@ -69,10 +79,8 @@ def unmeasured_reason(slo: ServiceLevelObjective, catalogue: WindowCatalogue) ->
     its SLI is not PromQL (another measurer's)."""
     if not isinstance(slo.sli, EventRatioSli | RawErrorRatioSli | LatencySli):
         return None
-    if not isinstance(slo.window, RollingWindow):
-        return "a calendar window has no fixed range for Prometheus rules: a PromQL SLI needs a rolling window"
     try:
-        catalogue.for_period(slo.window.length)
+        catalogue.for_period(nominal_length(slo.window))
     except MissingAlertWindows as error:
         return f"{error}: its PromQL SLI is not read"
     return None
@@ -127,9 +135,14 @@ class PrometheusMeasurer:
             return {}
         rated = {key for key in tables if slos[key].min_request_rate is not None}
         rate_windows = {window for key in rated for window in gated_windows(tables[key][0])}
+        calendar = {key for key in tables if not isinstance(slos[key].window, RollingWindow)}
+        read = windows_to_read(
+            {id(windows): windows for key, (windows, _) in tables.items() if key not in calendar}.values()
+        )
+        read |= {window for key in calendar for window in tables[key][0].windows()}  # their periods are not recorded
         try:
-            read = windows_to_read({id(windows): windows for windows, _ in tables.values()}.values())
             readings = await self._source.read(read, at, rate_windows)
+            periods = await self._calendar_periods(slos, tables, calendar, readings.at)
         except PrometheusUnavailable as error:
             # Not raised: the evaluator would log a traceback every cycle; the transition is logged once instead.
             if self.failing is None:
@@ -158,10 +171,34 @@ class PrometheusMeasurer:
                 else:
                     lag = windows.sorted_windows[0]
                     spans = cause_spans(slo, key[0], record, candidates, self._settle, readings.at, lag)
-            measurement = readings.measurement(series, windows, rated=key in rated, causes=spans)
+            measurement = readings.measurement(
+                series, windows, rated=key in rated, causes=spans, calendar=periods if key in calendar else None
+            )
             if measurement is not None:  # not recorded yet, or a NaN period: the last state stands
                 measured[key] = (windows, measurement)
         return measured
+
+    async def _calendar_periods(
+        self,
+        slos: Mapping[ObjectKey, ServiceLevelObjective],
+        tables: Mapping[ObjectKey, Table],
+        calendar: Iterable[ObjectKey],
+        at: datetime,
+    ) -> dict[str, float | None]:
+        """The calendar SLOs' error ratios since their periods' starts (by SERIES_LABEL): a query per group of SLOs
+        whose periods start at the same instant and count alike (the same budgeting and shortest window)."""
+        groups: dict[tuple[datetime, Any, timedelta], list[ObjectKey]] = {}
+        for key in calendar:
+            slo, windows = slos[key], tables[key][0]
+            start = period_at(slo.window, at).start
+            if start < at:  # at the very start nothing is counted yet
+                groups.setdefault((start, slo.budgeting, windows.windows()[0]), []).append(key)
+        found: dict[str, float | None] = {}
+        for (start, _, _), keys in groups.items():
+            first = slos[keys[0]]
+            query = period_query(first, tables[keys[0]][0], (slos[k].id for k in keys), at - start)
+            found |= await self._source.ratios(query, at)
+        return found
 
     def _health(self, failing: str | None, tables: Iterable[ObjectKey]) -> None:
         # Told at every failing cycle (an SLO created meanwhile learns it too), and once when reads succeed again.

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -34,6 +35,7 @@ from ballast.slo import ServiceLevelObjective
 from ballast.slo.alert_windows import AlertWindows
 from ballast.slo.durations import format_duration
 from ballast.slo.evaluation import CauseSpan, Measurement
+from ballast.slo.rules import period_ratio_expr
 from ballast.slo_engine.request_rates import requests_record
 from ballast.slo_engine.rules_sync import NAMESPACE_LABEL
 
@@ -60,6 +62,20 @@ def _per_slo(record: str) -> str:
 def sli_query(window: timedelta) -> str:
     """Every SLO's error ratio over `window`, one sample per SLO."""
     return _per_slo(sli_record(window))
+
+
+def period_query(slo: ServiceLevelObjective, windows: AlertWindows, ids: Iterable[str], span: timedelta) -> str:
+    """The error ratio over the last `span` of every SLO whose `sloth_id` is one of `ids`, counted as `slo` (one of
+    them) counts its period (`period_ratio_expr`): a calendar period's ratio since its start, one query for the SLOs
+    whose periods start together and count alike. One sample per SLO."""
+    selector = f'{{sloth_id=~"{_any_of(ids)}"}}'
+    return _per_slo(f"({period_ratio_expr(slo, windows, selector, f'{int(span.total_seconds())}s')})")
+
+
+def _any_of(values: Iterable[str]) -> str:
+    """A PromQL string (inside double quotes) holding an RE2 alternation that matches exactly `values`."""
+    alternation = "|".join(re.sub(r"([\\.+*?()|\[\]{}^$])", r"\\\1", v) for v in sorted(set(values)))
+    return alternation.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def requests_query(window: timedelta) -> str:
@@ -151,13 +167,21 @@ class Readings:
         return rates
 
     def measurement(
-        self, key: SeriesSlo, windows: AlertWindows, *, rated: bool = False, causes: tuple[CauseSpan, ...] | None = None
+        self,
+        key: SeriesSlo,
+        windows: AlertWindows,
+        *,
+        rated: bool = False,
+        causes: tuple[CauseSpan, ...] | None = None,
+        calendar: Mapping[str, float | None] | None = None,
     ) -> Measurement | None:
         """The SLO's measurement for the evaluator; None while a window has no series or the period's ratio is NaN.
-        `rated`: with its request rates (a window without a series had no requests); `causes`: for attribution."""
+        `rated`: with its request rates (a window without a series had no requests); `causes`: for attribution;
+        `calendar`: the period ratios read since their calendar periods' starts, which a calendar SLO's is taken from
+        (no series records it)."""
         joined = key.joined
         by_window = self.by_window
-        period = by_window.get(windows.period, {}).get(joined)
+        period = (calendar if calendar is not None else by_window.get(windows.period, {})).get(joined)
         if period is None:
             return None
         alert_windows: dict[timedelta, float] = {}
@@ -209,6 +233,10 @@ class PrometheusSource:
             raise PrometheusUnavailable(f"{self.url}: {expr}: {body.get('errorType')}: {body.get('error')}")
         result: list[dict[str, Any]] = body["data"]["result"]
         return result
+
+    async def ratios(self, expr: str, at: datetime) -> dict[str, float | None]:
+        """A query answering one ratio per SLO (by SERIES_LABEL), NaN as None."""
+        return _ratios(await self.query(expr, at))
 
     async def read(
         self, windows: Iterable[timedelta], at: datetime | None = None, rate_windows: Iterable[timedelta] = ()
