@@ -109,37 +109,48 @@ class PrometheusMeasurer:
         self.ready = asyncio.Event()
         self.ready.set()  # nothing to load: Prometheus holds the history
         self.failing: str | None = None  # why the last read failed; None while reads succeed
-        # Per SLO: the object last seen, and its window table and series key (None: not read from Prometheus).
-        self._known: dict[ObjectKey, tuple[ServiceLevelObjective, Table | None]] = {}
+        # Per SLO: the object last seen, its window table and series key (None: not read from Prometheus), and whether
+        # its window is a calendar one.
+        self._known: dict[ObjectKey, tuple[ServiceLevelObjective, Table | None, bool]] = {}
 
-    def _tables(self, slos: Mapping[ObjectKey, ServiceLevelObjective]) -> dict[ObjectKey, Table]:
-        """The window table and series key of every SLO read from Prometheus; kept from the last cycle for the SLO
-        objects that did not change (the same object: the controller makes a new one for a new spec)."""
+    def _tables(
+        self, slos: Mapping[ObjectKey, ServiceLevelObjective]
+    ) -> tuple[dict[ObjectKey, Table], set[ObjectKey], set[timedelta]]:
+        """The window table and series key of every SLO read from Prometheus, which of them have calendar windows,
+        and the windows to read; kept from the last cycle for the SLO objects that did not change (the same object:
+        the controller makes a new one for a new spec)."""
         by_period: dict[timedelta, AlertWindows | None] = {}  # SLOs share a few periods: each table looked up once
         known = self._known
         self._known = {}
         tables: dict[ObjectKey, Table] = {}
+        calendar: set[ObjectKey] = set()
+        rolling_tables: dict[int, AlertWindows] = {}
+        calendar_tables: dict[int, AlertWindows] = {}
         for key, slo in slos.items():
             kept = known.get(key)
             if kept is None or kept[0] is not slo:
                 windows = prometheus_windows(slo, self._catalogue, by_period)
-                kept = (slo, None if windows is None else (windows, SeriesSlo.of(key[0], slo)))
+                table = None if windows is None else (windows, SeriesSlo.of(key[0], slo))
+                kept = (slo, table, not isinstance(slo.window, RollingWindow))
             self._known[key] = kept
-            if kept[1] is not None:
-                tables[key] = kept[1]
-        return tables
+            table = kept[1]
+            if table is not None:
+                tables[key] = table
+                if kept[2]:
+                    calendar.add(key)
+                    calendar_tables[id(table[0])] = table[0]
+                else:
+                    rolling_tables[id(table[0])] = table[0]
+        read = windows_to_read(rolling_tables.values())
+        read |= {w for windows in calendar_tables.values() for w in windows.windows()}  # no period series recorded
+        return tables, calendar, read
 
     async def measure(self, slos: Mapping[ObjectKey, ServiceLevelObjective], at: datetime) -> dict[ObjectKey, Measured]:
-        tables = self._tables(slos)
+        tables, calendar, read = self._tables(slos)
         if not tables:
             return {}
         rated = {key for key in tables if slos[key].min_request_rate is not None}
         rate_windows = {window for key in rated for window in gated_windows(tables[key][0])}
-        calendar = {key for key in tables if not isinstance(slos[key].window, RollingWindow)}
-        read = windows_to_read(
-            {id(windows): windows for key, (windows, _) in tables.items() if key not in calendar}.values()
-        )
-        read |= {window for key in calendar for window in tables[key][0].windows()}  # their periods are not recorded
         try:
             readings = await self._source.read(read, at, rate_windows)
             periods = await self._calendar_periods(slos, tables, calendar, readings.at)
