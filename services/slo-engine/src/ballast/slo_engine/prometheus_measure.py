@@ -202,7 +202,7 @@ class PrometheusMeasurer:
         for key in calendar:
             slo, windows = slos[key], tables[key][0]
             start = period_at(slo.window, at).start
-            if start < at:  # at the very start nothing is counted yet
+            if at - start >= timedelta(seconds=1):  # a range is whole seconds; at the very start nothing is counted yet
                 groups.setdefault((start, slo.budgeting, windows.windows()[0]), []).append(key)
         found: dict[str, float | None] = {}
         for (start, _, _), keys in groups.items():
