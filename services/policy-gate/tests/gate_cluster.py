@@ -28,7 +28,7 @@ from ballast.kube.errors import NotFound
 from ballast.kube.install import install, load_manifests
 from ballast.kube.rest import send_json
 from ballast.policy.documents import load_documents
-from ballast.testing import ServiceProcess
+from ballast.testing import NatsServer, ServiceProcess
 
 REPOSITORY = Path(__file__).resolve().parents[3]
 SHARED = REPOSITORY.parent / "shared"
@@ -158,6 +158,36 @@ def start_cluster_gate(
         BALLAST_LEASE_NAMESPACE=namespace,
         **env,
     )
+
+
+ClusterGate = Callable[..., GateWebhook]
+
+
+@pytest.fixture
+def cluster_gate(
+    services: Callable[..., ServiceProcess],
+    tmp_path: Path,
+    nats_server: NatsServer,
+    kubeconfig_path: Path,
+    opa_binary: Path,
+    namespace: str,
+) -> ClusterGate:
+    """`cluster_gate(cluster, **env)`: a gate watching the test control plane for `cluster`, its audit leading
+    through a lease in the test's namespace."""
+
+    def start(cluster: str, **env: str) -> GateWebhook:
+        return start_cluster_gate(
+            services,
+            tmp_path,
+            nats_url=nats_server.url,
+            kubeconfig=kubeconfig_path,
+            opa_binary=opa_binary,
+            cluster=cluster,
+            namespace=namespace,
+            **env,
+        )
+
+    return start
 
 
 async def stored_events(bus: Bus, subject: str) -> list[Envelope[Any]]:

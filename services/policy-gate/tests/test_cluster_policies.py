@@ -8,21 +8,21 @@ Config's namespaces left out of the audit and of the inventory; a Config in the 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from gate_cluster import (  # noqa: F401  (cluster_objects, config_crd, gate_crds: fixtures)
+from gate_cluster import (  # noqa: F401  (cluster_gate, cluster_objects, config_crd, gate_crds: fixtures)
     LIBRARY,
+    ClusterGate,
     ClusterObjects,
+    cluster_gate,
     cluster_objects,
     config_crd,
     gate_crds,
     library_template,
-    start_cluster_gate,
     stored_events,
     unique_kind,
 )
@@ -42,7 +42,7 @@ from ballast.kube.rest import send_json
 from ballast.policy import ConstraintTemplate
 from ballast.policy.crds import constraint_crd
 from ballast.policy_gate.audit import Alive, alive_key, written_since
-from ballast.testing import NatsServer, ServiceProcess, eventually
+from ballast.testing import eventually
 
 pytestmark = pytest.mark.cluster
 CONSTRAINTS = "/apis/constraints.gatekeeper.sh/v1beta1"
@@ -110,28 +110,18 @@ async def created(objects: ClusterObjects, name: str) -> dict[str, Any] | None:
 
 
 async def test_templates_and_constraints_from_the_cluster_as_gatekeeper_reads_them(
-    nats_server: NatsServer,
-    services: Callable[..., ServiceProcess],
     bus: Bus,
     kube_api: Any,
-    kubeconfig_path: Path,
-    opa_binary: Path,
-    tmp_path: Path,
     namespace: str,
     gate_crds: None,
     cluster_objects: ClusterObjects,
+    cluster_gate: ClusterGate,
 ) -> None:
     cluster = f"c{uuid.uuid4().hex[:8]}"
     kind = unique_kind("K8sRequiredLabels")
     await cluster_objects.create_template(library_template("requiredlabels", kind))
-    gate = start_cluster_gate(
-        services,
-        tmp_path,
-        nats_url=nats_server.url,
-        kubeconfig=kubeconfig_path,
-        opa_binary=opa_binary,
-        cluster=cluster,
-        namespace=namespace,
+    gate = cluster_gate(
+        cluster,
         BALLAST_AUDIT_INTERVAL="0",
     )
     await gate.process.wait_status("/readyz", 200, timeout=60)
@@ -211,16 +201,13 @@ async def test_templates_and_constraints_from_the_cluster_as_gatekeeper_reads_th
 
 
 async def test_a_referential_policy_reads_the_synced_inventory(
-    nats_server: NatsServer,
-    services: Callable[..., ServiceProcess],
     bus: Bus,
     kube_api: Any,
-    kubeconfig_path: Path,
-    opa_binary: Path,
     tmp_path: Path,
     namespace: str,
     gate_crds: None,
     cluster_objects: ClusterObjects,
+    cluster_gate: ClusterGate,
 ) -> None:
     cluster = f"c{uuid.uuid4().hex[:8]}"
     kind = unique_kind("K8sUniqueIngressHost")
@@ -234,14 +221,8 @@ async def test_a_referential_policy_reads_the_synced_inventory(
     (policies / "sync.yaml").write_text(sync)
     host = f"{uuid.uuid4().hex[:8]}.shop.example.com"
     await create_ingress(kube_api, namespace, "a", host)
-    gate = start_cluster_gate(
-        services,
-        tmp_path,
-        nats_url=nats_server.url,
-        kubeconfig=kubeconfig_path,
-        opa_binary=opa_binary,
-        cluster=cluster,
-        namespace=namespace,
+    gate = cluster_gate(
+        cluster,
         BALLAST_POLICY_DIR=str(policies),
         BALLAST_AUDIT_INTERVAL="0",
     )
@@ -263,16 +244,12 @@ async def test_a_referential_policy_reads_the_synced_inventory(
 
 
 async def test_the_audit_caps_the_status_puts_every_violation_on_the_bus_and_covers_an_outage(
-    nats_server: NatsServer,
-    services: Callable[..., ServiceProcess],
     bus: Bus,
     kube_api: Any,
-    kubeconfig_path: Path,
-    opa_binary: Path,
-    tmp_path: Path,
     namespace: str,
     gate_crds: None,
     cluster_objects: ClusterObjects,
+    cluster_gate: ClusterGate,
 ) -> None:
     cluster = f"c{uuid.uuid4().hex[:8]}"
     kind = unique_kind("K8sRequiredLabels")
@@ -310,14 +287,8 @@ async def test_the_audit_caps_the_status_puts_every_violation_on_the_bus_and_cov
 
     await eventually(constraint_created, timeout=30, interval=0.1, what="the constraint created")
 
-    gate = start_cluster_gate(
-        services,
-        tmp_path,
-        nats_url=nats_server.url,
-        kubeconfig=kubeconfig_path,
-        opa_binary=opa_binary,
-        cluster=cluster,
-        namespace=namespace,
+    gate = cluster_gate(
+        cluster,
         BALLAST_AUDIT_INTERVAL="1",
         BALLAST_AUDIT_CHUNK_SIZE="2",
         BALLAST_CONSTRAINT_VIOLATIONS_LIMIT="2",
@@ -364,15 +335,11 @@ def test_written_since_reads_creation_and_every_managers_last_write() -> None:
 
 
 async def test_each_replica_keeps_its_own_entry_in_by_pod_and_a_gone_replicas_is_dropped(
-    nats_server: NatsServer,
-    services: Callable[..., ServiceProcess],
     kube_api: Any,
-    kubeconfig_path: Path,
-    opa_binary: Path,
-    tmp_path: Path,
     namespace: str,
     gate_crds: None,
     cluster_objects: ClusterObjects,
+    cluster_gate: ClusterGate,
 ) -> None:
     cluster = f"c{uuid.uuid4().hex[:8]}"
     kind = unique_kind("K8sRequiredLabels")
@@ -385,14 +352,8 @@ async def test_each_replica_keeps_its_own_entry_in_by_pod_and_a_gone_replicas_is
         "BALLAST_RETRY_PERIOD": "0.5",
     }
     gates = {
-        identity: start_cluster_gate(
-            services,
-            tmp_path,
-            nats_url=nats_server.url,
-            kubeconfig=kubeconfig_path,
-            opa_binary=opa_binary,
-            cluster=cluster,
-            namespace=namespace,
+        identity: cluster_gate(
+            cluster,
             BALLAST_IDENTITY=identity,
             **quick,
         )
@@ -438,16 +399,13 @@ async def test_each_replica_keeps_its_own_entry_in_by_pod_and_a_gone_replicas_is
 
 
 async def test_a_namespace_a_config_leaves_out_of_the_audit_is_not_audited_but_still_judged(
-    nats_server: NatsServer,
-    services: Callable[..., ServiceProcess],
     bus: Bus,
     kube_api: Any,
-    kubeconfig_path: Path,
-    opa_binary: Path,
     tmp_path: Path,
     namespace: str,
     gate_crds: None,
     cluster_objects: ClusterObjects,
+    cluster_gate: ClusterGate,
 ) -> None:
     cluster = f"c{uuid.uuid4().hex[:8]}"
     kind = unique_kind("K8sRequiredLabels")
@@ -459,14 +417,8 @@ async def test_a_namespace_a_config_leaves_out_of_the_audit_is_not_audited_but_s
     policies.mkdir()
     config = gatekeeper_config({"excludedNamespaces": [namespace], "processes": ["audit"]})
     (policies / "config.yaml").write_text(yaml.safe_dump(config))
-    gate = start_cluster_gate(
-        services,
-        tmp_path,
-        nats_url=nats_server.url,
-        kubeconfig=kubeconfig_path,
-        opa_binary=opa_binary,
-        cluster=cluster,
-        namespace=namespace,
+    gate = cluster_gate(
+        cluster,
         BALLAST_AUDIT_INTERVAL="1",
         BALLAST_POLICY_DIR=str(policies),
     )
@@ -500,16 +452,13 @@ async def audited_after(kube_api: Any, path: str, stamp: str) -> dict[str, Any] 
 
 
 async def test_a_namespace_a_config_leaves_out_of_sync_is_not_in_the_inventory(
-    nats_server: NatsServer,
-    services: Callable[..., ServiceProcess],
     bus: Bus,
     kube_api: Any,
-    kubeconfig_path: Path,
-    opa_binary: Path,
     tmp_path: Path,
     namespace: str,
     gate_crds: None,
     cluster_objects: ClusterObjects,
+    cluster_gate: ClusterGate,
 ) -> None:
     cluster = f"c{uuid.uuid4().hex[:8]}"
     kind = unique_kind("K8sUniqueIngressHost")
@@ -528,14 +477,8 @@ async def test_a_namespace_a_config_leaves_out_of_sync_is_not_in_the_inventory(
         left_out, synced = (f"{uuid.uuid4().hex[:8]}.shop.example.com" for _ in range(2))
         for where, host in ((namespace, left_out), (kept, synced)):
             await create_ingress(kube_api, where, "a", host)
-        gate = start_cluster_gate(
-            services,
-            tmp_path,
-            nats_url=nats_server.url,
-            kubeconfig=kubeconfig_path,
-            opa_binary=opa_binary,
-            cluster=cluster,
-            namespace=namespace,
+        gate = cluster_gate(
+            cluster,
             BALLAST_POLICY_DIR=str(policies),
             BALLAST_AUDIT_INTERVAL="0",
         )
@@ -546,34 +489,25 @@ async def test_a_namespace_a_config_leaves_out_of_sync_is_not_in_the_inventory(
         await send_json(kube_api, "DELETE", f"/api/v1/namespaces/{kept}")
 
 
+async def started_reading_config(cluster_gate: ClusterGate, cluster: str, namespace: str) -> None:
+    """A gate, ready, reading the Gatekeeper Config `config` of the test's own namespace (others read the default)."""
+    gate = cluster_gate(cluster, BALLAST_AUDIT_INTERVAL="0", BALLAST_GATEKEEPER_CONFIG=f"{namespace}/config")
+    await gate.process.wait_status("/readyz", 200, timeout=60)
+
+
 async def test_a_config_in_the_cluster_leaves_namespaces_out_as_it_changes_and_its_deletion_brings_them_back(
-    nats_server: NatsServer,
-    services: Callable[..., ServiceProcess],
     bus: Bus,
     kube_api: Any,
-    kubeconfig_path: Path,
-    opa_binary: Path,
-    tmp_path: Path,
     namespace: str,
     gate_crds: None,
     config_crd: None,
     cluster_objects: ClusterObjects,
+    cluster_gate: ClusterGate,
 ) -> None:
     cluster = f"c{uuid.uuid4().hex[:8]}"
     kind = unique_kind("K8sRequiredLabels")
     await cluster_objects.create_template(library_template("requiredlabels", kind))
-    gate = start_cluster_gate(
-        services,
-        tmp_path,
-        nats_url=nats_server.url,
-        kubeconfig=kubeconfig_path,
-        opa_binary=opa_binary,
-        cluster=cluster,
-        namespace=namespace,
-        BALLAST_AUDIT_INTERVAL="0",
-        BALLAST_GATEKEEPER_CONFIG=f"{namespace}/config",  # a Config of the test's own
-    )
-    await gate.process.wait_status("/readyz", 200, timeout=60)
+    await started_reading_config(cluster_gate, cluster, namespace)
     match = {"kinds": [{"apiGroups": ["apps"], "kinds": ["Deployment"]}]}
     await send_json(kube_api, "POST", f"{CONSTRAINTS}/{kind.lower()}", body=required_labels(kind, "owner", match))
     bare = deployment(namespace, "bare")
@@ -597,35 +531,20 @@ async def test_a_config_in_the_cluster_leaves_namespaces_out_as_it_changes_and_i
 
 
 async def test_a_config_in_the_cluster_syncs_its_kinds_into_the_inventory(
-    nats_server: NatsServer,
-    services: Callable[..., ServiceProcess],
     bus: Bus,
     kube_api: Any,
-    kubeconfig_path: Path,
-    opa_binary: Path,
-    tmp_path: Path,
     namespace: str,
     gate_crds: None,
     config_crd: None,
     cluster_objects: ClusterObjects,
+    cluster_gate: ClusterGate,
 ) -> None:
     cluster = f"c{uuid.uuid4().hex[:8]}"
     kind = unique_kind("K8sUniqueIngressHost")
     await cluster_objects.create_template(library_template("uniqueingresshost", kind))
     host = f"{uuid.uuid4().hex[:8]}.shop.example.com"
     await create_ingress(kube_api, namespace, "a", host)
-    gate = start_cluster_gate(
-        services,
-        tmp_path,
-        nats_url=nats_server.url,
-        kubeconfig=kubeconfig_path,
-        opa_binary=opa_binary,
-        cluster=cluster,
-        namespace=namespace,
-        BALLAST_AUDIT_INTERVAL="0",
-        BALLAST_GATEKEEPER_CONFIG=f"{namespace}/config",
-    )
-    await gate.process.wait_status("/readyz", 200, timeout=60)
+    await started_reading_config(cluster_gate, cluster, namespace)
     constraint = unique_hosts(kind)
     await send_json(kube_api, "POST", f"{CONSTRAINTS}/{kind.lower()}", body=constraint)
     duplicate = ingress("other", "b", host)

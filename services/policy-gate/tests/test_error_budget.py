@@ -10,11 +10,10 @@ import json
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from gate_cluster import gate_crds, start_cluster_gate, stored_events  # noqa: F401  (fixture)
+from gate_cluster import ClusterGate, cluster_gate, gate_crds, stored_events  # noqa: F401  (fixtures)
 from gate_webhook import GateWebhook, admission_review
 
 from ballast.bus import Bus
@@ -37,7 +36,7 @@ from ballast.events.contracts.slo import (
 )
 from ballast.kube.rest import send_json
 from ballast.policy_gate.freeze import HOTFIX_ANNOTATION, SERVICE_LABEL, FreezeBook, judge_webapp
-from ballast.testing import NatsServer, ServiceProcess, eventually
+from ballast.testing import eventually
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 IMAGE = "registry.example.com/shop/web"
@@ -227,28 +226,16 @@ async def replica_set_images(kube_api: Any, namespace: str) -> set[str]:
 
 @pytest.mark.cluster
 async def test_the_gate_freezes_deploys_at_admission_and_on_the_bus_until_the_budget_recovers(
-    nats_server: NatsServer,
-    services: Callable[..., ServiceProcess],
     bus: Bus,
     kube_api: Any,
-    kubeconfig_path: Path,
-    opa_binary: Path,
-    tmp_path: Path,
     namespace: str,
     gate_crds: None,
+    cluster_gate: ClusterGate,
 ) -> None:
     cluster = f"c{uuid.uuid4().hex[:8]}"
 
     def start() -> GateWebhook:
-        return start_cluster_gate(
-            services,
-            tmp_path,
-            nats_url=nats_server.url,
-            kubeconfig=kubeconfig_path,
-            opa_binary=opa_binary,
-            cluster=cluster,
-            namespace=namespace,
-        )
+        return cluster_gate(cluster)
 
     gate = start()
     await gate.process.wait_status("/readyz", 200, timeout=60)
