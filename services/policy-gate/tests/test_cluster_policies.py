@@ -26,6 +26,7 @@ from gate_cluster import (  # noqa: F401  (cluster_gate, cluster_objects, config
     stored_events,
     unique_kind,
 )
+from gate_webhook import GateWebhook
 from policies import BROKEN, gatekeeper_config, template
 
 from ballast.bus import Bus
@@ -489,10 +490,11 @@ async def test_a_namespace_a_config_leaves_out_of_sync_is_not_in_the_inventory(
         await send_json(kube_api, "DELETE", f"/api/v1/namespaces/{kept}")
 
 
-async def started_reading_config(cluster_gate: ClusterGate, cluster: str, namespace: str) -> None:
+async def started_reading_config(cluster_gate: ClusterGate, cluster: str, namespace: str) -> GateWebhook:
     """A gate, ready, reading the Gatekeeper Config `config` of the test's own namespace (others read the default)."""
     gate = cluster_gate(cluster, BALLAST_AUDIT_INTERVAL="0", BALLAST_GATEKEEPER_CONFIG=f"{namespace}/config")
     await gate.process.wait_status("/readyz", 200, timeout=60)
+    return gate
 
 
 async def test_a_config_in_the_cluster_leaves_namespaces_out_as_it_changes_and_its_deletion_brings_them_back(
@@ -544,7 +546,7 @@ async def test_a_config_in_the_cluster_syncs_its_kinds_into_the_inventory(
     await cluster_objects.create_template(library_template("uniqueingresshost", kind))
     host = f"{uuid.uuid4().hex[:8]}.shop.example.com"
     await create_ingress(kube_api, namespace, "a", host)
-    await started_reading_config(cluster_gate, cluster, namespace)
+    gate = await started_reading_config(cluster_gate, cluster, namespace)
     constraint = unique_hosts(kind)
     await send_json(kube_api, "POST", f"{CONSTRAINTS}/{kind.lower()}", body=constraint)
     duplicate = ingress("other", "b", host)
@@ -561,7 +563,11 @@ async def test_a_config_in_the_cluster_syncs_its_kinds_into_the_inventory(
         kube_api, "POST", f"/apis/config.gatekeeper.sh/v1alpha1/namespaces/{namespace}/configs", body=config
     )
 
+    readiness: list[int] = []
+
     async def refused() -> bool:
+        readiness.append((await gate.process.get("/readyz"))[0])
         return not (await check(bus, cluster, "other", duplicate)).allowed
 
     await eventually(refused, timeout=30, what="the Config's sync kind in the inventory: the host taken")
+    assert set(readiness) == {200}  # kinds added later are synced without making the gate unready

@@ -7,7 +7,8 @@ cluster's, which may change them at any time: the kinds are then watched anew) a
 (the extensions/v1beta1 Ingress the library's sync.yaml still names) is skipped with a warning, as Gatekeeper skips
 it. Changes are pushed to OPA as one document, at most every PUSH_INTERVAL (a burst of changes is one push). Until
 every kind is listed and pushed once, the gate is not ready: a referential policy judged on a half-filled inventory
-would allow what it should deny (a duplicate Ingress host, say).
+would allow what it should deny (a duplicate Ingress host, say). Kinds added later (a Config changed) do not make a
+ready gate unready again: every replica would be at once, failing every admission request meanwhile.
 """
 
 from __future__ import annotations
@@ -57,7 +58,9 @@ class Inventory:
         self.pushed = asyncio.Event()
 
     def readiness(self) -> str | None:
-        return None if self.pushed.is_set() or not self.kinds else "inventory not synced yet"
+        # Only the first sync holds readiness back. Kinds a Config adds later are pushed as soon as they are listed:
+        # making every replica unready meanwhile would fail every admission request by the webhook's failure policy.
+        return None if self.pushed.is_set() else "inventory not synced yet"
 
     def set_kinds(self, kinds: Iterable[tuple[str, str]]) -> None:
         """The kinds to keep from now on: watched anew if they changed (the objects of a kind no longer named leave
@@ -78,6 +81,7 @@ class Inventory:
                 self._informers = []
                 if self.pushed.is_set():  # kinds there were, none now: an empty inventory
                     await self._set_inventory()
+                self.pushed.set()  # nothing to sync is synced
                 await until_any(self._rewatch, stop)
                 continue
             watching = asyncio.Event()  # until the kinds change or the gate stops
