@@ -117,6 +117,12 @@ class ClusterObjects:
         await send_json(self.api, "POST", TEMPLATES, body=template)
         self.templates.append(template["metadata"]["name"])
 
+    async def create_library_template(self, policy: str, prefix: str) -> str:
+        """A gatekeeper-library template (general/<policy>) created under a kind of its own; the kind."""
+        kind = unique_kind(prefix)
+        await self.create_template(library_template(policy, kind))
+        return kind
+
     async def template(self, name: str) -> dict[str, Any]:
         return await send_json(self.api, "GET", f"{TEMPLATES}/{name}")
 

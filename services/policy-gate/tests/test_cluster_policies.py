@@ -119,8 +119,7 @@ async def test_templates_and_constraints_from_the_cluster_as_gatekeeper_reads_th
     cluster_gate: ClusterGate,
 ) -> None:
     cluster = f"c{uuid.uuid4().hex[:8]}"
-    kind = unique_kind("K8sRequiredLabels")
-    await cluster_objects.create_template(library_template("requiredlabels", kind))
+    kind = await cluster_objects.create_library_template("requiredlabels", "K8sRequiredLabels")
     gate = cluster_gate(
         cluster,
         BALLAST_AUDIT_INTERVAL="0",
@@ -253,8 +252,7 @@ async def test_the_audit_caps_the_status_puts_every_violation_on_the_bus_and_cov
     cluster_gate: ClusterGate,
 ) -> None:
     cluster = f"c{uuid.uuid4().hex[:8]}"
-    kind = unique_kind("K8sRequiredLabels")
-    await cluster_objects.create_template(library_template("requiredlabels", kind))
+    kind = await cluster_objects.create_library_template("requiredlabels", "K8sRequiredLabels")
     deployments = f"/apis/apps/v1/namespaces/{namespace}/deployments"
     for name in ("one", "two", "three"):
         await send_json(kube_api, "POST", deployments, body=deployment(namespace, name))
@@ -343,8 +341,7 @@ async def test_each_replica_keeps_its_own_entry_in_by_pod_and_a_gone_replicas_is
     cluster_gate: ClusterGate,
 ) -> None:
     cluster = f"c{uuid.uuid4().hex[:8]}"
-    kind = unique_kind("K8sRequiredLabels")
-    await cluster_objects.create_template(library_template("requiredlabels", kind))
+    kind = await cluster_objects.create_library_template("requiredlabels", "K8sRequiredLabels")
     quick = {
         "BALLAST_AUDIT_INTERVAL": "0",
         "BALLAST_STATUS_REPAIR_INTERVAL": "0.5",
@@ -409,8 +406,7 @@ async def test_a_namespace_a_config_leaves_out_of_the_audit_is_not_audited_but_s
     cluster_gate: ClusterGate,
 ) -> None:
     cluster = f"c{uuid.uuid4().hex[:8]}"
-    kind = unique_kind("K8sRequiredLabels")
-    await cluster_objects.create_template(library_template("requiredlabels", kind))
+    kind = await cluster_objects.create_library_template("requiredlabels", "K8sRequiredLabels")
     await send_json(
         kube_api, "POST", f"/apis/apps/v1/namespaces/{namespace}/deployments", body=deployment(namespace, "bare")
     )
@@ -507,8 +503,7 @@ async def test_a_config_in_the_cluster_leaves_namespaces_out_as_it_changes_and_i
     cluster_gate: ClusterGate,
 ) -> None:
     cluster = f"c{uuid.uuid4().hex[:8]}"
-    kind = unique_kind("K8sRequiredLabels")
-    await cluster_objects.create_template(library_template("requiredlabels", kind))
+    kind = await cluster_objects.create_library_template("requiredlabels", "K8sRequiredLabels")
     await started_reading_config(cluster_gate, cluster, namespace)
     match = {"kinds": [{"apiGroups": ["apps"], "kinds": ["Deployment"]}]}
     await send_json(kube_api, "POST", f"{CONSTRAINTS}/{kind.lower()}", body=required_labels(kind, "owner", match))
@@ -542,8 +537,7 @@ async def test_a_config_in_the_cluster_syncs_its_kinds_into_the_inventory(
     cluster_gate: ClusterGate,
 ) -> None:
     cluster = f"c{uuid.uuid4().hex[:8]}"
-    kind = unique_kind("K8sUniqueIngressHost")
-    await cluster_objects.create_template(library_template("uniqueingresshost", kind))
+    kind = await cluster_objects.create_library_template("uniqueingresshost", "K8sUniqueIngressHost")
     host = f"{uuid.uuid4().hex[:8]}.shop.example.com"
     await create_ingress(kube_api, namespace, "a", host)
     gate = await started_reading_config(cluster_gate, cluster, namespace)

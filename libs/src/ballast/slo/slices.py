@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from ballast.slo.budgeting import Budgeting, Occurrences, Timeslices
+from ballast.slo.budgeting import Budgeting, Occurrences, RatioTimeslices, Timeslices
 from ballast.slo.intervals import Interval, normalise, total
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -46,24 +46,17 @@ class SlicedPeriod:
 
     width: timedelta
     observed_slices: int  # slices with some observed time
-    wholly_down: int  # slices down throughout (so observed throughout)
+    wholly_down: int  # slices down throughout (so observed throughout): each costs 1 under either slice method
     # index -> (observed, down) of each slice with some down time that is not wholly down, by index
     partial: dict[int, tuple[timedelta, timedelta]]
 
-    def bad_slices(self, target: float) -> int:
-        """Slices whose good ratio misses `target` (Timeslices)."""
-        bad = self.wholly_down
-        for observed, down in self.partial.values():
-            if (observed - down) / observed < target:
-                bad += 1
-        return bad
-
-    def mean_error_ratio(self) -> float:
-        """The slices' error ratios averaged over the observed slices (RatioTimeslices)."""
-        if not self.observed_slices:
-            return 0.0
-        summed = self.wholly_down + sum(down / observed for observed, down in self.partial.values())
-        return summed / self.observed_slices
+    def costs(self, budgeting: Timeslices | RatioTimeslices) -> dict[int, float]:
+        """Each partial slice's cost: 1 if its good ratio misses the target (Timeslices), its error ratio
+        (RatioTimeslices)."""
+        if isinstance(budgeting, Timeslices):
+            target = budgeting.slice_target
+            return {i: 1.0 if (seen - down) / seen < target else 0.0 for i, (seen, down) in self.partial.items()}
+        return {i: down / seen for i, (seen, down) in self.partial.items()}
 
 
 def sliced(observed: Iterable[Interval], down: Iterable[Interval], width: timedelta) -> SlicedPeriod:
@@ -112,41 +105,24 @@ def _observed_within(spans: list[Interval], starts: list[datetime], index: int, 
     return found
 
 
-def period_error_ratio(budgeting: Budgeting, observed: list[Interval], down: list[Interval]) -> float:
-    """The period's error ratio as `budgeting` counts it; 0 when nothing was observed."""
-    if isinstance(budgeting, Occurrences):
-        seen = total(observed)
-        return total(down) / seen if seen > timedelta(0) else 0.0
-    period = sliced(observed, down, budgeting.slice_window)
-    if not period.observed_slices:
-        return 0.0
-    if isinstance(budgeting, Timeslices):
-        return period.bad_slices(budgeting.slice_target) / period.observed_slices
-    return period.mean_error_ratio()
-
-
 class CostWeights:
-    """How much of the period's error each moment of its down time carries, as `budgeting` counts it: the share of
-    the period's error ratio a cause's down time (within the period's down time) accounts for is `share(...)`."""
+    """How much of the period's error ratio each moment of its down time carries, as `budgeting` counts it: a second
+    of down time in a partial slice carries that slice's cost over its down seconds, one in a wholly down slice
+    1/width, and under Occurrences every second the same, 1 over the observed time."""
 
     def __init__(self, budgeting: Budgeting, observed: list[Interval], down: list[Interval]) -> None:
-        self._budgeting = budgeting
-        self._down = normalise(down)
         self._seen = total(observed)
         self._period: SlicedPeriod | None = None
-        self._weights: dict[int, float] = {}  # partial slice -> error ratio carried per second of its down time
+        self._weights: dict[int, float] = {}  # partial slice -> cost per second of its down time
         if not isinstance(budgeting, Occurrences):
-            self._period = sliced(observed, self._down, budgeting.slice_window)
-            for index, (seen, down_time) in self._period.partial.items():
-                if isinstance(budgeting, Timeslices):
-                    cost = 1.0 if (seen - down_time) / seen < budgeting.slice_target else 0.0
-                else:
-                    cost = down_time / seen
-                self._weights[index] = cost / down_time.total_seconds()
+            self._period = sliced(observed, down, budgeting.slice_window)
+            for index, cost in self._period.costs(budgeting).items():
+                self._weights[index] = cost / self._period.partial[index][1].total_seconds()
         self._indices = sorted(self._weights)
 
     def error_ratio(self, spans: Iterable[Interval]) -> float:
-        """The part of the period's error ratio carried by `spans` (within its down time)."""
+        """The part of the period's error ratio carried by `spans` (within its down time): all of it for the whole
+        down time."""
         spans = normalise(spans)
         if self._period is None:
             return total(spans) / self._seen if self._seen > timedelta(0) else 0.0
@@ -166,6 +142,12 @@ class CostWeights:
                     in_partial += piece
             carried += (end - start - in_partial) / width  # the rest lies in wholly down slices: 1 a slice
         return carried / self._period.observed_slices
+
+
+def period_error_ratio(budgeting: Budgeting, observed: list[Interval], down: list[Interval]) -> float:
+    """The period's error ratio as `budgeting` counts it (all that its down time carries); 0 when nothing was
+    observed."""
+    return CostWeights(budgeting, observed, down).error_ratio(down)
 
 
 __all__ = ["CostWeights", "SlicedPeriod", "period_error_ratio", "sliced"]

@@ -130,6 +130,8 @@ def availability_measurement(
         at=at,
         windows=ratios,
         # Chaos-run down time kept out when the SLO excludes it: that time counts as up.
-        period=period_error_ratio(slo.budgeting, observed, subtract(down, chaos_down)),
+        period=period_error_ratio(slo.budgeting, observed, subtract(down, chaos_down))
+        if chaos_down
+        else weights.error_ratio(down),
         consumption=tuple(consumption),
     )

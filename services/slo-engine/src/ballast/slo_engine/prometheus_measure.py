@@ -24,7 +24,6 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
 
 from ballast.kube.informer import ObjectKey
 from ballast.slo import (
@@ -37,8 +36,10 @@ from ballast.slo import (
     ServiceLevelObjective,
     WindowCatalogue,
 )
+from ballast.slo.budgeting import Budgeting
 from ballast.slo.evaluation import CauseSpan
 from ballast.slo.periods import nominal_length, period_at
+from ballast.slo.rules import UnsupportedSlo, alert_windows_of
 from ballast.slo_engine.causes import CauseWindow
 from ballast.slo_engine.evaluator import Measured
 from ballast.slo_engine.measure import cause_spans
@@ -80,8 +81,8 @@ def unmeasured_reason(slo: ServiceLevelObjective, catalogue: WindowCatalogue) ->
     if not isinstance(slo.sli, EventRatioSli | RawErrorRatioSli | LatencySli):
         return None
     try:
-        catalogue.for_period(nominal_length(slo.window))
-    except MissingAlertWindows as error:
+        alert_windows_of(slo, catalogue)  # the rules' own choice of table
+    except UnsupportedSlo as error:
         return f"{error}: its PromQL SLI is not read"
     return None
 
@@ -198,7 +199,7 @@ class PrometheusMeasurer:
     ) -> dict[str, float | None]:
         """The calendar SLOs' error ratios since their periods' starts (by SERIES_LABEL): a query per group of SLOs
         whose periods start at the same instant and count alike (the same budgeting and shortest window)."""
-        groups: dict[tuple[datetime, Any, timedelta], list[ObjectKey]] = {}
+        groups: dict[tuple[datetime, Budgeting, timedelta], list[ObjectKey]] = {}
         for key in calendar:
             slo, windows = slos[key], tables[key][0]
             start = period_at(slo.window, at).start
