@@ -4,12 +4,14 @@ into a real API server that enforces the restricted Pod Security Standard, and r
 webhook as shipped with only safe failure policies and timeouts; helm warns about none of it. The slo-engine,
 policy-gate, chaos-runner and incident-bot are in it too, each switchable off, restricted, with exactly the RBAC listed
 here, its ports from ballast.runtime.ports, a PDB and a NetworkPolicy; all of them install into a real API server
-whose namespace enforces the restricted standard, their pod templates admitted without warnings."""
+whose namespace enforces the restricted standard, their pod templates admitted without warnings; on request a
+ServiceMonitor each, which the prometheus-operator's CRD (from ../shared/crds) accepts."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import subprocess
 import uuid
 from pathlib import Path
@@ -17,14 +19,21 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes_asyncio import client
 
-from ballast.kube.install import load_manifests
+from ballast.kube.install import install, load_manifests
 from ballast.local.tools import tool
 from ballast.testing import eventually
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 CHART = DEPLOY / "helm" / "ballast"
 KUBE_VERSION = "1.37.2"
+# The prometheus-operator's CRDs: ../shared/crds, which CI lays beside the checkout (BALLAST_THIRD_PARTY_CRDS points
+# elsewhere); no package registry serves them.
+THIRD_PARTY_CRDS = Path(
+    os.environ.get("BALLAST_THIRD_PARTY_CRDS", Path(__file__).resolve().parents[3] / "shared" / "crds")
+)
+SERVICE_MONITOR_CRD = THIRD_PARTY_CRDS / "prometheus-operator" / "monitoring.coreos.com_servicemonitors.yaml"
 
 
 def helm(*args: str, kubeconfig: Path | None = None) -> str:
@@ -89,9 +98,6 @@ def test_the_reconciler_runs_restricted_with_a_standby() -> None:
     }
     assert container["image"] == "registry.example.com/ballast/reconciler:0.1.0"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert find(docs, "PodDisruptionBudget", "ballast-reconciler")["spec"]["maxUnavailable"] == 1
-    budgets = [d["metadata"]["name"] for d in render("reconciler.replicas=1") if d["kind"] == "PodDisruptionBudget"]
-    assert "ballast-reconciler" not in budgets
 
 
 API_KINDS = {"CustomResourceDefinition", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
@@ -285,8 +291,8 @@ def test_the_deploy_directory_links_the_charts_webhook_file() -> None:
 # --- the services beside the reconciler ------------------------------------------------------------------------------
 
 SERVICES = ("slo-engine", "policy-gate", "chaos-runner", "incident-bot")
-VALUES_KEY = {"slo-engine": "sloEngine", "policy-gate": "policyGate", "chaos-runner": "chaosRunner",
-              "incident-bot": "incidentBot"}  # fmt: skip
+VALUES_KEY = {"reconciler": "reconciler", "slo-engine": "sloEngine", "policy-gate": "policyGate",
+              "chaos-runner": "chaosRunner", "incident-bot": "incidentBot"}  # fmt: skip
 Grants = dict[tuple[str, str, tuple[str, ...]], frozenset[str]]
 READ = frozenset({"get", "list", "watch"})
 LEASE_RULES = [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}]
@@ -431,8 +437,6 @@ def test_probes_and_ports_are_the_services_own(service: str) -> None:
         assert env["BALLAST_HTTPS_PORT"] == str(PORTS[service].webhook)
     assert main["image"] == f"registry.example.com/ballast/{service}:0.1.0"
     assert env["BALLAST_IDENTITY"] == {"fieldRef": {"fieldPath": "metadata.name"}}
-    if service == "reconciler":
-        return  # no Service of its own yet
     # The Service reaches the same named ports.
     service_ports = {p["name"]: p["targetPort"] for p in find(docs, "Service", f"ballast-{service}")["spec"]["ports"]}
     assert set(service_ports.values()) <= set(ports)
@@ -567,7 +571,7 @@ def test_the_policy_gate_runs_opa_beside_it_on_the_pods_loopback() -> None:
     assert {"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP"} in ports
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", ["reconciler", *SERVICES])
 def test_a_disruption_budget_keeps_one_replica_while_there_are_two(service: str) -> None:
     budget = find(render(), "PodDisruptionBudget", f"ballast-{service}")
     assert budget["spec"]["minAvailable"] == 1
@@ -583,10 +587,11 @@ def test_a_disruption_budget_keeps_one_replica_while_there_are_two(service: str)
 
 
 # Ports each service's pods accept traffic on, and which of them from the API server (webhooks).
-INGRESS = {"slo-engine": {8082}, "policy-gate": {8443, 8083}, "chaos-runner": {8084}, "incident-bot": {8444, 8085}}
+INGRESS = {"reconciler": {8081}, "slo-engine": {8082}, "policy-gate": {8443, 8083}, "chaos-runner": {8084},
+           "incident-bot": {8444, 8085}}  # fmt: skip
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", ["reconciler", *SERVICES])
 def test_network_policies_let_in_only_callers_and_out_only_what_is_used(service: str) -> None:
     docs = render("networkPolicy.apiServer.peers[0].ipBlock.cidr=10.0.0.1/32")
     policy = find(docs, "NetworkPolicy", f"ballast-{service}")["spec"]
@@ -640,8 +645,64 @@ def test_a_services_values_reach_its_pods() -> None:
     assert find(docs, "Deployment", "ballast-chaos-runner")["spec"]["replicas"] == 3
 
 
+def test_the_reconcilers_values_reach_its_pods() -> None:
+    docs = render(
+        "reconciler.image=mirror.example/reconciler:dev",
+        "reconciler.extraEnv[0].name=TZ",
+        "reconciler.extraEnv[0].value=UTC",
+        "reconciler.policyCheck.enabled=true",
+        "reconciler.policyCheck.failure=closed",
+        "reconciler.workers=16",
+    )
+    main = container(docs, "reconciler")
+    env = env_of(main)
+    assert main["image"] == "mirror.example/reconciler:dev"
+    assert env["TZ"] == "UTC"
+    assert env["BALLAST_POLICY_CHECK"] == "true"
+    assert env["BALLAST_POLICY_FAILURE"] == "closed"
+    assert env["BALLAST_WORKERS"] == "16"
+    assert env["BALLAST_LEASE_NAMESPACE"] == "ballast-system"
+
+
+def test_service_monitors_are_rendered_only_when_asked_one_per_enabled_service() -> None:
+    assert not [d for d in render() if d["kind"] == "ServiceMonitor"]
+    docs = render("serviceMonitor.enabled=true", "serviceMonitor.labels.release=prom", "incidentBot.enabled=false")
+    monitors = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ServiceMonitor"}
+    assert set(monitors) == {f"ballast-{s}" for s in ("reconciler", *SERVICES) if s != "incident-bot"}
+    for name, monitor in monitors.items():
+        assert monitor["metadata"]["labels"]["release"] == "prom"  # what a Prometheus's serviceMonitorSelector picks
+        assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
+        assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["ballast-system"]}
+        # It selects the service's own Service, which has the port it names.
+        service = find(docs, "Service", name)
+        assert monitor["spec"]["selector"]["matchLabels"] == service["spec"]["selector"]
+        assert "http" in {p["name"] for p in service["spec"]["ports"]}
+
+
+async def test_the_service_monitors_are_valid_for_the_prometheus_operators_crd(kube_api: Any, namespace: str) -> None:
+    assert SERVICE_MONITOR_CRD.is_file(), f"{SERVICE_MONITOR_CRD} missing: the shared folder lies beside the checkout"
+    await install(kube_api, load_manifests(SERVICE_MONITOR_CRD))
+    docs = render("serviceMonitor.enabled=true", "serviceMonitor.interval=30s", namespace=namespace)
+    monitors = [d for d in docs if d["kind"] == "ServiceMonitor"]
+    assert len(monitors) == 5
+    custom = client.CustomObjectsApi(kube_api)
+    for monitor in monitors:
+        # Stored nothing, but validated against the CRD's schema by the API server.
+        created = await custom.create_namespaced_custom_object(
+            "monitoring.coreos.com", "v1", namespace, "servicemonitors", monitor, dry_run="All"
+        )
+        assert created["spec"]["endpoints"][0]["interval"] == "30s"
+    broken = {**monitors[0], "spec": {**monitors[0]["spec"], "endpoints": [{"port": "http", "interval": "soon"}]}}
+    with pytest.raises(client.ApiException) as refused:
+        await custom.create_namespaced_custom_object(
+            "monitoring.coreos.com", "v1", namespace, "servicemonitors", broken, dry_run="All"
+        )
+    assert refused.value.status == 422
+    assert "interval" in str(refused.value.body)
+
+
 def test_replicas_spread_over_nodes_and_zones() -> None:
-    for service in SERVICES:
+    for service in ("reconciler", *SERVICES):
         spread = pod_spec(render(), service)["topologySpreadConstraints"]
         assert [c["topologyKey"] for c in spread] == ["kubernetes.io/hostname", "topology.kubernetes.io/zone"]
         assert all(c["labelSelector"]["matchLabels"]["app.kubernetes.io/name"] == service for c in spread)
@@ -662,6 +723,9 @@ def test_the_deploy_directory_links_each_services_rbac_file(service: str) -> Non
         ("incidentBot.enabled=maybe", "at '/incidentBot/enabled': got string, want boolean"),
         ("chaosRunner.extraEnv[0].name=BALLAST_SHUTDOWN_GRACE", "at '/chaosRunner/extraEnv/0/value'"),
         ("policyGate.audit.violationsLimit=1000", "at '/policyGate/audit/violationsLimit'"),
+        ("reconciler.policyCheck.failure=sometimes", "at '/reconciler/policyCheck/failure'"),
+        ("reconciler.workers=0", "at '/reconciler/workers'"),
+        ("serviceMonitor.interval=soon", "at '/serviceMonitor/interval'"),
     ],
 )
 def test_values_of_the_wrong_shape_are_refused_naming_the_key(value: str, says: str) -> None:
