@@ -328,6 +328,7 @@ CLUSTER_GRANTS: dict[str, Grants] = {
     "chaos-runner": {
         ("platform.example.com", "chaosexperiments", ()): READ,
         ("platform.example.com", "chaosexperiments/status", ()): verbs("patch"),
+        ("events.k8s.io", "events", ()): verbs("create", "patch"),
         ("", "pods", ()): verbs("get", "list", "delete"),
         ("", "pods/eviction", ()): verbs("create"),
         ("", "nodes", ()): verbs("get", "list", "patch"),

@@ -53,7 +53,8 @@ from ballast.events.contracts.slo import (
     AlertState,
 )
 from ballast.kube.apply import get
-from ballast.kube.resource import DEPLOYMENT, WEBAPP
+from ballast.kube.resource import DEPLOYMENT, EVENT, WEBAPP
+from ballast.kube.rest import send_json
 from ballast.testing import ServiceProcess, eventually
 from ballast.testing.slo import burn_alert, publish_burn
 
@@ -75,6 +76,20 @@ async def status(kube_api: Any, namespace: str, name: str) -> dict[str, Any]:
     obj = await get(kube_api, CHAOS_EXPERIMENT, namespace, name)
     assert obj is not None
     return dict(obj.get("status") or {})
+
+
+async def told(kube_api: Any, namespace: str, name: str, reasons: set[str]) -> dict[str, dict[str, Any]]:
+    """The Kubernetes Events on the experiment, by reason, once those `reasons` are all there (written in the
+    background, so a moment after the bus events)."""
+
+    async def found() -> dict[str, dict[str, Any]] | None:
+        events = (await send_json(kube_api, "GET", EVENT.collection(namespace)))["items"]
+        mine = {e["reason"]: e for e in events if e["regarding"]["kind"] == "ChaosExperiment"}
+        mine = {reason: e for reason, e in mine.items() if e["regarding"]["name"] == name}
+        return mine if reasons <= set(mine) else None
+
+    by_reason: dict[str, dict[str, Any]] = await eventually(found, timeout=30, what=f"Events {sorted(reasons)}")
+    return by_reason
 
 
 async def test_pod_delete_on_a_three_replica_webapp_recovers_and_reports_recovery_time(
@@ -134,6 +149,18 @@ async def test_pod_delete_on_a_three_replica_webapp_recovers_and_reports_recover
     shown = await status(kube_api, namespace, "shop-pod-delete")
     assert (shown["phase"], shown["verdict"], shown["runId"]) == ("Completed", "Pass", completed.data.run_id)
     assert shown["recoverySeconds"] == pytest.approx(completed.data.recovery_seconds, abs=0.001)
+    # ...and `kubectl describe` tells the run's course.
+    run_id = completed.data.run_id
+    events = await told(kube_api, namespace, "shop-pod-delete", {"Started", "Injected", "Passed"})
+    assert events["Started"]["note"] == f"run {run_id}: PodDelete on WebApp {namespace}/shop"
+    (pod,) = [o.name for o in injected.data.affected]
+    assert events["Injected"]["note"] == f"run {run_id}, injection 1: PodDelete on Pod/{pod}"
+    assert events["Passed"]["type"] == "Normal"
+    assert events["Passed"]["note"].startswith(f"run {run_id}: pass, recovered in ")
+    assert events["Passed"]["reportingController"] == "platform.example.com/chaos-runner"
+    described = await get(kube_api, CHAOS_EXPERIMENT, namespace, "shop-pod-delete")
+    assert described is not None
+    assert events["Passed"]["regarding"]["uid"] == described["metadata"]["uid"]
 
 
 async def test_a_blast_radius_of_34_percent_never_takes_2_of_3_pods(
@@ -201,6 +228,9 @@ async def test_a_target_outside_the_allowed_namespaces_is_refused(
     assert {p["metadata"]["uid"] for p in await ready_pods(kube_api, namespace, {"app": "web"})} == before
     shown = await status(kube_api, namespace, "outside")
     assert (shown["phase"], shown["reason"]) == ("Refused", "not_allowed")
+    refused = (await told(kube_api, namespace, "outside", {"Refused"}))["Refused"]
+    assert refused["type"] == "Warning"
+    assert refused["note"].startswith(f"run {aborted.data.run_id} refused (not_allowed): ")
 
 
 async def replicas(kube_api: Any, namespace: str, name: str) -> tuple[int, dict[str, str]]:
@@ -238,6 +268,8 @@ async def test_an_slo_burn_event_aborts_a_running_experiment_and_its_faults_are_
         assert aborted.data.reason is AbortReason.BURN_ALERT
         assert "page burn firing" in aborted.data.detail
         assert aborted.data.faults_reverted
+        note = (await told(kube_api, namespace, "cart-scale", {"Aborted"}))["Aborted"]["note"]
+        assert note == f"run {aborted.data.run_id} aborted (burn_alert): {aborted.data.detail}"
         restored, marks = await replicas(kube_api, namespace, "cart")
         assert restored == 3
         assert RUN_ANNOTATION not in marks

@@ -29,6 +29,7 @@ from ballast.bus import Bus, CaughtUp, KeyExists, KeyValue, KvConflict
 from ballast.chaos_runner import litmus
 from ballast.chaos_runner.api import CHAOS_EXPERIMENT, ConcurrencyPolicy, Engine, Experiment, FaultType
 from ballast.chaos_runner.checks import CheckResult, SloReader, budget_spent, check_all, over_budget
+from ballast.chaos_runner.experiment_events import REPORTING_CONTROLLER, ExperimentEvents
 from ballast.chaos_runner.faults import (
     EXPIRES_ANNOTATION,
     NODE,
@@ -79,6 +80,7 @@ from ballast.events.contracts.chaos import (
 from ballast.events.contracts.common import ObjectRef, Payload
 from ballast.kube.apply import get
 from ballast.kube.errors import ApiError, NotFound
+from ballast.kube.recorder import EventRecorder
 from ballast.kube.resource import DEPLOYMENT
 from ballast.kube.rest import KubeApi, send_json
 
@@ -154,6 +156,7 @@ class Runner:
         self.rng = rng or random.Random()
         self.faults = NativeFaults(api)
         self.view = ChaosView()
+        self.events = ExperimentEvents(EventRecorder(api, controller=REPORTING_CONTROLLER, instance=config.identity))
         self.active: dict[str, ActiveRun] = {}
         self._reverting: set[str] = set()  # orphans this runner is taking over
         self._claimed: set[str] = set()  # runs this runner started: never orphans, even before `active` has them
@@ -168,8 +171,10 @@ class Runner:
         """Watches the bucket, beats for owned runs and sweeps orphans and expired faults, until `stop`; then
         aborts the runs it owns, reverting their faults, before it returns."""
         self._session = aiohttp.ClientSession(trust_env=False)
+        events_done = asyncio.Event()  # set once the runs are over: their last Events are told too
         try:
             async with asyncio.TaskGroup() as group:
+                group.create_task(self.events.recorder.run(events_done))
                 helpers = [
                     group.create_task(self._watch()),
                     group.create_task(self._every(stop, self.config.heartbeat_interval, self._beat)),
@@ -184,6 +189,7 @@ class Runner:
                     active.stop(Blocked(AbortReason.STOPPED, "the runner is shutting down"))
                 if self._tasks:
                     await asyncio.wait(set(self._tasks))
+                events_done.set()
                 for helper in helpers:  # the watch ends only when cancelled
                     helper.cancel()
         finally:
@@ -353,6 +359,7 @@ class Runner:
                 experiment,
             )
             await self._status(experiment, run_id, phase="Refused", reason=refused.reason, message=refused.detail)
+            self.events.refused(experiment, run_id, refused.reason, refused.detail)
             return
         spec = experiment.spec
         record = RunRecord(
@@ -481,6 +488,8 @@ class Runner:
             f"{active.run_id}:started",
             experiment,
         )
+        fault = spec.fault.kind.value
+        self.events.started(experiment, active.run_id, fault, _targets(experiment), active.record.dry_run)
         loop = asyncio.get_running_loop()
         end = loop.time() + spec.duration_delta.total_seconds()
         planned_end = utcnow() + spec.duration_delta
@@ -593,6 +602,8 @@ class Runner:
             f"{active.run_id}:injected:{sequence}",
             experiment,
         )
+        touched = [(o.kind, o.name) for o in hit]
+        self.events.injected(experiment, active.run_id, sequence, spec.fault.kind.value, touched)
         return True
 
     async def _await_recovery(self, experiment: Experiment, baseline: int, outcome: Outcome) -> None:
@@ -654,6 +665,7 @@ class Runner:
             f"{active.run_id}:injected:1",
             experiment,
         )
+        self.events.injected(experiment, active.run_id, 1, experiment.spec.fault.kind.value, (("ChaosEngine", name),))
         result_name = litmus.result_name(name, experiment)
         loop = asyncio.get_running_loop()
         deadline = end + self.config.recovery_timeout
@@ -717,7 +729,10 @@ class Runner:
     async def _finish(self, active: ActiveRun, facts: dict[str, Any], outcome: Outcome) -> None:
         await self._revert_all(active)
         experiment = active.experiment
-        reverted = not any(f.state is FaultState.REVERT_FAILED for f in active.record.faults)
+        unreverted = [f for f in active.record.faults if f.state is FaultState.REVERT_FAILED]
+        for fault in unreverted:
+            self.events.revert_failed(experiment, active.run_id, experiment.spec.fault.kind.value, fault.detail)
+        reverted = not unreverted
         finished = utcnow()
         blocked = active.blocked
         if blocked is None:
@@ -743,6 +758,12 @@ class Runner:
                 f"{active.run_id}:completed",
                 experiment,
             )
+            problem = (
+                ""
+                if passed
+                else "; ".join(f"{r.name}: {r.observed}" for r in outcome.failed_checks)
+                or ("not recovered in time" if not recovered else "a fault was not reverted")
+            )
             await self._status(
                 experiment,
                 active.run_id,
@@ -750,11 +771,9 @@ class Runner:
                 verdict=verdict.value.capitalize(),
                 finished_at=finished,
                 outcome=outcome,
-                message=""
-                if passed
-                else "; ".join(f"{r.name}: {r.observed}" for r in outcome.failed_checks)
-                or ("not recovered in time" if not recovered else "a fault was not reverted"),
+                message=problem,
             )
+            self.events.finished(experiment, active.run_id, verdict, outcome.recovery_seconds, problem)
         else:
             await self._publish(
                 ChaosEvent.ABORTED,
@@ -778,6 +797,7 @@ class Runner:
                 finished_at=finished,
                 outcome=outcome,
             )
+            self.events.aborted(experiment, active.run_id, blocked.reason, blocked.detail, reverted)
         done = active.record.model_copy(
             update={"phase": RunPhase.FINISHED, "outcome": blocked.reason.value if blocked else "completed"}
         )
@@ -924,7 +944,9 @@ class Runner:
         )
         obj = await get(self.api, CHAOS_EXPERIMENT, record.experiment.namespace, record.experiment.name)
         if obj is not None:
-            await self._status(Experiment.from_object(obj), run_id, phase="Aborted", reason=reason, message=detail)
+            experiment = Experiment.from_object(obj)
+            await self._status(experiment, run_id, phase="Aborted", reason=reason, message=detail)
+            self.events.aborted(experiment, run_id, reason, detail, reverted)
 
     async def _sweep_annotations(self) -> None:
         """The fallback when a run's record is gone (the bucket lost, a record deleted by hand): nodes and
@@ -981,6 +1003,16 @@ class Runner:
                 event_id=event_id,
             ),
         )
+
+
+def _targets(experiment: Experiment) -> str:
+    """The run's targets as an Event says them: the WebApp, or the pods the selector picks, in their namespace."""
+    target = experiment.spec.target
+    if target.web_app:
+        return f"WebApp {experiment.target_namespace}/{target.web_app}"
+    labels = dict(target.selector.match_labels) if target.selector else {}
+    picked = ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+    return f"pods {picked or 'any'} in {experiment.target_namespace}"
 
 
 def _expired(annotations: dict[str, str], now: datetime) -> bool:
