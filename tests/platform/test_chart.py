@@ -309,6 +309,7 @@ CLUSTER_GRANTS: dict[str, Grants] = {
         ("platform.example.com", "webapps", ()): READ,
         ("platform.example.com", "servicelevelobjectives", ()): READ | verbs("create", "delete"),
         ("platform.example.com", "servicelevelobjectives/status", ()): verbs("patch"),
+        ("events.k8s.io", "events", ()): verbs("create", "patch"),
         ("monitoring.coreos.com", "prometheusrules", ()): verbs("get", "list", "create", "patch", "delete"),
         ("apiextensions.k8s.io", "customresourcedefinitions", ("prometheusrules.monitoring.coreos.com",)): verbs("get"),
     },

@@ -51,7 +51,7 @@ from ballast.events.contracts.slo import (
 )
 from ballast.events.envelope import new_event
 from ballast.kube.apply import get
-from ballast.kube.resource import LEASE, WEBAPP
+from ballast.kube.resource import EVENT, LEASE, WEBAPP
 from ballast.kube.rest import send_json
 from ballast.slo_engine.api import GROUP, SLOS, VERSION
 from ballast.slo_engine.availability import WebAppRecord
@@ -242,6 +242,24 @@ async def test_a_webapp_whose_pods_are_not_ready_burns_its_default_slo_and_pages
         f'ballast_slo_tier_firing{{namespace="{namespace}",service="web",slo="web-availability",tier="page"}} 1.0'
         in metrics
     )
+    # `kubectl describe slo` tells the transitions with their figures, once each.
+    slo_uid = created["metadata"]["uid"]
+
+    async def described() -> dict[str, dict[str, Any]] | None:
+        events = (await send_json(kube_api, "GET", EVENT.collection(namespace)))["items"]
+        mine = [e for e in events if e["regarding"].get("uid") == slo_uid]
+        by_reason = {e["reason"]: e for e in mine}
+        wanted = {"PageBurnFiring", "TicketBurnFiring", "BudgetExhausted"}
+        return by_reason if wanted <= set(by_reason) and len(mine) == len(by_reason) else None
+
+    events = await eventually(described, timeout=30, what="Events on the burning SLO")
+    page = events["PageBurnFiring"]
+    assert (page["type"], page["reportingController"]) == ("Warning", "platform.example.com/slo-engine")
+    assert page["note"].startswith("page burn firing: ")
+    assert "over 1h" in page["note"]
+    assert "of the error budget left" in page["note"]
+    assert events["BudgetExhausted"]["note"].endswith("(exhausted at 0%)")
+    assert "series" not in page, "told once, not again at every evaluation"
 
     # Annotated off: no default SLO; the annotation taken away: one; set again: gone.
     assert await default_slo("quiet-availability") is None

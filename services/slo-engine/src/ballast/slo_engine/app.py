@@ -34,13 +34,14 @@ from ballast.events.catalogue import SLO_BUDGETS, SLO_ENGINE_CAUSES, SLO_ENGINE_
 from ballast.events.contracts.slo import SLO_STATUS
 from ballast.kube.client import api_client
 from ballast.kube.controller import ControllerMetrics
+from ballast.kube.recorder import EventRecorder
 from ballast.runtime import PORTS, ServiceApp, collector
 from ballast.runtime.leases import LeaseSettings
 from ballast.slo import RuleOptions, ServiceLevelObjective, WebAppAvailabilitySli, WindowCatalogue
 from ballast.slo_engine.availability import WebAppRecord
 from ballast.slo_engine.budgets import BudgetBook, BudgetShard
 from ballast.slo_engine.causes import CauseWindow
-from ballast.slo_engine.controller import SloController
+from ballast.slo_engine.controller import SLO, SloController
 from ballast.slo_engine.defaults import DefaultSlos
 from ballast.slo_engine.evaluator import AvailabilityMeasurer, Evaluator, Measurer
 from ballast.slo_engine.gauges import BudgetGauges
@@ -48,6 +49,7 @@ from ballast.slo_engine.ingest import FactIngest
 from ballast.slo_engine.prometheus_measure import PrometheusMeasurer, unmeasured_reason
 from ballast.slo_engine.prometheus_source import PrometheusSource
 from ballast.slo_engine.rules_sync import RuleSync
+from ballast.slo_engine.slo_events import REPORTING_CONTROLLER, SloEvents
 from ballast.slo_engine.status import StatusView
 from ballast.slo_engine.store import SliMirror, SliStore
 
@@ -164,6 +166,10 @@ def build(settings: SloEngineSettings) -> ServiceApp:
             rules=rules,
             not_evaluated=lambda slo: not_evaluated(slo, catalogue, prometheus=bool(settings.prometheus_url)),
         )
+        # Transitions told as Events on their SLO objects while this term lasts.
+        recorder = EventRecorder(api.value, controller=REPORTING_CONTROLLER, instance=settings.identity)
+        events = SloEvents(recorder, slos.slos.store.get, SLO.api_version, SLO.kind)
+        book.value.published = events.told
         mirror = SliMirror(store.value)
         measurers: list[Measurer] = [AvailabilityMeasurer(mirror, timedelta(seconds=settings.rollout_settle))]
         # The source outlives the tasks: the evaluator reads through it until the TaskGroup has ended.
@@ -191,6 +197,7 @@ def build(settings: SloEngineSettings) -> ServiceApp:
                 interval=settings.evaluation_interval,
                 evaluated=slos.budget_changed,
             )
+            tasks.create_task(recorder.run(lost))
             tasks.create_task(slos.run(lost))
             tasks.create_task(slos.prune_rules(lost))
             tasks.create_task(mirror.follow(lost))

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, NamedTuple
 
@@ -48,6 +49,8 @@ from ballast.slo.evaluation import (
     evaluate_planned,
     plan,
 )
+
+log = logging.getLogger(__name__)
 
 
 class UnpublishedEvent(BaseModel):
@@ -202,6 +205,9 @@ class BudgetBook:
         self._registry = registry
         self.cluster = cluster
         self.source = source
+        # Told of every transition once it is on the bus, (namespace, name, payload) each: the leader's Kubernetes
+        # Events (`slo_events`). Called in the evaluation's path, so it only queues.
+        self.published: Callable[[Sequence[tuple[str, str, BaseModel]]], None] = lambda transitions: None
         # What this book last read or wrote per shard; None until the bucket is read once.
         self._known: Shards | None = None
         # Each SLO's (shard key, name in its shard): a cycle needs both for every SLO.
@@ -464,13 +470,19 @@ class BudgetBook:
 
     async def _publish(self, events: tuple[UnpublishedEvent, ...]) -> None:
         envelopes = []
+        told: list[tuple[str, str, BaseModel]] = []
         for unpublished in events:
             ce_type = slo_event_type(unpublished.event)
             data = self._registry[ce_type].model.model_validate(unpublished.data)
             subject = f"{unpublished.namespace}/{unpublished.name}"
             envelope = new_event(ce_type, self.source, data, subject=subject, event_id=unpublished.id)
             envelopes.append((slo_subject(self.cluster, unpublished.namespace, unpublished.event), envelope))
+            told.append((unpublished.namespace, unpublished.name, data))
         await self._publisher.publish_all(envelopes)
+        try:
+            self.published(told)
+        except Exception:  # telling people is worth a log line, never a cycle
+            log.exception("telling %d SLO transitions failed", len(told))
 
 
 def _cleared(
