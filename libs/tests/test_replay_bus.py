@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -379,3 +380,41 @@ def test_the_replay_command_says_what_it_would_do_and_does_nothing_without_execu
     assert f"into stream SHADOW_{run}" in out
     assert main(["events", "replay", *url, "--stream", "NOPE", "--execute"]) == 2
     assert "unknown stream 'NOPE'" in capsys.readouterr().err
+
+
+def test_a_gzip_export_resumed_with_append_imports_as_one_file(
+    nats_server: NatsServer, tmp_path: Path, unique: Callable[[str], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    cluster = unique("gz")
+    wanted = f"evt.k8s.{cluster}.>"
+
+    async def record() -> list[int]:
+        bus = await Bus.connect(nats_server.url, name="gz", metrics=BusMetrics(CollectorRegistry()))
+        try:
+            await bus.ensure_streams()
+            acks = await bus.publisher.publish_all([(subject(cluster), fact(cluster, f"w{i}", i)) for i in range(40)])
+            return [ack.seq for ack in acks]
+        finally:
+            await bus.close()
+
+    sequences = asyncio.run(record())
+    url = ["--nats-url", nats_server.url, "--quiet"]
+    plain, packed = tmp_path / "all.jsonl", tmp_path / "part.jsonl.gz"
+    assert main(["events", "export", *url, "--subject", wanted, "-o", str(plain)]) == 0
+    # The same window in two runs (as a stopped export is resumed), the second added to the first.
+    middle = sequences[24]
+    first = ["events", "export", *url, "--subject", wanted, "--to-seq", str(middle - 1), "-o", str(packed)]
+    assert main(first) == 0
+    assert (
+        main(["events", "export", *url, "--subject", wanted, "--from-seq", str(middle), "-o", str(packed), "--append"])
+        == 0
+    )
+    capsys.readouterr()
+
+    assert packed.read_bytes()[:2] == b"\x1f\x8b"
+    assert len(packed.read_bytes()) < len(plain.read_bytes()) / 3
+    assert gzip.decompress(packed.read_bytes()) == plain.read_bytes()  # both members, in order
+    assert main(["events", "import", str(packed), *url]) == 0  # a dry run reads the compressed file
+    assert "dry run: would publish 40 events (lines 1..40)" in capsys.readouterr().out
+    assert main(["events", "export", *url, "--subject", wanted, "--append"]) == 2
+    assert "--append needs --out" in capsys.readouterr().err

@@ -1,7 +1,7 @@
 """`ballast events`: the flight recorder's command line (see docs/replay.md).
 
     ballast events tail [--stream S] [filters] [--json]              follow events as they are stored (Ctrl-C ends)
-    ballast events export --stream S [filters] [-o FILE]              JSONL of structured CloudEvents
+    ballast events export --stream S [filters] [-o FILE[.gz]]         JSONL of structured CloudEvents (.gz: gzip)
     ballast events import FILE [--on-error stop|skip] [--execute]     publish an export back (checked first)
     ballast events replay (--stream S [filters] | --file F) [--into shadow|live] [--pace instant|original|10x]
     ballast events shadow policy --policy DIR [window]                what a candidate policy set would change
@@ -94,10 +94,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     export = jobs.add_parser("export", parents=[connection, filters, window, quiet], help="write JSONL")
     export.add_argument("--stream", help="default: the stream holding --subject")
-    export.add_argument("-o", "--out", type=Path, help="file to write (default stdout)")
+    export.add_argument("-o", "--out", type=Path, help="file to write, gzip if it ends in .gz (default stdout)")
+    export.add_argument("--append", action="store_true", help="add to --out rather than replace it (a resumed export)")
 
     imp = jobs.add_parser("import", parents=[connection, execute, quiet], help="publish an export back")
-    imp.add_argument("file", type=Path)
+    imp.add_argument("file", type=Path, help="an export, plain or gzip")
     imp.add_argument("--on-error", choices=["stop", "skip"], default="stop", help="on a malformed line (stop)")
     imp.add_argument("--from-line", type=_positive, default=1, help="resume an import from this line")
 
@@ -106,7 +107,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     origin = replay.add_mutually_exclusive_group(required=True)
     origin.add_argument("--stream", help="replay from this stream (with the filters)")
-    origin.add_argument("--file", type=Path, help="replay an export file")
+    origin.add_argument("--file", type=Path, help="replay an export file (plain or gzip)")
     replay.add_argument("--into", choices=["shadow", "live"], default="shadow", help="SHADOW_<run> or live subjects")
     replay.add_argument("--run", help="run id (default: a new one); a replay run again with it stores nothing twice")
     replay.add_argument("--pace", type=_pacing, default=Pacing(None), help="instant (default), original, or 10x")
@@ -252,9 +253,12 @@ async def _tail(args: argparse.Namespace) -> int:
 
 async def _export(args: argparse.Namespace) -> int:
     from ballast.replay.exporting import export
+    from ballast.replay.files import open_for_writing
     from ballast.replay.progress import Progress, Stop
     from ballast.replay.reading import count_selected
 
+    if args.append and args.out is None:
+        raise ValueError("--append needs --out (on stdout, append with the shell: >>)")
     selection = _selection(args)
     stream = stream_of(CATALOGUE, args.stream, selection.subjects)
     bus = await _connect(args.nats_url)
@@ -262,7 +266,7 @@ async def _export(args: argparse.Namespace) -> int:
         total = await count_selected(bus, stream, selection)
         progress = Progress(f"export {stream}", total, enabled=not args.quiet)
         stop = Stop()
-        out = args.out.open("wb") if args.out else sys.stdout.buffer
+        out = open_for_writing(args.out, append=args.append) if args.out else sys.stdout.buffer
         try:
             with stop.catching():
                 result = await export(bus, stream, selection, out, progress=progress, stop=stop)
@@ -283,7 +287,8 @@ async def _export(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if result.stopped:
-        print(f"stopped; resume with --from-seq {result.resume_from} (append to the file)", file=sys.stderr)
+        again = f"--append -o {args.out}" if args.out else "and append to what you kept (>>)"
+        print(f"stopped; resume with --from-seq {result.resume_from} {again}", file=sys.stderr)
         return EXIT_STOPPED
     return 0
 

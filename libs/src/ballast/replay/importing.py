@@ -31,6 +31,7 @@ from ballast.bus.consumer import DLQ_CONSUMER, DLQ_REASON
 from ballast.bus.publisher import MSG_ID_HEADER
 from ballast.events.catalogue import DEAD_LETTERS, Catalogue, dead_letter_subject
 from ballast.events.envelope import EventDecodeError, decode
+from ballast.replay.files import open_for_reading
 from ballast.replay.progress import Progress, Stop
 from ballast.replay.publishing import RawPublisher, Tally, publish_in_order
 from ballast.replay.records import ImportedEvent, MalformedLine, parse_line
@@ -75,7 +76,7 @@ class ImportResult:
 
 
 def _lines(path: Path, from_line: int) -> Iterator[tuple[int, bytes]]:
-    with path.open("rb") as file:
+    with open_for_reading(path) as file:
         for number, text in enumerate(file, start=1):
             if number >= from_line and text.strip():
                 yield number, text
@@ -91,7 +92,7 @@ def _stream_for(catalogue: Catalogue, subject: str) -> str | None:
 def check(path: Path, catalogue: Catalogue, *, from_line: int = 1) -> ImportPlan:
     """The first pass: every line checked, nothing published."""
     plan = ImportPlan(path)
-    with path.open("rb") as file:
+    with open_for_reading(path) as file:
         plan.lines = sum(1 for _ in file)
     for number, text in _lines(path, from_line):
         try:
@@ -164,7 +165,7 @@ async def dead_letter(bus: Bus, plan: ImportPlan) -> int:
     stored = 0
     if not bad:
         return 0
-    with plan.path.open("rb") as file:
+    with open_for_reading(plan.path) as file:
         for number, text in enumerate(file, start=1):
             problem = bad.get(number)
             if problem is None:
