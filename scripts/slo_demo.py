@@ -74,8 +74,8 @@ async def _script(where: platform.Platform, state_dir: Path) -> None:
     from ballast.kube.resource import WEBAPP as WEBAPPS
     from ballast.kube.rest import send_json
     from ballast.slo import RuleOptions, WindowCatalogue
+    from ballast.slo.crd import ServiceLevelObjectiveSpec, to_objective
     from ballast.slo.durations import format_duration
-    from ballast.slo_engine.api import ServiceLevelObjectiveSpec, to_objective
     from ballast.slo_engine.budgets import BudgetBook, BudgetShard
     from ballast.slo_engine.prometheus_source import PrometheusSource, SeriesSlo, windows_to_read
     from ballast.slo_engine.rules_sync import RuleSync

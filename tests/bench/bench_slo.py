@@ -66,11 +66,11 @@ from ballast.local.nats_server import NatsServer, free_port
 from ballast.local.prometheus import Prometheus, ScrapeTarget
 from ballast.runtime import collector
 from ballast.slo import Alerting, AlertTier, EventRatioSli, RollingWindow, ServiceLevelObjective, WindowCatalogue
+from ballast.slo.rules import NAMESPACE_LABEL
 from ballast.slo_engine.budgets import BudgetBook, BudgetShard
 from ballast.slo_engine.evaluator import Evaluator
 from ballast.slo_engine.prometheus_measure import PrometheusMeasurer
 from ballast.slo_engine.prometheus_source import PrometheusSource, sli_record, windows_to_read
-from ballast.slo_engine.rules_sync import NAMESPACE_LABEL
 from ballast.telemetry.metrics import BusMetrics
 from ballast.testing import ServiceProcess, eventually
 from ballast.testing.host import CpuTimes

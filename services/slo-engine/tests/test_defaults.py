@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ballast.slo import WebAppAvailabilitySli
-from ballast.slo_engine.api import ServiceLevelObjectiveSpec, to_objective
+from ballast.slo.crd import ServiceLevelObjectiveSpec, to_objective
 from ballast.slo_engine.controller import STATUS_REFRESH, refresh_wait
 from ballast.slo_engine.defaults import (
     DEFAULT_SLO_ANNOTATION,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from datetime import timedelta
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,9 @@ from ballast.kube.apply import delete, get
 from ballast.kube.install import install, load_manifests
 from ballast.kube.resource import CUSTOM_RESOURCE_DEFINITION
 from ballast.local.tools import tool
-from ballast.slo import RuleOptions
-from ballast.slo.rules import RecordingRule
-from ballast.slo_engine.api import GROUP, SLOS, VERSION, ServiceLevelObjectiveSpec, to_objective
+from ballast.slo import RuleOptions, load_texts
+from ballast.slo.crd import GROUP, SLOS, VERSION, ServiceLevelObjectiveSpec, to_objective
+from ballast.slo.rules import RecordingRule, document_rules
 from ballast.slo_engine.rules_sync import (
     PROMETHEUS_RULE,
     RuleSync,
@@ -227,3 +228,22 @@ async def _others(kube_api: Any, namespace: str) -> list[tuple[str, str]]:
     )
     keys = [(i["metadata"]["namespace"], i["metadata"]["name"]) for i in listed["items"]]
     return [key for key in keys if key[0] != namespace]
+
+
+def test_ballast_slo_generate_writes_for_an_object_the_rules_the_engine_syncs() -> None:
+    text = yaml.safe_dump(
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ServiceLevelObjective",
+            "metadata": {"name": "checkout", "namespace": "shop"},
+            "spec": CHECKOUT,
+        }
+    )
+    loaded = load_texts([("slo.yaml", text)], period=timedelta(days=30))  # Sloth's default, unused by an object
+    assert loaded.errors == []
+    (group,) = loaded.groups
+    from_file = document_rules(group, OPTIONS).groups
+    from_cluster = slo_rules(
+        "shop", to_objective("shop", "checkout", ServiceLevelObjectiveSpec.model_validate(CHECKOUT)), OPTIONS
+    )
+    assert from_file == from_cluster

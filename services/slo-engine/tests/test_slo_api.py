@@ -22,7 +22,7 @@ from ballast.slo import (
     Timeslices,
     WebAppAvailabilitySli,
 )
-from ballast.slo_engine.api import GROUP, SLOS, VERSION, ServiceLevelObjectiveSpec, to_objective
+from ballast.slo.crd import GROUP, SLOS, VERSION, ServiceLevelObjectiveSpec, to_objective
 from ballast.testing.kube import assert_refused_naming, crd_schema, undescribed
 
 cluster = pytest.mark.cluster

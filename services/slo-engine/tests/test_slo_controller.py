@@ -19,8 +19,8 @@ from ballast.events.catalogue import CATALOGUE, PLATFORM_EVENTS, SLO_BUDGETS
 from ballast.kube.controller import ControllerMetrics
 from ballast.kube.rest import send_json
 from ballast.slo import WindowCatalogue, workbook_windows
+from ballast.slo.crd import GROUP, SLOS, VERSION, ServiceLevelObjectiveSpec, to_objective
 from ballast.slo.evaluation import Measurement
-from ballast.slo_engine.api import GROUP, SLOS, VERSION, ServiceLevelObjectiveSpec, to_objective
 from ballast.slo_engine.app import not_evaluated
 from ballast.slo_engine.budgets import BudgetBook, BudgetShard
 from ballast.slo_engine.controller import SloController

@@ -53,7 +53,7 @@ from ballast.events.envelope import new_event
 from ballast.kube.apply import get
 from ballast.kube.resource import EVENT, LEASE, WEBAPP
 from ballast.kube.rest import send_json
-from ballast.slo_engine.api import GROUP, SLOS, VERSION
+from ballast.slo.crd import GROUP, SLOS, VERSION
 from ballast.slo_engine.availability import WebAppRecord
 from ballast.slo_engine.causes import CauseWindow
 from ballast.slo_engine.controller import SLO

@@ -39,7 +39,7 @@ from ballast.events.contracts.chaos import (
 from ballast.events.contracts.slo import BudgetCause, BurnTier, SloEvent, SloState, slo_event_type
 from ballast.local.traffic import TrafficExporter
 from ballast.slo import WindowCatalogue
-from ballast.slo_engine.api import GROUP, SLOS, VERSION
+from ballast.slo.crd import GROUP, SLOS, VERSION
 from ballast.slo_engine.causes import CauseWindow
 from ballast.testing import NatsServer, ServiceProcess, eventually
 

@@ -27,8 +27,11 @@ from ballast.events.contracts.slo import SloState, SloStatusRequest, SloStatusRe
 from ballast.slo import (
     InvalidSpec,
     RuleOptions,
+    SloGroup,
     SpecError,
+    SpecFormat,
     UnsupportedSlo,
+    WebAppAvailabilitySli,
     WindowCatalogue,
     document_rules,
     load_paths,
@@ -89,8 +92,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     generate.add_argument("--disable-recordings", action="store_true", help="no recording rules")
 
 
-def _generate(args: argparse.Namespace) -> tuple[dict[str, list[RuleDocument]], list[SpecError]]:
-    """Rule documents per input file (one per spec document), and every error found."""
+def _generate(args: argparse.Namespace) -> tuple[dict[str, list[RuleDocument]], list[SpecError], list[SloGroup]]:
+    """Rule documents per input file (one per spec document), every error found, and the ServiceLevelObjective
+    objects that need no rules (their SLI is measured from the cluster's facts, not from Prometheus)."""
     windows = WindowCatalogue.builtin()
     if args.slo_period_windows_path is not None:
         windows = WindowCatalogue.from_directory(args.slo_period_windows_path)
@@ -106,7 +110,11 @@ def _generate(args: argparse.Namespace) -> tuple[dict[str, list[RuleDocument]], 
     loaded = load_paths([args.input], args.default_slo_period)
     errors = list(loaded.errors)
     by_file: dict[str, list[RuleDocument]] = {}
+    from_facts: list[SloGroup] = []
     for group in loaded.groups:
+        if group.format is SpecFormat.BALLAST and all(isinstance(s.sli, WebAppAvailabilitySli) for s in group.slos):
+            from_facts.append(group)
+            continue
         try:
             rules = document_rules(group, options)
         except UnsupportedSlo as error:
@@ -116,7 +124,7 @@ def _generate(args: argparse.Namespace) -> tuple[dict[str, list[RuleDocument]], 
             errors.append(SpecError(group.file, group.document, "", "no rules: every alert and recording is disabled"))
             continue
         by_file.setdefault(group.file, []).append(rules)
-    return by_file, errors
+    return by_file, errors, from_facts
 
 
 def _write(args: argparse.Namespace, by_file: dict[str, list[RuleDocument]]) -> None:
@@ -145,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         print("ballast slo: a directory input needs --out DIR", file=sys.stderr)
         return 2
     try:
-        by_file, errors = _generate(args)
+        by_file, errors, from_facts = _generate(args)
     except (InvalidSpec, MissingAlertWindows) as error:  # the windows directory, or none for the default period
         print(f"ballast slo: {error}", file=sys.stderr)
         return 1
@@ -155,8 +163,17 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if args.slo_command == "validate":
         count = sum(len(document.groups) for documents in by_file.values() for document in documents)
-        print(f"{args.input}: valid ({len(by_file)} files, {count} rule groups)")
+        files = len({*by_file, *(group.file for group in from_facts)})
+        facts = f"; {len(from_facts)} measured from the cluster's facts, without rules" if from_facts else ""
+        print(f"{args.input}: valid ({files} files, {count} rule groups{facts})")
         return 0
+    for group in from_facts:
+        names = ", ".join(slo.name for slo in group.slos)
+        print(
+            f"{group.file}: document {group.document}: {names}: no rules (webAppAvailability is measured from the "
+            "cluster's facts by the slo-engine)",
+            file=sys.stderr,
+        )
     _write(args, by_file)
     return 0
 

@@ -14,13 +14,13 @@ from typing import Any
 
 import yaml
 
-from ballast.slo import openslo_v1, openslo_v1alpha, sloth
+from ballast.slo import crd, openslo_v1, openslo_v1alpha, sloth
 from ballast.slo.errors import InvalidSpec, SpecError
 from ballast.slo.group import SloGroup
 
 _FORMATS = (
     "version prometheus/v1 (Sloth), apiVersion sloth.slok.dev/v1 kind PrometheusServiceLevel, "
-    "openslo/v1alpha kind SLO, or openslo/v1"
+    "openslo/v1alpha kind SLO, openslo/v1, or platform.example.com/v1 kind ServiceLevelObjective"
 )
 
 
@@ -64,6 +64,8 @@ def _load_document(
     if api_version == "openslo/v1":
         v1.append(openslo_v1.parse_v1(data, file, document))
         return None
+    if api_version == crd.API_VERSION and kind == crd.KIND:
+        return crd.load_object(data, file, document)
     found = f"version {data.get('version')!r}" if "version" in data else f"apiVersion {api_version!r} kind {kind!r}"
     raise InvalidSpec([SpecError(file, document, "", f"{found} is not an SLO spec: expected {_FORMATS}")])
 

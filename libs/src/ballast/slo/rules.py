@@ -19,7 +19,7 @@ since the period's start (`period_ratio_expr`) when it evaluates, and the period
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from ballast.events.contracts.slo import BurnTier
@@ -247,6 +247,17 @@ def slo_rule_groups(slo: ServiceLevelObjective, spec: SpecFormat, options: RuleO
     return groups
 
 
+# On every recording of a ServiceLevelObjective object's rules: two objects of one name in two namespaces stay apart.
+NAMESPACE_LABEL = "namespace"
+
+
+def object_options(options: RuleOptions, namespace: str) -> RuleOptions:
+    """The options for the rules of a ServiceLevelObjective object in `namespace` (as the slo-engine writes them)."""
+    return replace(options, extra_labels=options.extra_labels | {NAMESPACE_LABEL: namespace})
+
+
 def document_rules(group: SloGroup, options: RuleOptions) -> RuleDocument:
+    if group.format is SpecFormat.BALLAST and group.kubernetes is not None:
+        options = object_options(options, group.kubernetes.namespace)
     groups = [rule_group for slo in group.slos for rule_group in slo_rule_groups(slo, group.format, options)]
     return RuleDocument(groups, group.kubernetes)

@@ -29,9 +29,9 @@ from ballast.kube.predicate import generation_changed
 from ballast.kube.resource import Resource
 from ballast.kube.rest import KubeApi
 from ballast.slo import ServiceLevelObjective
+from ballast.slo.crd import GROUP, KIND, SLOS, VERSION, ServiceLevelObjectiveSpec, to_objective
 from ballast.slo.durations import format_duration
 from ballast.slo.evaluation import BudgetState
-from ballast.slo_engine.api import GROUP, KIND, SLOS, VERSION, ServiceLevelObjectiveSpec, to_objective
 from ballast.slo_engine.budgets import BudgetBook
 from ballast.slo_engine.rules_sync import RuleSync
 

@@ -20,8 +20,8 @@ from ballast.kube.handler import label_value, own_key
 from ballast.kube.informer import Informer, ObjectKey
 from ballast.kube.resource import WEBAPP
 from ballast.kube.rest import KubeApi, send_json
+from ballast.slo.crd import API_VERSION, KIND
 from ballast.slo.objective import SLO_NAME
-from ballast.slo_engine.api import API_VERSION, KIND
 from ballast.slo_engine.controller import SLO
 
 log = logging.getLogger(__name__)

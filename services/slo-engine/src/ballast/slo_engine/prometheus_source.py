@@ -35,9 +35,8 @@ from ballast.slo import ServiceLevelObjective
 from ballast.slo.alert_windows import AlertWindows
 from ballast.slo.durations import format_duration
 from ballast.slo.evaluation import CauseSpan, Measurement
-from ballast.slo.rules import period_ratio_expr
+from ballast.slo.rules import NAMESPACE_LABEL, period_ratio_expr
 from ballast.slo_engine.request_rates import requests_record
-from ballast.slo_engine.rules_sync import NAMESPACE_LABEL
 
 
 def sli_record(window: timedelta) -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +37,10 @@ from ballast.slo import (
     UnsupportedSlo,
     slo_rule_groups,
 )
+from ballast.slo.crd import API_VERSION, KIND
 from ballast.slo.group import KubernetesObject
 from ballast.slo.rendering import prometheus_rule, render_rule_files
-from ballast.slo.rules import RuleDocument
-from ballast.slo_engine.api import API_VERSION, KIND
+from ballast.slo.rules import RuleDocument, object_options
 from ballast.slo_engine.request_rates import request_rate_group
 
 log = logging.getLogger(__name__)
@@ -48,13 +48,12 @@ log = logging.getLogger(__name__)
 PROMETHEUS_RULE = Resource("monitoring.coreos.com", "v1", "prometheusrules", "PrometheusRule")
 FIELD_MANAGER = "ballast-slo-engine"
 MANAGED_BY = "ballast-slo-engine"
-NAMESPACE_LABEL = "namespace"
 _MANAGED = {"app.kubernetes.io/component": "SLO", "app.kubernetes.io/managed-by": MANAGED_BY}
 
 
 def slo_rules(namespace: str, objective: ServiceLevelObjective, options: RuleOptions) -> list[RuleGroup]:
     """The SLO's rule groups, `namespace` on every recording; raises UnsupportedSlo when rules cannot express it."""
-    labelled = replace(options, extra_labels=options.extra_labels | {NAMESPACE_LABEL: namespace})
+    labelled = object_options(options, namespace)
     groups = slo_rule_groups(objective, SpecFormat.BALLAST, labelled)
     if labelled.recordings and isinstance(objective.window, RollingWindow):
         # Sloth's groups as they are, and the engine's own after them: the minimum request rate's series.

@@ -3,36 +3,32 @@
 They mirror deploy/crds/servicelevelobjectives.platform.example.com.yaml (camelCase on the wire, snake_case here).
 The API server has checked an object against the CRD's schema and CEL rules already; `to_objective` hands it to
 `ballast.slo.ServiceLevelObjective`, the model the Sloth and OpenSLO loaders fill, so the engine reads one model.
+
+From a file (`ballast slo validate|generate`, `load_object`) nothing has checked the object yet: a field the CRD
+does not have is refused as kubectl's strict field validation would, and the model's rules apply; the CRD's CEL
+rules that the model does not repeat are the API server's (`kubectl apply --dry-run=server`).
 """
 
 from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Any, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from ballast.slo import (
-    Alerting,
-    AlertTier,
-    Budgeting,
-    CalendarWindow,
-    ErrorBudgetPolicy,
-    EventRatioSli,
-    LatencySli,
-    Occurrences,
-    RatioTimeslices,
-    RawErrorRatioSli,
-    RollingWindow,
-    ServiceLevelObjective,
-    Sli,
-    SloWindow,
-    Timeslices,
-    WebAppAvailabilitySli,
-)
+# From the defining modules, not the package: the package's loaders read these objects too.
+from ballast.slo.alerting import Alerting, AlertTier
+from ballast.slo.budgeting import Budgeting, Occurrences, RatioTimeslices, Timeslices
 from ballast.slo.durations import parse_duration
+from ballast.slo.errors import InvalidSpec, SpecError, from_validation
+from ballast.slo.group import KubernetesObject, SloGroup, SpecFormat
+from ballast.slo.objective import ServiceLevelObjective
 from ballast.slo.openslo_v1 import CALENDAR_UNITS
+from ballast.slo.policy import ErrorBudgetPolicy
+from ballast.slo.sli import EventRatioSli, LatencySli, RawErrorRatioSli, Sli, WebAppAvailabilitySli
+from ballast.slo.window import CalendarWindow, RollingWindow, SloWindow
 
 GROUP = "platform.example.com"
 VERSION = "v1"
@@ -43,7 +39,9 @@ KIND = "ServiceLevelObjective"
 
 class ApiModel(BaseModel):
     # Fields the model does not know are dropped rather than refused: a newer CRD must not break an older reader.
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+    # extra="forbid": the models hold every field of the CRD's schema (a test compares them), so an object from the
+    # cluster (pruned to the schema) never has another; one from a file with a misspelt field is refused, naming it.
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
 class WindowType(enum.StrEnum):
@@ -198,3 +196,50 @@ def to_objective(namespace: str, name: str, spec: ServiceLevelObjectiveSpec) -> 
         ),
         labels=spec.labels,
     )
+
+
+def load_object(data: dict[str, Any], file: str, document: int) -> SloGroup:
+    """A ServiceLevelObjective object from a file, as the engine would read it from the cluster; raises InvalidSpec
+    naming the file, the document, the field and the rule. Without a namespace it is in `default`, as kubectl would
+    create it."""
+    metadata = data.get("metadata")
+    if not isinstance(metadata, dict) or not metadata.get("name"):
+        raise InvalidSpec([SpecError(file, document, "metadata.name", "a ServiceLevelObjective needs a name")])
+    name, namespace = str(metadata["name"]), str(metadata.get("namespace") or "default")
+    unknown = sorted(set(data) - {"apiVersion", "kind", "metadata", "spec", "status"})
+    unknown += _unknown_fields(data.get("spec"), ServiceLevelObjectiveSpec, "spec")
+    if unknown:
+        raise InvalidSpec([SpecError(file, document, field, "not a field of the CRD") for field in unknown])
+    try:
+        spec = ServiceLevelObjectiveSpec.model_validate(data.get("spec"))
+        slo = to_objective(namespace, name, spec)
+    except ValidationError as error:
+        raise InvalidSpec(from_validation(error, file, document, "spec")) from None
+    except ValueError as error:  # a rule between fields (budgeting and its slices)
+        raise InvalidSpec([SpecError(file, document, "spec", str(error))]) from None
+    origin = KubernetesObject(
+        name=name,
+        namespace=namespace,
+        labels=dict(metadata.get("labels") or {}),
+        annotations=dict(metadata.get("annotations") or {}),
+    )
+    return SloGroup(file, document, SpecFormat.BALLAST, (slo,), origin)
+
+
+def _unknown_fields(value: Any, model: type[ApiModel], path: str) -> list[str]:
+    """The fields of `value` that `model` (and its nested models) does not have, as dotted paths. The models drop
+    unknown fields (for an older reader of a newer CRD); a file is checked as kubectl's strict validation would."""
+    if not isinstance(value, dict):
+        return []
+    known = {field.alias or name: field for name, field in model.model_fields.items()}
+    found = []
+    for key, inner in value.items():
+        field = known.get(key)
+        if field is None:
+            found.append(f"{path}.{key}")
+            continue
+        nested = [t for t in (field.annotation, *get_args(field.annotation)) if isinstance(t, type)]
+        models = [t for t in nested if issubclass(t, ApiModel)]
+        if models:
+            found += _unknown_fields(inner, models[0], f"{path}.{key}")
+    return found

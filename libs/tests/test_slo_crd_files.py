@@ -1,0 +1,127 @@
+"""ServiceLevelObjective objects in files (the slo-engine's own CRD, deploy/crds): `ballast slo validate` checks them
+without a cluster, naming the file, the document and the field, and `ballast slo generate` writes their rules; the
+pydantic models hold exactly the CRD's fields."""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic.alias_generators import to_camel
+
+from ballast.cli.main import main
+from ballast.slo import crd
+
+REPO = Path(__file__).resolve().parents[2]
+CRD = REPO / "deploy" / "crds" / "servicelevelobjectives.platform.example.com.yaml"
+SAMPLES = REPO / "deploy" / "samples" / "slos.yaml"
+
+
+def spec_schema() -> dict[str, Any]:
+    document = yaml.safe_load(CRD.read_text())
+    (served,) = document["spec"]["versions"]
+    schema: dict[str, Any] = served["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    return schema
+
+
+def model_of(annotation: Any) -> type[crd.ApiModel] | None:
+    for member in (annotation, *typing.get_args(annotation)):
+        if isinstance(member, type) and issubclass(member, crd.ApiModel):
+            return member
+    return None
+
+
+def test_the_models_hold_exactly_the_crds_spec_fields() -> None:
+    differences: list[str] = []
+
+    def compare(schema: dict[str, Any], model: type[crd.ApiModel], path: str) -> None:
+        fields = {field.alias or to_camel(name): field for name, field in model.model_fields.items()}
+        properties = schema.get("properties", {})
+        differences.extend(f"{path}.{name}: not in the model" for name in set(properties) - set(fields))
+        differences.extend(f"{path}.{name}: not in the CRD" for name in set(fields) - set(properties))
+        for name in set(properties) & set(fields):
+            nested = model_of(fields[name].annotation)
+            if nested is not None:
+                compare(properties[name], nested, f"{path}.{name}")
+
+    compare(spec_schema(), crd.ServiceLevelObjectiveSpec, "spec")
+    assert differences == []
+
+
+def test_the_sample_slos_validate_and_generate_as_prometheus_rules(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["slo", "validate", "-i", str(SAMPLES)]) == 0
+    assert (
+        "valid (1 files, 3 rule groups; 1 measured from the cluster's facts, without rules)" in capsys.readouterr().out
+    )
+    out = tmp_path / "rules.yaml"
+    assert main(["slo", "generate", "-i", str(SAMPLES), "-o", str(out)]) == 0
+    assert "storefront-availability: no rules (webAppAvailability is measured" in capsys.readouterr().err
+    (rule,) = [d for d in yaml.safe_load_all(out.read_text()) if d]
+    assert (rule["kind"], rule["metadata"]["name"], rule["metadata"]["namespace"]) == (
+        "PrometheusRule",
+        "checkout-requests",
+        "shop",
+    )
+    records = [r for g in rule["spec"]["groups"] for r in g["rules"] if "record" in r]
+    # As the slo-engine labels an object's rules: two SLOs of one name in two namespaces stay apart.
+    assert records
+    assert {r["labels"]["namespace"] for r in records if "sloth_window" in r.get("labels", {})} == {"shop"}
+    alerts = [r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r]
+    assert [(a["alert"], a["labels"]["severity"]) for a in alerts] == [("CheckoutErrors", "critical")]
+
+
+BROKEN = """
+apiVersion: platform.example.com/v1
+kind: ServiceLevelObjective
+metadata: {name: typo, namespace: shop}
+spec:
+  service: shop
+  objectve: 99.9
+  window: {duration: 30d}
+  sli: {webAppAvailability: {webApp: shop, namspace: shop}}
+---
+apiVersion: platform.example.com/v1
+kind: ServiceLevelObjective
+metadata: {name: perfect}
+spec:
+  service: shop
+  objective: 100
+  window: {duration: 30d}
+  sli: {webAppAvailability: {webApp: shop}}
+---
+apiVersion: platform.example.com/v1
+kind: ServiceLevelObjective
+metadata: {namespace: shop}
+spec: {service: shop, objective: 99, window: {duration: 30d}, sli: {webAppAvailability: {webApp: shop}}}
+---
+apiVersion: platform.example.com/v1
+kind: ServiceLevelObjective
+metadata: {name: sliced}
+spec:
+  service: shop
+  objective: 99
+  window: {duration: 30d}
+  budgetingMethod: Timeslices
+  sli: {webAppAvailability: {webApp: shop}}
+"""
+
+
+def test_a_broken_object_is_refused_naming_the_file_the_document_and_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "slos.yaml"
+    path.write_text(BROKEN)
+    assert main(["slo", "validate", "-i", str(path)]) == 1
+    errors = capsys.readouterr().err.splitlines()
+    assert errors == [
+        f"{path}: document 1: spec.objectve: not a field of the CRD",
+        f"{path}: document 1: spec.sli.webAppAvailability.namspace: not a field of the CRD",
+        f"{path}: document 2: spec.objective: Input should be less than 100",
+        f"{path}: document 3: metadata.name: a ServiceLevelObjective needs a name",
+        f"{path}: document 4: spec: Timeslices and RatioTimeslices budgeting need timeSlices.window",
+    ]
