@@ -3,9 +3,10 @@ exhausted or recovered, as `kubectl describe slo <name>` and `kubectl events --f
 
 The bus (`evt.slo`) is what the platform acts on; these tell the people looking at the object, with the figures
 that made the transition. They are recorded once the transition is on the bus (the budget book tells them after
-publishing) through the kit's recorder: written in the background, a repeat within ten minutes (the same transition
-told again after a failover) counted on the first Event, a refused write logged. An SLO read only from files (no
-object) gets none.
+publishing) through the kit's recorder: written in the background, a repeat by the same leader within ten minutes
+counted on the first Event, a refused write logged. A transition a leader stored but died before publishing is told
+by the next one, which may then write its Event a second time (the bus keeps it once, by its id). An SLO read only
+from files (no object) gets none.
 """
 
 from __future__ import annotations
