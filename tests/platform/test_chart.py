@@ -493,6 +493,38 @@ def test_the_policy_gate_without_the_cluster_gets_no_api_access() -> None:
     assert (env["BALLAST_AUDIT_INTERVAL"], env["BALLAST_CONSTRAINT_VIOLATIONS_LIMIT"]) == ("60", "20")
 
 
+def test_the_policy_gate_writes_violation_events_only_when_asked_and_only_where_told() -> None:
+    events = {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}
+
+    def rules(docs: list[dict[str, Any]]) -> tuple[list[Any], list[Any]]:
+        return find(docs, "ClusterRole", "ballast-policy-gate")["rules"], find(
+            docs, "Role", "ballast-policy-gate-leader-election"
+        )["rules"]
+
+    cluster_wide, own = rules(render())
+    assert events not in cluster_wide
+    assert events not in own
+    assert not {k for k in env_of(container(render(), "policy-gate")) if "EVENTS" in k}
+    # Asked for: in the release namespace only.
+    docs = render("policyGate.events.admission=true", "policyGate.events.audit=true")
+    cluster_wide, own = rules(docs)
+    assert events in own
+    assert events not in cluster_wide
+    env = env_of(container(docs, "policy-gate"))
+    assert (env["BALLAST_EMIT_ADMISSION_EVENTS"], env["BALLAST_EMIT_AUDIT_EVENTS"]) == ("true", "true")
+    # In each object's namespace: anywhere.
+    docs = render("policyGate.events.audit=true", "policyGate.events.involvedNamespace=true")
+    cluster_wide, own = rules(docs)
+    assert events in cluster_wide
+    assert env_of(container(docs, "policy-gate"))["BALLAST_EVENTS_INVOLVED_NAMESPACE"] == "true"
+    # Without the cluster there is no API to write them through: refused at render.
+    command = [str(tool("helm")), "template", "ballast", str(CHART), "--kube-version", KUBE_VERSION]
+    command += ["--set", "policyGate.watchCluster=false", "--set", "policyGate.events.admission=true"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode != 0
+    assert "policyGate.events needs policyGate.watchCluster" in done.stderr
+
+
 def test_the_policy_gate_watches_only_the_kinds_named_in_values_and_never_everything() -> None:
     docs = render(
         "policyGate.rbac.watch[0].apiGroups[0]=networking.k8s.io", "policyGate.rbac.watch[0].resources[0]=ingresses"

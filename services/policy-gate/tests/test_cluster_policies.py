@@ -7,6 +7,7 @@ Config's namespaces left out of the audit and of the inventory; a Config in the 
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,7 +27,7 @@ from gate_cluster import (  # noqa: F401  (cluster_gate, cluster_objects, config
     stored_events,
     unique_kind,
 )
-from gate_webhook import GateWebhook
+from gate_webhook import GateWebhook, admission_review
 from policies import BROKEN, gatekeeper_config, template
 
 from ballast.bus import Bus
@@ -565,3 +566,82 @@ async def test_a_config_in_the_cluster_syncs_its_kinds_into_the_inventory(
 
     await eventually(refused, timeout=30, what="the Config's sync kind in the inventory: the host taken")
     assert set(readiness) == {200}  # kinds added later are synced without making the gate unready
+
+
+async def test_with_events_asked_for_violations_are_kubernetes_events_as_gatekeeper_writes_them(
+    bus: Bus,
+    kube_api: Any,
+    namespace: str,
+    gate_crds: None,
+    cluster_objects: ClusterObjects,
+    cluster_gate: ClusterGate,
+) -> None:
+    cluster = f"c{uuid.uuid4().hex[:8]}"
+    kind = await cluster_objects.create_library_template("requiredlabels", "K8sRequiredLabels")
+    # The Events go to the gate's own namespace (the lease's: the test's namespace here).
+    gate = cluster_gate(
+        cluster, BALLAST_AUDIT_INTERVAL="1", BALLAST_EMIT_ADMISSION_EVENTS="true", BALLAST_EMIT_AUDIT_EVENTS="true"
+    )
+    await gate.process.wait_status("/readyz", 200, timeout=60)
+    plural = f"{CONSTRAINTS}/{kind.lower()}"
+    match = {"kinds": [{"apiGroups": ["apps"], "kinds": ["Deployment"]}], "namespaces": [namespace]}
+    await eventually(lambda: created(cluster_objects, kind.lower()), timeout=20, what="the constraint kind served")
+
+    async def constraints_made() -> bool:
+        try:
+            await send_json(kube_api, "POST", plural, body=required_labels(kind, "must-have-owner", match))
+            warn = required_labels(kind, "should-have-team", match)
+            warn["spec"]["enforcementAction"] = "warn"
+            warn["spec"]["parameters"] = {"labels": [{"key": "team"}]}
+            await send_json(kube_api, "POST", plural, body=warn)
+        except ApiError as exc:
+            if exc.status in (404, 429, 503):  # the constraint CRD not served yet
+                return False
+            raise
+        return True
+
+    await eventually(constraints_made, timeout=30, interval=0.1, what="the constraints created")
+
+    async def denied() -> PolicyCheckResponse | None:
+        answer = await check(bus, cluster, namespace, deployment(namespace, "bare"))
+        return None if answer.allowed else answer
+
+    await eventually(denied, timeout=20, what="the constraints in force")
+
+    # Admission: a Deployment without either label, reviewed by the gate's webhook.
+    status, body = await gate.post(json.dumps(admission_review(deployment(namespace, "bare"), user="alice")).encode())
+    assert status == 200
+    assert json.loads(body)["response"]["allowed"] is False
+    # Audit: one that is in the cluster already (no webhook registered here), with the team label only.
+    stored = await send_json(
+        kube_api,
+        "POST",
+        f"/apis/apps/v1/namespaces/{namespace}/deployments",
+        body=deployment(namespace, "teamed", {"team": "shop"}),
+    )
+
+    async def told() -> dict[str, dict[str, Any]] | None:
+        events = (await send_json(kube_api, "GET", f"/apis/events.k8s.io/v1/namespaces/{namespace}/events"))["items"]
+        mine = {e["reason"]: e for e in events if e.get("reportingController") == "platform.example.com/policy-gate"}
+        wanted = {"FailedAdmission", "WarningAdmission", "AuditViolation"}
+        return mine if wanted <= set(mine) else None
+
+    events = await eventually(told, timeout=30, what="admission and audit Events")
+    failed = events["FailedAdmission"]
+    assert failed["type"] == "Warning"
+    assert failed["regarding"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "namespace": namespace,
+        "name": "bare",
+    }
+    assert failed["note"] == (
+        f'create of Deployment {namespace}/bare by alice: {kind}/must-have-owner: you must provide labels: {{"owner"}}'
+    )
+    assert events["WarningAdmission"]["note"].endswith(f'{kind}/should-have-team: you must provide labels: {{"team"}}')
+    audited = events["AuditViolation"]
+    assert audited["regarding"]["name"] == "teamed"
+    assert audited["regarding"]["uid"] == stored["metadata"]["uid"]
+    assert audited["note"] == (
+        f'Deployment {namespace}/teamed: {kind}/must-have-owner: you must provide labels: {{"owner"}}'
+    )

@@ -16,6 +16,7 @@ from ballast.events.contracts.policy import POLICY_CHECK, PolicyCheckRequest
 from ballast.kube import ControllerMetrics
 from ballast.kube.client import api_client
 from ballast.kube.pacing import pause, until_any
+from ballast.kube.recorder import EventRecorder
 from ballast.policy.exclusions import Exclusions
 from ballast.policy_gate.admission import admission_routes
 from ballast.policy_gate.audit import Alive, Auditor, Heartbeat
@@ -25,6 +26,7 @@ from ballast.policy_gate.gatekeeper_config import ClusterConfig, config_location
 from ballast.policy_gate.pod_status import Live, Replicas
 from ballast.policy_gate.sources import ClusterPolicies
 from ballast.policy_gate.sync import Inventory, parse_sync_kinds
+from ballast.policy_gate.violation_events import REPORTING_CONTROLLER, ViolationEvents
 from ballast.runtime import PORTS, HttpsSettings, ServiceApp
 from ballast.runtime.leases import LeaseSettings
 
@@ -70,6 +72,22 @@ class PolicyGateSettings(HttpsSettings, LeaseSettings):
         description="namespace/name of the Gatekeeper Config read from the cluster (with WATCH_CLUSTER; needs "
         "Gatekeeper's Config CRD); empty: none",
     )
+    emit_admission_events: bool = Field(
+        default=False,
+        description="a Kubernetes Event per admission violation (FailedAdmission, WarningAdmission, DryrunViolation), "
+        "as Gatekeeper's --emit-admission-events; needs WATCH_CLUSTER",
+    )
+    emit_audit_events: bool = Field(
+        default=False,
+        description="a Kubernetes Event per violation the audit finds (AuditViolation), as Gatekeeper's "
+        "--emit-audit-events; needs WATCH_CLUSTER",
+    )
+    events_namespace: str | None = Field(
+        default=None, description="where those Events are written; unset: LEASE_NAMESPACE (the gate's own)"
+    )
+    events_involved_namespace: bool = Field(
+        default=False, description="write those Events in the namespace of the object they are about instead"
+    )
     status_repair_interval: float = Field(
         default=30.0,
         gt=0,
@@ -90,7 +108,16 @@ class PolicyGateSettings(HttpsSettings, LeaseSettings):
         config_location(self.gatekeeper_config)
         if self.sync_kinds and not self.watch_cluster:
             raise ValueError("BALLAST_SYNC_KINDS needs BALLAST_WATCH_CLUSTER=true")
+        if (self.emit_admission_events or self.emit_audit_events) and not self.watch_cluster:
+            raise ValueError(
+                "BALLAST_EMIT_ADMISSION_EVENTS and BALLAST_EMIT_AUDIT_EVENTS need BALLAST_WATCH_CLUSTER=true "
+                "(the gate writes Events through the Kubernetes API)"
+            )
         return self
+
+    @property
+    def emits_events(self) -> bool:
+        return self.emit_admission_events or self.emit_audit_events
 
 
 class ClusterParts:
@@ -99,6 +126,14 @@ class ClusterParts:
     def __init__(self, settings: PolicyGateSettings, gate: Gate, metrics: ControllerMetrics, live: Live) -> None:
         assert gate.cluster is not None
         self.cluster = gate.cluster
+        self.violation_events: ViolationEvents | None = None
+        if settings.emits_events:
+            recorder = EventRecorder(gate.cluster.api, controller=REPORTING_CONTROLLER, instance=settings.identity)
+            namespace = settings.events_namespace or settings.lease_namespace
+            involved = settings.events_involved_namespace
+            self.violation_events = ViolationEvents(recorder, namespace, involved_namespace=involved)
+            if settings.emit_admission_events:
+                gate.violation_events = self.violation_events
         self.policies = ClusterPolicies(
             gate.cluster.api, gate.engine, metrics, settings.identity, live, settings.status_repair_interval
         )
@@ -112,6 +147,7 @@ class ClusterParts:
             chunk_size=settings.audit_chunk_size,
             violations_limit=settings.constraint_violations_limit,
             exclusions=lambda: gate.exclusions,
+            events=self.violation_events if settings.emit_audit_events else None,
         )
         location = config_location(settings.gatekeeper_config)
         self.config = None if location is None else ClusterConfig(gate.cluster.api, *location, self._config_changed)
@@ -131,6 +167,8 @@ class ClusterParts:
 
     async def run(self, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tasks:
+            if self.violation_events is not None:
+                tasks.create_task(self.violation_events.recorder.run(stop))
             tasks.create_task(self.cluster.namespaces.run(stop))
             tasks.create_task(self.policies.run(stop))
             if self.config is not None:

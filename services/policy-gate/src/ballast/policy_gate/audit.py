@@ -50,6 +50,7 @@ from ballast.policy.constraints import API_GROUP as CONSTRAINTS_GROUP
 from ballast.policy.crds import STORED_VERSION
 from ballast.policy.exclusions import Exclusions
 from ballast.policy_gate.cluster import Cluster
+from ballast.policy_gate.violation_events import ViolationEvents
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +151,10 @@ class Auditor:
         chunk_size: int = 500,
         violations_limit: int = 20,
         exclusions: Callable[[], Exclusions] = Exclusions,
+        events: ViolationEvents | None = None,
     ) -> None:
         self._exclusions = exclusions  # read at each audit: a Config in the cluster may change them
+        self._violation_events = events  # Kubernetes Events for what it finds (BALLAST_EMIT_AUDIT_EVENTS)
         self._cluster = cluster
         self._engine = engine
         self._publisher = publisher
@@ -220,6 +223,8 @@ class Auditor:
                         if len(found.kept) < self.violations_limit:
                             found.kept.append(_status_entry(obj, violation))
                         events.append(self._event(trigger, started_at, obj, violation))
+                        if self._violation_events is not None:
+                            self._violation_events.audit(obj, violation)
                 if events:
                     await self._publisher.publish_all(events)
         if since is None:

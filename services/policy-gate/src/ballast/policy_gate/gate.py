@@ -21,6 +21,7 @@ from typing import Any
 from ballast.bus import Bus, EndpointError
 from ballast.events.contracts.common import ManifestRef
 from ballast.events.contracts.policy import (
+    ERROR_BUDGET_FREEZE,
     DecisionSource,
     EnforcementAction,
     Operation,
@@ -54,6 +55,7 @@ from ballast.policy_gate.freeze import (
     judge_webapp,
     rendered_deployments,
 )
+from ballast.policy_gate.violation_events import ViolationEvents
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,8 @@ class Gate:
         self.sync_kinds: list[tuple[str, str]] = []  # what the policy files' Gatekeeper Configs sync
         self.file_exclusions = Exclusions()  # the namespaces the policy files' Gatekeeper Configs leave out
         self.exclusions = Exclusions()  # those and the cluster's Config's (`set_cluster_exclusions`)
+        # Kubernetes Events for admission violations (BALLAST_EMIT_ADMISSION_EVENTS), as Gatekeeper writes them.
+        self.violation_events: ViolationEvents | None = None
         self._external_problem: str | None = None
 
     @classmethod
@@ -224,6 +228,15 @@ class Gate:
         ]
         latency_ms = (time.perf_counter() - started) * 1000
         at = datetime.now(UTC)
+        if self.violation_events is not None and source is DecisionSource.ADMISSION:
+            for ref, judgement in zip(refs, verdicts, strict=True):
+                told = [
+                    v
+                    for v in judgement.violations  # a freeze a hotfix overrode refused nothing
+                    if not (v.constraint.kind == ERROR_BUDGET_FREEZE and judgement.override_reason is not None)
+                ]
+                if told:
+                    self.violation_events.admission(ref, operation, requested_by, told)
         self.decisions.record(
             lambda: [
                 self.decisions.decision(
