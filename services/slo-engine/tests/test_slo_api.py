@@ -4,9 +4,11 @@ columns `kubectl get slo` shows."""
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from slo_fixtures import CRD_FILE, slo_api  # noqa: F401  (fixture)
@@ -26,6 +28,7 @@ from ballast.slo.crd import GROUP, SLOS, VERSION, ServiceLevelObjectiveSpec, to_
 from ballast.testing.kube import assert_refused_naming, crd_schema, undescribed
 
 cluster = pytest.mark.cluster
+SAMPLES = Path(__file__).resolve().parents[3] / "deploy" / "samples" / "slos.yaml"
 
 
 EVENTS = {
@@ -154,6 +157,15 @@ async def test_a_full_slo_is_accepted(custom: client.CustomObjectsApi, namespace
     await custom.create_namespaced_custom_object(GROUP, VERSION, namespace, SLOS, slo("full", FULL))
     availability = GOOD | {"sli": {"webAppAvailability": {"webApp": "shop"}}}
     await custom.create_namespaced_custom_object(GROUP, VERSION, namespace, SLOS, slo("avail", availability))
+
+
+@cluster
+async def test_the_sample_slos_are_accepted(custom: client.CustomObjectsApi, namespace: str) -> None:
+    samples = [doc for doc in yaml.safe_load_all(SAMPLES.read_text()) if doc]
+    assert [doc["kind"] for doc in samples] == ["ServiceLevelObjective"] * 2
+    for doc in samples:  # dry runs in the test's namespace: the samples name their own
+        body = {**doc, "metadata": {**doc["metadata"], "namespace": namespace}}
+        await custom.create_namespaced_custom_object(GROUP, VERSION, namespace, SLOS, body, dry_run="All")
 
 
 def without(key: str) -> dict[str, Any]:
