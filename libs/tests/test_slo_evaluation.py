@@ -3,6 +3,7 @@ once with ids that repeat for the same transition; and the calendar periods budg
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -317,6 +318,30 @@ def test_a_calendar_month_scales_the_factors_with_its_length() -> None:
     assert isinstance(alert, BurnAlert)
     assert alert.period == timedelta(days=31)  # December
     assert alert.windows[0].factor == pytest.approx(14.88)  # 2 % of 744 h in 1 h
+
+
+def test_a_calendar_month_read_from_its_rules_fires_with_the_rules_factors() -> None:
+    """Its rules alert with the 30-day table's fixed factors: the engine's tiers follow them, in every month, while
+    the budget stays the month's own."""
+    slo = objective(window=CalendarWindow(unit=CalendarUnit.MONTH))
+    budget = slo.error_budget
+    # 14.6x the budget over 1h and 5m: over the 30-day factor (14.4), under December's own (14.88).
+    between = 14.6 * budget
+
+    def at_rules(at: datetime) -> Measurement:
+        return replace(measured(at, 0.0, h1=between, m5=between), alert_period=DAYS_30)
+
+    assert run(measured(T0, 0.0, h1=between, m5=between), slo=slo).transitions == ()  # the month's own factor
+    fired = run(at_rules(T0), slo=slo)
+    (alert,) = [t.payload for t in fired.transitions]
+    assert isinstance(alert, BurnAlert)
+    assert alert.tier is BurnTier.PAGE
+    assert alert.windows[0].factor == pytest.approx(14.4)
+    assert alert.period == timedelta(days=31)  # the budget is December's
+    february = run(at_rules(datetime(2027, 2, 10, tzinfo=UTC)), slo=slo)
+    assert [(t.payload.tier, t.payload.period) for t in february.transitions if isinstance(t.payload, BurnAlert)] == [
+        (BurnTier.PAGE, timedelta(days=28))
+    ]
 
 
 def test_one_plan_evaluates_a_calendar_month_as_each_months_own_evaluation_does() -> None:

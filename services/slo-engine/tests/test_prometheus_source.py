@@ -132,4 +132,8 @@ def test_a_calendar_period_is_asked_since_its_start_for_every_slo_of_its_group()
     measured = readings.measurement(SHOP, WINDOWS, calendar={SHOP.joined: 0.002})
     assert measured is not None
     assert measured.period == 0.002
+    assert measured.alert_period == WINDOWS.period  # its tiers fire with its rules' factors, as Prometheus's alerts
     assert readings.measurement(SHOP, WINDOWS, calendar={}) is None  # not answered: no measurement
+    rolling = readings.measurement(SHOP, WINDOWS)
+    assert rolling is not None
+    assert rolling.alert_period is None

@@ -4,7 +4,9 @@ since its previous state.
 Pure: the caller measures (from Prometheus, or from cluster facts), keeps the state and publishes the transitions.
 A tier fires while either of its conditions holds, a condition holding when both its short and its long window
 burn faster than its factor (Sloth's comparison, `ratio > factor x budget`, so the engine and the generated rules
-agree at the boundary). Factors scale with the period's actual length: a calendar month has 28 to 31 days.
+agree at the boundary). Factors scale with the period's actual length (a calendar month has 28 to 31 days), unless
+the measurement follows alert rules whose factors are fixed (`Measurement.alert_period`: a calendar SLO read from
+Prometheus, whose rules have its usual length's table), so that the engine's tiers fire when those alerts do.
 
 A transition is dated by the measurement it was seen in, and its event id is made of the SLO, what changed and that
 date: evaluating the same measurement again (a redelivery, a restart that replays it) finds no transition, and a
@@ -103,6 +105,9 @@ class Measurement:
     # where the SLI cannot tell consumption by cause (PromQL SLIs): the causes bearing on the SLO, to which `evaluate`
     # attributes the budget consumed since the previous evaluation (see `accrued`)
     causes: tuple[CauseSpan, ...] | None = None
+    # The period length the tiers' factors are for, when the SLI's alerts are rules with fixed factors (a calendar
+    # SLO read from Prometheus: its rules' table period, 30 days for a month); None: the budget period's own length.
+    alert_period: timedelta | None = None
 
     def __post_init__(self) -> None:
         if self.at.tzinfo is None:
@@ -449,7 +454,7 @@ def evaluate_planned(
     was_firing = previous.firing if previous is not None else {}
     firing: dict[BurnTier, datetime] = {}
     transitions: list[Transition] = []
-    for tier, enabled, quick, slow, quick_at, slow_at in plan.conditions(length):
+    for tier, enabled, quick, slow, quick_at, slow_at in plan.conditions(measurement.alert_period or length):
         fires = enabled and not quiet and (holds(quick, quick_at) or holds(slow, slow_at))
         if fires:
             firing[tier] = was_firing.get(tier, at)

@@ -177,7 +177,7 @@ class Readings:
         """The SLO's measurement for the evaluator; None while a window has no series or the period's ratio is NaN.
         `rated`: with its request rates (a window without a series had no requests); `causes`: for attribution;
         `calendar`: the period ratios read since their calendar periods' starts, which a calendar SLO's is taken from
-        (no series records it)."""
+        (no series records it); its tiers then use its rules' factors (`Measurement.alert_period`)."""
         joined = key.joined
         by_window = self.by_window
         period = (calendar if calendar is not None else by_window.get(windows.period, {})).get(joined)
@@ -192,7 +192,16 @@ class Readings:
         rates = None
         if rated:
             rates = {window: values[joined] for window, values in self.rates_by_window.items() if joined in values}
-        return Measurement(at=self.at, windows=alert_windows, period=period, request_rates=rates, causes=causes)
+        # A calendar SLO's rules alert with the factors of its usual length's table: the engine's tiers use them too.
+        alert_period = windows.period if calendar is not None else None
+        return Measurement(
+            at=self.at,
+            windows=alert_windows,
+            period=period,
+            request_rates=rates,
+            causes=causes,
+            alert_period=alert_period,
+        )
 
 
 class PrometheusSource:
