@@ -97,13 +97,44 @@ async def check(bus: Bus, cluster: str, namespace: str, manifest: dict[str, Any]
     return answer
 
 
-def required_labels(kind: str, name: str, match: dict[str, Any], action: str = "deny") -> dict[str, Any]:
+async def denied(
+    bus: Bus, cluster: str, namespace: str, manifest: dict[str, Any], *, what: str, timeout: float = 20
+) -> PolicyCheckResponse:
+    """The bus check's answer once it denies `manifest` (a constraint or a label coming into force)."""
+
+    async def refused() -> PolicyCheckResponse | None:
+        answer = await check(bus, cluster, namespace, manifest)
+        return None if answer.allowed else answer
+
+    answer: PolicyCheckResponse = await eventually(refused, timeout=timeout, what=what)
+    return answer
+
+
+def required_labels(
+    kind: str, name: str, match: dict[str, Any], action: str = "deny", label: str = "owner"
+) -> dict[str, Any]:
     return {
         "apiVersion": "constraints.gatekeeper.sh/v1beta1",
         "kind": kind,
         "metadata": {"name": name},
-        "spec": {"enforcementAction": action, "match": match, "parameters": {"labels": [{"key": "owner"}]}},
+        "spec": {"enforcementAction": action, "match": match, "parameters": {"labels": [{"key": label}]}},
     }
+
+
+async def create_when_served(kube_api: Any, kind: str, *constraints: dict[str, Any]) -> None:
+    """Creates the constraints of `kind` once its CRD (just made, by the gate or the test) is served."""
+
+    async def made() -> bool:
+        try:
+            for constraint in constraints:
+                await send_json(kube_api, "POST", f"{CONSTRAINTS}/{kind.lower()}", body=constraint)
+        except ApiError as exc:
+            if exc.status in (404, 429, 503):  # the CRD not served yet
+                return False
+            raise
+        return True
+
+    await eventually(made, timeout=30, interval=0.1, what=f"the {kind} constraints created")
 
 
 async def created(objects: ClusterObjects, name: str) -> dict[str, Any] | None:
@@ -146,12 +177,8 @@ async def test_templates_and_constraints_from_the_cluster_as_gatekeeper_reads_th
     assert refused.value.status == 422
     assert "spec.parameters.labels" in refused.value.message
     await send_json(kube_api, "POST", plural, body=required_labels(kind, "must-have-owner", match))
-
-    async def denied() -> PolicyCheckResponse | None:
-        answer = await check(bus, cluster, namespace, deployment(namespace, "bare"))
-        return None if answer.allowed else answer
-
-    answer = await eventually(denied, timeout=20, what="the constraint from the cluster in force")
+    bare = deployment(namespace, "bare")
+    answer = await denied(bus, cluster, namespace, bare, what="the constraint from the cluster in force")
     assert [(v.policy, v.message) for v in answer.violations] == [
         (f"{kind}/must-have-owner", 'you must provide labels: {"owner"}')
     ]
@@ -185,11 +212,7 @@ async def test_templates_and_constraints_from_the_cluster_as_gatekeeper_reads_th
         body={"metadata": {"labels": {"tier": "gold"}}},
     )
 
-    async def gold_applies() -> PolicyCheckResponse | None:
-        answer = await check(bus, cluster, namespace, deployment(namespace, "bare"))
-        return None if answer.allowed else answer
-
-    answer = await eventually(gold_applies, timeout=20, what="the namespace's new label seen")
+    answer = await denied(bus, cluster, namespace, bare, what="the namespace's new label seen")
     assert [v.policy for v in answer.violations] == [f"{kind}/gold-needs-owner"]
 
     # The template deleted: its constraint kind goes with it.
@@ -273,19 +296,7 @@ async def test_the_audit_caps_the_status_puts_every_violation_on_the_bus_and_cov
         body=constraint_crd(ConstraintTemplate.from_manifest(library)),
     )
     match = {"kinds": [{"apiGroups": ["apps"], "kinds": ["Deployment"]}], "namespaces": [namespace]}
-
-    async def constraint_created() -> bool:
-        try:
-            await send_json(
-                kube_api, "POST", f"{CONSTRAINTS}/{kind.lower()}", body=required_labels(kind, "owner", match)
-            )
-        except ApiError as exc:
-            if exc.status in (404, 429, 503):  # the CRD not served yet
-                return False
-            raise
-        return True
-
-    await eventually(constraint_created, timeout=30, interval=0.1, what="the constraint created")
+    await create_when_served(kube_api, kind, required_labels(kind, "owner", match))
 
     gate = cluster_gate(
         cluster,
@@ -425,11 +436,8 @@ async def test_a_namespace_a_config_leaves_out_of_the_audit_is_not_audited_but_s
     plural = f"{CONSTRAINTS}/{kind.lower()}"
     await send_json(kube_api, "POST", plural, body=required_labels(kind, "owner", match))
 
-    async def denied() -> PolicyCheckResponse | None:  # the webhook's process is not excluded: judged
-        answer = await check(bus, cluster, namespace, deployment(namespace, "bare"))
-        return None if answer.allowed else answer
-
-    await eventually(denied, timeout=30, what="the constraint in force on the bus")
+    # The webhook's process is not excluded: judged.
+    await denied(bus, cluster, namespace, deployment(namespace, "bare"), what="the constraint in force", timeout=30)
 
     async def audited() -> dict[str, Any] | None:
         status = (await send_json(kube_api, "GET", f"{plural}/owner")).get("status") or {}
@@ -583,30 +591,15 @@ async def test_with_events_asked_for_violations_are_kubernetes_events_as_gatekee
         cluster, BALLAST_AUDIT_INTERVAL="1", BALLAST_EMIT_ADMISSION_EVENTS="true", BALLAST_EMIT_AUDIT_EVENTS="true"
     )
     await gate.process.wait_status("/readyz", 200, timeout=60)
-    plural = f"{CONSTRAINTS}/{kind.lower()}"
     match = {"kinds": [{"apiGroups": ["apps"], "kinds": ["Deployment"]}], "namespaces": [namespace]}
-    await eventually(lambda: created(cluster_objects, kind.lower()), timeout=20, what="the constraint kind served")
-
-    async def constraints_made() -> bool:
-        try:
-            await send_json(kube_api, "POST", plural, body=required_labels(kind, "must-have-owner", match))
-            warn = required_labels(kind, "should-have-team", match)
-            warn["spec"]["enforcementAction"] = "warn"
-            warn["spec"]["parameters"] = {"labels": [{"key": "team"}]}
-            await send_json(kube_api, "POST", plural, body=warn)
-        except ApiError as exc:
-            if exc.status in (404, 429, 503):  # the constraint CRD not served yet
-                return False
-            raise
-        return True
-
-    await eventually(constraints_made, timeout=30, interval=0.1, what="the constraints created")
-
-    async def denied() -> PolicyCheckResponse | None:
-        answer = await check(bus, cluster, namespace, deployment(namespace, "bare"))
-        return None if answer.allowed else answer
-
-    await eventually(denied, timeout=20, what="the constraints in force")
+    await eventually(lambda: created(cluster_objects, kind.lower()), timeout=20, what="the constraint kind made")
+    await create_when_served(
+        kube_api,
+        kind,
+        required_labels(kind, "must-have-owner", match),
+        required_labels(kind, "should-have-team", match, "warn", label="team"),
+    )
+    await denied(bus, cluster, namespace, deployment(namespace, "bare"), what="the constraints in force")
 
     # Admission: a Deployment without either label, reviewed by the gate's webhook.
     status, body = await gate.post(json.dumps(admission_review(deployment(namespace, "bare"), user="alice")).encode())

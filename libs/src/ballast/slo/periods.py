@@ -67,8 +67,9 @@ def _calendar_period(window: CalendarWindow, at: datetime) -> Period:
 
 
 # A calendar period's length as alert-window tables and Prometheus rules name it: its units' usual length (a month is
-# 30 days, as Sloth's default period). Rules need one fixed length; the evaluator scales with each period's own.
-_NOMINAL_MONTH_DAYS = {CalendarUnit.MONTH: 30, CalendarUnit.QUARTER: 90, CalendarUnit.YEAR: 365}
+# 30 days, as Sloth's default period). Rules need one fixed length, and an SLO read from Prometheus fires with their
+# factors (Measurement.alert_period); its budget is over each period's own length.
+_NOMINAL_DAYS = {CalendarUnit.MONTH: 30, CalendarUnit.QUARTER: 90, CalendarUnit.YEAR: 365}
 
 
 def nominal_length(window: SloWindow) -> timedelta:
@@ -77,4 +78,4 @@ def nominal_length(window: SloWindow) -> timedelta:
         return window.length
     if window.unit in _FIXED:
         return _FIXED[window.unit] * window.count
-    return timedelta(days=_NOMINAL_MONTH_DAYS[window.unit] * window.count)
+    return timedelta(days=_NOMINAL_DAYS[window.unit] * window.count)

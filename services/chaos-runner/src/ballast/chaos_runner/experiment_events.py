@@ -23,13 +23,24 @@ def regarding(experiment: Experiment) -> Regarding:
     return Regarding(API_VERSION, KIND, experiment.namespace, experiment.name, experiment.uid)
 
 
-def started_note(run_id: str, fault: str, targets: str, dry_run: bool) -> str:
-    return f"run {run_id}: {fault} on {targets}" + (" (dry run: nothing is injected)" if dry_run else "")
+def targets(experiment: Experiment) -> str:
+    """The run's targets as an Event says them: the WebApp, or the pods the selector picks, in their namespace."""
+    target = experiment.spec.target
+    if target.web_app:
+        return f"WebApp {experiment.target_namespace}/{target.web_app}"
+    labels = dict(target.selector.match_labels) if target.selector else {}
+    picked = ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+    return f"pods {picked or 'any'} in {experiment.target_namespace}"
 
 
-def injected_note(run_id: str, sequence: int, fault: str, objects: Iterable[tuple[str, str]]) -> str:
+def started_note(experiment: Experiment, run_id: str, dry_run: bool) -> str:
+    fault = experiment.spec.fault.kind.value
+    return f"run {run_id}: {fault} on {targets(experiment)}" + (" (dry run: nothing is injected)" if dry_run else "")
+
+
+def injected_note(experiment: Experiment, run_id: str, sequence: int, objects: Iterable[tuple[str, str]]) -> str:
     hit = ", ".join(f"{kind}/{name}" for kind, name in objects)
-    return f"run {run_id}, injection {sequence}: {fault} on {hit}"
+    return f"run {run_id}, injection {sequence}: {experiment.spec.fault.kind.value} on {hit}"
 
 
 def finished_note(run_id: str, verdict: Verdict, recovery_seconds: float | None, problem: str) -> str:
@@ -51,16 +62,14 @@ class ExperimentEvents:
     def _tell(self, experiment: Experiment, kind: EventKind, reason: str, action: str, note: str) -> None:
         self.recorder.record(regarding(experiment), kind, reason, action, note)
 
-    def started(self, experiment: Experiment, run_id: str, fault: str, targets: str, dry_run: bool) -> None:
-        self._tell(experiment, "Normal", "Started", "Run", started_note(run_id, fault, targets, dry_run))
+    def started(self, experiment: Experiment, run_id: str, dry_run: bool) -> None:
+        self._tell(experiment, "Normal", "Started", "Run", started_note(experiment, run_id, dry_run))
 
     def refused(self, experiment: Experiment, run_id: str, reason: AbortReason, detail: str) -> None:
         self._tell(experiment, "Warning", "Refused", "Run", f"run {run_id} refused ({reason.value}): {detail}")
 
-    def injected(
-        self, experiment: Experiment, run_id: str, sequence: int, fault: str, objects: Iterable[tuple[str, str]]
-    ) -> None:
-        self._tell(experiment, "Normal", "Injected", "Inject", injected_note(run_id, sequence, fault, objects))
+    def injected(self, experiment: Experiment, run_id: str, sequence: int, objects: Iterable[tuple[str, str]]) -> None:
+        self._tell(experiment, "Normal", "Injected", "Inject", injected_note(experiment, run_id, sequence, objects))
 
     def finished(
         self, experiment: Experiment, run_id: str, verdict: Verdict, recovery_seconds: float | None, problem: str
@@ -72,5 +81,6 @@ class ExperimentEvents:
     def aborted(self, experiment: Experiment, run_id: str, reason: AbortReason, detail: str, reverted: bool) -> None:
         self._tell(experiment, "Warning", "Aborted", "Abort", aborted_note(run_id, reason, detail, reverted))
 
-    def revert_failed(self, experiment: Experiment, run_id: str, fault: str, detail: str) -> None:
+    def revert_failed(self, experiment: Experiment, run_id: str, detail: str) -> None:
+        fault = experiment.spec.fault.kind.value
         self._tell(experiment, "Warning", "RevertFailed", "Revert", f"run {run_id}: {fault} not reverted: {detail}")

@@ -488,8 +488,7 @@ class Runner:
             f"{active.run_id}:started",
             experiment,
         )
-        fault = spec.fault.kind.value
-        self.events.started(experiment, active.run_id, fault, _targets(experiment), active.record.dry_run)
+        self.events.started(experiment, active.run_id, active.record.dry_run)
         loop = asyncio.get_running_loop()
         end = loop.time() + spec.duration_delta.total_seconds()
         planned_end = utcnow() + spec.duration_delta
@@ -602,8 +601,7 @@ class Runner:
             f"{active.run_id}:injected:{sequence}",
             experiment,
         )
-        touched = [(o.kind, o.name) for o in hit]
-        self.events.injected(experiment, active.run_id, sequence, spec.fault.kind.value, touched)
+        self.events.injected(experiment, active.run_id, sequence, [(o.kind, o.name) for o in hit])
         return True
 
     async def _await_recovery(self, experiment: Experiment, baseline: int, outcome: Outcome) -> None:
@@ -665,7 +663,7 @@ class Runner:
             f"{active.run_id}:injected:1",
             experiment,
         )
-        self.events.injected(experiment, active.run_id, 1, experiment.spec.fault.kind.value, (("ChaosEngine", name),))
+        self.events.injected(experiment, active.run_id, 1, [("ChaosEngine", name)])
         result_name = litmus.result_name(name, experiment)
         loop = asyncio.get_running_loop()
         deadline = end + self.config.recovery_timeout
@@ -731,7 +729,7 @@ class Runner:
         experiment = active.experiment
         unreverted = [f for f in active.record.faults if f.state is FaultState.REVERT_FAILED]
         for fault in unreverted:
-            self.events.revert_failed(experiment, active.run_id, experiment.spec.fault.kind.value, fault.detail)
+            self.events.revert_failed(experiment, active.run_id, fault.detail)
         reverted = not unreverted
         finished = utcnow()
         blocked = active.blocked
@@ -1003,16 +1001,6 @@ class Runner:
                 event_id=event_id,
             ),
         )
-
-
-def _targets(experiment: Experiment) -> str:
-    """The run's targets as an Event says them: the WebApp, or the pods the selector picks, in their namespace."""
-    target = experiment.spec.target
-    if target.web_app:
-        return f"WebApp {experiment.target_namespace}/{target.web_app}"
-    labels = dict(target.selector.match_labels) if target.selector else {}
-    picked = ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
-    return f"pods {picked or 'any'} in {experiment.target_namespace}"
 
 
 def _expired(annotations: dict[str, str], now: datetime) -> bool:
