@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from ballast.cli.main import main
+from ballast.slo.crd import RULES_NOT_CHECKED
 
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "deploy" / "crds" / "servicelevelobjectives.platform.example.com.yaml"
@@ -73,6 +74,21 @@ spec:
   window: {duration: 30d}
   budgetingMethod: Timeslices
   sli: {webAppAvailability: {webApp: shop}}
+---
+apiVersion: platform.example.com/v1
+kind: ServiceLevelObjective
+metadata: {name: rolling}
+spec:
+  service: shop
+  objective: 99
+  window: {duration: 7d, timeZone: Europe/Berlin}
+  sli: {eventRatio: {errorQuery: 'sum(rate(errors[5m]))', totalQuery: 'sum(rate(requests[{{.window}}]))'}}
+  alerting: {name: shop errors}
+---
+apiVersion: platform.example.com/v1
+kind: ServiceLevelObjective
+metadata: {name: nameless-service}
+spec: {objective: 99, window: {duration: 7d, timeZone: UTC}, sli: {webAppAvailability: {webApp: shop}}}
 """
 
 
@@ -88,5 +104,12 @@ def test_a_broken_object_is_refused_naming_the_file_the_document_and_the_field(
         f"{path}: document 1: spec.sli.webAppAvailability.namspace: not a field of the CRD",
         f"{path}: document 2: spec.objective: Input should be less than 100",
         f"{path}: document 3: metadata.name: a ServiceLevelObjective needs a name",
-        f"{path}: document 4: spec: Timeslices and RatioTimeslices budgeting need timeSlices.window",
+        f"{path}: document 4: spec.timeSlices: Timeslices and RatioTimeslices budgeting need timeSlices.window",
+        # the CRD's CEL rules, as the API server words them
+        f"{path}: document 5: spec.alerting.name: String should match pattern '^[a-zA-Z_][a-zA-Z0-9_]*$'",
+        f"{path}: document 5: spec.window.timeZone: only a Calendar window has a time zone",
+        f"{path}: document 5: spec.sli.eventRatio.errorQuery: must contain the {{{{.window}}}} placeholder",
+        # a missing field stops the CEL rules on the API server: the time zone is not judged
+        f"{path}: document 6: spec.service: Field required",
+        f"{path}: document 6: {RULES_NOT_CHECKED}",
     ]

@@ -24,8 +24,10 @@ from ballast.slo import (
     Timeslices,
     WebAppAvailabilitySli,
 )
-from ballast.slo.crd import GROUP, SLOS, VERSION, ServiceLevelObjectiveSpec, to_objective
-from ballast.testing.kube import assert_refused_naming, crd_schema, undescribed
+from ballast.slo.crd import GROUP, SLOS, VERSION, ServiceLevelObjectiveSpec, load_object, to_objective
+from ballast.slo.crd_rules import RULES
+from ballast.slo.errors import InvalidSpec, SpecError
+from ballast.testing.kube import api_status, assert_refused_naming, crd_schema, undescribed
 
 cluster = pytest.mark.cluster
 SAMPLES = Path(__file__).resolve().parents[3] / "deploy" / "samples" / "slos.yaml"
@@ -172,107 +174,228 @@ def without(key: str) -> dict[str, Any]:
     return {k: v for k, v in GOOD.items() if k != key}
 
 
+# Specs the API server refuses, the field it names and words of its message. `ballast slo validate` refuses each too,
+# naming the same fields (test_a_file_is_refused_what_the_api_server_refuses).
+INVALID = [
+    pytest.param(without("service"), "spec.service", "Required value", id="no-service"),
+    pytest.param(GOOD | {"objective": 0}, "spec.objective", "should be greater than 0", id="objective-zero"),
+    pytest.param(GOOD | {"objective": 100}, "spec.objective", "should be less than 100", id="objective-hundred"),
+    pytest.param(
+        GOOD | {"window": {"duration": "30 days"}}, "spec.window.duration", "should match", id="malformed-window"
+    ),
+    pytest.param(
+        GOOD | {"window": {"duration": "1M"}},
+        "spec.window.duration",
+        "a rolling window has a fixed length",
+        id="rolling-month",
+    ),
+    pytest.param(
+        GOOD | {"window": {"duration": "7d", "timeZone": "UTC"}},
+        "spec.window.timeZone",
+        "only a Calendar window",
+        id="rolling-time-zone",
+    ),
+    pytest.param(
+        GOOD | {"budgetingMethod": "Slices"}, "spec.budgetingMethod", "Unsupported value", id="unknown-budgeting-method"
+    ),
+    pytest.param(
+        GOOD | {"budgetingMethod": "Timeslices"},
+        "spec.timeSlices",
+        "need timeSlices.window",
+        id="timeslices-without-slices",
+    ),
+    pytest.param(
+        GOOD | {"budgetingMethod": "Timeslices", "timeSlices": {"window": "1m"}},
+        "spec.timeSlices.target",
+        "needs the good ratio a slice must reach",
+        id="timeslices-without-target",
+    ),
+    pytest.param(
+        GOOD | {"timeSlices": {"window": "1m"}},
+        "spec.timeSlices",
+        "only Timeslices and RatioTimeslices",
+        id="occurrences-with-slices",
+    ),
+    pytest.param(GOOD | {"sli": {}}, "spec.sli", "exactly one SLI kind is required", id="no-sli-kind"),
+    pytest.param(
+        GOOD | {"sli": EVENTS | {"rawErrorRatio": {"errorRatioQuery": "x[{{.window}}]"}}},
+        "spec.sli",
+        "exactly one SLI kind is required",
+        id="two-sli-kinds",
+    ),
+    pytest.param(
+        GOOD | {"sli": {"eventRatio": {"totalQuery": "sum(rate(x[{{.window}}]))"}}},
+        "spec.sli.eventRatio",
+        "exactly one of errorQuery and goodQuery",
+        id="no-error-or-good-query",
+    ),
+    pytest.param(
+        GOOD | {"sli": {"eventRatio": {"errorQuery": "sum(rate(e[5m]))", "totalQuery": "sum(rate(t[{{.window}}]))"}}},
+        "spec.sli.eventRatio.errorQuery",
+        "must contain the {{.window}} placeholder",
+        id="query-without-window",
+    ),
+    pytest.param(
+        GOOD | {"sli": {"eventRatio": {"errorQuery": "q[{{.window}}]", "totalQuery": "q[{{.window}}]"}}},
+        "spec.sli.eventRatio.totalQuery",
+        "must differ from errorQuery",
+        id="error-query-equals-total",
+    ),
+    pytest.param(
+        GOOD | {"sli": {"rawErrorRatio": {"errorRatioQuery": "ratio"}}},
+        "spec.sli.rawErrorRatio.errorRatioQuery",
+        "must contain the {{.window}} placeholder",
+        id="raw-without-window",
+    ),
+    pytest.param(
+        GOOD | {"sli": {"latency": {"histogram": "http_seconds", "threshold": "fast"}}},
+        "spec.sli.latency.threshold",
+        "should match",
+        id="malformed-latency-threshold",
+    ),
+    pytest.param(
+        without("alerting") | {"alerting": {}},
+        "spec.alerting.page.name",
+        "the page tier is enabled but has no",
+        id="page-unnamed",
+    ),
+    pytest.param(
+        without("alerting") | {"alerting": {"page": {"name": "ShopPage"}}},
+        "spec.alerting.ticket.name",
+        "the ticket tier is enabled but has no",
+        id="ticket-unnamed",
+    ),
+    pytest.param(
+        GOOD | {"alerting": {"name": "shop errors"}}, "spec.alerting.name", "should match", id="malformed-alert-name"
+    ),
+    pytest.param(
+        GOOD | {"sli": {"webAppAvailability": {"webApp": "shop"}}, "minRequestRate": 1},
+        "spec.minRequestRate",
+        "needs an SLI with a total request rate",
+        id="min-rate-without-total",
+    ),
+    pytest.param(GOOD | {"minRequestRate": 0}, "spec.minRequestRate", "should be greater than 0", id="min-rate-zero"),
+    pytest.param(
+        GOOD | {"budgetPolicy": {"freezeDeploysBelowPercent": 100}},
+        "spec.budgetPolicy.freezeDeploysBelowPercent",
+        "should be less than 100",
+        id="freeze-at-hundred",
+    ),
+    pytest.param(
+        GOOD | {"budgetingMethod": "RatioTimeslices", "timeSlices": {"window": "1d"}},
+        "spec.timeSlices.window",
+        "should match",
+        id="slice-in-days",
+    ),
+    pytest.param(
+        GOOD | {"alerting": {"name": "Shop", "page": {"name": "page me"}}},
+        "spec.alerting.page.name",
+        "should match",
+        id="malformed-tier-name",
+    ),
+    pytest.param(
+        GOOD | {"labels": {f"label{i}": "x" for i in range(33)}},
+        "spec.labels",
+        "must have at most 32 items",
+        id="too-many-labels",
+    ),
+    pytest.param(
+        GOOD | {"sli": {"eventRatio": {"errorQuery": "", "totalQuery": "t[{{.window}}]"}}},
+        "spec.sli.eventRatio.errorQuery",
+        "should be at least 1 chars long",
+        id="empty-error-query",
+    ),
+]
+
+
+def refused_offline(spec: dict[str, Any]) -> tuple[SpecError, ...]:
+    """What `ballast slo validate` says of the object in a file."""
+    with pytest.raises(InvalidSpec) as refused:
+        load_object(slo("bad", spec), "bad.yaml", 1)
+    return refused.value.errors
+
+
+@pytest.mark.parametrize(("spec", "field", "reason"), INVALID)
+def test_a_file_is_refused_what_the_api_server_refuses(spec: dict[str, Any], field: str, reason: str) -> None:
+    """No API server has seen a file: `ballast slo validate` refuses what the API server refuses (the same cases,
+    below), naming the field it names; where a CEL rule refuses, with the CRD's own message."""
+    errors = {error.field: error.rule for error in refused_offline(spec)}
+    assert field in errors, errors
+    if any(rule.field == field and rule.message.startswith(reason) for rule in RULES):
+        assert reason in errors[field]
+
+
+def crd_rules(schema: dict[str, Any], node: str) -> list[tuple[str, str, str, str]]:
+    found = [
+        (node, v["rule"], v["message"], v.get("fieldPath", "")) for v in schema.get("x-kubernetes-validations", [])
+    ]
+    for name, prop in schema.get("properties", {}).items():
+        found += crd_rules(prop, f"{node}.{name}")
+    return found
+
+
+def test_the_offline_rules_are_the_crds_cel_rules() -> None:
+    """Each CEL rule of the CRD is mirrored (the same node, expression, message and field), and nothing else."""
+    crd = crd_rules(crd_schema(CRD_FILE)["properties"]["spec"], "spec")
+    assert [(r.node, r.rule, r.message, r.field_path) for r in RULES] == crd
+
+
+# The schema keywords a model's field can hold; the CRD's `exclusiveMinimum: true` (OpenAPI 3.0) is pydantic's
+# `exclusiveMinimum: <bound>` (JSON Schema 2020-12).
+BOUNDS: tuple[str, ...] = ("type", "enum", "pattern", "minLength", "maxLength", "minProperties", "maxProperties")
+BOUNDS += ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
+def crd_bounds(schema: dict[str, Any], path: str) -> dict[str, dict[str, Any]]:
+    here = {k: schema[k] for k in BOUNDS if k in schema}
+    for exclusive, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if here.get(exclusive) is True:
+            here[exclusive] = here.pop(bound)
+    found = {path: here}
+    for name, prop in schema.get("properties", {}).items():
+        found |= crd_bounds(prop, f"{path}.{name}")
+    if isinstance(schema.get("additionalProperties"), dict):
+        found |= crd_bounds(schema["additionalProperties"], f"{path}.*")
+    return found
+
+
+def model_bounds(schema: dict[str, Any], defs: dict[str, Any], path: str) -> dict[str, dict[str, Any]]:
+    while True:  # through references and optional (`X | None`) fields to the field's own schema
+        if "$ref" in schema:
+            schema = defs[schema["$ref"].rsplit("/", 1)[-1]] | {k: v for k, v in schema.items() if k != "$ref"}
+        elif "anyOf" in schema:
+            (inner,) = [s for s in schema["anyOf"] if s.get("type") != "null"]
+            schema = inner | {k: v for k, v in schema.items() if k != "anyOf"}
+        else:
+            break
+    found = {path: {k: schema[k] for k in BOUNDS if k in schema}}
+    for name, prop in schema.get("properties", {}).items():
+        found |= model_bounds(prop, defs, f"{path}.{name}")
+    if isinstance(schema.get("additionalProperties"), dict):
+        found |= model_bounds(schema["additionalProperties"], defs, f"{path}.*")
+    return found
+
+
+def test_the_spec_model_holds_the_crds_bounds_and_patterns() -> None:
+    model = ServiceLevelObjectiveSpec.model_json_schema(by_alias=True)
+    assert model_bounds(model, model.get("$defs", {}), "spec") == crd_bounds(
+        crd_schema(CRD_FILE)["properties"]["spec"], "spec"
+    )
+
+
 @cluster
-@pytest.mark.parametrize(
-    ("spec", "field", "reason"),
-    [
-        (without("service"), "spec.service", "Required value"),
-        (GOOD | {"objective": 0}, "spec.objective", "should be greater than 0"),
-        (GOOD | {"objective": 100}, "spec.objective", "should be less than 100"),
-        (GOOD | {"window": {"duration": "30 days"}}, "spec.window.duration", "should match"),
-        (GOOD | {"window": {"duration": "1M"}}, "spec.window.duration", "a rolling window has a fixed length"),
-        (GOOD | {"window": {"duration": "7d", "timeZone": "UTC"}}, "spec.window.timeZone", "only a Calendar window"),
-        (GOOD | {"budgetingMethod": "Slices"}, "spec.budgetingMethod", "Unsupported value"),
-        (GOOD | {"budgetingMethod": "Timeslices"}, "spec.timeSlices", "need timeSlices.window"),
-        (
-            GOOD | {"budgetingMethod": "Timeslices", "timeSlices": {"window": "1m"}},
-            "spec.timeSlices.target",
-            "needs the good ratio a slice must reach",
-        ),
-        (GOOD | {"timeSlices": {"window": "1m"}}, "spec.timeSlices", "only Timeslices and RatioTimeslices"),
-        (GOOD | {"sli": {}}, "spec.sli", "exactly one SLI kind is required"),
-        (
-            GOOD | {"sli": EVENTS | {"rawErrorRatio": {"errorRatioQuery": "x[{{.window}}]"}}},
-            "spec.sli",
-            "exactly one SLI kind is required",
-        ),
-        (
-            GOOD | {"sli": {"eventRatio": {"totalQuery": "sum(rate(x[{{.window}}]))"}}},
-            "spec.sli.eventRatio",
-            "exactly one of errorQuery and goodQuery",
-        ),
-        (
-            GOOD
-            | {"sli": {"eventRatio": {"errorQuery": "sum(rate(e[5m]))", "totalQuery": "sum(rate(t[{{.window}}]))"}}},
-            "spec.sli.eventRatio.errorQuery",
-            "must contain the {{.window}} placeholder",
-        ),
-        (
-            GOOD | {"sli": {"eventRatio": {"errorQuery": "q[{{.window}}]", "totalQuery": "q[{{.window}}]"}}},
-            "spec.sli.eventRatio.totalQuery",
-            "must differ from errorQuery",
-        ),
-        (
-            GOOD | {"sli": {"rawErrorRatio": {"errorRatioQuery": "ratio"}}},
-            "spec.sli.rawErrorRatio.errorRatioQuery",
-            "must contain the {{.window}} placeholder",
-        ),
-        (
-            GOOD | {"sli": {"latency": {"histogram": "http_seconds", "threshold": "fast"}}},
-            "spec.sli.latency.threshold",
-            "should match",
-        ),
-        (without("alerting") | {"alerting": {}}, "spec.alerting.page.name", "the page tier is enabled but has no"),
-        (
-            without("alerting") | {"alerting": {"page": {"name": "ShopPage"}}},
-            "spec.alerting.ticket.name",
-            "the ticket tier is enabled but has no",
-        ),
-        (GOOD | {"alerting": {"name": "shop errors"}}, "spec.alerting.name", "should match"),
-        (
-            GOOD | {"sli": {"webAppAvailability": {"webApp": "shop"}}, "minRequestRate": 1},
-            "spec.minRequestRate",
-            "needs an SLI with a total request rate",
-        ),
-        (GOOD | {"minRequestRate": 0}, "spec.minRequestRate", "should be greater than 0"),
-        (
-            GOOD | {"budgetPolicy": {"freezeDeploysBelowPercent": 100}},
-            "spec.budgetPolicy.freezeDeploysBelowPercent",
-            "should be less than 100",
-        ),
-    ],
-    ids=[
-        "no-service",
-        "objective-zero",
-        "objective-hundred",
-        "malformed-window",
-        "rolling-month",
-        "rolling-time-zone",
-        "unknown-budgeting-method",
-        "timeslices-without-slices",
-        "timeslices-without-target",
-        "occurrences-with-slices",
-        "no-sli-kind",
-        "two-sli-kinds",
-        "no-error-or-good-query",
-        "query-without-window",
-        "error-query-equals-total",
-        "raw-without-window",
-        "malformed-latency-threshold",
-        "page-unnamed",
-        "ticket-unnamed",
-        "malformed-alert-name",
-        "min-rate-without-total",
-        "min-rate-zero",
-        "freeze-at-hundred",
-    ],
-)
+@pytest.mark.parametrize(("spec", "field", "reason"), INVALID)
 async def test_an_invalid_slo_is_refused_naming_the_field(
     custom: client.CustomObjectsApi, namespace: str, spec: dict[str, Any], field: str, reason: str
 ) -> None:
     with pytest.raises(ApiException) as refused:
         await custom.create_namespaced_custom_object(GROUP, VERSION, namespace, SLOS, slo("bad", spec))
     assert_refused_naming(refused.value, field, reason)
+    # `ballast slo validate` names the same fields (every one the API server names, and no other); the API server's
+    # cause without a field (`<nil>`) says the CEL rules were not checked, which the file's refusal says too.
+    causes = {cause.get("field") for cause in api_status(refused.value)["details"]["causes"]}
+    causes = {"" if cause == "<nil>" else cause for cause in causes}
+    assert {error.field for error in refused_offline(spec)} == causes
 
 
 @cluster

@@ -4,23 +4,26 @@ They mirror deploy/crds/servicelevelobjectives.platform.example.com.yaml (camelC
 The API server has checked an object against the CRD's schema and CEL rules already; `to_objective` hands it to
 `ballast.slo.ServiceLevelObjective`, the model the Sloth and OpenSLO loaders fill, so the engine reads one model.
 
-From a file (`ballast slo validate|generate`, `load_object`) nothing has checked the object yet: a field the CRD
-does not have is refused as kubectl's strict field validation would, and the model's rules apply; the CRD's CEL
-rules that the model does not repeat are the API server's (`kubectl apply --dry-run=server`).
+From a file (`ballast slo validate|generate`, `load_object`) nothing has checked the object yet, so it is checked as
+the API server would: a field the CRD does not have is refused as kubectl's strict field validation would, the
+schema's bounds and patterns apply (the models hold them; a test compares them with the CRD's), then the CRD's CEL
+rules (`ballast.slo.crd_rules`) unless a schema error stops them, each refusal naming the field the API server names.
 """
 
 from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any, get_args
+from typing import Annotated, Any, Final, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-# From the defining modules, not the package: the package's loaders read these objects too.
 from ballast.slo.alerting import Alerting, AlertTier
 from ballast.slo.budgeting import Budgeting, Occurrences, RatioTimeslices, Timeslices
+
+# From the defining modules, not the package: the package's loaders read these objects too.
+from ballast.slo.crd_rules import broken_rules
 from ballast.slo.durations import parse_duration
 from ballast.slo.errors import InvalidSpec, SpecError, from_validation
 from ballast.slo.group import KubernetesObject, SloGroup, SpecFormat
@@ -44,6 +47,15 @@ class ApiModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
+# The CRD schema's bounds and patterns, held by the models too (a test compares them), so that a file is refused what
+# the API server would refuse, naming the same field.
+AlertName = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")]
+Query = Annotated[str, Field(min_length=1, max_length=4096)]
+Labels = Annotated[dict[str, Annotated[str, Field(max_length=1024)]], Field(max_length=32)]
+Annotations = Annotated[dict[str, Annotated[str, Field(max_length=4096)]], Field(max_length=32)]
+NAME_LENGTH: Final = 253
+
+
 class WindowType(enum.StrEnum):
     ROLLING = "Rolling"
     CALENDAR = "Calendar"
@@ -53,7 +65,7 @@ class Window(ApiModel):
     type: WindowType = WindowType.ROLLING
     duration: str = Field(pattern=r"^[1-9][0-9]{0,3}[mhdwMQY]$")
     start: datetime | None = None
-    time_zone: str | None = None
+    time_zone: str | None = Field(default=None, min_length=1, max_length=64)
 
     def to_window(self) -> SloWindow:
         if self.type is WindowType.ROLLING:
@@ -73,28 +85,28 @@ class BudgetingMethod(enum.StrEnum):
 
 
 class TimeSlices(ApiModel):
-    window: str
+    window: str = Field(min_length=2, max_length=16, pattern=r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$")
     target: float | None = Field(default=None, gt=0, le=1)
 
 
 class EventRatio(ApiModel):
-    error_query: str | None = None
-    good_query: str | None = None
-    total_query: str
+    error_query: Query | None = None
+    good_query: Query | None = None
+    total_query: Query
 
 
 class RawErrorRatio(ApiModel):
-    error_ratio_query: str
+    error_ratio_query: Query
 
 
 class Latency(ApiModel):
-    histogram: str
-    selector: str = ""
-    threshold: str
+    histogram: str = Field(max_length=256, pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+    selector: str = Field(default="", max_length=1024)
+    threshold: str = Field(max_length=32, pattern=r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?$")
 
 
 class WebAppAvailability(ApiModel):
-    web_app: str = Field(min_length=1)
+    web_app: str = Field(min_length=1, max_length=NAME_LENGTH)
 
 
 class SliSpec(ApiModel):
@@ -118,18 +130,18 @@ class SliSpec(ApiModel):
 
 class Tier(ApiModel):
     enabled: bool = True
-    name: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    name: AlertName | None = None
+    labels: Labels = Field(default_factory=dict)
+    annotations: Annotations = Field(default_factory=dict)
 
     def to_tier(self) -> AlertTier:
         return AlertTier(**self.model_dump())
 
 
 class AlertingSpec(ApiModel):
-    name: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    name: AlertName | None = None
+    labels: Labels = Field(default_factory=dict)
+    annotations: Annotations = Field(default_factory=dict)
     page: Tier = Tier()
     ticket: Tier = Tier()
 
@@ -150,8 +162,8 @@ class BudgetPolicy(ApiModel):
 
 
 class ServiceLevelObjectiveSpec(ApiModel):
-    service: str = Field(min_length=1)
-    description: str = ""
+    service: str = Field(min_length=1, max_length=NAME_LENGTH)
+    description: str = Field(default="", max_length=1024)
     objective: float = Field(gt=0, lt=100)
     window: Window
     budgeting_method: BudgetingMethod = BudgetingMethod.OCCURRENCES
@@ -161,7 +173,7 @@ class ServiceLevelObjectiveSpec(ApiModel):
     alerting: AlertingSpec | None = None
     min_request_rate: float | None = Field(default=None, gt=0)
     budget_policy: BudgetPolicy = BudgetPolicy()
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict)
 
     def to_budgeting(self) -> Budgeting:
         if self.budgeting_method is BudgetingMethod.OCCURRENCES:
@@ -198,6 +210,19 @@ def to_objective(namespace: str, name: str, spec: ServiceLevelObjectiveSpec) -> 
     )
 
 
+# After a missing field, a value outside an enum, a string or map over its size or a value of the wrong type, the API
+# server does not run the CEL rules (its Required, NotSupported, TooLong, TooMany and TypeInvalid errors) and says so.
+_STOPPING: Final = frozenset(("missing", "enum", "literal_error", "string_too_long", "too_long"))
+RULES_NOT_CHECKED: Final = (
+    "some validation rules were not checked because the object was invalid; correct the existing errors to complete "
+    "validation"
+)
+
+
+def _stops_rules(error_type: str) -> bool:
+    return error_type in _STOPPING or error_type.endswith(("_type", "_parsing"))
+
+
 def load_object(data: dict[str, Any], file: str, document: int) -> SloGroup:
     """A ServiceLevelObjective object from a file, as the engine would read it from the cluster; raises InvalidSpec
     naming the file, the document, the field and the rule. Without a namespace it is in `default`, as kubectl would
@@ -210,12 +235,22 @@ def load_object(data: dict[str, Any], file: str, document: int) -> SloGroup:
     unknown += _unknown_fields(data.get("spec"), ServiceLevelObjectiveSpec, "spec")
     if unknown:
         raise InvalidSpec([SpecError(file, document, field, "not a field of the CRD") for field in unknown])
+    # The CRD's CEL rules, as the API server would apply them: each names its field, with the CRD's message.
+    broken = [SpecError(file, document, rule.field, rule.message) for rule in broken_rules(data)]
     try:
         spec = ServiceLevelObjectiveSpec.model_validate(data.get("spec"))
+    except ValidationError as error:
+        schema = from_validation(error, file, document, "spec")
+        if any(_stops_rules(detail["type"]) for detail in error.errors()):
+            raise InvalidSpec([*schema, SpecError(file, document, "", RULES_NOT_CHECKED)]) from None
+        raise InvalidSpec(schema + broken) from None
+    if broken:
+        raise InvalidSpec(broken)
+    try:
         slo = to_objective(namespace, name, spec)
     except ValidationError as error:
         raise InvalidSpec(from_validation(error, file, document, "spec")) from None
-    except ValueError as error:  # a rule between fields (budgeting and its slices)
+    except ValueError as error:  # a rule of the library's model the CRD does not state
         raise InvalidSpec([SpecError(file, document, "spec", str(error))]) from None
     origin = KubernetesObject(
         name=name,
