@@ -14,6 +14,7 @@ from nats.js.errors import NotFoundError
 
 from ballast.bus import Bus
 from ballast.events import new_event
+from ballast.events.catalogue import K8S_EVENTS, PLATFORM_EVENTS
 from ballast.events.contracts.common import ManifestRef, ObjectRef
 from ballast.events.contracts.k8s import ObservedObject, k8s_event_type, k8s_subject
 from ballast.events.contracts.policy import (
@@ -39,8 +40,9 @@ from ballast.events.contracts.slo import (
 )
 from ballast.policy import PolicyEngine, load_policies, read_policies
 from ballast.replay import shadowing
+from ballast.replay.reading import read_selection
 from ballast.replay.selection import Selection
-from ballast.replay.shadow import shadow_stream
+from ballast.replay.shadow import Recorded, copy_window, original_sequence, remove, shadow_stream, shadow_subject
 from ballast.replay.shadow_policy import constraint_results, verdict
 from ballast.replay.shadow_slo import Candidate, Firing
 from ballast.slo import (
@@ -97,6 +99,53 @@ def _pod(name: str, labels: dict[str, str]) -> dict[str, Any]:
 async def _load(engine: PolicyEngine, directory: Path) -> None:
     engine.clear_constraints()
     assert await load_policies(engine, read_policies([directory])) == []
+
+
+@pytest.mark.parametrize("recorded_streams", [1, 2], ids=["one-stream-mirrored", "two-streams-sourced"])
+async def test_a_window_copy_holds_what_the_filter_matched_from_the_start_with_original_sequences(
+    streams: Bus, unique: Callable[[str], str], recorded_streams: int
+) -> None:
+    """One recorded stream is mirrored, several are sourced: either way the copy holds the messages the filter
+    matched from the window's start (not before it, not another cluster's), under shadow.<run>., each telling its
+    original sequence, and becomes a plain stream once the window is in (nothing newer flows in)."""
+    js, cluster, run = streams.js, unique("cp"), unique("cw")
+    facts, decisions = f"evt.k8s.{cluster}.>", f"evt.policy.{cluster}.>"
+    originals: dict[str, list[tuple[int, bytes]]] = {facts: [], decisions: []}
+    for i in range(8):
+        for subject, wanted in (
+            (f"evt.k8s.{cluster}.shop.Deployment.updated", facts),
+            (f"evt.k8s.other{cluster}.shop.Deployment.updated", None),
+            (f"evt.policy.{cluster}.shop.allowed", decisions),
+        ):
+            body = f"{subject}#{i}".encode()
+            ack = await js.publish(subject, body, headers={"Nats-Msg-Id": unique(f"m{i}{subject}")})
+            if wanted is not None:
+                originals[wanted].append((ack.seq, body))
+    start = originals[facts][3][0]  # the window starts at the fourth fact
+    recorded = [Recorded(K8S_EVENTS.name, facts), Recorded(PLATFORM_EVENTS.name, decisions)][:recorded_streams]
+
+    copy = await copy_window(js, run, recorded, from_seq=start)
+    try:
+        config = (await js.stream_info(shadow_stream(run))).config
+        # The window is in: a plain stream from now on, nothing newer flows in.
+        assert config.mirror is None
+        assert not config.sources
+        assert config.subjects == [f"shadow.{run}.>"]
+        expected_total = 0
+        for source in recorded:
+            expected = [(seq, body) for seq, body in originals[source.subjects] if seq >= start]
+            expected_total += len(expected)
+            copied = [
+                (original_sequence(stored.headers, stored.sequence), stored.data, stored.subject)
+                async for stored in read_selection(
+                    streams, shadow_stream(run), Selection(subjects=(shadow_subject(run, source.subjects),))
+                )
+            ]
+            assert [(seq, body) for seq, body, _ in copied] == expected
+            assert all(subject.startswith(f"shadow.{run}.{source.subjects[:-1]}") for _, _, subject in copied)
+        assert copy.copied == expected_total
+    finally:
+        await remove(js, run)
 
 
 async def test_a_stricter_policy_reports_exactly_the_decisions_it_changes(

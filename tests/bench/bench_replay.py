@@ -8,7 +8,7 @@ K8S_EVENTS once. Then, for R rounds:
                counting messages: printed for comparison, not a bar
   export       `ballast.replay.exporting.export`: the lean reader, each message turned into a JSONL line
                (attributes decoded, body checked to round-trip) and written to a file
-  shadow copy  `ballast.replay.shadow.copy_window`: SHADOW_<run> sourcing the stream with a subject transform,
+  shadow copy  `ballast.replay.shadow.copy_window`: SHADOW_<run> mirroring the stream with a subject transform,
                timed from the stream's creation to the last message's arrival (server-side, no client in the path)
   import       `ballast.replay.importing`: the export file checked (every line parsed, decoded, validated) and
                published into a re-created K8S_EVENTS, timed to the last acknowledgement

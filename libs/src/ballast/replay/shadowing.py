@@ -43,7 +43,7 @@ async def _window(bus: Bus, run: str, subjects: str, selection: Selection) -> As
     only = Selection(subjects=(shadow.shadow_subject(run, subjects),))
     async with contextlib.aclosing(read_selection(bus, shadow.shadow_stream(run), only)) as copies:
         async for stored in copies:
-            sequence = shadow.source_sequence(stored.headers) or 0
+            sequence = shadow.original_sequence(stored.headers, stored.sequence)
             if selection.to_seq is not None and sequence > selection.to_seq:
                 continue
             if selection.filters_headers and not selection.wants(stored.headers):
