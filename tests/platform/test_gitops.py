@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from test_chart import CHART, DEPLOY, KUBE_VERSION, container, env_of, find, helm
+from chart_helpers import CHART, DEPLOY, KUBE_VERSION, container, env_of, find, helm
 
 ROOT = DEPLOY.parent
 GITOPS = DEPLOY / "gitops"

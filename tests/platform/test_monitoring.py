@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 import yaml
+from chart_helpers import CHART, DEPLOY, THIRD_PARTY_CRDS, find, render
 from kubernetes_asyncio import client
-from test_chart import CHART, DEPLOY, THIRD_PARTY_CRDS, find, render
 
 from ballast.kube.install import install, load_manifests
 from ballast.local.tools import tool
