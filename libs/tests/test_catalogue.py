@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from ballast.events import DecodeFailure, EventDecodeError, asyncapi, decode, encode, new_event
 from ballast.events.catalogue import CATALOGUE, REGISTRY
-from ballast.events.contracts import chaos, incident, k8s, policy, reconcile, slo
+from ballast.events.contracts import chaos, incident, k8s, policy, reconcile, replay, slo
 from ballast.events.contracts.common import ManifestRef, ObjectRef, platform_subject
 from ballast.events.registry import EventSpec
 
@@ -32,6 +32,7 @@ AREAS: dict[str, tuple[EventSpec, ...]] = {
     "policy": policy.POLICY_EVENT_TYPES,
     "chaos": chaos.CHAOS_EVENT_TYPES,
     "incident": incident.INCIDENT_EVENT_TYPES,
+    "replay": replay.REPLAY_EVENT_TYPES,
 }
 
 # --- one valid payload of every model, as its producer would publish it ---------------------------------------------
@@ -233,6 +234,20 @@ EXAMPLES: dict[type[BaseModel], BaseModel] = {
         generated_at=AT,
     ),
 }
+EXAMPLES[replay.ReplayRun] = replay.ReplayRun(
+    run="r1a2b3c4",
+    operation=replay.ReplayOperation.REPLAY,
+    source="stream K8S_EVENTS (subjects evt.k8s.prod.>)",
+    target="the LIVE subjects: the services consume them again",
+    live=True,
+    actor="alice@laptop",
+    planned=1200,
+    stored=800,
+    duplicates=3,
+    resume="--from-seq 804 --run r1a2b3c4",
+    started_at=AT,
+    ended_at=AT + timedelta(minutes=2),
+)
 EXAMPLES[incident.IncidentList] = incident.IncidentList(
     incidents=(cast(incident.IncidentTransition, EXAMPLES[incident.IncidentTransition]),)
 )

@@ -1,5 +1,6 @@
 """The replay tooling against a real nats-server: export -> import round trip, malformed lines, replay order and
-pacing, replays that cause no second side effect, DLQ redrive after a fix, and the CLI's dry runs."""
+pacing, replays that cause no second side effect, DLQ redrive after a fix, the CLI's dry runs, and the record on
+evt.replay of what publishes again."""
 
 from __future__ import annotations
 
@@ -10,17 +11,20 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
 from ballast.bus import Bus, Consumer, Delivery, Reject
+from ballast.bus.consumer import DLQ_CONSUMER, DLQ_DELIVERIES, DLQ_REASON, DLQ_SEQUENCE, DLQ_STREAM, DLQ_SUBJECT
 from ballast.cli.main import main
 from ballast.events import encode, new_event
 from ballast.events.catalogue import CATALOGUE, ConsumerSpec
 from ballast.events.contracts.common import ObjectRef
 from ballast.events.contracts.k8s import ObservedObject, k8s_event_type, k8s_subject
+from ballast.events.contracts.replay import ReplayOperation, ReplayRun
 from ballast.events.envelope import Envelope
 from ballast.local.nats_server import NatsServer
 from ballast.replay import dead_letters, importing, replaying
@@ -418,3 +422,140 @@ def test_a_gzip_export_resumed_with_append_imports_as_one_file(
     assert "dry run: would publish 40 events (lines 1..40)" in capsys.readouterr().out
     assert main(["events", "export", *url, "--subject", wanted, "--append"]) == 2
     assert "--append needs --out" in capsys.readouterr().err
+
+
+def test_what_publishes_again_is_recorded_on_evt_replay_and_a_dry_run_is_not(
+    nats_server: NatsServer,
+    tmp_path: Path,
+    unique: Callable[[str], str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cluster, audited, run = unique("au"), unique("audit"), unique("r")
+    monkeypatch.setenv("BALLAST_CLUSTER", audited)  # the record's subject: evt.replay.<audited>._.<state>
+
+    async def record() -> None:
+        bus = await Bus.connect(nats_server.url, name="au", metrics=BusMetrics(CollectorRegistry()))
+        try:
+            await bus.ensure_streams()
+            await bus.publisher.publish_all([(subject(cluster), fact(cluster, f"w{i}", i)) for i in range(5)])
+        finally:
+            await bus.close()
+
+    async def recorded() -> list[tuple[str, ReplayRun]]:
+        bus = await Bus.connect(nats_server.url, name="au-read", metrics=BusMetrics(CollectorRegistry()))
+        try:
+            found = []
+            wanted = Selection(subjects=(f"evt.replay.{audited}.>",))
+            async with contextlib.aclosing(read_selection(bus, "PLATFORM_EVENTS", wanted)) as messages:
+                async for message in messages:
+                    assert message.event is not None
+                    assert isinstance(message.event.data, ReplayRun)
+                    found.append((message.subject.rsplit(".", 1)[-1], message.event.data))
+            return found
+        finally:
+            await bus.close()
+
+    asyncio.run(record())
+    url = ["--nats-url", nats_server.url, "--quiet"]
+    path = tmp_path / "five.jsonl"
+    assert main(["events", "export", *url, "--subject", f"evt.k8s.{cluster}.>", "-o", str(path)]) == 0
+    assert main(["events", "import", str(path), *url]) == 0  # a dry run
+    assert main(["events", "replay", *url, "--stream", "K8S_EVENTS", "--subject", f"evt.k8s.{cluster}.>"]) == 0
+    capsys.readouterr()
+    assert asyncio.run(recorded()) == []  # dry runs publish nothing, their record included
+
+    assert main(["events", "import", str(path), *url, "--execute"]) == 0
+    err = capsys.readouterr().err
+    (imported,) = {line.split()[1] for line in err.splitlines() if " recorded on evt.replay (import" in line}
+    replay = ["events", "replay", *url, "--stream", "K8S_EVENTS", "--subject", f"evt.k8s.{cluster}.>"]
+    assert main([*replay, "--run", run, "--execute"]) == 0
+
+    records = asyncio.run(recorded())
+    assert [(state, r.operation, r.run) for state, r in records] == [
+        ("started", ReplayOperation.IMPORT, imported),
+        ("finished", ReplayOperation.IMPORT, imported),
+        ("started", ReplayOperation.REPLAY, run),
+        ("finished", ReplayOperation.REPLAY, run),
+    ]
+    import_started, import_finished, replay_started, replay_finished = (r for _, r in records)
+    # The import put the five recorded events back on their live subjects: already stored, so duplicates.
+    assert (import_finished.live, import_finished.planned, import_finished.stored) == (True, 5, 0)
+    assert import_finished.duplicates == 5
+    assert str(path) in import_finished.source
+    assert import_started.ended_at is None
+    assert import_finished.ended_at is not None
+    assert import_finished.ended_at >= import_finished.started_at
+    assert (import_finished.error, import_finished.resume) == (None, None)
+    # The replay went into its shadow stream, not to the services.
+    assert (replay_finished.live, replay_finished.planned, replay_finished.stored) == (False, 5, 5)
+    assert f"SHADOW_{run}" in replay_finished.target
+    assert replay_started.actor == replay_finished.actor
+    assert "@" in replay_finished.actor
+    asyncio.run(_remove_shadow(nats_server.url, run))
+
+
+async def _remove_shadow(url: str, run: str) -> None:
+    bus = await Bus.connect(url, name="au-clean", metrics=BusMetrics(CollectorRegistry()))
+    try:
+        await remove(bus.js, run)
+    finally:
+        await bus.close()
+
+
+def test_a_redrive_is_recorded_on_evt_replay(
+    nats_server: NatsServer,
+    unique: Callable[[str], str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cluster, audited, durable = unique("rd"), unique("audit"), unique("redrive-")
+    monkeypatch.setenv("BALLAST_CLUSTER", audited)
+
+    async def dead_letter() -> int:
+        """A consumer's dead letter of one stored fact, as `ballast.bus.consumer` writes it."""
+        bus = await Bus.connect(nats_server.url, name="rd", metrics=BusMetrics(CollectorRegistry()))
+        try:
+            await bus.ensure_streams()
+            event = fact(cluster, "web", 1)
+            original = await bus.publisher.publish(subject(cluster), event)
+            headers, body = encode(event)
+            headers |= {
+                DLQ_REASON: "rejected: the image has no digest",
+                DLQ_CONSUMER: durable,
+                DLQ_STREAM: "K8S_EVENTS",
+                DLQ_SEQUENCE: str(original.seq),
+                DLQ_SUBJECT: subject(cluster),
+                DLQ_DELIVERIES: "1",
+                "Nats-Msg-Id": f"dlq/K8S_EVENTS/{original.seq}/{durable}",
+            }
+            return (await bus.js.publish(f"dlq.{durable}", body, headers=headers)).seq
+        finally:
+            await bus.close()
+
+    letter = asyncio.run(dead_letter())
+    url = ["--nats-url", nats_server.url]
+    assert main(["events", "dlq", "redrive", str(letter), *url, "--execute"]) == 0
+    assert f"redrove #{letter} to {subject(cluster)}" in capsys.readouterr().out
+
+    async def recorded() -> list[tuple[str, ReplayRun]]:
+        bus = await Bus.connect(nats_server.url, name="rd-read", metrics=BusMetrics(CollectorRegistry()))
+        try:
+            wanted = Selection(subjects=(f"evt.replay.{audited}.>",))
+            async with contextlib.aclosing(read_selection(bus, "PLATFORM_EVENTS", wanted)) as messages:
+                return [
+                    (m.subject.rsplit(".", 1)[-1], cast(ReplayRun, m.event.data))
+                    async for m in messages
+                    if m.event is not None
+                ]
+        finally:
+            await bus.close()
+
+    records = asyncio.run(recorded())
+    assert [(state, r.operation) for state, r in records] == [
+        ("started", ReplayOperation.REDRIVE),
+        ("finished", ReplayOperation.REDRIVE),
+    ]
+    finished = records[-1][1]
+    assert (finished.live, finished.planned, finished.stored, finished.duplicates) == (True, 1, 1, 0)
+    assert f"#{letter}" in finished.source

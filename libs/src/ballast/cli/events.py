@@ -11,8 +11,10 @@
 
 Filters: --subject (repeatable), --type and --source (globs, repeatable), --since/--until (RFC 3339, or a duration
 before now such as 2h), --from-seq/--to-seq. Anything that publishes or deletes is a dry run that says what it would
-do unless --execute. Long runs show progress with rate and ETA on stderr; Ctrl-C stops at the next message and says
-where to resume. Exit status: 0 done, 1 stopped before the end, 2 refused (bad input, unknown stream or subject).
+do unless --execute. What publishes (import, replay, redrive) records its start and its end on evt.replay
+(`ballast.events.contracts.replay`), and does not publish if its start cannot be recorded. Long runs show progress with
+rate and ETA on stderr; Ctrl-C stops at the next message and says where to resume. Exit status: 0 done, 1 stopped
+before the end, 2 refused (bad input, unknown stream or subject).
 """
 
 from __future__ import annotations
@@ -209,6 +211,27 @@ async def _connect(url: str) -> Any:
     return await Bus.connect(url, name="ballast-events", metrics=BusMetrics(CollectorRegistry()))
 
 
+async def _record_start(audit: Any) -> None:
+    """The run's start on evt.replay, before it publishes anything; a start that cannot be recorded stops it."""
+    from ballast.bus.publisher import PublishError
+
+    try:
+        await audit.started()
+    except (PublishError, ConnectionError, TimeoutError) as exc:
+        raise PublishError(f"could not record run {audit.run} on evt.replay ({exc}): nothing was published") from exc
+    print(f"run {audit.run} recorded on evt.replay ({audit.operation}, by {audit.actor})", file=sys.stderr)
+
+
+async def _record_end(audit: Any, **outcome: Any) -> None:
+    """The run's end on evt.replay; what was published stays published if this fails, which is said."""
+    from ballast.bus.publisher import PublishError
+
+    try:
+        await audit.ended(**outcome)
+    except (PublishError, ConnectionError, TimeoutError) as exc:
+        _err(f"could not record the end of run {audit.run} on evt.replay: {exc}")
+
+
 # --- tail, export ----------------------------------------------------------------------------------------------------
 
 
@@ -304,8 +327,12 @@ def _report_malformed(malformed: list[Any], limit: int = 20) -> None:
 
 
 async def _import(args: argparse.Namespace) -> int:
+    from ballast.events.contracts.replay import ReplayOperation
     from ballast.replay import importing
+    from ballast.replay.audit import Audit
     from ballast.replay.progress import Progress, Stop
+    from ballast.replay.selection import SHADOW_PREFIX
+    from ballast.replay.shadow import new_run_id
 
     if not args.file.is_file():
         raise SelectionError(f"{args.file}: no such file")
@@ -330,12 +357,30 @@ async def _import(args: argparse.Namespace) -> int:
     try:
         for name in await importing.create_missing_streams(bus, plan, CATALOGUE):
             print(f"created stream {name} (the server had none of that name), as the catalogue declares it")
+        audit = Audit(
+            bus,
+            new_run_id(),
+            ReplayOperation.IMPORT,
+            source=f"file {args.file} ({lines}{skipped})",
+            target="the recorded subjects",
+            live=any(not name.startswith(SHADOW_PREFIX) for name in plan.streams),
+            planned=plan.events,
+        )
+        await _record_start(audit)
         progress = Progress(f"import {args.file}", plan.events, enabled=not args.quiet)
         stop = Stop()
         with stop.catching():
             result = await importing.publish(bus, plan, from_line=args.from_line, progress=progress, stop=stop)
         progress.finish()
         kept = await importing.dead_letter(bus, plan)
+        await _record_end(
+            audit,
+            stored=result.tally.stored,
+            duplicates=result.tally.duplicates,
+            stopped=result.stopped,
+            error=result.error,
+            resume=f"--from-line {result.resume_from}" if result.error or result.stopped else None,
+        )
     finally:
         await bus.close()
     print(
@@ -357,7 +402,9 @@ async def _import(args: argparse.Namespace) -> int:
 async def _replay(args: argparse.Namespace) -> int:
     import contextlib
 
+    from ballast.events.contracts.replay import ReplayOperation
     from ballast.replay import importing, replaying
+    from ballast.replay.audit import Audit
     from ballast.replay.progress import Progress, Stop
     from ballast.replay.reading import count_selected, read_selection
     from ballast.replay.shadow import check_run_id, new_run_id, shadow_stream
@@ -409,6 +456,10 @@ async def _replay(args: argparse.Namespace) -> int:
             print("Pass --execute to replay.")
             return 0
         total = plan.events if plan is not None else await count_selected(bus, stream or "", selection)
+        audit = Audit(
+            bus, run_id, ReplayOperation.REPLAY, source, target, live=into is replaying.Into.LIVE, planned=total
+        )
+        await _record_start(audit)
         progress = Progress(f"replay {run_id}", total, enabled=not args.quiet)
         stop = Stop()
         print(f"replaying {source} into {target}, run {run_id}, {args.pace.describe()}", file=sys.stderr)
@@ -418,6 +469,17 @@ async def _replay(args: argparse.Namespace) -> int:
                     bus, found, run=run_id, into=into, pacing=args.pace, progress=progress, stop=stop
                 )
         progress.finish()
+        flag = "--from-line" if plan is not None else "--from-seq"
+        resume = f"{flag} {(result.replayed_through or 0) + 1} --run {run_id}"
+        unfinished = bool(result.error or result.stopped)
+        await _record_end(
+            audit,
+            stored=result.tally.stored,
+            duplicates=result.tally.duplicates,
+            stopped=result.stopped,
+            error=result.error,
+            resume=resume if unfinished else None,
+        )
     finally:
         await bus.close()
     print(
@@ -426,11 +488,9 @@ async def _replay(args: argparse.Namespace) -> int:
     )
     if skipped:
         print(f"{len(skipped)} messages were not CloudEvents and were skipped: " + ", ".join(map(str, skipped[:20])))
-    if result.error or result.stopped:
-        flag = "--from-line" if plan is not None else "--from-seq"
-        resume = (result.replayed_through or 0) + 1
+    if unfinished:
         why = f"failed: {result.error}" if result.error else "stopped"
-        _err(f"{why}; resume with {flag} {resume} --run {run_id}")
+        _err(f"{why}; resume with {resume}")
         return EXIT_REFUSED if result.error else EXIT_STOPPED
     return 0
 
@@ -565,7 +625,10 @@ def _now() -> Any:
 
 
 async def _dlq(args: argparse.Namespace) -> int:
+    from ballast.events.contracts.replay import ReplayOperation
     from ballast.replay import dead_letters
+    from ballast.replay.audit import Audit
+    from ballast.replay.shadow import new_run_id
 
     bus = await _connect(args.nats_url)
     try:
@@ -603,9 +666,27 @@ async def _dlq(args: argparse.Namespace) -> int:
                 )
             print("Pass --execute to redrive.")
             return 0
-        for done in await dead_letters.redrive(bus, sequences):
+        audit = Audit(
+            bus,
+            new_run_id(),
+            ReplayOperation.REDRIVE,
+            source="dead letters " + ", ".join(f"#{sequence}" for sequence in sequences),
+            target="their original subjects",
+            live=True,
+            planned=len(sequences),
+        )
+        await _record_start(audit)
+        try:
+            redriven = await dead_letters.redrive(bus, sequences)
+        except Exception as exc:
+            # The letters redriven before the failure are deleted from the dead letters: listing them shows the rest.
+            await _record_end(audit, stored=0, duplicates=0, error=str(exc), resume="ballast events dlq list")
+            raise
+        for done in redriven:
             what = "already there (duplicate)" if done.duplicate else f"stored as {done.stream}#{done.stream_seq}"
             print(f"redrove #{done.letter.sequence} to {done.letter.subject}: {what}; dead letter deleted")
+        duplicates = sum(done.duplicate for done in redriven)
+        await _record_end(audit, stored=len(redriven) - duplicates, duplicates=duplicates)
         return 0
     finally:
         await bus.close()

@@ -7,7 +7,7 @@ when the committed document is stale.
 
 Subjects:
   evt.k8s.<cluster>.<ns|_>.<Kind>.<verb>     observed cluster facts
-  evt.<area>.<cluster>.<ns|_>.<event>        platform events (reconcile, slo, policy, chaos, incident, alert)
+  evt.<area>.<cluster>.<ns|_>.<event>        platform events (reconcile, slo, policy, chaos, incident, alert, replay)
   cmd.<service>.<action>                     work items (work-queue stream)
   svc.<service>.<endpoint>                   request/reply (NATS micro)
   dlq.<consumer>                             dead letters, with the reason and the original headers
@@ -24,6 +24,7 @@ from ballast.events.contracts.incident import INCIDENT_ENDPOINTS, INCIDENT_EVENT
 from ballast.events.contracts.k8s import K8S_EVENT_TYPES
 from ballast.events.contracts.policy import POLICY_CHECK, POLICY_EVENT_TYPES
 from ballast.events.contracts.reconcile import RECONCILE_EVENT_TYPES
+from ballast.events.contracts.replay import REPLAY_EVENT_TYPES
 from ballast.events.contracts.slo import SLO_EVENT_TYPES, SLO_STATUS
 from ballast.events.registry import EndpointSpec, EventSpec, TypeRegistry
 
@@ -82,6 +83,7 @@ PLATFORM_EVENTS = StreamSpec(
         "evt.chaos.>",
         "evt.incident.>",
         "evt.alert.>",
+        "evt.replay.>",
     ),
     retention=Retention.LIMITS,
     max_age=timedelta(days=30),
@@ -171,6 +173,7 @@ EVENT_TYPES: tuple[EventSpec, ...] = (
     *POLICY_EVENT_TYPES,
     *CHAOS_EVENT_TYPES,
     *INCIDENT_EVENT_TYPES,
+    *REPLAY_EVENT_TYPES,
 )
 COMMAND_TYPES: tuple[EventSpec, ...] = CHAOS_COMMANDS
 ENDPOINTS: tuple[EndpointSpec, ...] = (POLICY_CHECK, SLO_STATUS, *INCIDENT_ENDPOINTS)
