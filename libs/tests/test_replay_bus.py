@@ -11,7 +11,6 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import cast
 
 import orjson
 import pytest
@@ -442,20 +441,6 @@ def test_what_publishes_again_is_recorded_on_evt_replay_and_a_dry_run_is_not(
         finally:
             await bus.close()
 
-    async def recorded() -> list[tuple[str, ReplayRun]]:
-        bus = await Bus.connect(nats_server.url, name="au-read", metrics=BusMetrics(CollectorRegistry()))
-        try:
-            found = []
-            wanted = Selection(subjects=(f"evt.replay.{audited}.>",))
-            async with contextlib.aclosing(read_selection(bus, "PLATFORM_EVENTS", wanted)) as messages:
-                async for message in messages:
-                    assert message.event is not None
-                    assert isinstance(message.event.data, ReplayRun)
-                    found.append((message.subject.rsplit(".", 1)[-1], message.event.data))
-            return found
-        finally:
-            await bus.close()
-
     asyncio.run(record())
     url = ["--nats-url", nats_server.url, "--quiet"]
     path = tmp_path / "five.jsonl"
@@ -463,7 +448,9 @@ def test_what_publishes_again_is_recorded_on_evt_replay_and_a_dry_run_is_not(
     assert main(["events", "import", str(path), *url]) == 0  # a dry run
     assert main(["events", "replay", *url, "--stream", "K8S_EVENTS", "--subject", f"evt.k8s.{cluster}.>"]) == 0
     capsys.readouterr()
-    assert asyncio.run(recorded()) == []  # dry runs publish nothing, their record included
+    assert (
+        asyncio.run(replay_records(nats_server.url, audited)) == []
+    )  # dry runs publish nothing, their record included
 
     assert main(["events", "import", str(path), *url, "--execute"]) == 0
     err = capsys.readouterr().err
@@ -471,7 +458,7 @@ def test_what_publishes_again_is_recorded_on_evt_replay_and_a_dry_run_is_not(
     replay = ["events", "replay", *url, "--stream", "K8S_EVENTS", "--subject", f"evt.k8s.{cluster}.>"]
     assert main([*replay, "--run", run, "--execute"]) == 0
 
-    records = asyncio.run(recorded())
+    records = asyncio.run(replay_records(nats_server.url, audited))
     assert [(state, r.operation, r.run) for state, r in records] == [
         ("started", ReplayOperation.IMPORT, imported),
         ("finished", ReplayOperation.IMPORT, imported),
@@ -538,20 +525,7 @@ def test_a_redrive_is_recorded_on_evt_replay(
     assert main(["events", "dlq", "redrive", str(letter), *url, "--execute"]) == 0
     assert f"redrove #{letter} to {subject(cluster)}" in capsys.readouterr().out
 
-    async def recorded() -> list[tuple[str, ReplayRun]]:
-        bus = await Bus.connect(nats_server.url, name="rd-read", metrics=BusMetrics(CollectorRegistry()))
-        try:
-            wanted = Selection(subjects=(f"evt.replay.{audited}.>",))
-            async with contextlib.aclosing(read_selection(bus, "PLATFORM_EVENTS", wanted)) as messages:
-                return [
-                    (m.subject.rsplit(".", 1)[-1], cast(ReplayRun, m.event.data))
-                    async for m in messages
-                    if m.event is not None
-                ]
-        finally:
-            await bus.close()
-
-    records = asyncio.run(recorded())
+    records = asyncio.run(replay_records(nats_server.url, audited))
     assert [(state, r.operation) for state, r in records] == [
         ("started", ReplayOperation.REDRIVE),
         ("finished", ReplayOperation.REDRIVE),
@@ -559,3 +533,19 @@ def test_a_redrive_is_recorded_on_evt_replay(
     finished = records[-1][1]
     assert (finished.live, finished.planned, finished.stored, finished.duplicates) == (True, 1, 1, 0)
     assert f"#{letter}" in finished.source
+
+
+async def replay_records(url: str, cluster: str) -> list[tuple[str, ReplayRun]]:
+    """The replay tooling's record on evt.replay.<cluster>: (state, run) in stream order."""
+    bus = await Bus.connect(url, name="records", metrics=BusMetrics(CollectorRegistry()))
+    try:
+        found = []
+        wanted = Selection(subjects=(f"evt.replay.{cluster}.>",))
+        async with contextlib.aclosing(read_selection(bus, "PLATFORM_EVENTS", wanted)) as messages:
+            async for message in messages:
+                assert message.event is not None
+                assert isinstance(message.event.data, ReplayRun)
+                found.append((message.subject.rsplit(".", 1)[-1], message.event.data))
+        return found
+    finally:
+        await bus.close()

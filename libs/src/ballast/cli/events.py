@@ -222,6 +222,20 @@ async def _record_start(audit: Any) -> None:
     print(f"run {audit.run} recorded on evt.replay ({audit.operation}, by {audit.actor})", file=sys.stderr)
 
 
+async def _record_result(audit: Any, result: Any, resume: str) -> None:
+    """The end of an import or a replay (`result` with its tally, `stopped` and `error`); `resume` is said only if it
+    did not get to the end."""
+    unfinished = bool(result.error or result.stopped)
+    await _record_end(
+        audit,
+        stored=result.tally.stored,
+        duplicates=result.tally.duplicates,
+        stopped=result.stopped,
+        error=result.error,
+        resume=resume if unfinished else None,
+    )
+
+
 async def _record_end(audit: Any, **outcome: Any) -> None:
     """The run's end on evt.replay; what was published stays published if this fails, which is said."""
     from ballast.bus.publisher import PublishError
@@ -373,14 +387,7 @@ async def _import(args: argparse.Namespace) -> int:
             result = await importing.publish(bus, plan, from_line=args.from_line, progress=progress, stop=stop)
         progress.finish()
         kept = await importing.dead_letter(bus, plan)
-        await _record_end(
-            audit,
-            stored=result.tally.stored,
-            duplicates=result.tally.duplicates,
-            stopped=result.stopped,
-            error=result.error,
-            resume=f"--from-line {result.resume_from}" if result.error or result.stopped else None,
-        )
+        await _record_result(audit, result, f"--from-line {result.resume_from}")
     finally:
         await bus.close()
     print(
@@ -472,14 +479,7 @@ async def _replay(args: argparse.Namespace) -> int:
         flag = "--from-line" if plan is not None else "--from-seq"
         resume = f"{flag} {(result.replayed_through or 0) + 1} --run {run_id}"
         unfinished = bool(result.error or result.stopped)
-        await _record_end(
-            audit,
-            stored=result.tally.stored,
-            duplicates=result.tally.duplicates,
-            stopped=result.stopped,
-            error=result.error,
-            resume=resume if unfinished else None,
-        )
+        await _record_result(audit, result, resume)
     finally:
         await bus.close()
     print(
