@@ -19,10 +19,9 @@ from typing import Annotated, Any, Final, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
+# From the defining modules, not the package: the package's loaders read these objects too.
 from ballast.slo.alerting import Alerting, AlertTier
 from ballast.slo.budgeting import Budgeting, Occurrences, RatioTimeslices, Timeslices
-
-# From the defining modules, not the package: the package's loaders read these objects too.
 from ballast.slo.crd_rules import broken_rules
 from ballast.slo.durations import parse_duration
 from ballast.slo.errors import InvalidSpec, SpecError, from_validation
