@@ -27,12 +27,16 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ballast.events.catalogue import CATALOGUE, DEAD_LETTERS
 from ballast.replay.pacing import Pacing, PacingError
 from ballast.replay.selection import Selection, SelectionError, parse_time, stream_of
 from ballast.slo.durations import parse_duration
+
+if TYPE_CHECKING:
+    from ballast.replay.audit import Audit
+    from ballast.replay.publishing import Tally
 
 EXIT_STOPPED = 1
 EXIT_REFUSED = 2
@@ -211,7 +215,7 @@ async def _connect(url: str) -> Any:
     return await Bus.connect(url, name="ballast-events", metrics=BusMetrics(CollectorRegistry()))
 
 
-async def _record_start(audit: Any) -> None:
+async def _record_start(audit: Audit) -> None:
     """The run's start on evt.replay, before it publishes anything; a start that cannot be recorded stops it."""
     from ballast.bus.publisher import PublishError
 
@@ -222,26 +226,14 @@ async def _record_start(audit: Any) -> None:
     print(f"run {audit.run} recorded on evt.replay ({audit.operation}, by {audit.actor})", file=sys.stderr)
 
 
-async def _record_result(audit: Any, result: Any, resume: str) -> None:
-    """The end of an import or a replay (`result` with its tally, `stopped` and `error`); `resume` is said only if it
-    did not get to the end."""
-    unfinished = bool(result.error or result.stopped)
-    await _record_end(
-        audit,
-        stored=result.tally.stored,
-        duplicates=result.tally.duplicates,
-        stopped=result.stopped,
-        error=result.error,
-        resume=resume if unfinished else None,
-    )
-
-
-async def _record_end(audit: Any, **outcome: Any) -> None:
+async def _record_end(
+    audit: Audit, tally: Tally, *, stopped: bool = False, error: str | None = None, resume: str | None = None
+) -> None:
     """The run's end on evt.replay; what was published stays published if this fails, which is said."""
     from ballast.bus.publisher import PublishError
 
     try:
-        await audit.ended(**outcome)
+        await audit.ended(tally, stopped=stopped, error=error, resume=resume)
     except (PublishError, ConnectionError, TimeoutError) as exc:
         _err(f"could not record the end of run {audit.run} on evt.replay: {exc}")
 
@@ -387,7 +379,9 @@ async def _import(args: argparse.Namespace) -> int:
             result = await importing.publish(bus, plan, from_line=args.from_line, progress=progress, stop=stop)
         progress.finish()
         kept = await importing.dead_letter(bus, plan)
-        await _record_result(audit, result, f"--from-line {result.resume_from}")
+        await _record_end(
+            audit, result.tally, stopped=result.stopped, error=result.error, resume=f"--from-line {result.resume_from}"
+        )
     finally:
         await bus.close()
     print(
@@ -478,8 +472,7 @@ async def _replay(args: argparse.Namespace) -> int:
         progress.finish()
         flag = "--from-line" if plan is not None else "--from-seq"
         resume = f"{flag} {(result.replayed_through or 0) + 1} --run {run_id}"
-        unfinished = bool(result.error or result.stopped)
-        await _record_result(audit, result, resume)
+        await _record_end(audit, result.tally, stopped=result.stopped, error=result.error, resume=resume)
     finally:
         await bus.close()
     print(
@@ -488,7 +481,7 @@ async def _replay(args: argparse.Namespace) -> int:
     )
     if skipped:
         print(f"{len(skipped)} messages were not CloudEvents and were skipped: " + ", ".join(map(str, skipped[:20])))
-    if unfinished:
+    if result.error or result.stopped:
         why = f"failed: {result.error}" if result.error else "stopped"
         _err(f"{why}; resume with {resume}")
         return EXIT_REFUSED if result.error else EXIT_STOPPED
@@ -628,6 +621,7 @@ async def _dlq(args: argparse.Namespace) -> int:
     from ballast.events.contracts.replay import ReplayOperation
     from ballast.replay import dead_letters
     from ballast.replay.audit import Audit
+    from ballast.replay.publishing import Tally
     from ballast.replay.shadow import new_run_id
 
     bus = await _connect(args.nats_url)
@@ -680,13 +674,13 @@ async def _dlq(args: argparse.Namespace) -> int:
             redriven = await dead_letters.redrive(bus, sequences)
         except Exception as exc:
             # The letters redriven before the failure are deleted from the dead letters: listing them shows the rest.
-            await _record_end(audit, stored=0, duplicates=0, error=str(exc), resume="ballast events dlq list")
+            await _record_end(audit, Tally(), error=str(exc), resume="ballast events dlq list")
             raise
         for done in redriven:
             what = "already there (duplicate)" if done.duplicate else f"stored as {done.stream}#{done.stream_seq}"
             print(f"redrove #{done.letter.sequence} to {done.letter.subject}: {what}; dead letter deleted")
         duplicates = sum(done.duplicate for done in redriven)
-        await _record_end(audit, stored=len(redriven) - duplicates, duplicates=duplicates)
+        await _record_end(audit, Tally(stored=len(redriven) - duplicates, duplicates=duplicates))
         return 0
     finally:
         await bus.close()

@@ -24,11 +24,13 @@ from ballast.events.contracts.replay import (
     replay_event_type,
     replay_subject,
 )
+from ballast.replay.publishing import Tally
+from ballast.runtime.config import ServiceSettings
 
 SOURCE = "/ballast/events"  # ce-source of the record: the replay tooling, wherever it runs
 
 
-def actor() -> str:
+def current_actor() -> str:
     """Who runs the command: `user@host`."""
     try:
         user = getpass.getuser()
@@ -37,9 +39,10 @@ def actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def cluster() -> str:
-    """The cluster token of the record's subject: `BALLAST_CLUSTER`, as the services take it, else `local`."""
-    return os.environ.get("BALLAST_CLUSTER") or "local"
+def current_cluster() -> str:
+    """The cluster token of the record's subject, as the services take it: `BALLAST_CLUSTER` (checked as theirs is,
+    a bad value raising an error that names it), else `local`."""
+    return ServiceSettings().cluster
 
 
 @dataclass
@@ -53,8 +56,8 @@ class Audit:
     target: str
     live: bool
     planned: int | None = None
-    cluster: str = field(default_factory=cluster)
-    actor: str = field(default_factory=actor)
+    cluster: str = field(default_factory=current_cluster)
+    actor: str = field(default_factory=current_actor)
     invocation: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
@@ -87,20 +90,16 @@ class Audit:
         await self._publish(ReplayState.STARTED, self._record())
 
     async def ended(
-        self,
-        *,
-        stored: int,
-        duplicates: int,
-        stopped: bool = False,
-        error: str | None = None,
-        resume: str | None = None,
+        self, tally: Tally, *, stopped: bool = False, error: str | None = None, resume: str | None = None
     ) -> None:
+        """`resume` (how to go on) is recorded only for a run that did not get to its end."""
+        unfinished = stopped or error is not None
         state = ReplayState.FAILED if error else ReplayState.STOPPED if stopped else ReplayState.FINISHED
         record = self._record(
-            stored=stored,
-            duplicates=duplicates,
+            stored=tally.stored,
+            duplicates=tally.duplicates,
             error=error,
-            resume=resume,
+            resume=resume if unfinished else None,
             ended_at=datetime.now(UTC),
         )
         await self._publish(state, record)
