@@ -302,3 +302,26 @@ async def test_update_all_writes_many_at_once_and_reports_each_lost_compare_and_
     (exists,) = await budgets.update_all([("shop.new", Budget(slo="new", remaining=0.5), 0)])
     assert isinstance(exists, KeyExists)
     assert await budgets.update_all([]) == []
+
+
+async def test_get_all_reads_many_keys_at_once_as_get_reads_each(bus: Bus, budgets: KeyValue[Budget]) -> None:
+    created = await budgets.create("shop.web", Budget(slo="web", remaining=1.0))
+    updated = await budgets.update("shop.web", Budget(slo="web", remaining=0.5), revision=created)
+    gone = await budgets.create("shop.gone", Budget(slo="gone", remaining=1.0))
+    await budgets.delete("shop.gone", revision=gone)
+    await budgets.create("shop.api", Budget(slo="api", remaining=0.2))
+    keys = ["shop.web", "shop.never", "shop.gone", "shop.api", "shop.web"]
+
+    found = await budgets.get_all(keys)
+
+    assert found == [await budgets.get(key) for key in keys]
+    assert found[0] == Entry("shop.web", updated, Budget(slo="web", remaining=0.5))
+    assert found[1] is None  # never written
+    assert found[2] is None  # deleted
+    assert await budgets.get_all([]) == []
+    with pytest.raises(ValueError, match="'shop web' is not a valid key"):
+        await budgets.get_all(["shop.web", "shop web"])
+    store = await bus.js.key_value(budgets.bucket)
+    await store.put("shop.bad", b'{"slo": "bad"}')
+    with pytest.raises(StoredValueError, match=r"'shop\.bad'"):
+        await budgets.get_all(["shop.web", "shop.bad"])

@@ -195,7 +195,7 @@ async def test_a_fact_dated_in_the_future_is_refused_naming_its_date(
 async def test_a_batch_of_facts_is_stored_per_webapp_and_a_bad_fact_refused_alone(
     store: SliStore, unique: Callable[[str], str]
 ) -> None:
-    one, two = unique("ns"), unique("ns")
+    one, two = unique("one-"), unique("two-")
     ingest = FactIngest(store, cluster="local", retention=RETENTION)
     await ingest.on_fact(fact(one, 2, T0))
     before = await store.webapps.get(webapp_key(one, "web"))
@@ -215,3 +215,40 @@ async def test_a_batch_of_facts_is_stored_per_webapp_and_a_bad_fact_refused_alon
     after = await store.webapps.get(webapp_key(one, "web"))
     assert after is not None
     assert after.revision - before.revision <= 2  # the batch's 20 facts about it in one write (two with the other's)
+
+
+async def test_batches_written_together_lose_no_fact_to_a_stale_copy_a_deleted_record_or_each_other(
+    bus: Bus, store: SliStore, unique: Callable[[str], str]
+) -> None:
+    one, two, gone = unique("one-"), unique("two-"), unique("gone-")
+    # Two replicas, each its own store (its own copy of what it last wrote).
+    other = SliStore(await bus.kv(SLO_SLI, WebAppRecord), await bus.kv(SLO_SLI, CauseWindow))
+    first = FactIngest(store, cluster="local", retention=RETENTION)
+    second = FactIngest(other, cluster="local", retention=RETENTION)
+    assert await first.on_facts([fact(ns, 2, T0) for ns in (one, two, gone)]) == [None] * 3
+    assert await second.on_facts([fact(one, 1, T0 + MINUTE, kind="Deployment")]) == [None]
+    # The first's copy of `one` is stale now, and `gone`'s record is deleted (a tombstone) behind its back.
+    deleted = await store.webapps.get(webapp_key(gone, "web"))
+    assert deleted is not None
+    await other.webapps.delete(webapp_key(gone, "web"), revision=deleted.revision)
+
+    # Two batches at once about the same WebApps: the second's facts join the writes the first has under way.
+    batches = [[fact(ns, 2 * (index % 2), T0 + (2 + index) * MINUTE) for ns in (one, two, gone)] for index in range(2)]
+    outcomes = await asyncio.gather(*(first.on_facts(batch) for batch in batches))
+
+    assert outcomes == [[None] * 3, [None] * 3]
+    assert [(c.at, c.state) for c in (await record(store, one)).changes] == [
+        (T0, Availability.UP),
+        (T0 + MINUTE, Availability.DOWN),
+        (T0 + 3 * MINUTE, Availability.UP),
+    ]
+    assert [(c.at, c.state) for c in (await record(store, two)).changes] == [
+        (T0, Availability.UP),
+        (T0 + 2 * MINUTE, Availability.DOWN),
+        (T0 + 3 * MINUTE, Availability.UP),
+    ]
+    # Written again from the facts after the deletion only: the record before it is gone.
+    assert [(c.at, c.state) for c in (await record(store, gone)).changes] == [
+        (T0 + 2 * MINUTE, Availability.DOWN),
+        (T0 + 3 * MINUTE, Availability.UP),
+    ]

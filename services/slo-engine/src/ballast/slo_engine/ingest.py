@@ -8,7 +8,6 @@ is refused (dead-lettered with the reason), as is a fact about a WebApp that nam
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -19,7 +18,7 @@ from ballast.events.contracts.incident import IncidentTransition
 from ballast.events.contracts.k8s import ObservedObject
 from ballast.events.contracts.reconcile import ReconcileOutcome
 from ballast.slo.webapp_availability import webapp_of
-from ballast.slo_engine.availability import Fact, availability_of
+from ballast.slo_engine.availability import Fact, WebAppRecord, availability_of
 from ballast.slo_engine.causes import CauseWindow, chaos_window, incident_window, merged
 from ballast.slo_engine.store import SliStore
 
@@ -72,19 +71,21 @@ class FactIngest:
                 continue
             if found is not None:
                 by_webapp.setdefault(found[0], []).append((index, found[1]))
+        if not by_webapp:
+            return outcomes
         keep_after = self._now() - self._retention
 
-        async def write(target: tuple[str, str], facts: list[tuple[int, Fact]]) -> None:
-            try:
-                await self._store.update_webapp(
-                    *target, lambda record: record.observe_all((fact for _, fact in facts), keep_after)
-                )
-            except Exception as error:  # not stored: these facts come back
-                for index, _ in facts:
-                    outcomes[index] = error
+        def observing(facts: list[tuple[int, Fact]]) -> Callable[[WebAppRecord], WebAppRecord]:
+            return lambda record: record.observe_all((fact for _, fact in facts), keep_after)
 
-        if by_webapp:
-            await asyncio.gather(*(write(target, facts) for target, facts in by_webapp.items()))
+        stored = await self._store.update_webapps({target: observing(facts) for target, facts in by_webapp.items()})
+        for target, facts in by_webapp.items():
+            outcome = stored[target]
+            if isinstance(outcome, Exception):  # not stored: these facts come back
+                for index, _ in facts:
+                    outcomes[index] = outcome
+            elif isinstance(outcome, BaseException):
+                raise outcome
         return outcomes
 
     def _fact(self, delivery: Delivery) -> tuple[tuple[str, str], Fact] | None:
