@@ -304,7 +304,9 @@ async def test_update_all_writes_many_at_once_and_reports_each_lost_compare_and_
     assert await budgets.update_all([]) == []
 
 
-async def test_get_all_reads_many_keys_at_once_as_get_reads_each(bus: Bus, budgets: KeyValue[Budget]) -> None:
+async def test_get_all_reads_many_keys_at_once_and_tells_a_deletion_by_its_revision(
+    bus: Bus, budgets: KeyValue[Budget]
+) -> None:
     created = await budgets.create("shop.web", Budget(slo="web", remaining=1.0))
     updated = await budgets.update("shop.web", Budget(slo="web", remaining=0.5), revision=created)
     gone = await budgets.create("shop.gone", Budget(slo="gone", remaining=1.0))
@@ -314,10 +316,17 @@ async def test_get_all_reads_many_keys_at_once_as_get_reads_each(bus: Bus, budge
 
     found = await budgets.get_all(keys)
 
-    assert found == [await budgets.get(key) for key in keys]
     assert found[0] == Entry("shop.web", updated, Budget(slo="web", remaining=0.5))
     assert found[1] is None  # never written
-    assert found[2] is None  # deleted
+    assert await budgets.get("shop.gone") is None
+    deletion = found[2]
+    assert deletion is not None
+    assert deletion.value is None
+    assert deletion.revision > gone  # the deletion's own revision: a write after it names it
+    assert [found[3], found[4]] == [await budgets.get("shop.api"), found[0]]
+    (written,) = await budgets.update_all([("shop.gone", Budget(slo="gone", remaining=0.9), deletion.revision)])
+    assert isinstance(written, int)
+    assert await budgets.get("shop.gone") == Entry("shop.gone", written, Budget(slo="gone", remaining=0.9))
     assert await budgets.get_all([]) == []
     with pytest.raises(ValueError, match="'shop web' is not a valid key"):
         await budgets.get_all(["shop.web", "shop web"])

@@ -146,8 +146,10 @@ class KeyValue(Generic[M]):
         return [self._outcome(key, revision, reply) for (key, _, revision), reply in zip(writes, replies, strict=True)]
 
     async def get_all(self, keys: Sequence[str], timeout: float = 10.0) -> list[Entry[M] | None]:
-        """`get` for many keys at once: the direct gets sent together and answered as they come, rather than one
-        round trip (and nats-py's request machinery) after another. A key not answered within `timeout` raises
+        """The keys' current entries, read at once: the direct gets sent together and answered as they come, rather
+        than one round trip (and nats-py's request machinery) after another. None for a key never written; for a
+        deleted key, unlike `get`, its deletion (value None) with its revision, which a compare-and-set write after
+        it names (`update_all` cannot create over a deletion). A key not answered within `timeout` raises
         TimeoutError."""
         if not keys:
             return []
@@ -167,9 +169,10 @@ class KeyValue(Generic[M]):
             return None
         if status is not None:
             raise nats.js.errors.APIError(code=int(status), description=headers.get("Description", ""))
+        revision = int(headers["Nats-Sequence"])
         if headers.get("KV-Operation") in (KV_DEL, KV_PURGE):
-            return None
-        return Entry(key, int(headers["Nats-Sequence"]), self._decode(key, int(headers["Nats-Sequence"]), msg.data))
+            return Entry(key, revision, None)
+        return Entry(key, revision, self._decode(key, revision, msg.data))
 
     async def _requests(
         self, requests: Sequence[tuple[str, bytes, dict[str, str] | None]], timeout: float

@@ -65,7 +65,8 @@ class Coalescer(Generic[M]):
     def __init__(self, kv: KeyValue[M], *, remember: int = 4096) -> None:
         self._kv = kv
         self._remember = remember
-        self._known: OrderedDict[str, Entry[M] | None] = OrderedDict()  # None: known absent
+        # None: known absent; an entry with no value: deleted (its revision the tombstone's, which a write names)
+        self._known: OrderedDict[str, Entry[M] | None] = OrderedDict()
         self._pending: dict[str, list[Pending[M]]] = {}
         self._writers: set[asyncio.Task[None]] = set()
 
@@ -107,17 +108,25 @@ class Coalescer(Generic[M]):
         return dict(zip(futures, outcomes, strict=True))
 
     async def _write_together(self, keys: list[str]) -> None:
-        """One write of each key's pending changes, all sent together; a key whose write lost (another replica wrote
-        it) or that got more changes meanwhile goes on alone (`_write`)."""
-        taken = {key: self._pending[key] for key in keys}
-        for key in keys:
-            self._pending[key] = []
-        try:
-            await self._apply_together(taken)
-        except Exception as error:  # the bus failing: these changes are not known to be stored
-            for batch in taken.values():
-                _settle(batch, error=error)
-        await asyncio.gather(*(self._write(key) for key in keys))
+        """Each key's pending changes in one write, all keys' writes sent together; then again, together, for the
+        keys whose write lost (another replica wrote them: read again first) or that got more changes meanwhile,
+        until none is left."""
+        while keys:
+            taken = {key: self._pending[key] for key in keys}
+            for key in keys:
+                self._pending[key] = []
+            try:
+                await self._apply_together(taken)
+            except Exception as error:  # the bus failing: these changes are not known to be stored
+                for batch in taken.values():
+                    _settle(batch, error=error)
+            still = []
+            for key in keys:
+                if self._pending[key]:
+                    still.append(key)
+                else:
+                    del self._pending[key]  # no await since the check: nothing can have joined it
+            keys = still
 
     async def _apply_together(self, taken: dict[str, list[Pending[M]]]) -> None:
         unknown = [key for key in taken if key not in self._known]
@@ -138,7 +147,7 @@ class Coalescer(Generic[M]):
             writes.append((key, wanted, entry.revision if entry is not None else 0))
         for (key, wanted, _), outcome in zip(writes, await self._kv.update_all(writes), strict=True):
             if isinstance(outcome, KvConflict):
-                # Another writer (or a deleted key's tombstone, or no answer): read again and apply them to that.
+                # Another writer (or no answer): read again and apply them to that.
                 self._known.pop(key, None)
                 self._pending[key][:0] = taken[key]
                 continue
