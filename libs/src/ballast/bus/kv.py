@@ -131,7 +131,7 @@ class KeyValue(Generic[M]):
         acknowledged as they come rather than one round trip after another. Each write gets its new revision, or the
         `KvConflict` it lost (its `current` is not read: None); one not acknowledged within `timeout` counts as lost
         too (it may have been stored: the caller reads again either way). A key deleted before has a tombstone:
-        creating it here conflicts, `create` handles that."""
+        creating it here conflicts; name the deletion's revision (`get_all` gives it), or use `create`."""
         if not writes:
             return []
         for key, _, _ in writes:
@@ -180,8 +180,9 @@ class KeyValue(Generic[M]):
         """Sends (subject, payload, headers) requests at once, with one reply subscription; their replies, each done
         once it came within `timeout` (a request not answered by then is left not done)."""
         # Our own replies, not nats-py's request or publish_async: a request each costs its own future, inbox token
-        # and timeout task (40 µs of CPU a write), and publish_async never resolves a future when the server refuses
-        # a write (it raises in its reply handler), while a lost compare-and-set is an expected answer here.
+        # and timeout task (a write of a 1 kB value took 71 µs of CPU that way, 41 here), and publish_async never
+        # resolves a future when the server refuses a write (it raises in its reply handler), while a lost
+        # compare-and-set is an expected answer here.
         nc = self._store._js._nc
         inbox = nc.new_inbox()
         loop = asyncio.get_running_loop()
